@@ -1,0 +1,217 @@
+/*
+ * temporal.h - the public face of runtime/temporal: configuration, and gRPC
+ * unary calls to Temporal's WorkflowService over libcurl (HTTP/2).
+ *
+ * Layers, bottom up:
+ *  - wire pieces, pure and network-free (exposed for unit tests and the
+ *    fuzzer): the length-prefixed message deframer, the response-metadata
+ *    parser (grpc-status, grpc-message, grpc-status-details-bin), base64 and
+ *    percent decoding;
+ *  - tc_config: where and how to connect (address, namespace, TLS, API key);
+ *  - tc_conn: one curl multi handle. Calls are started, driven together by
+ *    tc_conn_perform (so a 70 s long poll never blocks other calls), and
+ *    collected; tc_unary is the blocking form of one call.
+ *
+ * Transport facts this is built around:
+ *  - Debian's libcurl 7.88.1 cannot reuse a cleartext HTTP/2 prior-knowledge
+ *    connection (the second request fails with CURLE_HTTP2), so over
+ *    cleartext every call gets its own fresh connection; over TLS (ALPN h2)
+ *    calls are multiplexed on shared connections.
+ *  - libcurl hands HTTP/2 trailers to the header callback after the body,
+ *    so grpc-status is looked for in both header blocks (a "Trailers-Only"
+ *    error response has it in the first).
+ *  - Secrets (the API key) are never logged, never put in error messages,
+ *    and CURLOPT_VERBOSE is never enabled.
+ */
+#ifndef JORCH_TEMPORAL_H
+#define JORCH_TEMPORAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <protobuf-c/protobuf-c.h>
+
+#include "common/common.h"
+#include "google/rpc/status.pb-c.h"
+
+/* ------------------------------------------------------------- limits */
+
+/* Largest message accepted or sent, as sdk-go allows (grpc_dialer.go). */
+#define TC_MAX_MESSAGE ((size_t)128 * 1024 * 1024)
+/* Default deadline of an ordinary call, and of a long poll (sdk-go uses
+ * 70 s for polls; the server answers empty after ~20 s). */
+#define TC_DEFAULT_TIMEOUT_MS 10000
+#define TC_LONG_POLL_TIMEOUT_MS 70000
+
+/* gRPC status codes (grpc/grpc doc/statuscodes.md). */
+enum {
+    TC_OK = 0, TC_CANCELLED = 1, TC_UNKNOWN = 2, TC_INVALID_ARGUMENT = 3,
+    TC_DEADLINE_EXCEEDED = 4, TC_NOT_FOUND = 5, TC_ALREADY_EXISTS = 6,
+    TC_PERMISSION_DENIED = 7, TC_RESOURCE_EXHAUSTED = 8, TC_FAILED_PRECONDITION = 9,
+    TC_ABORTED = 10, TC_OUT_OF_RANGE = 11, TC_UNIMPLEMENTED = 12, TC_INTERNAL = 13,
+    TC_UNAVAILABLE = 14, TC_DATA_LOSS = 15, TC_UNAUTHENTICATED = 16,
+};
+/* "NOT_FOUND" etc.; "code 99" style text for unknown codes (buf >= 16). */
+const char *tc_code_name(int code, char *buf, size_t buflen);
+
+/* ------------------------------------------------- wire pieces (pure) */
+
+/* Base64 (standard alphabet; "-_" of the URL alphabet also accepted),
+ * padded or unpadded, as grpc-status-details-bin may be either. *out is
+ * malloc'ed (never NULL on success). Fails on bad characters or length. */
+int tc_base64_decode(const char *in, size_t len, unsigned char **out, size_t *outlen,
+                     jerr *err);
+
+/* Percent-decode a grpc-message value into out (NUL-terminated, truncated
+ * to outcap-1 bytes). Malformed escapes are kept literally, as the gRPC
+ * spec asks (never drop the message). Returns the decoded length. */
+size_t tc_percent_decode(const char *in, size_t len, char *out, size_t outcap);
+
+/* Reassembles length-prefixed gRPC messages (1 flag byte, 4-byte big-endian
+ * length, payload) from arbitrarily split bytes. Unary responses carry one
+ * message: a second one, a compressed flag, or a length above max_message is
+ * an error, detected from the 5-byte prefix before anything is allocated. */
+typedef struct tc_deframer {
+    size_t max_message;
+    unsigned char prefix[5];
+    size_t prefix_have;
+    size_t want;          /* length announced by the current prefix */
+    jbuf body;            /* the message being (or already) assembled */
+    bool in_body;
+    bool have_message;    /* one complete message is in body */
+    bool failed;
+} tc_deframer;
+
+void tc_deframer_init(tc_deframer *d, size_t max_message);
+int tc_deframer_feed(tc_deframer *d, const void *data, size_t len, jerr *err);
+/* End of stream: fails if a message is cut short. */
+int tc_deframer_finish(tc_deframer *d, jerr *err);
+void tc_deframer_free(tc_deframer *d);
+
+/* Frame one message: out gets 5 + len bytes (malloc'ed). */
+int tc_frame(const void *msg, size_t len, size_t max_message, unsigned char **out,
+             size_t *outlen, jerr *err);
+
+/* Response metadata as header lines arrive ("HTTP/2 200", "name: value",
+ * blank separators), both the first header block and the trailers. */
+typedef struct tc_meta {
+    int http_status;          /* 0 until the status line is seen */
+    bool grpc_content_type;   /* content-type application/grpc[+...] */
+    bool have_grpc_status;
+    int grpc_status;
+    char grpc_message[1024];  /* percent-decoded */
+    unsigned char *details;   /* decoded grpc-status-details-bin, malloc'ed */
+    size_t details_len;
+    bool details_bad;         /* present but not valid base64 */
+} tc_meta;
+
+void tc_meta_init(tc_meta *m);
+/* One header line as libcurl gives it (CRLF optional). Never fails on
+ * malformed input: bad values are recorded as such (a non-numeric
+ * grpc-status becomes UNKNOWN). */
+void tc_meta_line(tc_meta *m, const char *line, size_t len);
+void tc_meta_free(tc_meta *m);
+
+/* The outcome of a call. */
+typedef struct tc_status {
+    int code;                  /* gRPC code; TC_OK on success */
+    bool transport;            /* no gRPC status arrived: connect/TLS/timeout failure */
+    int curl_code;             /* CURLcode when transport is true */
+    char message[1024];        /* grpc-message, or what went wrong in transport */
+    Google__Rpc__Status *details; /* decoded grpc-status-details-bin, or NULL */
+} tc_status;
+
+void tc_status_init(tc_status *st);
+void tc_status_clear(tc_status *st);  /* frees details, back to OK */
+/* The status a finished response carries, from its metadata (grpc-status
+ * from headers or trailers; an HTTP error without one is mapped per the gRPC
+ * spec: 401 UNAUTHENTICATED, 403 PERMISSION_DENIED, 404 UNIMPLEMENTED,
+ * 429/502/503/504 UNAVAILABLE, else UNKNOWN). */
+void tc_status_from_meta(const tc_meta *m, tc_status *st);
+/* The first detail whose Any.type_url names desc (".../<full name>"),
+ * unpacked (free with protobuf_c_message_free_unpacked), or NULL. */
+ProtobufCMessage *tc_status_detail(const tc_status *st, const ProtobufCMessageDescriptor *desc);
+
+/* ------------------------------------------------------------ config */
+
+/* Where and how to connect. A plain struct: fill it from jorch.yaml with
+ * tc_config_set, then let tc_config_from_env override (environment wins
+ * over the file), then tc_config_check. Strings are malloc'ed and owned. */
+typedef struct tc_config {
+    char *address;          /* host:port; default 127.0.0.1:7233 */
+    char *namespace_;       /* default "default" */
+    char *task_queue;       /* default "jira-orchestration" */
+    char *api_key;          /* sent as authorization: Bearer; never printed */
+    int tls;                /* -1 auto (on with an API key, CA or client cert), 0 off, 1 on */
+    char *tls_ca;           /* PEM file of CAs; NULL: the system store */
+    char *tls_client_cert;  /* mTLS: PEM certificate and key files */
+    char *tls_client_key;
+    char *tls_server_name;  /* TLS name (SNI and verification) if not the address host */
+    char *identity;         /* worker/client identity; default "<pid>@<host>@jorch" */
+} tc_config;
+
+void tc_config_init(tc_config *c);
+/* Set one field by its jorch.yaml / snake_case name: address, namespace,
+ * task_queue, api_key, tls (true/false/1/0/yes/no/on/off), tls_ca,
+ * tls_client_cert, tls_client_key, tls_server_name, identity. value NULL
+ * clears it. Unknown names and bad values are JERR_USAGE errors. */
+int tc_config_set(tc_config *c, const char *name, const char *value, jerr *err);
+/* TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_TASK_QUEUE, TEMPORAL_API_KEY,
+ * TEMPORAL_TLS, TEMPORAL_TLS_CA, TEMPORAL_TLS_CLIENT_CERT,
+ * TEMPORAL_TLS_CLIENT_KEY, TEMPORAL_TLS_SERVER_NAME; unset or empty
+ * variables leave the field alone. */
+int tc_config_from_env(tc_config *c, jerr *err);
+/* Validate and settle defaults: address form, mTLS cert and key together,
+ * files readable, and never an API key in cleartext to a non-loopback host. */
+int tc_config_check(tc_config *c, jerr *err);
+/* Whether TLS is used after tc_config_check. */
+bool tc_config_uses_tls(const tc_config *c);
+void tc_config_free(tc_config *c);
+/* true for 127.0.0.0/8, ::1 and "localhost". host may carry a port. */
+bool tc_address_is_loopback(const char *address);
+
+/* ------------------------------------------------------------- calls */
+
+typedef struct tc_conn tc_conn;
+typedef struct tc_call tc_call;
+
+typedef struct tc_call_opts {
+    int64_t timeout_ms;   /* per attempt deadline; 0: TC_DEFAULT_TIMEOUT_MS */
+    bool retry_safe;      /* retry UNAVAILABLE / RESOURCE_EXHAUSTED / connect failures */
+    int max_attempts;     /* 0: 5 */
+} tc_call_opts;
+
+/* The configuration is copied (tc_config_check must have passed). */
+tc_conn *tc_conn_new(const tc_config *cfg, jerr *err);
+/* Frees the connection; calls still in flight are aborted and freed. */
+void tc_conn_free(tc_conn *c);
+const tc_config *tc_conn_config(const tc_conn *c);
+
+/* Create a call of WorkflowService/<method> and start it (it runs when
+ * tc_conn_perform is driven). req is packed at once, so a stack-built
+ * request may go out of scope after this returns. */
+tc_call *tc_call_start(tc_conn *c, const char *method, const ProtobufCMessage *req,
+                       const ProtobufCMessageDescriptor *resp_desc,
+                       const tc_call_opts *opts, jerr *err);
+/* Drive every started call: transfer what can be transferred, wait at most
+ * wait_ms for activity (0: don't wait), start due retries. Returns the
+ * number of calls not yet done, or -1 on a curl multi failure. */
+int tc_conn_perform(tc_conn *c, int wait_ms, jerr *err);
+bool tc_call_done(const tc_call *call);
+/* Take the outcome of a done call. On TC_OK *resp is the unpacked response
+ * (free with protobuf_c_message_free_unpacked); otherwise *resp is NULL and
+ * st says why. Returns st->code == TC_OK ? 0 : -1. */
+int tc_call_result(tc_call *call, ProtobufCMessage **resp, tc_status *st);
+/* Free a call (aborting it if still running). */
+void tc_call_free(tc_call *call);
+
+/* Blocking: start one call and drive the connection until it is done. */
+int tc_unary(tc_conn *c, const char *method, const ProtobufCMessage *req,
+             const ProtobufCMessageDescriptor *resp_desc, const tc_call_opts *opts,
+             ProtobufCMessage **resp, tc_status *st);
+
+/* Count of fresh connections curl opened so far (for tests of reuse). */
+long tc_conn_connects(const tc_conn *c);
+
+#endif
