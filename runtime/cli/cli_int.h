@@ -1,0 +1,61 @@
+/*
+ * cli_int.h - CLI-internal: option parsing, messages and the verb entry
+ * points shared by the files of runtime/cli.
+ */
+#ifndef JORCH_CLI_INT_H
+#define JORCH_CLI_INT_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+
+#include "activity/activity.h"
+#include "cli/cli.h"
+
+#define CLI_MAX_POS 64
+#define CLI_MAX_OPTS 32
+
+typedef struct cli_opt {
+    const char *name; /* long name without "--" */
+    int has_arg;
+    int id;           /* index into cli_args.set/val */
+} cli_opt;
+
+typedef struct cli_args {
+    const char *pos[CLI_MAX_POS];
+    int npos;
+    bool set[CLI_MAX_OPTS];
+    const char *val[CLI_MAX_OPTS];
+    bool help;
+} cli_args;
+
+/* Parses argv[1..]: options anywhere, or (options_first) only before the
+ * first positional, after which everything is positional (run/start). */
+int cli_parse(const char *verb, int argc, char **argv, const cli_opt *opts, bool options_first,
+              cli_args *out);
+
+void cli_errorf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Prints the message and a pointer to --help; returns CLI_USAGE. */
+int cli_usage_error(const char *verb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int cli_exit_for(const jerr *e);
+
+int cli_read_script(const char *path, char **src, size_t *len, jerr *err);
+void cli_script_dir(const char *path, char *out, size_t outlen);
+int cli_replay_history(const char *script_path, const char *src, size_t len,
+                       Temporal__Api__History__V1__History *h, jerr *err);
+
+/* Verbs implemented in cli_verbs.c (client verbs on either backend) and
+ * cli_run.c (run, resume, worker). */
+int cli_verb_run(int argc, char **argv);
+int cli_verb_start(int argc, char **argv);
+int cli_verb_resume(int argc, char **argv);
+int cli_verb_worker(int argc, char **argv);
+int cli_verb_signal(int argc, char **argv);
+int cli_verb_query(int argc, char **argv);
+int cli_verb_describe(int argc, char **argv);
+int cli_verb_list(int argc, char **argv);
+int cli_verb_history(int argc, char **argv);
+int cli_verb_result(int argc, char **argv);
+int cli_verb_cancel(int argc, char **argv);
+int cli_verb_terminate(int argc, char **argv);
+
+#endif

@@ -1,0 +1,805 @@
+/*
+ * cli_verbs.c - the verbs that work on a backend: run, start, resume, and
+ * the client verbs, which go through a cli_client (embedded store or
+ * Temporal) and format the Temporal API messages it returns.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include "cli/cli_int.h"
+#include "engine/engine.h"
+#include "store/store.h"
+
+/* ------------------------------------------------------------ backend */
+
+static bool temporal_selected(bool flag) {
+    if (flag) return true;
+    const char *e = getenv("FEATURE_TEMPORAL_ENABLED");
+    return e && (strcasecmp(e, "true") == 0 || strcmp(e, "1") == 0 || strcasecmp(e, "yes") == 0);
+}
+
+static const char *home_dir(const char *opt) {
+    if (opt && *opt) return opt;
+    const char *e = getenv("JORCH_HOME");
+    return e && *e ? e : ".jorch";
+}
+
+static int open_store(const char *home_opt, store **s) {
+    jerr e = {0};
+    if (store_open(home_dir(home_opt), s, &e) != 0) {
+        cli_errorf("%s", e.msg);
+        return cli_exit_for(&e);
+    }
+    return 0;
+}
+
+/* The embedded backend as a cli_client. */
+typedef struct local_client {
+    store *s;
+} local_client;
+
+static store *ls(cli_client *c) { return ((local_client *)c->impl)->s; }
+
+static int local_start(cli_client *c, const cli_start_opts *o, char **run_id, jerr *err) {
+    if (!o->script_path) return jerr_set(err, JERR_USAGE, "the embedded backend starts scripts: give a path to a .lua file");
+    char *src = NULL;
+    size_t len = 0;
+    if (cli_read_script(o->script_path, &src, &len, err) != 0) return -1;
+    store_new_run nr = {.workflow_id = o->workflow_id, .workflow_type = o->workflow_type, .task_queue = o->task_queue,
+                        .script_name = o->script_path, .script_src = src, .script_len = len, .input = o->input};
+    store_run r;
+    int rc = store_run_start(ls(c), &nr, &r, err);
+    free(src);
+    if (rc != 0) return -1;
+    *run_id = jstrdup(r.run_id);
+    return *run_id ? 0 : jerr_oom(err, "starting");
+}
+
+/* Applies requests at once when no process is executing the run. */
+static void apply_if_idle(store *s, const char *run_id) { store_apply_if_idle(s, run_id); }
+
+static int local_request(cli_client *c, const char *id, int kind, const char *name,
+                         Temporal__Api__Common__V1__Payloads *args, const char *reason, jerr *err) {
+    store_run r;
+    if (store_run_find(ls(c), id, &r, err) != 0) return -1;
+    if (r.status != RUN_RUNNING)
+        return jerr_set(err, JERR_USAGE, "workflow '%s' is not running (status %s)", id, store_status_name(r.status));
+    if (store_inbox_add(ls(c), r.run_id, kind, name, args, reason, err) != 0) return -1;
+    apply_if_idle(ls(c), r.run_id);
+    return 0;
+}
+
+static int local_signal(cli_client *c, const char *id, const char *name, Temporal__Api__Common__V1__Payloads *args,
+                        jerr *err) {
+    return local_request(c, id, INBOX_SIGNAL, name, args, NULL, err);
+}
+
+static int local_query(cli_client *c, const char *id, const char *name, Temporal__Api__Common__V1__Payloads *args,
+                       Temporal__Api__Common__V1__Payloads **result, jerr *err) {
+    return store_query(ls(c), id, name, args, result, err);
+}
+
+static int local_describe(cli_client *c, const char *id,
+                          Temporal__Api__Workflowservice__V1__DescribeWorkflowExecutionResponse **out, jerr *err) {
+    return store_describe(ls(c), id, out, err);
+}
+
+static int local_list(cli_client *c, const char *query,
+                      Temporal__Api__Workflowservice__V1__ListWorkflowExecutionsResponse **out, jerr *err) {
+    store_run *runs = NULL;
+    size_t n = 0;
+    if (store_run_list(ls(c), 0, &runs, &n, err) != 0) return -1;
+    Temporal__Api__Workflowservice__V1__ListWorkflowExecutionsResponse *resp = malloc(sizeof *resp);
+    if (!resp) {
+        free(runs);
+        return jerr_oom(err, "listing");
+    }
+    temporal__api__workflowservice__v1__list_workflow_executions_response__init(resp);
+    if (n) resp->executions = calloc(n, sizeof *resp->executions);
+    for (size_t i = 0; resp->executions && i < n; i++) {
+        Temporal__Api__Workflowservice__V1__DescribeWorkflowExecutionResponse *d = NULL;
+        if (store_describe(ls(c), runs[i].run_id, &d, err) != 0) break;
+        resp->executions[resp->n_executions++] = d->workflow_execution_info;
+        d->workflow_execution_info = NULL;
+        protobuf_c_message_free_unpacked(&d->base, NULL);
+    }
+    free(runs);
+    *out = resp;
+    return 0;
+}
+
+static int local_history(cli_client *c, const char *id, Temporal__Api__History__V1__History **out, jerr *err) {
+    store_run r;
+    if (store_run_find(ls(c), id, &r, err) != 0) return -1;
+    Temporal__Api__History__V1__History *h = malloc(sizeof *h);
+    if (!h) return jerr_oom(err, "reading history");
+    temporal__api__history__v1__history__init(h);
+    if (store_history(ls(c), r.run_id, 0, &h->events, &h->n_events, err) != 0) {
+        free(h);
+        return -1;
+    }
+    *out = h;
+    return 0;
+}
+
+static int local_result(cli_client *c, const char *id, int64_t timeout_ms,
+                        Temporal__Api__History__V1__HistoryEvent **close_event, jerr *err) {
+    return store_wait_closed(ls(c), id, timeout_ms, close_event, err);
+}
+
+static int local_cancel(cli_client *c, const char *id, const char *reason, jerr *err) {
+    return local_request(c, id, INBOX_CANCEL, NULL, NULL, reason, err);
+}
+
+static int local_terminate(cli_client *c, const char *id, const char *reason, jerr *err) {
+    return local_request(c, id, INBOX_TERMINATE, NULL, NULL, reason, err);
+}
+
+static void local_free(cli_client *c) {
+    store_close(ls(c));
+    free(c->impl);
+    free(c);
+}
+
+static const cli_client_ops local_ops = {
+    local_start, local_signal, local_query, local_describe, local_list,
+    local_history, local_result, local_cancel, local_terminate, local_free,
+};
+
+static cli_client *local_client_new(const char *home_opt, jerr *err) {
+    store *s = NULL;
+    if (store_open(home_dir(home_opt), &s, err) != 0) return NULL;
+    cli_client *c = calloc(1, sizeof *c);
+    local_client *lc = calloc(1, sizeof *lc);
+    if (!c || !lc) {
+        free(c);
+        free(lc);
+        store_close(s);
+        jerr_oom(err, "opening the store");
+        return NULL;
+    }
+    lc->s = s;
+    c->ops = &local_ops;
+    c->impl = lc;
+    return c;
+}
+
+static cli_client *client_for(bool temporal_flag, const char *home_opt, int *exit_code) {
+    jerr e = {0};
+    cli_client *c = temporal_selected(temporal_flag) ? cli_temporal_client_new(&e) : local_client_new(home_opt, &e);
+    if (!c) {
+        cli_errorf("%s", e.msg);
+        *exit_code = cli_exit_for(&e);
+    }
+    return c;
+}
+
+/* ------------------------------------------------------------ input, output */
+
+/* Each argument that parses as JSON is that value; anything else is a string. */
+static Temporal__Api__Common__V1__Payloads *args_to_payloads(const char *const *args, int n, jerr *err) {
+    Temporal__Api__Common__V1__Payloads *ps = payloads_new();
+    if (!ps) {
+        jerr_oom(err, "reading arguments");
+        return NULL;
+    }
+    for (int i = 0; i < n; i++) {
+        jerr ignore = {0};
+        Temporal__Api__Common__V1__Payload *p = payload_from_json(args[i], strlen(args[i]), &ignore);
+        if (!p) {
+            jbuf b;
+            jbuf_init(&b, 16u << 20);
+            jbuf_putc(&b, '"');
+            for (const unsigned char *s = (const unsigned char *)args[i]; *s; s++) {
+                if (*s == '"' || *s == '\\') {
+                    jbuf_putc(&b, '\\');
+                    jbuf_putc(&b, (char)*s);
+                } else if (*s < 0x20) {
+                    jbuf_printf(&b, "\\u%04x", *s);
+                } else {
+                    jbuf_putc(&b, (char)*s);
+                }
+            }
+            jbuf_putc(&b, '"');
+            p = payload_from_json(b.data, b.len, err);
+            jbuf_free(&b);
+            if (!p) {
+                jerr_prefix(err, "argument %d", i + 1);
+                err->code = JERR_USAGE;
+                protobuf_c_message_free_unpacked(&ps->base, NULL);
+                return NULL;
+            }
+        }
+        if (payloads_add(ps, p) != 0) {
+            protobuf_c_message_free_unpacked(&p->base, NULL);
+            protobuf_c_message_free_unpacked(&ps->base, NULL);
+            jerr_oom(err, "reading arguments");
+            return NULL;
+        }
+    }
+    return ps;
+}
+
+static void print_payloads(const Temporal__Api__Common__V1__Payloads *ps) {
+    jbuf b;
+    jbuf_init(&b, 0);
+    jerr e = {0};
+    if (payloads_to_json(ps, true, &b, &e) != 0)
+        cli_errorf("cannot print the result: %s", e.msg);
+    else
+        printf("%s\n", b.data ? b.data : "null");
+    jbuf_free(&b);
+}
+
+static void failure_text(const Temporal__Api__Failure__V1__Failure *f, jbuf *b) {
+    for (int depth = 0; f && depth < 8; depth++, f = f->cause) {
+        if (depth) jbuf_puts(b, ": caused by ");
+        if (f->failure_info_case == TEMPORAL__API__FAILURE__V1__FAILURE__FAILURE_INFO_APPLICATION_FAILURE_INFO &&
+            f->application_failure_info->type && *f->application_failure_info->type) {
+            jbuf_puts(b, f->application_failure_info->type);
+            jbuf_puts(b, ": ");
+        }
+        jbuf_puts(b, f->message ? f->message : "");
+    }
+}
+
+/* Prints a close event the way `run` and `result` report it; returns the exit code. */
+static int report_close(const char *id, const Temporal__Api__History__V1__HistoryEvent *e) {
+    jbuf b;
+    jbuf_init(&b, 0);
+    int rc = CLI_FAILED;
+    switch (e->event_type) {
+    case TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:
+        print_payloads(e->workflow_execution_completed_event_attributes->result);
+        rc = CLI_OK;
+        break;
+    case TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_WORKFLOW_EXECUTION_FAILED:
+        failure_text(e->workflow_execution_failed_event_attributes->failure, &b);
+        cli_errorf("workflow '%s' failed: %s", id, b.data ? b.data : "");
+        break;
+    case TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED:
+        cli_errorf("workflow '%s' was cancelled", id);
+        break;
+    case TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED:
+        cli_errorf("workflow '%s' was terminated: %s", id, e->workflow_execution_terminated_event_attributes->reason);
+        break;
+    case TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT:
+        cli_errorf("workflow '%s' timed out", id);
+        break;
+    default:
+        cli_errorf("workflow '%s' ended with %s", id, event_type_name(e->event_type));
+    }
+    jbuf_free(&b);
+    return rc;
+}
+
+/* ------------------------------------------------------------ run / start / resume */
+
+enum { O_ID, O_DETACH, O_TIME_SKIP, O_ACTIVITIES, O_HOME, O_TEMPORAL, O_QUIET, O_TASK_QUEUE, O_OUTPUT,
+       O_REASON, O_STATUS, O_TIMEOUT };
+
+static const cli_opt run_opts[] = {
+    {"activities", 1, O_ACTIVITIES}, {"detach", 0, O_DETACH}, {"home", 1, O_HOME}, {"id", 1, O_ID},
+    {"quiet", 0, O_QUIET}, {"task-queue", 1, O_TASK_QUEUE}, {"temporal", 0, O_TEMPORAL},
+    {"time-skip", 0, O_TIME_SKIP}, {NULL, 0, 0}};
+
+static const char run_help[] =
+    "Usage: jorch run [OPTIONS] SCRIPT [ARG...]\n"
+    "       jorch start [OPTIONS] SCRIPT|TYPE [ARG...]\n\n"
+    "run starts a workflow and executes it to the end in this process: progress on\n"
+    "stderr, the result as JSON on stdout; exit 0 when it completed, 1 when it failed\n"
+    "(or a workflow task failed: fix the script or environment, then 'jorch resume ID').\n"
+    "start only starts it and prints the workflow id (on the embedded backend, a\n"
+    "background process executes it; see --detach).\n"
+    "Arguments that parse as JSON are passed as that value, others as strings.\n"
+    "Options (before SCRIPT; what follows SCRIPT is the workflow's input):\n"
+    "  --id ID            workflow id (default TYPE-<random>)\n"
+    "  --detach           run: execute in a background process, print the id\n"
+    "  --time-skip        fire timers as soon as nothing else can happen (tests)\n"
+    "  --activities DIR   where activity modules are (default ./activities)\n"
+    "  --home DIR         the embedded store (default $JORCH_HOME or ./.jorch)\n"
+    "  --task-queue Q     task queue (default: jorch embedded, $TEMPORAL_TASK_QUEUE on Temporal)\n"
+    "  --temporal         use Temporal (also FEATURE_TEMPORAL_ENABLED=true)\n"
+    "  --quiet            no progress lines\n";
+
+static int execute_local(store *s, const char *run_id, const cli_args *a, bool stop_on_task_failure) {
+    store_runner_opts ro = {.activities_dir = a->set[O_ACTIVITIES] ? a->val[O_ACTIVITIES] : NULL,
+                            .follow_continue_as_new = true, .quiet = a->set[O_QUIET],
+                            .stop_on_task_failure = stop_on_task_failure};
+    store_run fin;
+    memset(&fin, 0, sizeof fin);
+    jerr e = {0};
+    if (store_runner_execute(s, run_id, &ro, &fin, &e) != 0) {
+        if (e.code == JERR_FAILED) {
+            cli_errorf("%s", e.msg);
+            cli_errorf("the run is still open: fix the problem, then 'jorch resume %s'", fin.workflow_id[0] ? fin.workflow_id : run_id);
+            return CLI_FAILED;
+        }
+        cli_errorf("%s", e.msg);
+        return cli_exit_for(&e);
+    }
+    Temporal__Api__History__V1__HistoryEvent *ce = NULL;
+    if (store_wait_closed(s, fin.run_id, 0, &ce, &e) != 0) {
+        cli_errorf("%s", e.msg);
+        return cli_exit_for(&e);
+    }
+    int rc = report_close(fin.workflow_id, ce);
+    protobuf_c_message_free_unpacked(&ce->base, NULL);
+    return rc;
+}
+
+/* Re-executes this binary as `jorch resume ID` in the background, with
+ * output going to $JORCH_HOME/logs/ID.log. */
+static int spawn_background(const char *home, const char *wid, const cli_args *a) {
+    char logdir[1100], logpath[1500];
+    snprintf(logdir, sizeof logdir, "%s/logs", home);
+    mkdir(logdir, 0700);
+    snprintf(logpath, sizeof logpath, "%s/%s.log", logdir, wid);
+    pid_t pid = fork();
+    if (pid < 0) {
+        cli_errorf("cannot start a background process: %s", strerror(errno));
+        return CLI_FAILED;
+    }
+    if (pid == 0) {
+        setsid();
+        int fd = open(logpath, O_WRONLY | O_CREAT | O_APPEND, 0600);
+        int nul = open("/dev/null", O_RDONLY);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+        }
+        if (nul >= 0) dup2(nul, 0);
+        const char *argv[12];
+        int n = 0;
+        argv[n++] = "jorch";
+        argv[n++] = "resume";
+        argv[n++] = "--home";
+        argv[n++] = home;
+        if (a->set[O_ACTIVITIES]) {
+            argv[n++] = "--activities";
+            argv[n++] = a->val[O_ACTIVITIES];
+        }
+        argv[n++] = wid;
+        argv[n] = NULL;
+        execv("/proc/self/exe", (char *const *)argv);
+        _exit(127);
+    }
+    return 0;
+}
+
+static int start_common(int argc, char **argv, bool run_mode) {
+    const char *verb = run_mode ? "run" : "start";
+    cli_args a;
+    int rc = cli_parse(verb, argc, argv, run_opts, true, &a);
+    if (rc) return rc;
+    if (a.help) {
+        fputs(run_help, stdout);
+        return 0;
+    }
+    if (a.npos < 1) return cli_usage_error(verb, "missing SCRIPT");
+    const char *script = a.pos[0];
+    char type[256];
+    engine_workflow_type(script, type, sizeof type);
+    jerr e = {0};
+    Temporal__Api__Common__V1__Payloads *input = args_to_payloads(a.pos + 1, a.npos - 1, &e);
+    if (!input) {
+        cli_errorf("%s", e.msg);
+        return CLI_USAGE;
+    }
+    bool temporal = temporal_selected(a.set[O_TEMPORAL]);
+    cli_start_opts so = {.workflow_id = a.set[O_ID] ? a.val[O_ID] : NULL, .workflow_type = type,
+                         .task_queue = a.set[O_TASK_QUEUE] ? a.val[O_TASK_QUEUE] : NULL,
+                         .script_path = (temporal && strstr(script, ".lua") == NULL) ? NULL : script, .input = input};
+    if (!temporal) {
+        /* fail fast on a script that cannot load */
+        char *src = NULL;
+        size_t len = 0;
+        if (cli_read_script(script, &src, &len, &e) != 0) {
+            protobuf_c_message_free_unpacked(&input->base, NULL);
+            cli_errorf("%s", e.msg);
+            return CLI_USAGE;
+        }
+        char dir[1024];
+        cli_script_dir(script, dir, sizeof dir);
+        int crc = engine_check_script(script, src, len, engine_find_module_in_dir, dir, &e);
+        free(src);
+        if (crc != 0) {
+            protobuf_c_message_free_unpacked(&input->base, NULL);
+            cli_errorf("%s", e.msg);
+            return CLI_USAGE;
+        }
+        store *s = NULL;
+        rc = open_store(a.set[O_HOME] ? a.val[O_HOME] : NULL, &s);
+        if (rc) {
+            protobuf_c_message_free_unpacked(&input->base, NULL);
+            return rc;
+        }
+        char *src2 = NULL;
+        size_t len2 = 0;
+        cli_read_script(script, &src2, &len2, &e);
+        store_new_run nr = {.workflow_id = so.workflow_id, .workflow_type = type, .task_queue = so.task_queue,
+                            .script_name = script, .script_src = src2, .script_len = len2, .input = input,
+                            .time_skip = a.set[O_TIME_SKIP]};
+        store_run r;
+        int src_rc = src2 ? store_run_start(s, &nr, &r, &e) : -1;
+        free(src2);
+        protobuf_c_message_free_unpacked(&input->base, NULL);
+        if (src_rc != 0) {
+            cli_errorf("%s", e.msg);
+            store_close(s);
+            return cli_exit_for(&e);
+        }
+        if (!run_mode || a.set[O_DETACH]) {
+            rc = spawn_background(home_dir(a.set[O_HOME] ? a.val[O_HOME] : NULL), r.workflow_id, &a);
+            if (rc == 0) printf("%s\n", r.workflow_id);
+            store_close(s);
+            return rc;
+        }
+        if (!a.set[O_QUIET]) fprintf(stderr, "[%s] started run %s of %s\n", r.workflow_id, r.run_id, script);
+        rc = execute_local(s, r.run_id, &a, true);
+        store_close(s);
+        return rc;
+    }
+    cli_client *c = client_for(true, NULL, &rc);
+    if (!c) {
+        protobuf_c_message_free_unpacked(&input->base, NULL);
+        return rc;
+    }
+    char *run_id = NULL;
+    if (c->ops->start(c, &so, &run_id, &e) != 0) {
+        cli_errorf("%s", e.msg);
+        rc = cli_exit_for(&e);
+    } else if (!run_mode || a.set[O_DETACH]) {
+        printf("%s\n", so.workflow_id ? so.workflow_id : run_id);
+        rc = 0;
+    } else {
+        Temporal__Api__History__V1__HistoryEvent *ce = NULL;
+        const char *wid = so.workflow_id ? so.workflow_id : run_id;
+        if (c->ops->result(c, wid, -1, &ce, &e) != 0) {
+            cli_errorf("%s", e.msg);
+            rc = cli_exit_for(&e);
+        } else {
+            rc = report_close(wid, ce);
+            protobuf_c_message_free_unpacked(&ce->base, NULL);
+        }
+    }
+    free(run_id);
+    protobuf_c_message_free_unpacked(&input->base, NULL);
+    c->ops->free(c);
+    return rc;
+}
+
+int cli_verb_run(int argc, char **argv) { return start_common(argc, argv, true); }
+int cli_verb_start(int argc, char **argv) { return start_common(argc, argv, false); }
+
+static const cli_opt resume_opts[] = {{"activities", 1, O_ACTIVITIES}, {"home", 1, O_HOME}, {"quiet", 0, O_QUIET},
+                                      {NULL, 0, 0}};
+
+int cli_verb_resume(int argc, char **argv) {
+    cli_args a;
+    int rc = cli_parse("resume", argc, argv, resume_opts, false, &a);
+    if (rc) return rc;
+    if (a.help) {
+        printf("Usage: jorch resume [--activities DIR] [--home DIR] [--quiet] ID\n\n"
+               "Continues executing an embedded run whose process stopped (crash, kill, a\n"
+               "failed workflow task that you have since fixed) and prints its result.\n");
+        return 0;
+    }
+    if (a.npos != 1) return cli_usage_error("resume", "expected one workflow id");
+    store *s = NULL;
+    rc = open_store(a.set[O_HOME] ? a.val[O_HOME] : NULL, &s);
+    if (rc) return rc;
+    store_run r;
+    jerr e = {0};
+    if (store_run_find(s, a.pos[0], &r, &e) != 0) {
+        cli_errorf("%s", e.msg);
+        store_close(s);
+        return cli_exit_for(&e);
+    }
+    rc = execute_local(s, r.run_id, &a, true);
+    store_close(s);
+    return rc;
+}
+
+int cli_verb_worker(int argc, char **argv) {
+    if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        printf("Usage: jorch worker\n\nServes workflows/ and activities/ on a Temporal task queue.\n"
+               "Not available in this version: the Temporal worker is still being built. Use the\n"
+               "embedded backend ('jorch run') or start workflows on Temporal with 'jorch start --temporal'.\n");
+        return 0;
+    }
+    cli_errorf("'jorch worker' is not available in this version: the Temporal worker is still being built "
+               "(use 'jorch run' on the embedded backend)");
+    return CLI_USAGE;
+}
+
+/* ------------------------------------------------------------ client verbs */
+
+static const cli_opt client_opts[] = {
+    {"home", 1, O_HOME}, {"output", 1, O_OUTPUT}, {"reason", 1, O_REASON}, {"status", 1, O_STATUS},
+    {"temporal", 0, O_TEMPORAL}, {"timeout", 1, O_TIMEOUT}, {NULL, 0, 0}};
+
+typedef struct client_verb_spec {
+    const char *name;
+    int min_pos, max_pos;
+    const char *help;
+} client_verb_spec;
+
+static int client_prologue(const client_verb_spec *v, int argc, char **argv, cli_args *a, cli_client **c) {
+    int rc = cli_parse(v->name, argc, argv, client_opts, false, a);
+    if (rc) return rc;
+    if (a->help) {
+        fputs(v->help, stdout);
+        return -1;
+    }
+    if (a->npos < v->min_pos || a->npos > v->max_pos) return cli_usage_error(v->name, "wrong number of arguments");
+    if (a->set[O_OUTPUT] && strcmp(a->val[O_OUTPUT], "json") != 0 && strcmp(a->val[O_OUTPUT], "text") != 0)
+        return cli_usage_error(v->name, "--output must be 'json' or 'text'");
+    *c = client_for(a->set[O_TEMPORAL], a->set[O_HOME] ? a->val[O_HOME] : NULL, &rc);
+    return *c ? 0 : rc;
+}
+
+#define CLIENT_HELP_COMMON "  --home DIR      the embedded store (default $JORCH_HOME or ./.jorch)\n" \
+                           "  --temporal      use Temporal (also FEATURE_TEMPORAL_ENABLED=true)\n"
+
+static int finish(cli_client *c, int rc) {
+    c->ops->free(c);
+    return rc;
+}
+
+int cli_verb_signal(int argc, char **argv) {
+    static const client_verb_spec v = {"signal", 2, 3,
+        "Usage: jorch signal ID NAME [JSON]\n\nSends signal NAME (with an optional JSON argument) to a running workflow.\n" CLIENT_HELP_COMMON};
+    cli_args a;
+    cli_client *c = NULL;
+    int rc = client_prologue(&v, argc, argv, &a, &c);
+    if (rc) return rc < 0 ? 0 : rc;
+    jerr e = {0};
+    Temporal__Api__Common__V1__Payloads *args = args_to_payloads(a.pos + 2, a.npos - 2, &e);
+    if (!args || c->ops->signal(c, a.pos[0], a.pos[1], args, &e) != 0) {
+        cli_errorf("%s", e.msg);
+        rc = cli_exit_for(&e);
+    }
+    if (args) protobuf_c_message_free_unpacked(&args->base, NULL);
+    return finish(c, rc);
+}
+
+int cli_verb_query(int argc, char **argv) {
+    static const client_verb_spec v = {"query", 2, 3,
+        "Usage: jorch query ID NAME [JSON]\n\nAsks a workflow (running or closed) a query; prints the answer as JSON.\n" CLIENT_HELP_COMMON};
+    cli_args a;
+    cli_client *c = NULL;
+    int rc = client_prologue(&v, argc, argv, &a, &c);
+    if (rc) return rc < 0 ? 0 : rc;
+    jerr e = {0};
+    Temporal__Api__Common__V1__Payloads *args = args_to_payloads(a.pos + 2, a.npos - 2, &e);
+    Temporal__Api__Common__V1__Payloads *res = NULL;
+    if (!args || c->ops->query(c, a.pos[0], a.pos[1], args, &res, &e) != 0) {
+        cli_errorf("%s", e.msg);
+        rc = cli_exit_for(&e);
+    } else {
+        print_payloads(res);
+    }
+    if (args) protobuf_c_message_free_unpacked(&args->base, NULL);
+    if (res) protobuf_c_message_free_unpacked(&res->base, NULL);
+    return finish(c, rc);
+}
+
+static const char *memo_value(const Temporal__Api__Common__V1__Memo *m, const char *key, char *buf, size_t len) {
+    snprintf(buf, len, "-");
+    for (size_t i = 0; m && i < m->n_fields; i++) {
+        if (strcmp(m->fields[i]->key, key) != 0 || !m->fields[i]->value) continue;
+        const ProtobufCBinaryData *d = &m->fields[i]->value->data;
+        size_t n = d->len < len - 1 ? d->len : len - 1;
+        if (n >= 2 && d->data[0] == '"') {
+            memcpy(buf, d->data + 1, n - 2);
+            buf[n - 2] = '\0';
+        } else {
+            memcpy(buf, d->data, n);
+            buf[n] = '\0';
+        }
+    }
+    return buf;
+}
+
+static void ts_text(const Google__Protobuf__Timestamp *t, char *buf, size_t len) {
+    if (!t) snprintf(buf, len, "-");
+    else time_format_rfc3339(pb_timestamp_nanos(t), buf, len);
+}
+
+static const char *status_text(int st) {
+    static const char *names[] = {"Unspecified", "Running", "Completed", "Failed", "Canceled",
+                                  "Terminated", "ContinuedAsNew", "TimedOut", "Paused"};
+    return st >= 0 && st <= 8 ? names[st] : "Unknown";
+}
+
+int cli_verb_describe(int argc, char **argv) {
+    static const client_verb_spec v = {"describe", 1, 1,
+        "Usage: jorch describe ID [--output json]\n\nShows a workflow's status, script version and pending activities.\n" CLIENT_HELP_COMMON};
+    cli_args a;
+    cli_client *c = NULL;
+    int rc = client_prologue(&v, argc, argv, &a, &c);
+    if (rc) return rc < 0 ? 0 : rc;
+    jerr e = {0};
+    Temporal__Api__Workflowservice__V1__DescribeWorkflowExecutionResponse *d = NULL;
+    if (c->ops->describe(c, a.pos[0], &d, &e) != 0) {
+        cli_errorf("%s", e.msg);
+        return finish(c, cli_exit_for(&e));
+    }
+    if (a.set[O_OUTPUT] && strcmp(a.val[O_OUTPUT], "json") == 0) {
+        jbuf b;
+        jbuf_init(&b, 0);
+        if (protojson_write(&d->base, 2, &b, &e) == 0) printf("%s\n", b.data);
+        else cli_errorf("%s", e.msg);
+        jbuf_free(&b);
+    } else {
+        const Temporal__Api__Workflow__V1__WorkflowExecutionInfo *i = d->workflow_execution_info;
+        char t1[48], t2[48], sn[1024], sha[80];
+        ts_text(i->start_time, t1, sizeof t1);
+        ts_text(i->close_time, t2, sizeof t2);
+        printf("Workflow ID:  %s\nRun ID:       %s\nType:         %s\nStatus:       %s\nTask queue:   %s\n"
+               "Started:      %s\nClosed:       %s\nHistory:      %" PRId64 " events\n",
+               i->execution ? i->execution->workflow_id : "", i->execution ? i->execution->run_id : "",
+               i->type ? i->type->name : "", status_text(i->status), i->task_queue, t1, t2, i->history_length);
+        memo_value(i->memo, "jorch.script", sn, sizeof sn);
+        memo_value(i->memo, "jorch.script_sha256", sha, sizeof sha);
+        if (strcmp(sn, "-") != 0) printf("Script:       %s (sha256 %s)\n", sn, sha);
+        if (d->n_pending_activities) printf("Pending activities:\n");
+        for (size_t k = 0; k < d->n_pending_activities; k++) {
+            const Temporal__Api__Workflow__V1__PendingActivityInfo *p = d->pending_activities[k];
+            printf("  %s (id %s): attempt %d, %s%s%s\n", p->activity_type ? p->activity_type->name : "?",
+                   p->activity_id, p->attempt, p->state == 2 ? "started" : "scheduled",
+                   p->last_failure ? ", last failure: " : "", p->last_failure ? p->last_failure->message : "");
+        }
+    }
+    protobuf_c_message_free_unpacked(&d->base, NULL);
+    return finish(c, CLI_OK);
+}
+
+int cli_verb_list(int argc, char **argv) {
+    static const client_verb_spec v = {"list", 0, 0,
+        "Usage: jorch list [--status S] [--output json]\n\nLists workflows, newest first; --status filters "
+        "(Running, Completed, Failed, Canceled, Terminated, ContinuedAsNew).\n" CLIENT_HELP_COMMON};
+    cli_args a;
+    cli_client *c = NULL;
+    int rc = client_prologue(&v, argc, argv, &a, &c);
+    if (rc) return rc < 0 ? 0 : rc;
+    int want = 0;
+    if (a.set[O_STATUS]) {
+        want = store_status_parse(a.val[O_STATUS]);
+        if (!want) {
+            c->ops->free(c);
+            return cli_usage_error("list", "unknown status '%s'", a.val[O_STATUS]);
+        }
+    }
+    jerr e = {0};
+    Temporal__Api__Workflowservice__V1__ListWorkflowExecutionsResponse *l = NULL;
+    if (c->ops->list(c, NULL, &l, &e) != 0) {
+        cli_errorf("%s", e.msg);
+        return finish(c, cli_exit_for(&e));
+    }
+    bool json = a.set[O_OUTPUT] && strcmp(a.val[O_OUTPUT], "json") == 0;
+    if (json) printf("[");
+    bool first = true;
+    if (!json) printf("%-32s %-36s %-16s %-15s %s\n", "WORKFLOW ID", "RUN ID", "TYPE", "STATUS", "STARTED");
+    for (size_t k = 0; k < l->n_executions; k++) {
+        const Temporal__Api__Workflow__V1__WorkflowExecutionInfo *i = l->executions[k];
+        if (want && (int)i->status != want) continue;
+        if (json) {
+            jbuf b;
+            jbuf_init(&b, 0);
+            if (protojson_write(&i->base, 0, &b, &e) == 0) printf("%s%s", first ? "" : ",", b.data);
+            jbuf_free(&b);
+        } else {
+            char t1[48];
+            ts_text(i->start_time, t1, sizeof t1);
+            printf("%-32s %-36s %-16s %-15s %s\n", i->execution ? i->execution->workflow_id : "",
+                   i->execution ? i->execution->run_id : "", i->type ? i->type->name : "", status_text(i->status), t1);
+        }
+        first = false;
+    }
+    if (json) printf("]\n");
+    protobuf_c_message_free_unpacked(&l->base, NULL);
+    return finish(c, CLI_OK);
+}
+
+int cli_verb_history(int argc, char **argv) {
+    static const client_verb_spec v = {"history", 1, 1,
+        "Usage: jorch history ID [--output json]\n\nPrints a workflow's history; --output json prints the Temporal\n"
+        "JSON form, which 'jorch replay' and Temporal's replayers read.\n" CLIENT_HELP_COMMON};
+    cli_args a;
+    cli_client *c = NULL;
+    int rc = client_prologue(&v, argc, argv, &a, &c);
+    if (rc) return rc < 0 ? 0 : rc;
+    jerr e = {0};
+    Temporal__Api__History__V1__History *h = NULL;
+    if (c->ops->history(c, a.pos[0], &h, &e) != 0) {
+        cli_errorf("%s", e.msg);
+        return finish(c, cli_exit_for(&e));
+    }
+    if (a.set[O_OUTPUT] && strcmp(a.val[O_OUTPUT], "json") == 0) {
+        jbuf b;
+        jbuf_init(&b, 0);
+        if (protojson_write(&h->base, 2, &b, &e) == 0) printf("%s\n", b.data);
+        else {
+            cli_errorf("%s", e.msg);
+            rc = CLI_FAILED;
+        }
+        jbuf_free(&b);
+    } else {
+        for (size_t k = 0; k < h->n_events; k++) {
+            char t[48];
+            ts_text(h->events[k]->event_time, t, sizeof t);
+            printf("%5" PRId64 "  %s  %s\n", h->events[k]->event_id, t, event_type_name(h->events[k]->event_type));
+        }
+    }
+    protobuf_c_message_free_unpacked(&h->base, NULL);
+    return finish(c, rc);
+}
+
+int cli_verb_result(int argc, char **argv) {
+    static const client_verb_spec v = {"result", 1, 1,
+        "Usage: jorch result ID [--timeout SECONDS]\n\nWaits for a workflow to close and prints its result as JSON;\n"
+        "exit 1 if it failed, was cancelled or terminated.\n" CLIENT_HELP_COMMON};
+    cli_args a;
+    cli_client *c = NULL;
+    int rc = client_prologue(&v, argc, argv, &a, &c);
+    if (rc) return rc < 0 ? 0 : rc;
+    int64_t timeout_ms = -1;
+    if (a.set[O_TIMEOUT]) {
+        int64_t ns;
+        jerr de = {0};
+        if (duration_parse(a.val[O_TIMEOUT], &ns, &de) != 0) {
+            c->ops->free(c);
+            return cli_usage_error("result", "%s", de.msg);
+        }
+        timeout_ms = ns / 1000000;
+    }
+    jerr e = {0};
+    Temporal__Api__History__V1__HistoryEvent *ce = NULL;
+    if (c->ops->result(c, a.pos[0], timeout_ms, &ce, &e) != 0) {
+        cli_errorf("%s", e.msg);
+        return finish(c, cli_exit_for(&e));
+    }
+    rc = report_close(a.pos[0], ce);
+    protobuf_c_message_free_unpacked(&ce->base, NULL);
+    return finish(c, rc);
+}
+
+int cli_verb_cancel(int argc, char **argv) {
+    static const client_verb_spec v = {"cancel", 1, 1,
+        "Usage: jorch cancel ID [--reason R]\n\nRequests cancellation; the workflow decides how to clean up.\n" CLIENT_HELP_COMMON};
+    cli_args a;
+    cli_client *c = NULL;
+    int rc = client_prologue(&v, argc, argv, &a, &c);
+    if (rc) return rc < 0 ? 0 : rc;
+    jerr e = {0};
+    if (c->ops->cancel(c, a.pos[0], a.set[O_REASON] ? a.val[O_REASON] : "", &e) != 0) {
+        cli_errorf("%s", e.msg);
+        rc = cli_exit_for(&e);
+    }
+    return finish(c, rc);
+}
+
+int cli_verb_terminate(int argc, char **argv) {
+    static const client_verb_spec v = {"terminate", 1, 1,
+        "Usage: jorch terminate ID [--reason R]\n\nEnds a workflow at once, without cleanup.\n" CLIENT_HELP_COMMON};
+    cli_args a;
+    cli_client *c = NULL;
+    int rc = client_prologue(&v, argc, argv, &a, &c);
+    if (rc) return rc < 0 ? 0 : rc;
+    jerr e = {0};
+    if (c->ops->terminate(c, a.pos[0], a.set[O_REASON] ? a.val[O_REASON] : "", &e) != 0) {
+        cli_errorf("%s", e.msg);
+        rc = cli_exit_for(&e);
+    }
+    return finish(c, rc);
+}

@@ -1,0 +1,114 @@
+/*
+ * engine.h - the public face of runtime/engine: the deterministic workflow
+ * engine. It consumes Temporal HistoryEvents and produces Temporal Commands;
+ * it does not know which backend the history came from.
+ */
+#ifndef JORCH_ENGINE_H
+#define JORCH_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/common.h"
+
+/* Limits for one run. Defaults (engine_limits_default): 64 MiB of Lua heap,
+ * 200 million VM instructions and 30 s of wall clock per activation,
+ * payload depth 64 and 4 MiB. Overridable from jorch.yaml / flags. */
+typedef struct engine_limits {
+    size_t memory_limit;
+    uint64_t instruction_budget;
+    double wall_clock_limit;
+    payload_limits payload;
+} engine_limits;
+
+engine_limits engine_limits_default(void);
+
+#include "temporal/api/command/v1/message.pb-c.h"
+
+/* Finds a workflow-side module for require() (see sandbox.h). */
+typedef int (*engine_module_finder)(void *ud, const char *name, char **src, size_t *len,
+                                    char **chunkname, jerr *err);
+
+typedef struct engine_run_config {
+    const char *script_name;  /* chunk name in messages, e.g. "workflows/orchestrate.lua" */
+    const char *script_src;
+    size_t script_len;
+    engine_limits limits;
+    engine_module_finder finder; /* may be NULL */
+    void *finder_ud;
+    /* Identity of the run (the history does not carry all of it). */
+    const char *namespace_;
+    const char *workflow_id;
+    const char *run_id;
+    /* Where workflow.log lines go (never called while replaying); NULL: stderr. */
+    void (*log_fn)(void *ud, const char *workflow_id, const char *line);
+    void *log_ud;
+} engine_run_config;
+
+/* Failure kinds of a workflow task (what a backend reports). */
+enum {
+    ENGINE_TASK_OK = 0,
+    ENGINE_TASK_FAILED = 1,       /* a Lua error, a limit, bad history: retry after a fix */
+    ENGINE_NONDETERMINISM = 2,    /* replay produced different commands */
+};
+
+typedef struct engine_output {
+    /* Commands for the workflow task at the end of the fed history, in order.
+     * Borrowed: valid until the next call on the run. */
+    Temporal__Api__Command__V1__Command **commands;
+    size_t n_commands;
+    bool has_task;   /* the history ended in an open workflow task (started, not completed) */
+    int failure;     /* ENGINE_TASK_* */
+    int64_t failed_event_id; /* for nondeterminism: the event that did not match (0 if none) */
+} engine_output;
+
+typedef struct engine_run engine_run;
+
+/* A run object for one workflow execution. Compiles the script (syntax
+ * errors are reported here) but runs nothing until events are fed. */
+engine_run *engine_run_new(const engine_run_config *cfg, jerr *err);
+void engine_run_free(engine_run *r);
+
+/* Feeds the next events of the run's history, in order, starting at event 1
+ * for a new run object or right after the last event fed. Workflow tasks
+ * that the history shows completed are replayed and their commands checked
+ * against the recorded command events; if the history ends in an open
+ * workflow task (started, no completion yet), that task is executed and its
+ * commands are returned. On failure returns -1, sets out->failure and err;
+ * the run object must then be discarded (rebuild it from full history). */
+int engine_run_feed(engine_run *r, Temporal__Api__History__V1__HistoryEvent **events, size_t n,
+                    engine_output *out, jerr *err);
+
+/* After the whole history was fed (replay of a recorded history): the
+ * commands of the last completed task must all have had their events. */
+int engine_run_check_end(engine_run *r, engine_output *out, jerr *err);
+
+/* Answers a query against the state reached by the events fed so far.
+ * Handlers may not block or produce commands. "__stack_trace" is built in. */
+int engine_run_query(engine_run *r, const char *name,
+                     const Temporal__Api__Common__V1__Payloads *args,
+                     Temporal__Api__Common__V1__Payloads **answer, jerr *err);
+
+/* True once a command that closes the run (complete, fail, cancel,
+ * continue-as-new) was produced or seen. */
+bool engine_run_closed(const engine_run *r);
+
+/* Bytes of Lua heap held by the run. */
+size_t engine_run_memory(const engine_run *r);
+
+/* Loads a script in a fresh sandbox and runs its top level: reports syntax
+ * errors, forbidden globals reached at load time, and a script that does not
+ * return a function. */
+int engine_check_script(const char *script_name, const char *src, size_t len,
+                        engine_module_finder finder, void *finder_ud, jerr *err);
+
+/* A module finder (engine_module_finder) that looks workflow-side modules
+ * up as files: require("a.b") -> "<dir>/a/b.lua". ud is the directory. */
+int engine_find_module_in_dir(void *dir, const char *name, char **src, size_t *len, char **chunkname,
+                              jerr *err);
+
+/* The workflow type of a script path: its basename without ".lua". */
+void engine_workflow_type(const char *script_path, char *out, size_t outlen);
+
+#endif

@@ -1,0 +1,1231 @@
+/*
+ * runner.c - executes one workflow execution on the embedded backend:
+ * workflow tasks through the engine, activities through the activity host,
+ * timers, retries and requests from other processes, each state change
+ * committed in one transaction so `kill -9` at any instant leaves a store
+ * that `jorch resume` continues from.
+ */
+#include "store/store_int.h"
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "activity/activity.h"
+#include "engine/engine.h"
+
+#define NS INT64_C(1000000000)
+
+/* Heartbeats arrive on activity threads; they only touch this table. */
+typedef struct hb_slot {
+    uint64_t token;
+    int64_t last;
+    Payloads *details;
+    bool cancel;
+    bool used;
+} hb_slot;
+
+typedef struct runner {
+    store *s;
+    const store_runner_opts *o;
+    act_host *host;
+    char run_id[40];
+    store_run run;
+    engine_run *eng;
+    int64_t fed;                 /* last event id fed to the engine */
+    store_module_ctx modules;    /* require() inside the run: pinned modules */
+    pthread_mutex_t mu;
+    hb_slot slots[256];
+} runner;
+
+static void progress(runner *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void progress(runner *r, const char *fmt, ...) {
+    if (r->o->quiet) return;
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "[%s] ", r->run.workflow_id);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+static void wf_log(void *ud, const char *wid, const char *line) {
+    runner *r = ud;
+    if (r->o->quiet) return;
+    fprintf(stderr, "[%s] %s\n", wid, line);
+}
+
+static hb_slot *slot_for(runner *r, uint64_t token, bool create) {
+    hb_slot *free_slot = NULL;
+    for (size_t i = 0; i < sizeof r->slots / sizeof r->slots[0]; i++) {
+        if (r->slots[i].used && r->slots[i].token == token) return &r->slots[i];
+        if (!r->slots[i].used && !free_slot) free_slot = &r->slots[i];
+    }
+    if (!create || !free_slot) return NULL;
+    *free_slot = (hb_slot){.token = token, .used = true, .last = time_now_nanos()};
+    return free_slot;
+}
+
+static bool on_heartbeat(void *ud, uint64_t token, const Payloads *details) {
+    runner *r = ud;
+    pthread_mutex_lock(&r->mu);
+    hb_slot *sl = slot_for(r, token, true);
+    bool cancel = false;
+    if (sl) {
+        sl->last = time_now_nanos();
+        if (details) {
+            Payloads *c = payloads_copy(details);
+            if (c) {
+                if (sl->details) protobuf_c_message_free_unpacked(&sl->details->base, NULL);
+                sl->details = c;
+            }
+        }
+        cancel = sl->cancel;
+    }
+    pthread_mutex_unlock(&r->mu);
+    return cancel;
+}
+
+static void slot_release(runner *r, uint64_t token, Payloads **details_out) {
+    pthread_mutex_lock(&r->mu);
+    hb_slot *sl = slot_for(r, token, false);
+    if (sl) {
+        if (details_out) {
+            *details_out = sl->details;
+            sl->details = NULL;
+        }
+        if (sl->details) protobuf_c_message_free_unpacked(&sl->details->base, NULL);
+        sl->used = false;
+        sl->details = NULL;
+    }
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* ------------------------------------------------------------ helpers */
+
+static ProtobufCMessage *msg_copy(const ProtobufCMessage *m) {
+    if (!m) return NULL;
+    size_t len = protobuf_c_message_get_packed_size(m);
+    uint8_t *b = malloc(len ? len : 1);
+    if (!b) return NULL;
+    protobuf_c_message_pack(m, b);
+    ProtobufCMessage *c = protobuf_c_message_unpack(m->descriptor, NULL, len, b);
+    free(b);
+    return c;
+}
+#define COPY(T, m) ((T *)msg_copy((const ProtobufCMessage *)(m)))
+
+static sqlite3_stmt *q_prep(runner *r, const char *sql, jerr *err) {
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(r->s->db, sql, -1, &st, NULL) != SQLITE_OK) {
+        store_db_error(r->s, "a query", err);
+        return NULL;
+    }
+    sqlite3_bind_text(st, 1, r->run_id, -1, SQLITE_TRANSIENT);
+    return st;
+}
+
+static int q_done(runner *r, sqlite3_stmt *st, const char *what, jerr *err) {
+    if (!st) return -1;
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : store_db_error(r->s, what, err);
+}
+
+/* ------------------------------------------------------------ commands -> events */
+
+static void fill_retry_defaults(Temporal__Api__Common__V1__RetryPolicy **rpp) {
+    /* Temporal's server-side defaults: 1s, x2, 100 x initial, unlimited */
+    if (!*rpp) {
+        *rpp = malloc(sizeof **rpp);
+        if (!*rpp) return;
+        temporal__api__common__v1__retry_policy__init(*rpp);
+    }
+    Temporal__Api__Common__V1__RetryPolicy *rp = *rpp;
+    if (!rp->initial_interval) rp->initial_interval = pb_duration_new(NS);
+    if (rp->backoff_coefficient < 1.0) rp->backoff_coefficient = 2.0;
+    if (!rp->maximum_interval) rp->maximum_interval = pb_duration_new(100 * pb_duration_nanos(rp->initial_interval));
+}
+
+static int cmd_schedule_activity(runner *r, const Command *c, int64_t wft_completed, jerr *err) {
+    const Temporal__Api__Command__V1__ScheduleActivityTaskCommandAttributes *ca =
+        c->schedule_activity_task_command_attributes;
+    Temporal__Api__Command__V1__ScheduleActivityTaskCommandAttributes *attrs =
+        COPY(Temporal__Api__Command__V1__ScheduleActivityTaskCommandAttributes, ca);
+    if (!attrs) return jerr_oom(err, "scheduling an activity");
+    fill_retry_defaults(&attrs->retry_policy);
+    if (!attrs->start_to_close_timeout && attrs->schedule_to_close_timeout)
+        attrs->start_to_close_timeout = COPY(Google__Protobuf__Duration, attrs->schedule_to_close_timeout);
+    HistoryEvent *e = store_event_new(ET(ACTIVITY_TASK_SCHEDULED));
+    Temporal__Api__History__V1__ActivityTaskScheduledEventAttributes *a = malloc(sizeof *a);
+    if (!e || !a) {
+        free(a);
+        if (e) protobuf_c_message_free_unpacked(&e->base, NULL);
+        protobuf_c_message_free_unpacked(&attrs->base, NULL);
+        return jerr_oom(err, "scheduling an activity");
+    }
+    temporal__api__history__v1__activity_task_scheduled_event_attributes__init(a);
+    e->attributes_case = EV_ATTR(ACTIVITY_TASK_SCHEDULED);
+    e->activity_task_scheduled_event_attributes = a;
+    a->activity_id = jstrdup(attrs->activity_id);
+    a->activity_type = COPY(Temporal__Api__Common__V1__ActivityType, attrs->activity_type);
+    a->task_queue = COPY(Temporal__Api__Taskqueue__V1__TaskQueue, attrs->task_queue);
+    a->input = COPY(Payloads, attrs->input);
+    a->schedule_to_close_timeout = COPY(Google__Protobuf__Duration, attrs->schedule_to_close_timeout);
+    a->schedule_to_start_timeout = COPY(Google__Protobuf__Duration, attrs->schedule_to_start_timeout);
+    a->start_to_close_timeout = COPY(Google__Protobuf__Duration, attrs->start_to_close_timeout);
+    a->heartbeat_timeout = COPY(Google__Protobuf__Duration, attrs->heartbeat_timeout);
+    a->retry_policy = COPY(Temporal__Api__Common__V1__RetryPolicy, attrs->retry_policy);
+    a->workflow_task_completed_event_id = wft_completed;
+    int64_t id = store_append(r->s, r->run_id, e, err);
+    if (id < 0) {
+        protobuf_c_message_free_unpacked(&attrs->base, NULL);
+        return -1;
+    }
+    size_t len = protobuf_c_message_get_packed_size(&attrs->base);
+    uint8_t *buf = malloc(len ? len : 1);
+    if (!buf) {
+        protobuf_c_message_free_unpacked(&attrs->base, NULL);
+        return jerr_oom(err, "scheduling an activity");
+    }
+    protobuf_c_message_pack(&attrs->base, buf);
+    protobuf_c_message_free_unpacked(&attrs->base, NULL);
+    sqlite3_stmt *q = q_prep(r, "INSERT INTO activities(run_id,scheduled_event_id,attempt,state,ready_at,scheduled_at,attrs)"
+                                " VALUES(?1,?2,1,0,?3,?3,?4)", err);
+    if (!q) {
+        free(buf);
+        return -1;
+    }
+    int64_t now = store_run_now(r->s, r->run_id);
+    sqlite3_bind_int64(q, 2, id);
+    sqlite3_bind_int64(q, 3, now);
+    sqlite3_bind_blob(q, 4, buf, (int)len, free);
+    return q_done(r, q, "scheduling an activity", err);
+}
+
+static int append_simple(runner *r, HistoryEvent *e, jerr *err) {
+    if (!e) return jerr_oom(err, "recording an event");
+    return store_append(r->s, r->run_id, e, err) < 0 ? -1 : 0;
+}
+
+static int activity_canceled_now(runner *r, int64_t sched, int64_t cancel_req, jerr *err) {
+    HistoryEvent *e = store_event_new(ET(ACTIVITY_TASK_CANCELED));
+    Temporal__Api__History__V1__ActivityTaskCanceledEventAttributes *a = malloc(sizeof *a);
+    if (!e || !a) {
+        free(a);
+        if (e) protobuf_c_message_free_unpacked(&e->base, NULL);
+        return jerr_oom(err, "cancelling an activity");
+    }
+    temporal__api__history__v1__activity_task_canceled_event_attributes__init(a);
+    e->attributes_case = EV_ATTR(ACTIVITY_TASK_CANCELED);
+    e->activity_task_canceled_event_attributes = a;
+    a->scheduled_event_id = sched;
+    a->latest_cancel_requested_event_id = cancel_req;
+    a->identity = jstrdup("jorch");
+    if (append_simple(r, e, err) != 0) return -1;
+    sqlite3_stmt *q = q_prep(r, "DELETE FROM activities WHERE run_id=?1 AND scheduled_event_id=?2", err);
+    if (!q) return -1;
+    sqlite3_bind_int64(q, 2, sched);
+    if (q_done(r, q, "cancelling an activity", err) != 0) return -1;
+    return store_schedule_wft(r->s, r->run_id, err);
+}
+
+static int cmd_request_cancel_activity(runner *r, const Command *c, int64_t wft_completed, jerr *err) {
+    int64_t sched = c->request_cancel_activity_task_command_attributes->scheduled_event_id;
+    HistoryEvent *e = store_event_new(ET(ACTIVITY_TASK_CANCEL_REQUESTED));
+    Temporal__Api__History__V1__ActivityTaskCancelRequestedEventAttributes *a = malloc(sizeof *a);
+    if (!e || !a) {
+        free(a);
+        if (e) protobuf_c_message_free_unpacked(&e->base, NULL);
+        return jerr_oom(err, "cancelling an activity");
+    }
+    temporal__api__history__v1__activity_task_cancel_requested_event_attributes__init(a);
+    e->attributes_case = EV_ATTR(ACTIVITY_TASK_CANCEL_REQUESTED);
+    e->activity_task_cancel_requested_event_attributes = a;
+    a->scheduled_event_id = sched;
+    a->workflow_task_completed_event_id = wft_completed;
+    int64_t req = store_append(r->s, r->run_id, e, err);
+    if (req < 0) return -1;
+    sqlite3_stmt *q = q_prep(r, "SELECT state FROM activities WHERE run_id=?1 AND scheduled_event_id=?2", err);
+    if (!q) return -1;
+    sqlite3_bind_int64(q, 2, sched);
+    int state = -1;
+    if (sqlite3_step(q) == SQLITE_ROW) state = sqlite3_column_int(q, 0);
+    sqlite3_finalize(q);
+    if (state == 0) return activity_canceled_now(r, sched, req, err); /* never started: cancelled at once */
+    if (state == 1) {
+        q = q_prep(r, "UPDATE activities SET cancel_requested=?3 WHERE run_id=?1 AND scheduled_event_id=?2", err);
+        if (!q) return -1;
+        sqlite3_bind_int64(q, 2, sched);
+        sqlite3_bind_int64(q, 3, req);
+        if (q_done(r, q, "cancelling an activity", err) != 0) return -1;
+        pthread_mutex_lock(&r->mu);
+        hb_slot *sl = slot_for(r, (uint64_t)sched, true);
+        if (sl) sl->cancel = true;
+        pthread_mutex_unlock(&r->mu);
+        act_host_cancel(r->host, (uint64_t)sched);
+    }
+    return 0;
+}
+
+static int cmd_start_timer(runner *r, const Command *c, int64_t wft_completed, jerr *err) {
+    const Temporal__Api__Command__V1__StartTimerCommandAttributes *ca = c->start_timer_command_attributes;
+    HistoryEvent *e = store_event_new(ET(TIMER_STARTED));
+    Temporal__Api__History__V1__TimerStartedEventAttributes *a = malloc(sizeof *a);
+    if (!e || !a) {
+        free(a);
+        if (e) protobuf_c_message_free_unpacked(&e->base, NULL);
+        return jerr_oom(err, "starting a timer");
+    }
+    temporal__api__history__v1__timer_started_event_attributes__init(a);
+    e->attributes_case = EV_ATTR(TIMER_STARTED);
+    e->timer_started_event_attributes = a;
+    a->timer_id = jstrdup(ca->timer_id);
+    a->start_to_fire_timeout = COPY(Google__Protobuf__Duration, ca->start_to_fire_timeout);
+    a->workflow_task_completed_event_id = wft_completed;
+    int64_t dur = pb_duration_nanos(ca->start_to_fire_timeout);
+    int64_t id = store_append(r->s, r->run_id, e, err);
+    if (id < 0) return -1;
+    sqlite3_stmt *q = q_prep(r, "INSERT OR REPLACE INTO timers(run_id,timer_id,started_event_id,fire_at) VALUES(?1,?2,?3,?4)", err);
+    if (!q) return -1;
+    sqlite3_bind_text(q, 2, ca->timer_id, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(q, 3, id);
+    sqlite3_bind_int64(q, 4, store_run_now(r->s, r->run_id) + dur);
+    char human[48];
+    duration_human(dur, human, sizeof human);
+    progress(r, "timer %s started (%s)", ca->timer_id, human);
+    return q_done(r, q, "starting a timer", err);
+}
+
+static int cmd_cancel_timer(runner *r, const Command *c, int64_t wft_completed, jerr *err) {
+    const char *tid = c->cancel_timer_command_attributes->timer_id;
+    sqlite3_stmt *q = q_prep(r, "SELECT started_event_id FROM timers WHERE run_id=?1 AND timer_id=?2", err);
+    if (!q) return -1;
+    sqlite3_bind_text(q, 2, tid, -1, SQLITE_TRANSIENT);
+    int64_t started = 0;
+    if (sqlite3_step(q) == SQLITE_ROW) started = sqlite3_column_int64(q, 0);
+    sqlite3_finalize(q);
+    HistoryEvent *e = store_event_new(ET(TIMER_CANCELED));
+    Temporal__Api__History__V1__TimerCanceledEventAttributes *a = malloc(sizeof *a);
+    if (!e || !a) {
+        free(a);
+        if (e) protobuf_c_message_free_unpacked(&e->base, NULL);
+        return jerr_oom(err, "cancelling a timer");
+    }
+    temporal__api__history__v1__timer_canceled_event_attributes__init(a);
+    e->attributes_case = EV_ATTR(TIMER_CANCELED);
+    e->timer_canceled_event_attributes = a;
+    a->timer_id = jstrdup(tid);
+    a->started_event_id = started;
+    a->workflow_task_completed_event_id = wft_completed;
+    a->identity = jstrdup("jorch");
+    if (append_simple(r, e, err) != 0) return -1;
+    q = q_prep(r, "DELETE FROM timers WHERE run_id=?1 AND timer_id=?2", err);
+    if (!q) return -1;
+    sqlite3_bind_text(q, 2, tid, -1, SQLITE_TRANSIENT);
+    return q_done(r, q, "cancelling a timer", err);
+}
+
+static int cmd_marker(runner *r, const Command *c, int64_t wft_completed, jerr *err) {
+    const Temporal__Api__Command__V1__RecordMarkerCommandAttributes *ca = c->record_marker_command_attributes;
+    HistoryEvent *e = store_event_new(ET(MARKER_RECORDED));
+    Temporal__Api__History__V1__MarkerRecordedEventAttributes *a = malloc(sizeof *a);
+    if (!e || !a) {
+        free(a);
+        if (e) protobuf_c_message_free_unpacked(&e->base, NULL);
+        return jerr_oom(err, "recording a marker");
+    }
+    temporal__api__history__v1__marker_recorded_event_attributes__init(a);
+    e->attributes_case = EV_ATTR(MARKER_RECORDED);
+    e->marker_recorded_event_attributes = a;
+    a->marker_name = jstrdup(ca->marker_name);
+    a->workflow_task_completed_event_id = wft_completed;
+    if (ca->n_details) {
+        a->details = calloc(ca->n_details, sizeof *a->details);
+        for (size_t i = 0; a->details && i < ca->n_details; i++) {
+            Temporal__Api__History__V1__MarkerRecordedEventAttributes__DetailsEntry *d = malloc(sizeof *d);
+            if (!d) break;
+            temporal__api__history__v1__marker_recorded_event_attributes__details_entry__init(d);
+            d->key = jstrdup(ca->details[i]->key);
+            d->value = COPY(Payloads, ca->details[i]->value);
+            a->details[a->n_details++] = d;
+        }
+    }
+    return append_simple(r, e, err);
+}
+
+static int cmd_upsert(runner *r, const Command *c, int64_t wft_completed, jerr *err) {
+    HistoryEvent *e = store_event_new(ET(UPSERT_WORKFLOW_SEARCH_ATTRIBUTES));
+    Temporal__Api__History__V1__UpsertWorkflowSearchAttributesEventAttributes *a = malloc(sizeof *a);
+    if (!e || !a) {
+        free(a);
+        if (e) protobuf_c_message_free_unpacked(&e->base, NULL);
+        return jerr_oom(err, "upserting search attributes");
+    }
+    temporal__api__history__v1__upsert_workflow_search_attributes_event_attributes__init(a);
+    e->attributes_case = EV_ATTR(UPSERT_WORKFLOW_SEARCH_ATTRIBUTES);
+    e->upsert_workflow_search_attributes_event_attributes = a;
+    a->workflow_task_completed_event_id = wft_completed;
+    a->search_attributes = COPY(Temporal__Api__Common__V1__SearchAttributes,
+                                c->upsert_workflow_search_attributes_command_attributes->search_attributes);
+    return append_simple(r, e, err);
+}
+
+static int close_run(runner *r, int status, jerr *err) {
+    if (store_set_status(r->s, r->run_id, status, err) != 0) return -1;
+    const char *cleanup[] = {"DELETE FROM timers WHERE run_id=?1", "DELETE FROM activities WHERE run_id=?1"};
+    for (int i = 0; i < 2; i++)
+        if (q_done(r, q_prep(r, cleanup[i], err), "closing a run", err) != 0) return -1;
+    return 0;
+}
+
+static int cmd_close(runner *r, const Command *c, int64_t wft_completed, char *new_run_id, jerr *err) {
+    HistoryEvent *e = NULL;
+    int status = 0;
+    switch (c->command_type) {
+    case CT(COMPLETE_WORKFLOW_EXECUTION): {
+        e = store_event_new(ET(WORKFLOW_EXECUTION_COMPLETED));
+        Temporal__Api__History__V1__WorkflowExecutionCompletedEventAttributes *a = malloc(sizeof *a);
+        if (!e || !a) break;
+        temporal__api__history__v1__workflow_execution_completed_event_attributes__init(a);
+        e->attributes_case = EV_ATTR(WORKFLOW_EXECUTION_COMPLETED);
+        e->workflow_execution_completed_event_attributes = a;
+        a->result = COPY(Payloads, c->complete_workflow_execution_command_attributes->result);
+        a->workflow_task_completed_event_id = wft_completed;
+        status = RUN_COMPLETED;
+        break;
+    }
+    case CT(FAIL_WORKFLOW_EXECUTION): {
+        e = store_event_new(ET(WORKFLOW_EXECUTION_FAILED));
+        Temporal__Api__History__V1__WorkflowExecutionFailedEventAttributes *a = malloc(sizeof *a);
+        if (!e || !a) break;
+        temporal__api__history__v1__workflow_execution_failed_event_attributes__init(a);
+        e->attributes_case = EV_ATTR(WORKFLOW_EXECUTION_FAILED);
+        e->workflow_execution_failed_event_attributes = a;
+        a->failure = COPY(Failure, c->fail_workflow_execution_command_attributes->failure);
+        a->retry_state = TEMPORAL__API__ENUMS__V1__RETRY_STATE__RETRY_STATE_RETRY_POLICY_NOT_SET;
+        a->workflow_task_completed_event_id = wft_completed;
+        status = RUN_FAILED;
+        break;
+    }
+    case CT(CANCEL_WORKFLOW_EXECUTION): {
+        e = store_event_new(ET(WORKFLOW_EXECUTION_CANCELED));
+        Temporal__Api__History__V1__WorkflowExecutionCanceledEventAttributes *a = malloc(sizeof *a);
+        if (!e || !a) break;
+        temporal__api__history__v1__workflow_execution_canceled_event_attributes__init(a);
+        e->attributes_case = EV_ATTR(WORKFLOW_EXECUTION_CANCELED);
+        e->workflow_execution_canceled_event_attributes = a;
+        a->workflow_task_completed_event_id = wft_completed;
+        status = RUN_CANCELED;
+        break;
+    }
+    case CT(CONTINUE_AS_NEW_WORKFLOW_EXECUTION): {
+        const Temporal__Api__Command__V1__ContinueAsNewWorkflowExecutionCommandAttributes *ca =
+            c->continue_as_new_workflow_execution_command_attributes;
+        if (uuid_random(new_run_id) != 0) return jerr_set(err, JERR_INTERNAL, "no randomness for a run id");
+        e = store_event_new(ET(WORKFLOW_EXECUTION_CONTINUED_AS_NEW));
+        Temporal__Api__History__V1__WorkflowExecutionContinuedAsNewEventAttributes *a = malloc(sizeof *a);
+        if (!e || !a) break;
+        temporal__api__history__v1__workflow_execution_continued_as_new_event_attributes__init(a);
+        e->attributes_case = EV_ATTR(WORKFLOW_EXECUTION_CONTINUED_AS_NEW);
+        e->workflow_execution_continued_as_new_event_attributes = a;
+        a->new_execution_run_id = jstrdup(new_run_id);
+        a->workflow_type = COPY(Temporal__Api__Common__V1__WorkflowType, ca->workflow_type);
+        a->task_queue = COPY(Temporal__Api__Taskqueue__V1__TaskQueue, ca->task_queue);
+        a->input = COPY(Payloads, ca->input);
+        a->workflow_task_completed_event_id = wft_completed;
+        a->initiator = TEMPORAL__API__ENUMS__V1__CONTINUE_AS_NEW_INITIATOR__CONTINUE_AS_NEW_INITIATOR_WORKFLOW;
+        status = RUN_CONTINUED_AS_NEW;
+        break;
+    }
+    default:
+        return jerr_set(err, JERR_INTERNAL, "not a closing command");
+    }
+    if (!status) {
+        if (e) protobuf_c_message_free_unpacked(&e->base, NULL);
+        return jerr_oom(err, "closing a run");
+    }
+    if (append_simple(r, e, err) != 0) return -1;
+    return close_run(r, status, err);
+}
+
+/* Creates the run that continue-as-new asked for (same transaction). */
+static int start_continued(runner *r, const char *new_run_id, jerr *err) {
+    HistoryEvent **ev = NULL;
+    size_t n = 0;
+    if (store_history(r->s, r->run_id, 0, &ev, &n, err) != 0) return -1;
+    const HistoryEvent *can = n ? ev[n - 1] : NULL;
+    if (!can || can->event_type != ET(WORKFLOW_EXECUTION_CONTINUED_AS_NEW)) {
+        store_events_free(ev, n);
+        return jerr_set(err, JERR_INTERNAL, "continue-as-new event missing");
+    }
+    const Temporal__Api__History__V1__WorkflowExecutionStartedEventAttributes *first =
+        ev[0]->workflow_execution_started_event_attributes;
+    sqlite3_stmt *q = q_prep(r, "INSERT INTO runs(run_id,workflow_id,workflow_type,task_queue,script_name,script_sha,status,"
+                                "start_time,next_event_id,time_skip,skip_offset,seq) SELECT ?2,workflow_id,workflow_type,"
+                                "task_queue,script_name,script_sha,1,?3,1,time_skip,skip_offset,"
+                                "(SELECT MAX(seq)+1 FROM runs) FROM runs WHERE run_id=?1", err);
+    if (!q) {
+        store_events_free(ev, n);
+        return -1;
+    }
+    sqlite3_bind_text(q, 2, new_run_id, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(q, 3, time_now_nanos());
+    if (q_done(r, q, "continuing as new", err) != 0) {
+        store_events_free(ev, n);
+        return -1;
+    }
+    HistoryEvent *e = store_event_new(ET(WORKFLOW_EXECUTION_STARTED));
+    Temporal__Api__History__V1__WorkflowExecutionStartedEventAttributes *a =
+        COPY(Temporal__Api__History__V1__WorkflowExecutionStartedEventAttributes, first);
+    if (!e || !a) {
+        if (e) protobuf_c_message_free_unpacked(&e->base, NULL);
+        store_events_free(ev, n);
+        return jerr_oom(err, "continuing as new");
+    }
+    e->attributes_case = EV_ATTR(WORKFLOW_EXECUTION_STARTED);
+    e->workflow_execution_started_event_attributes = a;
+    if (a->input) protobuf_c_message_free_unpacked(&a->input->base, NULL);
+    a->input = COPY(Payloads, can->workflow_execution_continued_as_new_event_attributes->input);
+    free(a->continued_execution_run_id);
+    a->continued_execution_run_id = jstrdup(r->run_id);
+    free(a->original_execution_run_id);
+    a->original_execution_run_id = jstrdup(new_run_id);
+    a->initiator = TEMPORAL__API__ENUMS__V1__CONTINUE_AS_NEW_INITIATOR__CONTINUE_AS_NEW_INITIATOR_WORKFLOW;
+    store_events_free(ev, n);
+    if (store_append(r->s, new_run_id, e, err) < 0) return -1;
+    return store_schedule_wft(r->s, new_run_id, err);
+}
+
+/* ------------------------------------------------------------ workflow tasks */
+
+static int load_engine(runner *r, jerr *err) {
+    char *src = NULL, *name = NULL;
+    size_t len = 0;
+    if (store_script(r->s, r->run.script_sha, &name, &src, &len, err) != 0) return -1;
+    store_module_ctx *mcp = &r->modules;
+#define mc (*mcp)
+    memset(&mc, 0, sizeof mc);
+    mc.s = r->s;
+    snprintf(mc.run_id, sizeof mc.run_id, "%s", r->run_id);
+    snprintf(mc.script_dir, sizeof mc.script_dir, "%s", name);
+    char *slash = strrchr(mc.script_dir, '/');
+    if (slash) *slash = '\0';
+    else snprintf(mc.script_dir, sizeof mc.script_dir, ".");
+    engine_run_config cfg = {
+        .script_name = name, .script_src = src, .script_len = len, .limits = engine_limits_default(),
+        .finder = store_find_module, .finder_ud = mcp, .namespace_ = "default",
+        .workflow_id = r->run.workflow_id, .run_id = r->run_id, .log_fn = wf_log, .log_ud = r,
+    };
+#undef mc
+    r->eng = engine_run_new(&cfg, err);
+    free(src);
+    free(name);
+    r->fed = 0;
+    return r->eng ? 0 : -1;
+}
+
+static int convert_commands(runner *r, Command **cmds, size_t n, int64_t wft_completed, char *new_run_id,
+                            jerr *err) {
+    for (size_t i = 0; i < n; i++) {
+        const Command *c = cmds[i];
+        int rc = 0;
+        switch (c->command_type) {
+        case CT(SCHEDULE_ACTIVITY_TASK): rc = cmd_schedule_activity(r, c, wft_completed, err); break;
+        case CT(REQUEST_CANCEL_ACTIVITY_TASK): rc = cmd_request_cancel_activity(r, c, wft_completed, err); break;
+        case CT(START_TIMER): rc = cmd_start_timer(r, c, wft_completed, err); break;
+        case CT(CANCEL_TIMER): rc = cmd_cancel_timer(r, c, wft_completed, err); break;
+        case CT(RECORD_MARKER): rc = cmd_marker(r, c, wft_completed, err); break;
+        case CT(UPSERT_WORKFLOW_SEARCH_ATTRIBUTES): rc = cmd_upsert(r, c, wft_completed, err); break;
+        case CT(COMPLETE_WORKFLOW_EXECUTION):
+        case CT(FAIL_WORKFLOW_EXECUTION):
+        case CT(CANCEL_WORKFLOW_EXECUTION):
+        case CT(CONTINUE_AS_NEW_WORKFLOW_EXECUTION):
+            rc = cmd_close(r, c, wft_completed, new_run_id, err);
+            if (rc == 0) return 0; /* nothing after a closing command counts */
+            break;
+        default:
+            rc = jerr_set(err, JERR_FAILED, "command %s is not supported by the embedded backend",
+                          command_type_name(c->command_type));
+        }
+        if (rc != 0) return -1;
+    }
+    return 0;
+}
+
+static HistoryEvent *wft_event(int type, int64_t scheduled, int64_t started) {
+    HistoryEvent *e = store_event_new(type);
+    if (!e) return NULL;
+    if (type == ET(WORKFLOW_TASK_STARTED)) {
+        Temporal__Api__History__V1__WorkflowTaskStartedEventAttributes *a = malloc(sizeof *a);
+        if (!a) goto oom;
+        temporal__api__history__v1__workflow_task_started_event_attributes__init(a);
+        e->attributes_case = EV_ATTR(WORKFLOW_TASK_STARTED);
+        e->workflow_task_started_event_attributes = a;
+        a->scheduled_event_id = scheduled;
+        a->identity = jstrdup("jorch");
+    } else if (type == ET(WORKFLOW_TASK_COMPLETED)) {
+        Temporal__Api__History__V1__WorkflowTaskCompletedEventAttributes *a = malloc(sizeof *a);
+        if (!a) goto oom;
+        temporal__api__history__v1__workflow_task_completed_event_attributes__init(a);
+        e->attributes_case = EV_ATTR(WORKFLOW_TASK_COMPLETED);
+        e->workflow_task_completed_event_attributes = a;
+        a->scheduled_event_id = scheduled;
+        a->started_event_id = started;
+        a->identity = jstrdup("jorch");
+    } else {
+        Temporal__Api__History__V1__WorkflowTaskFailedEventAttributes *a = malloc(sizeof *a);
+        if (!a) goto oom;
+        temporal__api__history__v1__workflow_task_failed_event_attributes__init(a);
+        e->attributes_case = EV_ATTR(WORKFLOW_TASK_FAILED);
+        e->workflow_task_failed_event_attributes = a;
+        a->scheduled_event_id = scheduled;
+        a->started_event_id = started;
+        a->identity = jstrdup("jorch");
+    }
+    return e;
+oom:
+    protobuf_c_message_free_unpacked(&e->base, NULL);
+    return NULL;
+}
+
+/* Feeds the engine every committed event it has not seen, then (if a task is
+ * pending) the in-memory started event; commits the task's outcome. */
+static int run_workflow_task(runner *r, char *new_run_id, jerr *err) {
+    if (!r->eng && load_engine(r, err) != 0) return -1;
+    HistoryEvent **ev = NULL;
+    size_t n = 0;
+    if (store_history(r->s, r->run_id, r->fed, &ev, &n, err) != 0) return -1;
+    int64_t next_id = store_next_event_id(r->s, r->run_id);
+    int64_t scheduled = 0;
+    for (size_t i = n; i-- > 0;)
+        if (ev[i]->event_type == ET(WORKFLOW_TASK_SCHEDULED)) {
+            scheduled = ev[i]->event_id;
+            break;
+        }
+    if (!scheduled) {
+        HistoryEvent **all = NULL;
+        size_t na = 0;
+        if (store_history(r->s, r->run_id, 0, &all, &na, err) == 0) {
+            for (size_t i = na; i-- > 0;)
+                if (all[i]->event_type == ET(WORKFLOW_TASK_SCHEDULED)) {
+                    scheduled = all[i]->event_id;
+                    break;
+                }
+            store_events_free(all, na);
+        }
+    }
+    HistoryEvent *started = wft_event(ET(WORKFLOW_TASK_STARTED), scheduled, 0);
+    HistoryEvent **batch = realloc(ev, (n + 1) * sizeof *batch);
+    if (!started || !batch) {
+        if (started) protobuf_c_message_free_unpacked(&started->base, NULL);
+        store_events_free(batch ? batch : ev, n);
+        return jerr_oom(err, "running a workflow task");
+    }
+    ev = batch;
+    started->event_id = next_id;
+    started->event_time = pb_timestamp_new(store_run_now(r->s, r->run_id));
+    ev[n++] = started;
+    engine_output out;
+    int rc = engine_run_feed(r->eng, ev, n, &out, err);
+    int64_t started_time = pb_timestamp_nanos(started->event_time);
+    if (rc != 0) {
+        jerr saved = *err;
+        /* record the failure (Temporal: WorkflowTaskFailed, a new task scheduled) */
+        store_events_free(ev, n);
+        engine_run_free(r->eng);
+        r->eng = NULL;
+        if (store_begin(r->s, err) != 0) return -1;
+        HistoryEvent *st = wft_event(ET(WORKFLOW_TASK_STARTED), scheduled, 0);
+        if (st) st->event_time = pb_timestamp_new(started_time);
+        int64_t sid = st ? store_append(r->s, r->run_id, st, err) : -1;
+        HistoryEvent *fe = wft_event(ET(WORKFLOW_TASK_FAILED), scheduled, sid);
+        if (fe) {
+            fe->workflow_task_failed_event_attributes->cause =
+                out.failure == ENGINE_NONDETERMINISM
+                    ? TEMPORAL__API__ENUMS__V1__WORKFLOW_TASK_FAILED_CAUSE__WORKFLOW_TASK_FAILED_CAUSE_NON_DETERMINISTIC_ERROR
+                    : TEMPORAL__API__ENUMS__V1__WORKFLOW_TASK_FAILED_CAUSE__WORKFLOW_TASK_FAILED_CAUSE_WORKFLOW_WORKER_UNHANDLED_FAILURE;
+            Failure *f = malloc(sizeof *f);
+            if (f) {
+                temporal__api__failure__v1__failure__init(f);
+                f->message = jstrdup(saved.msg);
+                f->source = jstrdup("jorch");
+                fe->workflow_task_failed_event_attributes->failure = f;
+            }
+        }
+        store_clear_wft(r->s, r->run_id);
+        if (sid < 0 || !fe || store_append(r->s, r->run_id, fe, err) < 0 ||
+            store_schedule_wft(r->s, r->run_id, err) != 0 || store_commit(r->s, err) != 0) {
+            store_rollback(r->s);
+            return -1;
+        }
+        *err = saved;
+        err->code = JERR_FAILED;
+        return -2; /* task failed */
+    }
+    /* commit: started (exactly as fed), completed, command events */
+    if (store_begin(r->s, err) != 0) {
+        store_events_free(ev, n);
+        return -1;
+    }
+    ev[n - 1] = NULL; /* ownership of started moves to the store */
+    store_clear_wft(r->s, r->run_id);
+    int64_t sid = store_append(r->s, r->run_id, started, err);
+    HistoryEvent *ce = wft_event(ET(WORKFLOW_TASK_COMPLETED), scheduled, sid);
+    int64_t cid = (sid > 0 && ce) ? store_append(r->s, r->run_id, ce, err) : -1;
+    if (cid < 0 || convert_commands(r, out.commands, out.n_commands, cid, new_run_id, err) != 0) {
+        store_rollback(r->s);
+        store_events_free(ev, n);
+        engine_run_free(r->eng);
+        r->eng = NULL;
+        return -1;
+    }
+    if (new_run_id[0] && start_continued(r, new_run_id, err) != 0) {
+        store_rollback(r->s);
+        store_events_free(ev, n);
+        return -1;
+    }
+    if (store_commit(r->s, err) != 0) {
+        store_rollback(r->s);
+        store_events_free(ev, n);
+        engine_run_free(r->eng);
+        r->eng = NULL;
+        return -1;
+    }
+    r->fed = sid;
+    store_events_free(ev, n);
+    return 0;
+}
+
+/* ------------------------------------------------------------ activities */
+
+static int dispatch_ready(runner *r, jerr *err) {
+    int64_t now = store_run_now(r->s, r->run_id);
+    sqlite3_stmt *q = q_prep(r, "SELECT scheduled_event_id, attempt, attrs, heartbeat_details FROM activities"
+                                " WHERE run_id=?1 AND state=0 AND ready_at<=?2 ORDER BY scheduled_event_id", err);
+    if (!q) return -1;
+    sqlite3_bind_int64(q, 2, now);
+    while (sqlite3_step(q) == SQLITE_ROW) {
+        int64_t sched = sqlite3_column_int64(q, 0);
+        int attempt = sqlite3_column_int(q, 1);
+        Temporal__Api__Command__V1__ScheduleActivityTaskCommandAttributes *a =
+            temporal__api__command__v1__schedule_activity_task_command_attributes__unpack(
+                NULL, (size_t)sqlite3_column_bytes(q, 2), sqlite3_column_blob(q, 2));
+        Payloads *hb = NULL;
+        if (sqlite3_column_type(q, 3) == SQLITE_BLOB)
+            hb = temporal__api__common__v1__payloads__unpack(NULL, (size_t)sqlite3_column_bytes(q, 3),
+                                                             sqlite3_column_blob(q, 3));
+        if (!a) {
+            sqlite3_finalize(q);
+            return jerr_set(err, JERR_BACKEND, "store: activity %" PRId64 " cannot be decoded", sched);
+        }
+        act_task t = {
+            .activity_type = a->activity_type ? a->activity_type->name : "",
+            .activity_id = a->activity_id, .workflow_id = r->run.workflow_id, .run_id = r->run_id,
+            .workflow_type = r->run.workflow_type, .attempt = attempt, .input = a->input, .heartbeat_details = hb,
+            .start_to_close_ns = pb_duration_nanos(a->start_to_close_timeout),
+            .heartbeat_timeout_ns = pb_duration_nanos(a->heartbeat_timeout), .token = (uint64_t)sched,
+        };
+        pthread_mutex_lock(&r->mu);
+        slot_for(r, (uint64_t)sched, true);
+        pthread_mutex_unlock(&r->mu);
+        int rc = act_host_submit(r->host, &t, err);
+        progress(r, "activity %s (id %s) started, attempt %d", t.activity_type, t.activity_id, attempt);
+        protobuf_c_message_free_unpacked(&a->base, NULL);
+        if (hb) protobuf_c_message_free_unpacked(&hb->base, NULL);
+        if (rc != 0) {
+            sqlite3_finalize(q);
+            return -1;
+        }
+        sqlite3_stmt *u = q_prep(r, "UPDATE activities SET state=1, started_at=?3, last_heartbeat=?3 WHERE run_id=?1 AND scheduled_event_id=?2", err);
+        if (!u) {
+            sqlite3_finalize(q);
+            return -1;
+        }
+        sqlite3_bind_int64(u, 2, sched);
+        sqlite3_bind_int64(u, 3, now);
+        if (q_done(r, u, "starting an activity", err) != 0) {
+            sqlite3_finalize(q);
+            return -1;
+        }
+    }
+    sqlite3_finalize(q);
+    return 0;
+}
+
+static bool type_listed(const Temporal__Api__Common__V1__RetryPolicy *rp, const char *type) {
+    for (size_t i = 0; rp && type && i < rp->n_non_retryable_error_types; i++)
+        if (strcmp(rp->non_retryable_error_types[i], type) == 0) return true;
+    return false;
+}
+
+static int activity_final_event(runner *r, int64_t sched, int attempt, const act_outcome *o, int retry_state,
+                                Payloads *hb_details, jerr *err) {
+    HistoryEvent *st = store_event_new(ET(ACTIVITY_TASK_STARTED));
+    Temporal__Api__History__V1__ActivityTaskStartedEventAttributes *sa = malloc(sizeof *sa);
+    if (!st || !sa) {
+        free(sa);
+        if (st) protobuf_c_message_free_unpacked(&st->base, NULL);
+        return jerr_oom(err, "recording an activity");
+    }
+    temporal__api__history__v1__activity_task_started_event_attributes__init(sa);
+    st->attributes_case = EV_ATTR(ACTIVITY_TASK_STARTED);
+    st->activity_task_started_event_attributes = sa;
+    sa->scheduled_event_id = sched;
+    sa->identity = jstrdup("jorch");
+    sa->attempt = attempt;
+    int64_t sid = store_append(r->s, r->run_id, st, err);
+    if (sid < 0) return -1;
+    HistoryEvent *e = NULL;
+    if (o->kind == ACT_COMPLETED) {
+        e = store_event_new(ET(ACTIVITY_TASK_COMPLETED));
+        Temporal__Api__History__V1__ActivityTaskCompletedEventAttributes *a = malloc(sizeof *a);
+        if (e && a) {
+            temporal__api__history__v1__activity_task_completed_event_attributes__init(a);
+            e->attributes_case = EV_ATTR(ACTIVITY_TASK_COMPLETED);
+            e->activity_task_completed_event_attributes = a;
+            a->result = COPY(Payloads, o->result);
+            a->scheduled_event_id = sched;
+            a->started_event_id = sid;
+            a->identity = jstrdup("jorch");
+        } else {
+            free(a);
+        }
+    } else if (o->kind == ACT_CANCELED) {
+        e = store_event_new(ET(ACTIVITY_TASK_CANCELED));
+        Temporal__Api__History__V1__ActivityTaskCanceledEventAttributes *a = malloc(sizeof *a);
+        if (e && a) {
+            temporal__api__history__v1__activity_task_canceled_event_attributes__init(a);
+            e->attributes_case = EV_ATTR(ACTIVITY_TASK_CANCELED);
+            e->activity_task_canceled_event_attributes = a;
+            a->details = COPY(Payloads, o->details ? o->details : hb_details);
+            a->scheduled_event_id = sched;
+            a->started_event_id = sid;
+            a->identity = jstrdup("jorch");
+        } else {
+            free(a);
+        }
+    } else if (o->failure && o->failure->failure_info_case == FAILURE_INFO(TIMEOUT)) {
+        e = store_event_new(ET(ACTIVITY_TASK_TIMED_OUT));
+        Temporal__Api__History__V1__ActivityTaskTimedOutEventAttributes *a = malloc(sizeof *a);
+        if (e && a) {
+            temporal__api__history__v1__activity_task_timed_out_event_attributes__init(a);
+            e->attributes_case = EV_ATTR(ACTIVITY_TASK_TIMED_OUT);
+            e->activity_task_timed_out_event_attributes = a;
+            a->failure = COPY(Failure, o->failure);
+            a->scheduled_event_id = sched;
+            a->started_event_id = sid;
+            a->retry_state = retry_state;
+        } else {
+            free(a);
+        }
+    } else {
+        e = store_event_new(ET(ACTIVITY_TASK_FAILED));
+        Temporal__Api__History__V1__ActivityTaskFailedEventAttributes *a = malloc(sizeof *a);
+        if (e && a) {
+            temporal__api__history__v1__activity_task_failed_event_attributes__init(a);
+            e->attributes_case = EV_ATTR(ACTIVITY_TASK_FAILED);
+            e->activity_task_failed_event_attributes = a;
+            a->failure = COPY(Failure, o->failure);
+            a->scheduled_event_id = sched;
+            a->started_event_id = sid;
+            a->identity = jstrdup("jorch");
+            a->retry_state = retry_state;
+        } else {
+            free(a);
+        }
+    }
+    if (!e || e->attributes_case == TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES__NOT_SET) {
+        if (e) protobuf_c_message_free_unpacked(&e->base, NULL);
+        return jerr_oom(err, "recording an activity");
+    }
+    if (append_simple(r, e, err) != 0) return -1;
+    sqlite3_stmt *q = q_prep(r, "DELETE FROM activities WHERE run_id=?1 AND scheduled_event_id=?2", err);
+    if (!q) return -1;
+    sqlite3_bind_int64(q, 2, sched);
+    if (q_done(r, q, "recording an activity", err) != 0) return -1;
+    return store_schedule_wft(r->s, r->run_id, err);
+}
+
+/* Records an attempt's outcome: final events, or a retry per the policy. */
+static int on_outcome(runner *r, act_outcome *o, jerr *err) {
+    int64_t sched = (int64_t)o->token;
+    Payloads *hb = NULL;
+    slot_release(r, o->token, &hb);
+    sqlite3_stmt *q = q_prep(r, "SELECT attempt, attrs, scheduled_at, cancel_requested FROM activities"
+                                " WHERE run_id=?1 AND scheduled_event_id=?2", err);
+    if (!q) goto fail;
+    sqlite3_bind_int64(q, 2, sched);
+    if (sqlite3_step(q) != SQLITE_ROW) {
+        sqlite3_finalize(q);
+        if (hb) protobuf_c_message_free_unpacked(&hb->base, NULL);
+        return 0; /* the run closed or the activity was cancelled meanwhile */
+    }
+    int attempt = sqlite3_column_int(q, 0);
+    Temporal__Api__Command__V1__ScheduleActivityTaskCommandAttributes *a =
+        temporal__api__command__v1__schedule_activity_task_command_attributes__unpack(
+            NULL, (size_t)sqlite3_column_bytes(q, 1), sqlite3_column_blob(q, 1));
+    int64_t scheduled_at = sqlite3_column_int64(q, 2);
+    bool cancel_requested = sqlite3_column_int64(q, 3) != 0;
+    sqlite3_finalize(q);
+    if (!a) {
+        jerr_set(err, JERR_BACKEND, "store: activity %" PRId64 " cannot be decoded", sched);
+        goto fail;
+    }
+    const char *name = a->activity_type ? a->activity_type->name : "?";
+    int64_t now = store_run_now(r->s, r->run_id);
+    if (store_begin(r->s, err) != 0) {
+        protobuf_c_message_free_unpacked(&a->base, NULL);
+        goto fail;
+    }
+    int rc = 0;
+    if (o->kind == ACT_COMPLETED) {
+        progress(r, "activity %s (id %s) completed", name, a->activity_id);
+        rc = activity_final_event(r, sched, attempt, o, 0, hb, err);
+    } else if (o->kind == ACT_CANCELED && cancel_requested) {
+        progress(r, "activity %s (id %s) cancelled", name, a->activity_id);
+        rc = activity_final_event(r, sched, attempt, o, 0, hb, err);
+    } else {
+        const Temporal__Api__Common__V1__RetryPolicy *rp = a->retry_policy;
+        const Failure *f = o->failure;
+        const char *type = f && f->failure_info_case == FAILURE_INFO(APPLICATION) ? f->application_failure_info->type : NULL;
+        bool non_retryable = f && f->failure_info_case == FAILURE_INFO(APPLICATION) && f->application_failure_info->non_retryable;
+        int retry_state = 0;
+        int64_t backoff = pb_duration_nanos(rp ? rp->initial_interval : NULL);
+        double coef = rp && rp->backoff_coefficient >= 1.0 ? rp->backoff_coefficient : 2.0;
+        for (int i = 1; i < attempt && backoff < INT64_MAX / 4; i++) backoff = (int64_t)((double)backoff * coef);
+        int64_t maxi = pb_duration_nanos(rp ? rp->maximum_interval : NULL);
+        if (maxi > 0 && backoff > maxi) backoff = maxi;
+        int64_t s2c = pb_duration_nanos(a->schedule_to_close_timeout);
+        if (non_retryable || type_listed(rp, type))
+            retry_state = TEMPORAL__API__ENUMS__V1__RETRY_STATE__RETRY_STATE_NON_RETRYABLE_FAILURE;
+        else if (rp && rp->maximum_attempts > 0 && attempt >= rp->maximum_attempts)
+            retry_state = TEMPORAL__API__ENUMS__V1__RETRY_STATE__RETRY_STATE_MAXIMUM_ATTEMPTS_REACHED;
+        else if (s2c > 0 && now + backoff >= scheduled_at + s2c)
+            retry_state = TEMPORAL__API__ENUMS__V1__RETRY_STATE__RETRY_STATE_TIMEOUT;
+        const char *msg = f && f->message ? f->message : "";
+        if (retry_state) {
+            progress(r, "activity %s (id %s) failed on attempt %d, not retried: %s", name, a->activity_id, attempt, msg);
+            rc = activity_final_event(r, sched, attempt, o, retry_state, hb, err);
+        } else {
+            char human[48];
+            duration_human(backoff, human, sizeof human);
+            progress(r, "activity %s (id %s) failed on attempt %d, retrying in %s: %s", name, a->activity_id, attempt,
+                     human, msg);
+            sqlite3_stmt *u = q_prep(r, "UPDATE activities SET attempt=attempt+1, state=0, ready_at=?3, last_failure=?4,"
+                                        " heartbeat_details=?5 WHERE run_id=?1 AND scheduled_event_id=?2", err);
+            if (!u) rc = -1;
+            else {
+                sqlite3_bind_int64(u, 2, sched);
+                sqlite3_bind_int64(u, 3, now + backoff);
+                if (f) {
+                    size_t len = protobuf_c_message_get_packed_size(&f->base);
+                    uint8_t *b = malloc(len ? len : 1);
+                    if (b) {
+                        protobuf_c_message_pack(&f->base, b);
+                        sqlite3_bind_blob(u, 4, b, (int)len, free);
+                    }
+                }
+                if (hb) {
+                    size_t len = protobuf_c_message_get_packed_size(&hb->base);
+                    uint8_t *b = malloc(len ? len : 1);
+                    if (b) {
+                        protobuf_c_message_pack(&hb->base, b);
+                        sqlite3_bind_blob(u, 5, b, (int)len, free);
+                    }
+                }
+                rc = q_done(r, u, "retrying an activity", err);
+            }
+        }
+    }
+    protobuf_c_message_free_unpacked(&a->base, NULL);
+    if (hb) protobuf_c_message_free_unpacked(&hb->base, NULL);
+    if (rc != 0 || store_commit(r->s, err) != 0) {
+        store_rollback(r->s);
+        return -1;
+    }
+    return 0;
+fail:
+    if (hb) protobuf_c_message_free_unpacked(&hb->base, NULL);
+    return -1;
+}
+
+/* Heartbeat timeouts: an attempt silent for longer than its heartbeat
+ * timeout is cancelled and counts as a timeout. */
+static int check_heartbeats(runner *r, jerr *err) {
+    sqlite3_stmt *q = q_prep(r, "SELECT scheduled_event_id, attrs FROM activities WHERE run_id=?1 AND state=1", err);
+    if (!q) return -1;
+    int64_t wall = time_now_nanos();
+    while (sqlite3_step(q) == SQLITE_ROW) {
+        int64_t sched = sqlite3_column_int64(q, 0);
+        Temporal__Api__Command__V1__ScheduleActivityTaskCommandAttributes *a =
+            temporal__api__command__v1__schedule_activity_task_command_attributes__unpack(
+                NULL, (size_t)sqlite3_column_bytes(q, 1), sqlite3_column_blob(q, 1));
+        if (!a) continue;
+        int64_t hbt = pb_duration_nanos(a->heartbeat_timeout);
+        protobuf_c_message_free_unpacked(&a->base, NULL);
+        if (hbt <= 0) continue;
+        pthread_mutex_lock(&r->mu);
+        hb_slot *sl = slot_for(r, (uint64_t)sched, false);
+        bool late = sl && wall - sl->last > hbt && !sl->cancel;
+        if (late) sl->cancel = true;
+        pthread_mutex_unlock(&r->mu);
+        if (late) {
+            progress(r, "activity %" PRId64 " missed its heartbeat timeout; cancelling the attempt", sched);
+            act_host_cancel(r->host, (uint64_t)sched);
+        }
+    }
+    sqlite3_finalize(q);
+    return 0;
+}
+
+/* ------------------------------------------------------------ timers */
+
+static int fire_due_timers(runner *r, jerr *err) {
+    int64_t now = store_run_now(r->s, r->run_id);
+    sqlite3_stmt *q = q_prep(r, "SELECT timer_id, started_event_id FROM timers WHERE run_id=?1 AND fire_at<=?2 ORDER BY fire_at, started_event_id", err);
+    if (!q) return -1;
+    sqlite3_bind_int64(q, 2, now);
+    char ids[64][64];
+    int64_t started[64];
+    int n = 0;
+    while (n < 64 && sqlite3_step(q) == SQLITE_ROW) {
+        snprintf(ids[n], sizeof ids[n], "%s", (const char *)sqlite3_column_text(q, 0));
+        started[n] = sqlite3_column_int64(q, 1);
+        n++;
+    }
+    sqlite3_finalize(q);
+    if (n == 0) return 0;
+    if (store_begin(r->s, err) != 0) return -1;
+    for (int i = 0; i < n; i++) {
+        HistoryEvent *e = store_event_new(ET(TIMER_FIRED));
+        Temporal__Api__History__V1__TimerFiredEventAttributes *a = malloc(sizeof *a);
+        if (!e || !a) {
+            free(a);
+            if (e) protobuf_c_message_free_unpacked(&e->base, NULL);
+            store_rollback(r->s);
+            return jerr_oom(err, "firing a timer");
+        }
+        temporal__api__history__v1__timer_fired_event_attributes__init(a);
+        e->attributes_case = EV_ATTR(TIMER_FIRED);
+        e->timer_fired_event_attributes = a;
+        a->timer_id = jstrdup(ids[i]);
+        a->started_event_id = started[i];
+        sqlite3_stmt *d = q_prep(r, "DELETE FROM timers WHERE run_id=?1 AND timer_id=?2", err);
+        if (d) sqlite3_bind_text(d, 2, ids[i], -1, SQLITE_TRANSIENT);
+        if (append_simple(r, e, err) != 0 || q_done(r, d, "firing a timer", err) != 0) {
+            store_rollback(r->s);
+            return -1;
+        }
+        progress(r, "timer %s fired", ids[i]);
+    }
+    if (store_schedule_wft(r->s, r->run_id, err) != 0 || store_commit(r->s, err) != 0) {
+        store_rollback(r->s);
+        return -1;
+    }
+    return n;
+}
+
+/* The next instant something is due (timer or activity retry), or 0. */
+static int64_t next_due(runner *r) {
+    int64_t t = 0;
+    sqlite3_stmt *q = q_prep(r, "SELECT MIN(x) FROM (SELECT MIN(fire_at) AS x FROM timers WHERE run_id=?1"
+                                " UNION ALL SELECT MIN(ready_at) FROM activities WHERE run_id=?1 AND state=0)", NULL);
+    if (!q) return 0;
+    if (sqlite3_step(q) == SQLITE_ROW && sqlite3_column_type(q, 0) != SQLITE_NULL) t = sqlite3_column_int64(q, 0);
+    sqlite3_finalize(q);
+    return t;
+}
+
+static int count_running(runner *r) {
+    int n = 0;
+    sqlite3_stmt *q = q_prep(r, "SELECT COUNT(*) FROM activities WHERE run_id=?1 AND state=1", NULL);
+    if (!q) return 0;
+    if (sqlite3_step(q) == SQLITE_ROW) n = sqlite3_column_int(q, 0);
+    sqlite3_finalize(q);
+    return n;
+}
+
+static bool inbox_empty(runner *r) {
+    bool empty = true;
+    sqlite3_stmt *q = q_prep(r, "SELECT 1 FROM inbox WHERE run_id=?1 LIMIT 1", NULL);
+    if (!q) return true;
+    if (sqlite3_step(q) == SQLITE_ROW) empty = false;
+    sqlite3_finalize(q);
+    return empty;
+}
+
+/* ------------------------------------------------------------ main loop */
+
+static int execute_one(runner *r, char *new_run_id, jerr *err) {
+    if (store_run_find(r->s, r->run_id, &r->run, err) != 0) return -1;
+    if (r->run.status != RUN_RUNNING) return 0;
+    if (store_lease_acquire(r->s, r->run_id, err) != 0) return -1;
+    /* attempts in flight when an earlier process died run again */
+    q_done(r, q_prep(r, "UPDATE activities SET state=0 WHERE run_id=?1 AND state=1", err), "recovering activities", err);
+    int64_t last_renew = time_now_nanos();
+    int rc = 0;
+    while (rc == 0) {
+        if (time_now_nanos() - last_renew > 3 * NS) {
+            store_lease_renew(r->s, r->run_id);
+            last_renew = time_now_nanos();
+        }
+        if (!inbox_empty(r)) {
+            if (store_begin(r->s, err) != 0) {
+                rc = -1;
+                break;
+            }
+            int applied = store_apply_inbox(r->s, r->run_id, err);
+            if (applied < 0 || store_commit(r->s, err) != 0) {
+                store_rollback(r->s);
+                rc = -1;
+                break;
+            }
+            if (applied > 0) progress(r, "%d request%s from other processes applied", applied, applied == 1 ? "" : "s");
+        }
+        if (store_run_find(r->s, r->run_id, &r->run, err) != 0) {
+            rc = -1;
+            break;
+        }
+        if (r->run.status != RUN_RUNNING) break;
+        if (store_wft_pending(r->s, r->run_id)) {
+            int t = run_workflow_task(r, new_run_id, err);
+            if (t == -2) {
+                progress(r, "workflow task failed: %s", err->msg);
+                if (r->o->stop_on_task_failure) {
+                    rc = -2;
+                    break;
+                }
+                continue;
+            }
+            if (t != 0) {
+                rc = -1;
+                break;
+            }
+            continue;
+        }
+        if (dispatch_ready(r, err) != 0 || fire_due_timers(r, err) < 0 || check_heartbeats(r, err) != 0) {
+            rc = -1;
+            break;
+        }
+        if (store_wft_pending(r->s, r->run_id)) continue;
+        act_outcome o;
+        memset(&o, 0, sizeof o);
+        int running = count_running(r);
+        int64_t due = next_due(r);
+        if (running == 0 && r->run.time_skip && due > 0 && inbox_empty(r)) {
+            /* time skipping: nothing else can happen before the next deadline */
+            int64_t now = store_run_now(r->s, r->run_id);
+            if (due > now && store_skip_time(r->s, r->run_id, due - now, err) != 0) {
+                rc = -1;
+                break;
+            }
+            continue;
+        }
+        int wait_ms = 50;
+        if (act_host_wait(r->host, wait_ms, &o) == 1) {
+            int orc = on_outcome(r, &o, err);
+            act_outcome_clear(&o);
+            if (orc != 0) {
+                rc = -1;
+                break;
+            }
+        }
+    }
+    store_lease_release(r->s, r->run_id);
+    return rc;
+}
+
+int store_runner_execute(store *s, const char *run_id, const store_runner_opts *o, store_run *final, jerr *err) {
+    static const store_runner_opts dflt = {0};
+    runner *r = calloc(1, sizeof *r);
+    if (!r) return jerr_oom(err, "starting a run");
+    r->s = s;
+    r->o = o ? o : &dflt;
+    pthread_mutex_init(&r->mu, NULL);
+    snprintf(r->run_id, sizeof r->run_id, "%s", run_id);
+    act_host_config hc = {.activities_dir = r->o->activities_dir, .threads = r->o->threads,
+                          .on_heartbeat = on_heartbeat, .ud = r};
+    r->host = act_host_new(&hc, err);
+    int rc = r->host ? 0 : -1;
+    while (rc == 0) {
+        char new_run_id[40] = "";
+        rc = execute_one(r, new_run_id, err);
+        engine_run_free(r->eng);
+        r->eng = NULL;
+        if (rc != 0) break;
+        if (store_run_find(s, r->run_id, &r->run, err) != 0) {
+            rc = -1;
+            break;
+        }
+        if (final) *final = r->run;
+        if (r->run.status == RUN_CONTINUED_AS_NEW && new_run_id[0] && r->o->follow_continue_as_new) {
+            progress(r, "continued as new run %s", new_run_id);
+            snprintf(r->run_id, sizeof r->run_id, "%s", new_run_id);
+            continue;
+        }
+        if (r->run.status == RUN_CONTINUED_AS_NEW && r->o->follow_continue_as_new) {
+            /* the new run id is in the event; find the newest run of the workflow */
+            store_run nr;
+            if (store_run_find(s, r->run.workflow_id, &nr, err) == 0 && strcmp(nr.run_id, r->run_id) != 0) {
+                snprintf(r->run_id, sizeof r->run_id, "%s", nr.run_id);
+                continue;
+            }
+        }
+        break;
+    }
+    if (final && rc != 0) store_run_find(s, r->run_id, final, NULL);
+    if (r->host) act_host_free(r->host);
+    for (size_t i = 0; i < sizeof r->slots / sizeof r->slots[0]; i++)
+        if (r->slots[i].details) protobuf_c_message_free_unpacked(&r->slots[i].details->base, NULL);
+    pthread_mutex_destroy(&r->mu);
+    free(r);
+    return rc == 0 ? 0 : -1;
+}
+
+/* ------------------------------------------------------------ waiting */
+
+int store_wait_closed(store *s, const char *id, int64_t timeout_ms, HistoryEvent **close_event, jerr *err) {
+    *close_event = NULL;
+    int64_t deadline = timeout_ms < 0 ? INT64_MAX : time_now_nanos() + timeout_ms * 1000000;
+    char cur[256];
+    snprintf(cur, sizeof cur, "%s", id);
+    for (;;) {
+        store_run r;
+        if (store_run_find(s, cur, &r, err) != 0) return -1;
+        if (r.status != RUN_RUNNING) {
+            HistoryEvent **ev = NULL;
+            size_t n = 0;
+            if (store_history(s, r.run_id, r.history_length - 1, &ev, &n, err) != 0) return -1;
+            HistoryEvent *last = NULL;
+            for (size_t i = 0; i < n; i++) {
+                int t = ev[i]->event_type;
+                if (t == ET(WORKFLOW_EXECUTION_COMPLETED) || t == ET(WORKFLOW_EXECUTION_FAILED) ||
+                    t == ET(WORKFLOW_EXECUTION_CANCELED) || t == ET(WORKFLOW_EXECUTION_TERMINATED) ||
+                    t == ET(WORKFLOW_EXECUTION_TIMED_OUT) || t == ET(WORKFLOW_EXECUTION_CONTINUED_AS_NEW)) {
+                    last = ev[i];
+                }
+            }
+            if (last && last->event_type == ET(WORKFLOW_EXECUTION_CONTINUED_AS_NEW)) {
+                snprintf(cur, sizeof cur, "%s", last->workflow_execution_continued_as_new_event_attributes->new_execution_run_id);
+                store_events_free(ev, n);
+                continue;
+            }
+            if (!last) {
+                store_events_free(ev, n);
+                return jerr_set(err, JERR_BACKEND, "run %s is closed but has no close event", r.run_id);
+            }
+            for (size_t i = 0; i < n; i++)
+                if (ev[i] == last) ev[i] = NULL;
+            store_events_free(ev, n);
+            *close_event = last;
+            return 0;
+        }
+        if (time_now_nanos() > deadline)
+            return jerr_set(err, JERR_FAILED, "workflow '%s' is still running", id);
+        struct timespec ts = {0, 50 * 1000000};
+        nanosleep(&ts, NULL);
+    }
+}

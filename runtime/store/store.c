@@ -1,0 +1,946 @@
+/*
+ * store.c - the embedded backend's database: runs, pinned scripts, history
+ * events, the inbox, leases, describe/list/query.
+ */
+#include "store/store_int.h"
+#include "engine/engine.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define LEASE_NANOS (INT64_C(15) * 1000000000)
+
+static const char *const schema_sql =
+    "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS scripts(sha TEXT PRIMARY KEY, name TEXT NOT NULL, source BLOB NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS runs("
+    " run_id TEXT PRIMARY KEY, workflow_id TEXT NOT NULL, workflow_type TEXT NOT NULL,"
+    " task_queue TEXT NOT NULL, script_name TEXT NOT NULL, script_sha TEXT NOT NULL,"
+    " status INTEGER NOT NULL, start_time INTEGER NOT NULL, close_time INTEGER NOT NULL DEFAULT 0,"
+    " next_event_id INTEGER NOT NULL, wft_pending INTEGER NOT NULL DEFAULT 0,"
+    " skip_offset INTEGER NOT NULL DEFAULT 0, time_skip INTEGER NOT NULL DEFAULT 0,"
+    " lease_owner TEXT, lease_until INTEGER NOT NULL DEFAULT 0, seq INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS runs_by_workflow ON runs(workflow_id, seq);"
+    "CREATE TABLE IF NOT EXISTS run_modules(run_id TEXT NOT NULL, name TEXT NOT NULL,"
+    " chunkname TEXT NOT NULL, sha TEXT NOT NULL, PRIMARY KEY(run_id, name));"
+    "CREATE TABLE IF NOT EXISTS events(run_id TEXT NOT NULL, event_id INTEGER NOT NULL,"
+    " data BLOB NOT NULL, PRIMARY KEY(run_id, event_id)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS timers(run_id TEXT NOT NULL, timer_id TEXT NOT NULL,"
+    " started_event_id INTEGER NOT NULL, fire_at INTEGER NOT NULL, PRIMARY KEY(run_id, timer_id));"
+    "CREATE TABLE IF NOT EXISTS activities(run_id TEXT NOT NULL, scheduled_event_id INTEGER NOT NULL,"
+    " attempt INTEGER NOT NULL, state INTEGER NOT NULL, ready_at INTEGER NOT NULL,"
+    " scheduled_at INTEGER NOT NULL, started_at INTEGER NOT NULL DEFAULT 0,"
+    " last_heartbeat INTEGER NOT NULL DEFAULT 0, heartbeat_details BLOB,"
+    " cancel_requested INTEGER NOT NULL DEFAULT 0, last_failure BLOB, attrs BLOB NOT NULL,"
+    " PRIMARY KEY(run_id, scheduled_event_id));"
+    "CREATE TABLE IF NOT EXISTS inbox(id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL,"
+    " kind INTEGER NOT NULL, name TEXT, input BLOB, reason TEXT);";
+
+/* ------------------------------------------------------------ basics */
+
+int store_db_error(store *s, const char *what, jerr *err) {
+    const char *m = s && s->db ? sqlite3_errmsg(s->db) : "no database";
+    int code = s && s->db ? sqlite3_errcode(s->db) : SQLITE_ERROR;
+    const char *hint = "";
+    if (code == SQLITE_READONLY) hint = " (is $JORCH_HOME writable?)";
+    else if (code == SQLITE_CORRUPT || code == SQLITE_NOTADB) hint = " (the store file is damaged or not a jorch store)";
+    else if (code == SQLITE_BUSY) hint = " (another jorch process holds the store; try again)";
+    else if (code == SQLITE_FULL) hint = " (the disk is full)";
+    return jerr_set(err, JERR_BACKEND, "store %s: %s failed: %s%s", s && s->home ? s->home : "?", what, m, hint);
+}
+
+int store_exec(store *s, const char *sql, jerr *err) {
+    char *msg = NULL;
+    if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        jerr_set(err, JERR_BACKEND, "store %s: %s", s->home, msg ? msg : sqlite3_errmsg(s->db));
+        sqlite3_free(msg);
+        return -1;
+    }
+    return 0;
+}
+
+int store_begin(store *s, jerr *err) { return store_exec(s, "BEGIN IMMEDIATE", err); }
+int store_commit(store *s, jerr *err) { return store_exec(s, "COMMIT", err); }
+void store_rollback(store *s) { sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL); }
+
+static sqlite3_stmt *prep(store *s, const char *sql, jerr *err) {
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
+        store_db_error(s, "a query", err);
+        return NULL;
+    }
+    return st;
+}
+
+const char *store_home(const store *s) { return s->home; }
+
+int store_open(const char *home, store **out, jerr *err) {
+    *out = NULL;
+    struct stat st;
+    if (stat(home, &st) != 0) {
+        if (mkdir(home, 0700) != 0)
+            return jerr_set(err, JERR_USAGE, "cannot create the store directory %s: %s (set JORCH_HOME to a writable directory)",
+                            home, strerror(errno));
+    } else if (!S_ISDIR(st.st_mode)) {
+        return jerr_set(err, JERR_USAGE, "JORCH_HOME %s is not a directory", home);
+    }
+    store *s = calloc(1, sizeof *s);
+    if (!s) return jerr_oom(err, "opening the store");
+    s->home = jstrdup(home);
+    char host[64] = "localhost";
+    gethostname(host, sizeof host - 1);
+    host[sizeof host - 1] = '\0';
+    snprintf(s->owner, sizeof s->owner, "%ld@%s", (long)getpid(), host);
+    char path[1100];
+    snprintf(path, sizeof path, "%s/jorch.db", home);
+    if (!s->home || sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK) {
+        store_db_error(s, "opening jorch.db", err);
+        store_close(s);
+        return -1;
+    }
+    sqlite3_busy_timeout(s->db, 10000);
+    /* WAL + FULL: a committed transaction survives a crash or power loss */
+    if (store_exec(s, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF;", err) != 0 ||
+        store_exec(s, schema_sql, err) != 0) {
+        jerr_prefix(err, "cannot open the store");
+        store_close(s);
+        return -1;
+    }
+    sqlite3_stmt *q = prep(s, "SELECT value FROM meta WHERE key='schema_version'", err);
+    if (!q) {
+        store_close(s);
+        return -1;
+    }
+    int version = 0;
+    if (sqlite3_step(q) == SQLITE_ROW) version = sqlite3_column_int(q, 0);
+    sqlite3_finalize(q);
+    if (version > STORE_SCHEMA_VERSION) {
+        jerr_set(err, JERR_USAGE, "the store in %s was written by a newer jorch (schema %d, this jorch knows %d): upgrade jorch",
+                 home, version, STORE_SCHEMA_VERSION);
+        store_close(s);
+        return -1;
+    }
+    if (version == 0 &&
+        store_exec(s, "INSERT OR REPLACE INTO meta(key,value) VALUES('schema_version','1')", err) != 0) {
+        store_close(s);
+        return -1;
+    }
+    *out = s;
+    return 0;
+}
+
+void store_close(store *s) {
+    if (!s) return;
+    if (s->db) sqlite3_close(s->db);
+    free(s->home);
+    free(s);
+}
+
+const char *store_status_name(int status) {
+    switch (status) {
+    case RUN_RUNNING: return "Running";
+    case RUN_COMPLETED: return "Completed";
+    case RUN_FAILED: return "Failed";
+    case RUN_CANCELED: return "Canceled";
+    case RUN_TERMINATED: return "Terminated";
+    case RUN_CONTINUED_AS_NEW: return "ContinuedAsNew";
+    case RUN_TIMED_OUT: return "TimedOut";
+    default: return "Unknown";
+    }
+}
+
+int store_status_parse(const char *s) {
+    for (int i = RUN_RUNNING; i <= RUN_TIMED_OUT; i++)
+        if (strcasecmp(s, store_status_name(i)) == 0) return i;
+    if (strcasecmp(s, "cancelled") == 0) return RUN_CANCELED;
+    return 0;
+}
+
+/* ------------------------------------------------------------ time */
+
+int64_t store_run_now(store *s, const char *run_id) {
+    int64_t off = 0;
+    sqlite3_stmt *q = prep(s, "SELECT skip_offset FROM runs WHERE run_id=?", NULL);
+    if (q) {
+        sqlite3_bind_text(q, 1, run_id, -1, SQLITE_TRANSIENT);
+        if (sqlite3_step(q) == SQLITE_ROW) off = sqlite3_column_int64(q, 0);
+        sqlite3_finalize(q);
+    }
+    return time_now_nanos() + off;
+}
+
+int store_skip_time(store *s, const char *run_id, int64_t by, jerr *err) {
+    if (by <= 0) return 0;
+    sqlite3_stmt *q = prep(s, "UPDATE runs SET skip_offset=skip_offset+? WHERE run_id=?", err);
+    if (!q) return -1;
+    sqlite3_bind_int64(q, 1, by);
+    sqlite3_bind_text(q, 2, run_id, -1, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(q) == SQLITE_DONE ? 0 : store_db_error(s, "skipping time", err);
+    sqlite3_finalize(q);
+    return rc;
+}
+
+/* ------------------------------------------------------------ events */
+
+HistoryEvent *store_event_new(int type) {
+    HistoryEvent *e = malloc(sizeof *e);
+    if (!e) return NULL;
+    temporal__api__history__v1__history_event__init(e);
+    e->event_type = type;
+    return e;
+}
+
+int64_t store_next_event_id(store *s, const char *run_id) {
+    int64_t id = -1;
+    sqlite3_stmt *q = prep(s, "SELECT next_event_id FROM runs WHERE run_id=?", NULL);
+    if (!q) return -1;
+    sqlite3_bind_text(q, 1, run_id, -1, SQLITE_TRANSIENT);
+    if (sqlite3_step(q) == SQLITE_ROW) id = sqlite3_column_int64(q, 0);
+    sqlite3_finalize(q);
+    return id;
+}
+
+int64_t store_append(store *s, const char *run_id, HistoryEvent *e, jerr *err) {
+    int64_t id = store_next_event_id(s, run_id);
+    if (id <= 0) {
+        protobuf_c_message_free_unpacked(&e->base, NULL);
+        return store_db_error(s, "reading the next event id", err);
+    }
+    e->event_id = id;
+    if (!e->event_time) e->event_time = pb_timestamp_new(store_run_now(s, run_id));
+    size_t len = protobuf_c_message_get_packed_size(&e->base);
+    uint8_t *buf = malloc(len ? len : 1);
+    if (!buf || !e->event_time) {
+        free(buf);
+        protobuf_c_message_free_unpacked(&e->base, NULL);
+        return jerr_oom(err, "appending an event");
+    }
+    protobuf_c_message_pack(&e->base, buf);
+    protobuf_c_message_free_unpacked(&e->base, NULL);
+    sqlite3_stmt *q = prep(s, "INSERT INTO events(run_id,event_id,data) VALUES(?,?,?)", err);
+    if (!q) {
+        free(buf);
+        return -1;
+    }
+    sqlite3_bind_text(q, 1, run_id, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(q, 2, id);
+    sqlite3_bind_blob(q, 3, buf, (int)len, free);
+    int rc = sqlite3_step(q);
+    sqlite3_finalize(q);
+    if (rc != SQLITE_DONE) return store_db_error(s, "appending an event", err);
+    q = prep(s, "UPDATE runs SET next_event_id=next_event_id+1 WHERE run_id=?", err);
+    if (!q) return -1;
+    sqlite3_bind_text(q, 1, run_id, -1, SQLITE_TRANSIENT);
+    rc = sqlite3_step(q);
+    sqlite3_finalize(q);
+    if (rc != SQLITE_DONE) return store_db_error(s, "appending an event", err);
+    return id;
+}
+
+int store_set_status(store *s, const char *run_id, int status, jerr *err) {
+    sqlite3_stmt *q = prep(s, "UPDATE runs SET status=?, close_time=? WHERE run_id=?", err);
+    if (!q) return -1;
+    sqlite3_bind_int(q, 1, status);
+    sqlite3_bind_int64(q, 2, status == RUN_RUNNING ? 0 : store_run_now(s, run_id));
+    sqlite3_bind_text(q, 3, run_id, -1, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(q) == SQLITE_DONE ? 0 : store_db_error(s, "updating a run", err);
+    sqlite3_finalize(q);
+    return rc;
+}
+
+bool store_wft_pending(store *s, const char *run_id) {
+    bool p = false;
+    sqlite3_stmt *q = prep(s, "SELECT wft_pending FROM runs WHERE run_id=?", NULL);
+    if (!q) return false;
+    sqlite3_bind_text(q, 1, run_id, -1, SQLITE_TRANSIENT);
+    if (sqlite3_step(q) == SQLITE_ROW) p = sqlite3_column_int(q, 0) != 0;
+    sqlite3_finalize(q);
+    return p;
+}
+
+void store_clear_wft(store *s, const char *run_id) {
+    sqlite3_stmt *q = prep(s, "UPDATE runs SET wft_pending=0 WHERE run_id=?", NULL);
+    if (!q) return;
+    sqlite3_bind_text(q, 1, run_id, -1, SQLITE_TRANSIENT);
+    sqlite3_step(q);
+    sqlite3_finalize(q);
+}
+
+int store_schedule_wft(store *s, const char *run_id, jerr *err) {
+    if (store_wft_pending(s, run_id)) return 0;
+    store_run r;
+    if (store_run_find(s, run_id, &r, err) != 0) return -1;
+    HistoryEvent *e = store_event_new(ET(WORKFLOW_TASK_SCHEDULED));
+    Temporal__Api__History__V1__WorkflowTaskScheduledEventAttributes *a = malloc(sizeof *a);
+    Temporal__Api__Taskqueue__V1__TaskQueue *tq = malloc(sizeof *tq);
+    if (!e || !a || !tq) {
+        free(a);
+        free(tq);
+        if (e) protobuf_c_message_free_unpacked(&e->base, NULL);
+        return jerr_oom(err, "scheduling a workflow task");
+    }
+    temporal__api__history__v1__workflow_task_scheduled_event_attributes__init(a);
+    temporal__api__taskqueue__v1__task_queue__init(tq);
+    e->attributes_case = EV_ATTR(WORKFLOW_TASK_SCHEDULED);
+    e->workflow_task_scheduled_event_attributes = a;
+    a->task_queue = tq;
+    tq->name = jstrdup(r.task_queue);
+    tq->kind = TEMPORAL__API__ENUMS__V1__TASK_QUEUE_KIND__TASK_QUEUE_KIND_NORMAL;
+    a->start_to_close_timeout = pb_duration_new(INT64_C(10) * 1000000000);
+    a->attempt = 1;
+    if (store_append(s, run_id, e, err) < 0) return -1;
+    sqlite3_stmt *q = prep(s, "UPDATE runs SET wft_pending=1 WHERE run_id=?", err);
+    if (!q) return -1;
+    sqlite3_bind_text(q, 1, run_id, -1, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(q) == SQLITE_DONE ? 0 : store_db_error(s, "scheduling a workflow task", err);
+    sqlite3_finalize(q);
+    return rc;
+}
+
+/* ------------------------------------------------------------ runs */
+
+static void row_to_run(sqlite3_stmt *q, store_run *r) {
+    memset(r, 0, sizeof *r);
+#define COPY(field, col) snprintf(r->field, sizeof r->field, "%s", (const char *)sqlite3_column_text(q, col) ? (const char *)sqlite3_column_text(q, col) : "")
+    COPY(run_id, 0);
+    COPY(workflow_id, 1);
+    COPY(workflow_type, 2);
+    COPY(task_queue, 3);
+    COPY(script_name, 4);
+    COPY(script_sha, 5);
+#undef COPY
+    r->status = sqlite3_column_int(q, 6);
+    r->start_time = sqlite3_column_int64(q, 7);
+    r->close_time = sqlite3_column_int64(q, 8);
+    r->history_length = sqlite3_column_int64(q, 9) - 1;
+    r->time_skip = sqlite3_column_int(q, 10) != 0;
+}
+
+#define RUN_COLUMNS "run_id, workflow_id, workflow_type, task_queue, script_name, script_sha, status, start_time, close_time, next_event_id, time_skip"
+
+int store_run_find(store *s, const char *id, store_run *out, jerr *err) {
+    sqlite3_stmt *q = prep(s, "SELECT " RUN_COLUMNS " FROM runs WHERE run_id=?1 OR workflow_id=?1 ORDER BY (run_id=?1) DESC, seq DESC LIMIT 1", err);
+    if (!q) return -1;
+    sqlite3_bind_text(q, 1, id, -1, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(q);
+    if (rc == SQLITE_ROW) {
+        row_to_run(q, out);
+        sqlite3_finalize(q);
+        return 0;
+    }
+    sqlite3_finalize(q);
+    if (rc != SQLITE_DONE) return store_db_error(s, "finding a run", err);
+    return jerr_set(err, JERR_USAGE, "workflow '%s' not found in the store %s (see 'jorch list')", id, s->home);
+}
+
+int store_run_list(store *s, int status, store_run **out, size_t *n, jerr *err) {
+    *out = NULL;
+    *n = 0;
+    sqlite3_stmt *q = prep(s, "SELECT " RUN_COLUMNS " FROM runs WHERE ?1=0 OR status=?1 ORDER BY seq DESC", err);
+    if (!q) return -1;
+    sqlite3_bind_int(q, 1, status);
+    size_t cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        if (*n == cap) {
+            size_t nc = cap ? cap * 2 : 16;
+            store_run *p = realloc(*out, nc * sizeof *p);
+            if (!p) {
+                sqlite3_finalize(q);
+                return jerr_oom(err, "listing runs");
+            }
+            *out = p;
+            cap = nc;
+        }
+        row_to_run(q, &(*out)[(*n)++]);
+    }
+    sqlite3_finalize(q);
+    return rc == SQLITE_DONE ? 0 : store_db_error(s, "listing runs", err);
+}
+
+static int save_script(store *s, const char *sha, const char *name, const char *src, size_t len, jerr *err) {
+    sqlite3_stmt *q = prep(s, "INSERT OR IGNORE INTO scripts(sha,name,source) VALUES(?,?,?)", err);
+    if (!q) return -1;
+    sqlite3_bind_text(q, 1, sha, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(q, 2, name, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_blob64(q, 3, src, len, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(q) == SQLITE_DONE ? 0 : store_db_error(s, "saving a script version", err);
+    sqlite3_finalize(q);
+    return rc;
+}
+
+static Temporal__Api__Common__V1__Memo *script_memo(const char *name, const char *sha) {
+    Temporal__Api__Common__V1__Memo *m = malloc(sizeof *m);
+    if (!m) return NULL;
+    temporal__api__common__v1__memo__init(m);
+    m->fields = calloc(2, sizeof *m->fields);
+    if (!m->fields) {
+        free(m);
+        return NULL;
+    }
+    const char *keys[2] = {"jorch.script", "jorch.script_sha256"};
+    const char *vals[2] = {name, sha};
+    for (int i = 0; i < 2; i++) {
+        Temporal__Api__Common__V1__Memo__FieldsEntry *e = malloc(sizeof *e);
+        if (!e) break;
+        temporal__api__common__v1__memo__fields_entry__init(e);
+        m->fields[m->n_fields++] = e;
+        e->key = jstrdup(keys[i]);
+        jbuf b;
+        jbuf_init(&b, 4096);
+        jbuf_putc(&b, '"');
+        for (const char *p = vals[i]; *p; p++) {
+            if (*p == '"' || *p == '\\') jbuf_putc(&b, '\\');
+            if ((unsigned char)*p >= 0x20) jbuf_putc(&b, *p);
+        }
+        jbuf_putc(&b, '"');
+        e->value = payload_new_json(b.data ? b.data : "\"\"", b.len);
+        jbuf_free(&b);
+    }
+    return m;
+}
+
+int store_run_start(store *s, const store_new_run *nr, store_run *out, jerr *err) {
+    char sha[65];
+    sha256_hex(nr->script_src, nr->script_len, sha);
+    char run_id[37], wid[256];
+    if (uuid_random(run_id) != 0) return jerr_set(err, JERR_INTERNAL, "cannot generate a run id: no randomness");
+    if (nr->workflow_id && *nr->workflow_id) {
+        if (strlen(nr->workflow_id) >= sizeof wid)
+            return jerr_set(err, JERR_USAGE, "workflow id is too long (at most %zu bytes)", sizeof wid - 1);
+        snprintf(wid, sizeof wid, "%s", nr->workflow_id);
+    } else {
+        snprintf(wid, sizeof wid, "%s-%.8s", nr->workflow_type, run_id);
+    }
+    if (store_begin(s, err) != 0) return -1;
+    sqlite3_stmt *q = prep(s, "SELECT run_id FROM runs WHERE workflow_id=? AND status=1", err);
+    if (!q) goto fail;
+    sqlite3_bind_text(q, 1, wid, -1, SQLITE_TRANSIENT);
+    if (sqlite3_step(q) == SQLITE_ROW) {
+        jerr_set(err, JERR_USAGE, "workflow '%s' is already running (run id %s): pick another --id, or wait for it, "
+                 "or 'jorch cancel %s'", wid, (const char *)sqlite3_column_text(q, 0), wid);
+        sqlite3_finalize(q);
+        goto fail;
+    }
+    sqlite3_finalize(q);
+    if (save_script(s, sha, nr->script_name, nr->script_src, nr->script_len, err) != 0) goto fail;
+    q = prep(s, "INSERT INTO runs(run_id,workflow_id,workflow_type,task_queue,script_name,script_sha,status,"
+                "start_time,next_event_id,time_skip,seq) VALUES(?,?,?,?,?,?,1,?,1,?,"
+                "(SELECT COALESCE(MAX(seq),0)+1 FROM runs))", err);
+    if (!q) goto fail;
+    int64_t now = time_now_nanos();
+    const char *tq = nr->task_queue && *nr->task_queue ? nr->task_queue : "jorch";
+    sqlite3_bind_text(q, 1, run_id, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(q, 2, wid, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(q, 3, nr->workflow_type, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(q, 4, tq, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(q, 5, nr->script_name, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(q, 6, sha, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(q, 7, now);
+    sqlite3_bind_int(q, 8, nr->time_skip ? 1 : 0);
+    if (sqlite3_step(q) != SQLITE_DONE) {
+        sqlite3_finalize(q);
+        store_db_error(s, "creating a run", err);
+        goto fail;
+    }
+    sqlite3_finalize(q);
+
+    HistoryEvent *e = store_event_new(ET(WORKFLOW_EXECUTION_STARTED));
+    Temporal__Api__History__V1__WorkflowExecutionStartedEventAttributes *a = malloc(sizeof *a);
+    if (!e || !a) {
+        free(a);
+        if (e) protobuf_c_message_free_unpacked(&e->base, NULL);
+        jerr_oom(err, "starting a run");
+        goto fail;
+    }
+    temporal__api__history__v1__workflow_execution_started_event_attributes__init(a);
+    e->attributes_case = EV_ATTR(WORKFLOW_EXECUTION_STARTED);
+    e->workflow_execution_started_event_attributes = a;
+    a->workflow_type = malloc(sizeof *a->workflow_type);
+    a->task_queue = malloc(sizeof *a->task_queue);
+    if (a->workflow_type) {
+        temporal__api__common__v1__workflow_type__init(a->workflow_type);
+        a->workflow_type->name = jstrdup(nr->workflow_type);
+    }
+    if (a->task_queue) {
+        temporal__api__taskqueue__v1__task_queue__init(a->task_queue);
+        a->task_queue->name = jstrdup(tq);
+        a->task_queue->kind = TEMPORAL__API__ENUMS__V1__TASK_QUEUE_KIND__TASK_QUEUE_KIND_NORMAL;
+    }
+    a->input = nr->input ? payloads_copy(nr->input) : NULL;
+    a->workflow_task_timeout = pb_duration_new(INT64_C(10) * 1000000000);
+    a->original_execution_run_id = jstrdup(run_id);
+    a->first_execution_run_id = jstrdup(run_id);
+    a->identity = jstrdup(s->owner);
+    a->attempt = 1;
+    a->workflow_id = jstrdup(wid);
+    a->memo = script_memo(nr->script_name, sha);
+    if (store_append(s, run_id, e, err) < 0) goto fail;
+    if (store_schedule_wft(s, run_id, err) != 0) goto fail;
+    if (store_commit(s, err) != 0) goto fail;
+    return store_run_find(s, run_id, out, err);
+fail:
+    store_rollback(s);
+    return -1;
+}
+
+/* ------------------------------------------------------------ history */
+
+void store_events_free(HistoryEvent **events, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (events[i]) protobuf_c_message_free_unpacked(&events[i]->base, NULL);
+    free(events);
+}
+
+int store_history(store *s, const char *run_id, int64_t after_id, HistoryEvent ***events, size_t *n, jerr *err) {
+    *events = NULL;
+    *n = 0;
+    sqlite3_stmt *q = prep(s, "SELECT event_id, data FROM events WHERE run_id=? AND event_id>? ORDER BY event_id", err);
+    if (!q) return -1;
+    sqlite3_bind_text(q, 1, run_id, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(q, 2, after_id);
+    size_t cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        if (*n == cap) {
+            size_t nc = cap ? cap * 2 : 64;
+            HistoryEvent **p = realloc(*events, nc * sizeof *p);
+            if (!p) {
+                sqlite3_finalize(q);
+                store_events_free(*events, *n);
+                *events = NULL;
+                *n = 0;
+                return jerr_oom(err, "reading history");
+            }
+            *events = p;
+            cap = nc;
+        }
+        const void *blob = sqlite3_column_blob(q, 1);
+        int len = sqlite3_column_bytes(q, 1);
+        HistoryEvent *e = temporal__api__history__v1__history_event__unpack(NULL, (size_t)len, blob);
+        if (!e) {
+            int64_t id = sqlite3_column_int64(q, 0);
+            sqlite3_finalize(q);
+            store_events_free(*events, *n);
+            *events = NULL;
+            *n = 0;
+            return jerr_set(err, JERR_BACKEND, "store %s: event %" PRId64 " of run %s cannot be decoded (damaged store?)",
+                            s->home, id, run_id);
+        }
+        (*events)[(*n)++] = e;
+    }
+    sqlite3_finalize(q);
+    if (rc != SQLITE_DONE) {
+        store_events_free(*events, *n);
+        *events = NULL;
+        *n = 0;
+        return store_db_error(s, "reading history", err);
+    }
+    return 0;
+}
+
+int store_script(store *s, const char *sha, char **name, char **src, size_t *len, jerr *err) {
+    sqlite3_stmt *q = prep(s, "SELECT name, source FROM scripts WHERE sha=?", err);
+    if (!q) return -1;
+    sqlite3_bind_text(q, 1, sha, -1, SQLITE_TRANSIENT);
+    if (sqlite3_step(q) != SQLITE_ROW) {
+        sqlite3_finalize(q);
+        return jerr_set(err, JERR_BACKEND, "store %s: script version %s is missing", s->home, sha);
+    }
+    int n = sqlite3_column_bytes(q, 1);
+    *src = jstrndup(sqlite3_column_blob(q, 1) ? sqlite3_column_blob(q, 1) : "", (size_t)n);
+    *len = (size_t)n;
+    if (name) *name = jstrdup((const char *)sqlite3_column_text(q, 0));
+    sqlite3_finalize(q);
+    if (!*src || (name && !*name)) return jerr_oom(err, "loading a script");
+    return 0;
+}
+
+int store_find_module(void *ud, const char *name, char **src, size_t *len, char **chunkname, jerr *err) {
+    store_module_ctx *c = ud;
+    sqlite3_stmt *q = prep(c->s, "SELECT chunkname, sha FROM run_modules WHERE run_id=? AND name=?", err);
+    if (!q) return -1;
+    sqlite3_bind_text(q, 1, c->run_id, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(q, 2, name, -1, SQLITE_TRANSIENT);
+    if (sqlite3_step(q) == SQLITE_ROW) {
+        char sha[65];
+        snprintf(sha, sizeof sha, "%s", (const char *)sqlite3_column_text(q, 1));
+        *chunkname = jstrdup((const char *)sqlite3_column_text(q, 0));
+        sqlite3_finalize(q);
+        return store_script(c->s, sha, NULL, src, len, err);
+    }
+    sqlite3_finalize(q);
+    int rc = engine_find_module_in_dir(c->script_dir, name, src, len, chunkname, err);
+    if (rc != 0) return rc;
+    /* pin it: later loads of this run get this exact version */
+    char sha[65];
+    sha256_hex(*src, *len, sha);
+    if (save_script(c->s, sha, *chunkname, *src, *len, err) != 0) return -1;
+    q = prep(c->s, "INSERT OR IGNORE INTO run_modules(run_id,name,chunkname,sha) VALUES(?,?,?,?)", err);
+    if (!q) return -1;
+    sqlite3_bind_text(q, 1, c->run_id, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(q, 2, name, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(q, 3, *chunkname, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(q, 4, sha, -1, SQLITE_TRANSIENT);
+    sqlite3_step(q);
+    sqlite3_finalize(q);
+    return 0;
+}
+
+/* ------------------------------------------------------------ leases */
+
+static bool owner_alive(const char *owner, const char *self_host) {
+    long pid = 0;
+    char host[100] = "";
+    if (sscanf(owner, "%ld@%99s", &pid, host) != 2) return false;
+    if (strcmp(host, self_host) != 0) return true; /* another machine: trust the expiry */
+    if (pid <= 0) return false;
+    return kill((pid_t)pid, 0) == 0 || errno == EPERM;
+}
+
+int store_lease_acquire(store *s, const char *run_id, jerr *err) {
+    if (store_begin(s, err) != 0) return -1;
+    sqlite3_stmt *q = prep(s, "SELECT lease_owner, lease_until FROM runs WHERE run_id=?", err);
+    if (!q) {
+        store_rollback(s);
+        return -1;
+    }
+    sqlite3_bind_text(q, 1, run_id, -1, SQLITE_TRANSIENT);
+    if (sqlite3_step(q) != SQLITE_ROW) {
+        sqlite3_finalize(q);
+        store_rollback(s);
+        return jerr_set(err, JERR_USAGE, "run %s not found", run_id);
+    }
+    const char *owner = (const char *)sqlite3_column_text(q, 0);
+    int64_t until = sqlite3_column_int64(q, 1);
+    char host[64] = "";
+    const char *at = strchr(s->owner, '@');
+    snprintf(host, sizeof host, "%s", at ? at + 1 : "");
+    if (owner && *owner && strcmp(owner, s->owner) != 0 && until > time_now_nanos() && owner_alive(owner, host)) {
+        jerr_set(err, JERR_USAGE, "run %s is being executed by process %s; wait for it, or stop that process first",
+                 run_id, owner);
+        sqlite3_finalize(q);
+        store_rollback(s);
+        return -1;
+    }
+    sqlite3_finalize(q);
+    q = prep(s, "UPDATE runs SET lease_owner=?, lease_until=? WHERE run_id=?", err);
+    if (!q) {
+        store_rollback(s);
+        return -1;
+    }
+    sqlite3_bind_text(q, 1, s->owner, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(q, 2, time_now_nanos() + LEASE_NANOS);
+    sqlite3_bind_text(q, 3, run_id, -1, SQLITE_TRANSIENT);
+    sqlite3_step(q);
+    sqlite3_finalize(q);
+    return store_commit(s, err);
+}
+
+void store_lease_renew(store *s, const char *run_id) {
+    sqlite3_stmt *q = prep(s, "UPDATE runs SET lease_until=? WHERE run_id=? AND lease_owner=?", NULL);
+    if (!q) return;
+    sqlite3_bind_int64(q, 1, time_now_nanos() + LEASE_NANOS);
+    sqlite3_bind_text(q, 2, run_id, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(q, 3, s->owner, -1, SQLITE_TRANSIENT);
+    sqlite3_step(q);
+    sqlite3_finalize(q);
+}
+
+void store_lease_release(store *s, const char *run_id) {
+    sqlite3_stmt *q = prep(s, "UPDATE runs SET lease_owner=NULL, lease_until=0 WHERE run_id=? AND lease_owner=?", NULL);
+    if (!q) return;
+    sqlite3_bind_text(q, 1, run_id, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(q, 2, s->owner, -1, SQLITE_TRANSIENT);
+    sqlite3_step(q);
+    sqlite3_finalize(q);
+}
+
+/* ------------------------------------------------------------ inbox */
+
+static uint8_t *pack_msg(const ProtobufCMessage *m, size_t *len) {
+    *len = protobuf_c_message_get_packed_size(m);
+    uint8_t *b = malloc(*len ? *len : 1);
+    if (b) protobuf_c_message_pack(m, b);
+    return b;
+}
+
+Payloads *payloads_copy(const Payloads *p) {
+    if (!p) return NULL;
+    size_t len;
+    uint8_t *b = pack_msg(&p->base, &len);
+    if (!b) return NULL;
+    Payloads *c = temporal__api__common__v1__payloads__unpack(NULL, len, b);
+    free(b);
+    return c;
+}
+
+int store_inbox_add(store *s, const char *run_id, int kind, const char *name, const Payloads *input,
+                    const char *reason, jerr *err) {
+    sqlite3_stmt *q = prep(s, "INSERT INTO inbox(run_id,kind,name,input,reason) VALUES(?,?,?,?,?)", err);
+    if (!q) return -1;
+    sqlite3_bind_text(q, 1, run_id, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int(q, 2, kind);
+    if (name) sqlite3_bind_text(q, 3, name, -1, SQLITE_TRANSIENT);
+    if (input) {
+        size_t len;
+        uint8_t *b = pack_msg(&input->base, &len);
+        if (!b) {
+            sqlite3_finalize(q);
+            return jerr_oom(err, "queueing a request");
+        }
+        sqlite3_bind_blob(q, 4, b, (int)len, free);
+    }
+    if (reason) sqlite3_bind_text(q, 5, reason, -1, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(q) == SQLITE_DONE ? 0 : store_db_error(s, "queueing a request", err);
+    sqlite3_finalize(q);
+    return rc;
+}
+
+/* Called inside a transaction by the process that holds the run. */
+int store_apply_inbox(store *s, const char *run_id, jerr *err) {
+    sqlite3_stmt *q = prep(s, "SELECT id, kind, name, input, reason FROM inbox WHERE run_id=? ORDER BY id", err);
+    if (!q) return -1;
+    sqlite3_bind_text(q, 1, run_id, -1, SQLITE_TRANSIENT);
+    int applied = 0;
+    int64_t last_id = 0;
+    int status = RUN_RUNNING;
+    store_run r;
+    if (store_run_find(s, run_id, &r, err) != 0) {
+        sqlite3_finalize(q);
+        return -1;
+    }
+    status = r.status;
+    while (sqlite3_step(q) == SQLITE_ROW) {
+        last_id = sqlite3_column_int64(q, 0);
+        if (status != RUN_RUNNING) continue; /* requests to a closed run are dropped */
+        int kind = sqlite3_column_int(q, 1);
+        const char *name = (const char *)sqlite3_column_text(q, 2);
+        const char *reason = (const char *)sqlite3_column_text(q, 4);
+        HistoryEvent *e = NULL;
+        if (kind == INBOX_SIGNAL) {
+            e = store_event_new(ET(WORKFLOW_EXECUTION_SIGNALED));
+            Temporal__Api__History__V1__WorkflowExecutionSignaledEventAttributes *a = malloc(sizeof *a);
+            if (!e || !a) {
+                free(a);
+                if (e) protobuf_c_message_free_unpacked(&e->base, NULL);
+                sqlite3_finalize(q);
+                return jerr_oom(err, "applying a signal");
+            }
+            temporal__api__history__v1__workflow_execution_signaled_event_attributes__init(a);
+            e->attributes_case = EV_ATTR(WORKFLOW_EXECUTION_SIGNALED);
+            e->workflow_execution_signaled_event_attributes = a;
+            a->signal_name = jstrdup(name ? name : "");
+            a->identity = jstrdup("jorch-cli");
+            if (sqlite3_column_type(q, 3) == SQLITE_BLOB)
+                a->input = temporal__api__common__v1__payloads__unpack(NULL, (size_t)sqlite3_column_bytes(q, 3),
+                                                                       sqlite3_column_blob(q, 3));
+        } else if (kind == INBOX_CANCEL) {
+            e = store_event_new(ET(WORKFLOW_EXECUTION_CANCEL_REQUESTED));
+            Temporal__Api__History__V1__WorkflowExecutionCancelRequestedEventAttributes *a = malloc(sizeof *a);
+            if (!e || !a) {
+                free(a);
+                if (e) protobuf_c_message_free_unpacked(&e->base, NULL);
+                sqlite3_finalize(q);
+                return jerr_oom(err, "applying a cancel request");
+            }
+            temporal__api__history__v1__workflow_execution_cancel_requested_event_attributes__init(a);
+            e->attributes_case = EV_ATTR(WORKFLOW_EXECUTION_CANCEL_REQUESTED);
+            e->workflow_execution_cancel_requested_event_attributes = a;
+            a->cause = jstrdup(reason ? reason : "");
+            a->identity = jstrdup("jorch-cli");
+        } else {
+            e = store_event_new(ET(WORKFLOW_EXECUTION_TERMINATED));
+            Temporal__Api__History__V1__WorkflowExecutionTerminatedEventAttributes *a = malloc(sizeof *a);
+            if (!e || !a) {
+                free(a);
+                if (e) protobuf_c_message_free_unpacked(&e->base, NULL);
+                sqlite3_finalize(q);
+                return jerr_oom(err, "applying a termination");
+            }
+            temporal__api__history__v1__workflow_execution_terminated_event_attributes__init(a);
+            e->attributes_case = EV_ATTR(WORKFLOW_EXECUTION_TERMINATED);
+            e->workflow_execution_terminated_event_attributes = a;
+            a->reason = jstrdup(reason ? reason : "");
+            a->identity = jstrdup("jorch-cli");
+        }
+        if (store_append(s, run_id, e, err) < 0) {
+            sqlite3_finalize(q);
+            return -1;
+        }
+        applied++;
+        if (kind == INBOX_TERMINATE) {
+            status = RUN_TERMINATED;
+            if (store_set_status(s, run_id, RUN_TERMINATED, err) != 0) {
+                sqlite3_finalize(q);
+                return -1;
+            }
+        } else if (store_schedule_wft(s, run_id, err) != 0) {
+            sqlite3_finalize(q);
+            return -1;
+        }
+    }
+    sqlite3_finalize(q);
+    if (last_id) {
+        sqlite3_stmt *d = prep(s, "DELETE FROM inbox WHERE run_id=? AND id<=?", err);
+        if (!d) return -1;
+        sqlite3_bind_text(d, 1, run_id, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(d, 2, last_id);
+        sqlite3_step(d);
+        sqlite3_finalize(d);
+    }
+    if (status == RUN_TERMINATED) {
+        /* a terminated run has no pending work */
+        const char *cleanup[] = {"DELETE FROM timers WHERE run_id=?", "DELETE FROM activities WHERE run_id=?"};
+        for (int i = 0; i < 2; i++) {
+            sqlite3_stmt *d = prep(s, cleanup[i], err);
+            if (!d) return -1;
+            sqlite3_bind_text(d, 1, run_id, -1, SQLITE_TRANSIENT);
+            sqlite3_step(d);
+            sqlite3_finalize(d);
+        }
+    }
+    return applied;
+}
+
+void store_apply_if_idle(store *s, const char *run_id) {
+    jerr e = {0};
+    if (store_lease_acquire(s, run_id, &e) != 0) return;
+    if (store_begin(s, &e) == 0) {
+        if (store_apply_inbox(s, run_id, &e) >= 0)
+            store_commit(s, &e);
+        else
+            store_rollback(s);
+    }
+    store_lease_release(s, run_id);
+}
+
+/* ------------------------------------------------------------ describe */
+
+static Temporal__Api__Common__V1__WorkflowExecution *execution_new(const char *wid, const char *rid) {
+    Temporal__Api__Common__V1__WorkflowExecution *x = malloc(sizeof *x);
+    if (!x) return NULL;
+    temporal__api__common__v1__workflow_execution__init(x);
+    x->workflow_id = jstrdup(wid);
+    x->run_id = jstrdup(rid);
+    return x;
+}
+
+int store_describe(store *s, const char *id, Temporal__Api__Workflowservice__V1__DescribeWorkflowExecutionResponse **out,
+                   jerr *err) {
+    *out = NULL;
+    store_run r;
+    if (store_run_find(s, id, &r, err) != 0) return -1;
+    Temporal__Api__Workflowservice__V1__DescribeWorkflowExecutionResponse *d = malloc(sizeof *d);
+    Temporal__Api__Workflow__V1__WorkflowExecutionInfo *info = malloc(sizeof *info);
+    if (!d || !info) {
+        free(d);
+        free(info);
+        return jerr_oom(err, "describing a run");
+    }
+    temporal__api__workflowservice__v1__describe_workflow_execution_response__init(d);
+    temporal__api__workflow__v1__workflow_execution_info__init(info);
+    d->workflow_execution_info = info;
+    info->execution = execution_new(r.workflow_id, r.run_id);
+    info->type = malloc(sizeof *info->type);
+    if (info->type) {
+        temporal__api__common__v1__workflow_type__init(info->type);
+        info->type->name = jstrdup(r.workflow_type);
+    }
+    info->start_time = pb_timestamp_new(r.start_time);
+    if (r.close_time) info->close_time = pb_timestamp_new(r.close_time);
+    info->status = r.status;
+    info->history_length = r.history_length;
+    info->task_queue = jstrdup(r.task_queue);
+    info->memo = script_memo(r.script_name, r.script_sha);
+    /* pending activities */
+    sqlite3_stmt *q = prep(s, "SELECT attempt, state, attrs, heartbeat_details, last_failure, scheduled_at, started_at, last_heartbeat "
+                              "FROM activities WHERE run_id=? ORDER BY scheduled_event_id", err);
+    if (q) {
+        sqlite3_bind_text(q, 1, r.run_id, -1, SQLITE_TRANSIENT);
+        while (sqlite3_step(q) == SQLITE_ROW) {
+            Temporal__Api__Command__V1__ScheduleActivityTaskCommandAttributes *attrs =
+                temporal__api__command__v1__schedule_activity_task_command_attributes__unpack(
+                    NULL, (size_t)sqlite3_column_bytes(q, 2), sqlite3_column_blob(q, 2));
+            if (!attrs) continue;
+            Temporal__Api__Workflow__V1__PendingActivityInfo *pa = malloc(sizeof *pa);
+            Temporal__Api__Workflow__V1__PendingActivityInfo **arr =
+                realloc(d->pending_activities, (d->n_pending_activities + 1) * sizeof *arr);
+            if (!pa || !arr) {
+                free(pa);
+                if (arr) d->pending_activities = arr;
+                protobuf_c_message_free_unpacked(&attrs->base, NULL);
+                break;
+            }
+            d->pending_activities = arr;
+            temporal__api__workflow__v1__pending_activity_info__init(pa);
+            arr[d->n_pending_activities++] = pa;
+            pa->activity_id = jstrdup(attrs->activity_id);
+            pa->activity_type = attrs->activity_type;
+            attrs->activity_type = NULL;
+            pa->attempt = sqlite3_column_int(q, 0);
+            pa->state = sqlite3_column_int(q, 1) == 1 ? 2 : 1; /* STARTED : SCHEDULED */
+            pa->maximum_attempts = attrs->retry_policy ? attrs->retry_policy->maximum_attempts : 0;
+            if (sqlite3_column_type(q, 3) == SQLITE_BLOB)
+                pa->heartbeat_details = temporal__api__common__v1__payloads__unpack(
+                    NULL, (size_t)sqlite3_column_bytes(q, 3), sqlite3_column_blob(q, 3));
+            if (sqlite3_column_type(q, 4) == SQLITE_BLOB)
+                pa->last_failure = temporal__api__failure__v1__failure__unpack(NULL, (size_t)sqlite3_column_bytes(q, 4),
+                                                                              sqlite3_column_blob(q, 4));
+            pa->scheduled_time = pb_timestamp_new(sqlite3_column_int64(q, 5));
+            if (sqlite3_column_int64(q, 6)) pa->last_started_time = pb_timestamp_new(sqlite3_column_int64(q, 6));
+            if (sqlite3_column_int64(q, 7)) pa->last_heartbeat_time = pb_timestamp_new(sqlite3_column_int64(q, 7));
+            protobuf_c_message_free_unpacked(&attrs->base, NULL);
+        }
+        sqlite3_finalize(q);
+    }
+    *out = d;
+    return 0;
+}
+
+/* ------------------------------------------------------------ query */
+
+int store_query(store *s, const char *id, const char *name, const Payloads *args, Payloads **answer, jerr *err) {
+    *answer = NULL;
+    store_run r;
+    if (store_run_find(s, id, &r, err) != 0) return -1;
+    char *src = NULL, *sname = NULL;
+    size_t len = 0;
+    if (store_script(s, r.script_sha, &sname, &src, &len, err) != 0) return -1;
+    store_module_ctx mc = {.s = s};
+    snprintf(mc.run_id, sizeof mc.run_id, "%s", r.run_id);
+    snprintf(mc.script_dir, sizeof mc.script_dir, "%s", sname);
+    char *slash = strrchr(mc.script_dir, '/');
+    if (slash) *slash = '\0';
+    else snprintf(mc.script_dir, sizeof mc.script_dir, ".");
+    engine_run_config cfg = {
+        .script_name = sname, .script_src = src, .script_len = len, .limits = engine_limits_default(),
+        .finder = store_find_module, .finder_ud = &mc, .workflow_id = r.workflow_id, .run_id = r.run_id,
+    };
+    engine_run *er = engine_run_new(&cfg, err);
+    free(src);
+    free(sname);
+    if (!er) return -1;
+    HistoryEvent **ev = NULL;
+    size_t n = 0;
+    int rc = store_history(s, r.run_id, 0, &ev, &n, err);
+    if (rc == 0) {
+        /* feed everything that does not end in an unfinished task */
+        size_t feed_n = n;
+        if (n > 0 && ev[n - 1]->event_type == ET(WORKFLOW_TASK_STARTED)) feed_n = n - 1;
+        engine_output out;
+        rc = engine_run_feed(er, ev, feed_n, &out, err);
+        if (rc == 0) rc = engine_run_query(er, name, args, answer, err);
+        store_events_free(ev, n);
+    }
+    engine_run_free(er);
+    return rc;
+}

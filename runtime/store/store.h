@@ -1,0 +1,132 @@
+/*
+ * store.h - the public face of runtime/store: the embedded backend.
+ *
+ * A single-node history service on SQLite (WAL, synchronous=FULL): it
+ * writes the same Temporal HistoryEvents a Temporal server would, with the
+ * same semantics (workflow tasks, activity retries decided server-side,
+ * timers, signals, cancel and terminate, continue-as-new), so its histories
+ * replay anywhere. The runner (store_runner_*) drives one workflow
+ * execution: engine + activity host + store, each state change committed in
+ * one transaction.
+ */
+#ifndef JORCH_STORE_H
+#define JORCH_STORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/common.h"
+#include "temporal/api/workflowservice/v1/request_response.pb-c.h"
+
+typedef struct store store;
+
+#define STORE_SCHEMA_VERSION 1
+
+/* Opens (creating if needed) the store in directory `home` ($JORCH_HOME,
+ * default ".jorch"). Errors: missing parent directory, unwritable or corrupt
+ * database, a schema written by a newer jorch. */
+int store_open(const char *home, store **out, jerr *err);
+void store_close(store *s);
+const char *store_home(const store *s);
+
+/* Workflow execution status, Temporal's numbering (WorkflowExecutionStatus). */
+enum { RUN_RUNNING = 1, RUN_COMPLETED = 2, RUN_FAILED = 3, RUN_CANCELED = 4, RUN_TERMINATED = 5,
+       RUN_CONTINUED_AS_NEW = 6, RUN_TIMED_OUT = 7 };
+const char *store_status_name(int status); /* "Running", "Completed", ... */
+int store_status_parse(const char *s);     /* case-insensitive name -> status, 0 if unknown */
+
+typedef struct store_run {
+    char workflow_id[256];
+    char run_id[40];
+    char workflow_type[256];
+    char task_queue[256];
+    char script_name[1024];
+    char script_sha[65];
+    int status;
+    int64_t start_time, close_time; /* nanos */
+    int64_t history_length;
+    bool time_skip;
+} store_run;
+
+typedef struct store_new_run {
+    const char *workflow_id;   /* NULL: "<type>-<uuid>" */
+    const char *workflow_type;
+    const char *task_queue;    /* NULL: "jorch" */
+    const char *script_name;
+    const char *script_src;
+    size_t script_len;
+    const Temporal__Api__Common__V1__Payloads *input;
+    bool time_skip;
+} store_new_run;
+
+/* Starts a run: records the script version and writes WorkflowExecutionStarted
+ * and the first WorkflowTaskScheduled. A running execution with the same
+ * workflow id is an error naming it (JERR_USAGE). */
+int store_run_start(store *s, const store_new_run *nr, store_run *out, jerr *err);
+
+/* Finds a run by run id, or the newest run of a workflow id. JERR_USAGE
+ * "workflow 'x' not found" when there is none. */
+int store_run_find(store *s, const char *id, store_run *out, jerr *err);
+
+/* Every run, newest first; status 0 = any. */
+int store_run_list(store *s, int status, store_run **out, size_t *n, jerr *err);
+
+/* Events of a run with id > after_id, in order (malloc'ed array of unpacked
+ * events; free with store_events_free). */
+int store_history(store *s, const char *run_id, int64_t after_id,
+                  Temporal__Api__History__V1__HistoryEvent ***events, size_t *n, jerr *err);
+void store_events_free(Temporal__Api__History__V1__HistoryEvent **events, size_t n);
+
+/* The pinned source of a script version. */
+int store_script(store *s, const char *sha, char **name, char **src, size_t *len, jerr *err);
+/* A module finder over the modules pinned for a run (ud = store_module_ctx). */
+typedef struct store_module_ctx {
+    store *s;
+    char run_id[40];
+    char script_dir[1024];   /* fallback lookup for modules not pinned yet */
+} store_module_ctx;
+int store_find_module(void *ud, const char *name, char **src, size_t *len, char **chunkname, jerr *err);
+
+/* Requests from other processes: signal, cancel, terminate. Applied by the
+ * process executing the run, or at once when no process holds the run. */
+enum { INBOX_SIGNAL = 1, INBOX_CANCEL = 2, INBOX_TERMINATE = 3 };
+int store_inbox_add(store *s, const char *run_id, int kind, const char *name,
+                    const Temporal__Api__Common__V1__Payloads *input, const char *reason, jerr *err);
+
+/* Applies queued requests now when no live process executes the run (a
+ * running process applies them itself within a fraction of a second). */
+void store_apply_if_idle(store *s, const char *run_id);
+
+/* Describe / list in the Temporal API's own messages. */
+int store_describe(store *s, const char *id,
+                   Temporal__Api__Workflowservice__V1__DescribeWorkflowExecutionResponse **out, jerr *err);
+
+/* Answers a query by replaying the run's committed history in this process
+ * with its pinned script. */
+int store_query(store *s, const char *id, const char *name,
+                const Temporal__Api__Common__V1__Payloads *args,
+                Temporal__Api__Common__V1__Payloads **answer, jerr *err);
+
+/* ---------------------------------------------------------------- runner */
+
+typedef struct store_runner_opts {
+    const char *activities_dir;  /* default "activities" */
+    int threads;                 /* activity threads, default 4 */
+    bool follow_continue_as_new; /* keep executing the new run after continue-as-new */
+    bool quiet;                  /* no progress lines */
+    bool stop_on_task_failure;   /* return when a workflow task fails (jorch run) */
+} store_runner_opts;
+
+/* Executes a run until it closes (following continue-as-new if asked), or a
+ * workflow task fails (stop_on_task_failure). Holds the run's lease; returns
+ * JERR_USAGE if another live process executes it. *final receives the run
+ * that ended (for continue-as-new chains, the last one). */
+int store_runner_execute(store *s, const char *run_id, const store_runner_opts *o, store_run *final,
+                         jerr *err);
+
+/* Waits until the run (following continue-as-new) is closed; timeout_ms < 0
+ * waits forever. Returns its close event. */
+int store_wait_closed(store *s, const char *id, int64_t timeout_ms,
+                      Temporal__Api__History__V1__HistoryEvent **close_event, jerr *err);
+
+#endif
