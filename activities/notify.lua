@@ -1,0 +1,50 @@
+-- activities/notify.lua: tells people how an orchestration went.
+--
+-- A Slack-compatible incoming webhook (SLACK_WEBHOOK_URL, or the file named
+-- by notify.slack_webhook_url_file in jorch.yaml) gets {"text": ...}.
+-- Without one the notification is skipped with a log line. The webhook URL
+-- is a secret: it is never logged or returned.
+
+local M = {}
+
+local function webhook()
+  local v = jorch.env("SLACK_WEBHOOK_URL")
+  if v and v ~= "" then return v end
+  local conf = (jorch.config or {}).notify or {}
+  if type(conf.slack_webhook_url) == "string" and conf.slack_webhook_url ~= "" then
+    return conf.slack_webhook_url
+  end
+  local path = conf.slack_webhook_url_file
+  if type(path) == "string" and path ~= "" then
+    local f = io.open(path, "rb")
+    if f then
+      local s = f:read("a"):gsub("%s+$", "")
+      f:close()
+      if s ~= "" then return s end
+    end
+  end
+  return nil
+end
+
+--- Sends {text, issueKey, status}; returns {sent = bool}.
+function M.send(msg)
+  msg = msg or {}
+  local text = tostring(msg.text or "")
+  local url = webhook()
+  if not url then
+    activity.log("notify: skipped (SLACK_WEBHOOK_URL not set): " .. text:match("^[^\n]*"))
+    return {sent = false, reason = "SLACK_WEBHOOK_URL not set"}
+  end
+  local resp = jorch.http.request{method = "POST", url = url, timeout = 30,
+    headers = {["Content-Type"] = "application/json"},
+    body = jorch.json.encode({text = text})}
+  if resp.status < 200 or resp.status >= 300 then
+    error(activity.error{type = "NotifyFailed", non_retryable = resp.status >= 400 and resp.status < 500
+      and resp.status ~= 429,
+      message = "the Slack webhook answered HTTP " .. tostring(resp.status)})
+  end
+  activity.log("notify: sent")
+  return {sent = true}
+end
+
+return M
