@@ -1,0 +1,3 @@
+#!/bin/sh
+. ./greet.sh
+[ "$(hello World)" = "Hello, World!" ]
