@@ -28,6 +28,7 @@
  * DEADLINE_EXCEEDED (with its message) normally arrives first. */
 #define TC_CLIENT_GRACE_MS 2000
 #define TC_CONNECT_TIMEOUT_MS 10000
+#define TC_MAX_POLL_WAIT_MS 250
 
 enum { CALL_RUNNING, CALL_BACKOFF, CALL_DONE };
 
@@ -52,6 +53,7 @@ struct tc_call {
     int state;
     int attempt;
     int64_t retry_at_ms;
+    int64_t attempt_start_ms;
     CURL *easy;
     struct curl_slist *headers;
     tc_deframer deframer;
@@ -334,6 +336,7 @@ static int launch_attempt(tc_call *call) {
         return -1;
     }
     call->state = CALL_RUNNING;
+    call->attempt_start_ms = mono_ms();
     return 0;
 }
 
@@ -368,9 +371,20 @@ static void settle_attempt(tc_call *call, CURLcode rc) {
         st->transport = true;
         st->curl_code = (int)rc;
         st->code = code_from_curl(rc);
+        /* A server honouring grpc-timeout may reset the stream instead of
+         * answering DEADLINE_EXCEEDED: past our deadline, that is what it means. */
+        bool past_deadline = mono_ms() - call->attempt_start_ms >= call->opts.timeout_ms;
+        if (past_deadline && st->code == TC_UNAVAILABLE && rc != CURLE_COULDNT_CONNECT) {
+            st->code = TC_DEADLINE_EXCEEDED;
+            rc = CURLE_OPERATION_TIMEDOUT;
+        }
+        long os_errno = 0;
+        curl_easy_getinfo(call->easy, CURLINFO_OS_ERRNO, &os_errno);
         if (rc == CURLE_OPERATION_TIMEDOUT)
             snprintf(st->message, sizeof st->message, "no answer within %lld ms",
                      (long long)call->opts.timeout_ms);
+        else if (rc == CURLE_COULDNT_CONNECT && os_errno != 0)
+            snprintf(st->message, sizeof st->message, "%s", strerror((int)os_errno));
         else
             snprintf(st->message, sizeof st->message, "%s",
                      call->errbuf[0] ? call->errbuf : curl_easy_strerror(rc));
@@ -495,7 +509,11 @@ static void launch_due_retries(tc_conn *c, int64_t now, int64_t *next_due) {
 
 static int drive(tc_conn *c, jerr *err) {
     int running = 0;
+    /* Twice: with several transfers on one multi handle, libcurl 7.88 can
+     * leave a new HTTP/2 request unflushed after one perform, and no socket
+     * event comes to wake us; measured stalls of a full poll wait without it. */
     CURLMcode mc = curl_multi_perform(c->multi, &running);
+    if (mc == CURLM_OK) mc = curl_multi_perform(c->multi, &running);
     if (mc != CURLM_OK)
         return jerr_set(err, JERR_INTERNAL, "libcurl failed driving Temporal calls: %s", curl_multi_strerror(mc));
     int left = 0;
@@ -524,7 +542,8 @@ int tc_conn_perform(tc_conn *c, int wait_ms, jerr *err) {
     launch_due_retries(c, mono_ms(), &next_due);
     if (drive(c, err) != 0) return -1;
     if (wait_ms > 0 && count_pending(c) > 0) {
-        int64_t wait = wait_ms;
+        /* Bounded even so, in case another stall of that kind remains. */
+        int64_t wait = wait_ms < TC_MAX_POLL_WAIT_MS ? wait_ms : TC_MAX_POLL_WAIT_MS;
         next_due = -1;
         int64_t now = mono_ms();
         launch_due_retries(c, now, &next_due);

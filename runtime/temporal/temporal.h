@@ -195,7 +195,8 @@ tc_call *tc_call_start(tc_conn *c, const char *method, const ProtobufCMessage *r
                        const ProtobufCMessageDescriptor *resp_desc,
                        const tc_call_opts *opts, jerr *err);
 /* Drive every started call: transfer what can be transferred, wait at most
- * wait_ms for activity (0: don't wait), start due retries. Returns the
+ * wait_ms (capped at 250 ms) for activity (0: don't wait), start due
+ * retries. Returns the
  * number of calls not yet done, or -1 on a curl multi failure. */
 int tc_conn_perform(tc_conn *c, int wait_ms, jerr *err);
 bool tc_call_done(const tc_call *call);
