@@ -157,7 +157,7 @@ function M.run(args)
   write_file(stem .. ".prompt.md", prompt)
 
   local argv, demo = agent_argv(name)
-  local timeout = tonumber(cfg().timeout) or 3600
+  local timeout = tonumber(jorch.env("JORCH_AGENT_TIMEOUT") or "") or tonumber(cfg().timeout) or 3600
   activity.heartbeat({agent = name, phase = args.phase})
   local started = jorch.now and jorch.now() or os.time()
   activity.log(string.format("agent: running %s for %s in %s%s", name, tostring(args.phase),
