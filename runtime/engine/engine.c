@@ -156,7 +156,8 @@ static void user_where(lua_State *L, char *buf, size_t buflen) {
     lua_Debug ar;
     for (int level = 0; lua_getstack(L, level, &ar); level++) {
         if (!lua_getinfo(L, "Sl", &ar)) continue;
-        if (ar.source[0] == '@' && ar.currentline > 0) {
+        /* jorch's own Lua is loaded as "@[jorch]/...": never the user's line */
+        if (ar.source[0] == '@' && strncmp(ar.source, "@[jorch]", 8) != 0 && ar.currentline > 0) {
             snprintf(buf, buflen, "%s:%d", ar.short_src, ar.currentline);
             return;
         }

@@ -1,0 +1,31 @@
+-- Test activities. mark() appends a line to $MARK_FILE (when set) so tests
+-- can count how often each step really ran.
+local M = {}
+
+function M.mark(step, value)
+  local f = os.getenv("MARK_FILE")
+  if f then
+    local h = assert(io.open(f, "a"))
+    h:write(step, "\n")
+    h:close()
+  end
+  local delay = tonumber(os.getenv("MARK_DELAY") or "0")
+  if delay > 0 then jorch.sleep(delay) end
+  return step .. ":" .. tostring(value)
+end
+
+function M.flaky(n)
+  local info = activity.info()
+  if info.attempt < n then error("attempt " .. info.attempt .. " fails on purpose") end
+  return info.attempt
+end
+
+function M.invalid()
+  activity.error{type = "ValidationError", message = "bad input", non_retryable = true}
+end
+
+function M.hang()
+  while true do end
+end
+
+return M

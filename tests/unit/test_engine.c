@@ -1,0 +1,625 @@
+/*
+ * test_engine.c - the workflow engine against histories built in C: each
+ * command machine, replay matching, nondeterminism messages, patches, side
+ * effects, signals, queries, cancellation, limits and bad histories.
+ */
+#include "test.h"
+#include "history_builder.h"
+
+#include "engine/engine.h"
+
+typedef struct fed {
+    engine_run *r;
+    engine_output out;
+    jerr err;
+    int rc;
+} fed;
+
+static fed feed_script(const char *src, hb *h) {
+    fed f;
+    memset(&f, 0, sizeof f);
+    engine_run_config cfg = {
+        .script_name = "workflows/test.lua", .script_src = src, .script_len = strlen(src),
+        .limits = engine_limits_default(), .workflow_id = "wf-1", .run_id = "run-1",
+    };
+    f.r = engine_run_new(&cfg, &f.err);
+    if (!f.r) {
+        f.rc = -1;
+        return f;
+    }
+    f.rc = engine_run_feed(f.r, h->ev, h->n, &f.out, &f.err);
+    return f;
+}
+
+static void fed_free(fed *f) { engine_run_free(f->r); }
+
+static const char *cmd_payload_json(const Command *c, char *buf, size_t len) {
+    const Payloads *ps = NULL;
+    if (c->attributes_case == CMD_ATTR(SCHEDULE_ACTIVITY_TASK)) ps = c->schedule_activity_task_command_attributes->input;
+    if (c->attributes_case == CMD_ATTR(COMPLETE_WORKFLOW_EXECUTION)) ps = c->complete_workflow_execution_command_attributes->result;
+    jbuf b;
+    jbuf_init(&b, 0);
+    jerr e = {0};
+    payloads_to_json(ps, false, &b, &e);
+    snprintf(buf, len, "%s", b.data ? b.data : "");
+    jbuf_free(&b);
+    return buf;
+}
+
+static const char *one_activity =
+    "return function(name)\n"
+    "  local r = workflow.execute_activity('greet', {name}, {start_to_close_timeout = '10s'})\n"
+    "  return 'got ' .. r\n"
+    "end\n";
+
+static void first_task_schedules_activity(void) {
+    hb h;
+    hb_init(&h);
+    const char *args[] = {"\"ada\""};
+    hb_started(&h, "test", args, 1);
+    hb_open_task(&h);
+    fed f = feed_script(one_activity, &h);
+    CHECK_MSG(f.rc == 0, "%s", f.err.msg);
+    CHECK(f.out.has_task);
+    CHECK_INT(f.out.n_commands, 1);
+    if (f.out.n_commands == 1) {
+        const Command *c = f.out.commands[0];
+        CHECK_INT(c->command_type, CT(SCHEDULE_ACTIVITY_TASK));
+        CHECK_STREQ(c->schedule_activity_task_command_attributes->activity_type->name, "greet");
+        CHECK_STREQ(c->schedule_activity_task_command_attributes->activity_id, "1");
+        CHECK_STREQ(c->schedule_activity_task_command_attributes->task_queue->name, "tq");
+        CHECK_INT(pb_duration_nanos(c->schedule_activity_task_command_attributes->start_to_close_timeout),
+                  INT64_C(10000000000));
+        char buf[256];
+        CHECK_STREQ(cmd_payload_json(c, buf, sizeof buf), "[\"ada\"]");
+    }
+    fed_free(&f);
+    hb_free(&h);
+}
+
+static void replay_then_complete(void) {
+    hb h;
+    hb_init(&h);
+    const char *args[] = {"\"ada\""};
+    hb_started(&h, "test", args, 1);
+    hb_task(&h);
+    int64_t s = hb_activity_scheduled(&h, "1", "greet");
+    hb_activity_completed(&h, s, "\"hello ada\"");
+    hb_open_task(&h);
+    fed f = feed_script(one_activity, &h);
+    CHECK_MSG(f.rc == 0, "%s", f.err.msg);
+    CHECK_INT(f.out.n_commands, 1);
+    if (f.out.n_commands == 1) {
+        CHECK_INT(f.out.commands[0]->command_type, CT(COMPLETE_WORKFLOW_EXECUTION));
+        char buf[256];
+        CHECK_STREQ(cmd_payload_json(f.out.commands[0], buf, sizeof buf), "[\"got hello ada\"]");
+    }
+    CHECK(engine_run_closed(f.r));
+    fed_free(&f);
+    hb_free(&h);
+}
+
+static void incremental_feed_matches_like_full(void) {
+    hb h;
+    hb_init(&h);
+    const char *args[] = {"\"ada\""};
+    hb_started(&h, "test", args, 1);
+    hb_open_task(&h);
+    engine_run_config cfg = {.script_name = "workflows/test.lua", .script_src = one_activity,
+                             .script_len = strlen(one_activity), .limits = engine_limits_default()};
+    jerr e = {0};
+    engine_run *r = engine_run_new(&cfg, &e);
+    engine_output out;
+    CHECK(engine_run_feed(r, h.ev, h.n, &out, &e) == 0);
+    size_t done = h.n;
+    hb_wft_completed(&h);
+    int64_t s = hb_activity_scheduled(&h, "1", "greet");
+    hb_activity_completed(&h, s, "\"hi\"");
+    hb_open_task(&h);
+    CHECK_MSG(engine_run_feed(r, h.ev + done, h.n - done, &out, &e) == 0, "%s", e.msg);
+    CHECK_INT(out.n_commands, 1);
+    if (out.n_commands) CHECK_INT(out.commands[0]->command_type, CT(COMPLETE_WORKFLOW_EXECUTION));
+    engine_run_free(r);
+    hb_free(&h);
+}
+
+static void nondeterminism_names_event_command_and_line(void) {
+    hb h;
+    hb_init(&h);
+    const char *args[] = {"\"ada\""};
+    hb_started(&h, "test", args, 1);
+    hb_task(&h);
+    hb_activity_scheduled(&h, "1", "farewell"); /* history says another activity */
+    hb_open_task(&h);
+    fed f = feed_script(one_activity, &h);
+    CHECK(f.rc != 0);
+    CHECK_INT(f.out.failure, ENGINE_NONDETERMINISM);
+    CHECK_INT(f.out.failed_event_id, 5);
+    CHECK_CONTAINS(f.err.msg, "nondeterminism");
+    CHECK_CONTAINS(f.err.msg, "5 ActivityTaskScheduled (activity 'farewell', id '1')");
+    CHECK_CONTAINS(f.err.msg, "ScheduleActivityTask (activity 'greet', id '1')");
+    CHECK_CONTAINS(f.err.msg, "workflows/test.lua:2");
+    fed_free(&f);
+    hb_free(&h);
+}
+
+static void missing_command_is_nondeterminism(void) {
+    static const char *src = "return function() return 1 end\n";
+    hb h;
+    hb_init(&h);
+    hb_started(&h, "test", NULL, 0);
+    hb_task(&h);
+    hb_timer_started(&h, "1", 1000000000);
+    hb_open_task(&h);
+    fed f = feed_script(src, &h);
+    CHECK(f.rc != 0);
+    CHECK_INT(f.out.failure, ENGINE_NONDETERMINISM);
+    CHECK_CONTAINS(f.err.msg, "TimerStarted");
+    fed_free(&f);
+    hb_free(&h);
+}
+
+static void extra_command_is_nondeterminism(void) {
+    static const char *src = "return function() workflow.sleep(5) workflow.sleep(6) end\n";
+    hb h;
+    hb_init(&h);
+    hb_started(&h, "test", NULL, 0);
+    hb_task(&h); /* the recorded task produced no timer */
+    hb_signal(&h, "poke", NULL);
+    hb_open_task(&h);
+    fed f = feed_script(src, &h);
+    CHECK(f.rc != 0);
+    CHECK_INT(f.out.failure, ENGINE_NONDETERMINISM);
+    CHECK_CONTAINS(f.err.msg, "StartTimer (timer '1')");
+    CHECK_CONTAINS(f.err.msg, "workflows/test.lua:1");
+    fed_free(&f);
+    hb_free(&h);
+}
+
+static void timer_then_signal_wait_condition(void) {
+    static const char *src =
+        "return function()\n"
+        "  local got = nil\n"
+        "  workflow.on_signal('approve', function(who) got = who end)\n"
+        "  local ok = workflow.wait_condition(function() return got ~= nil end, '1 hour')\n"
+        "  return {ok = ok, who = got, now = workflow.now() > 0}\n"
+        "end\n";
+    hb h;
+    hb_init(&h);
+    hb_started(&h, "test", NULL, 0);
+    hb_open_task(&h);
+    fed f = feed_script(src, &h);
+    CHECK_MSG(f.rc == 0, "%s", f.err.msg);
+    CHECK_INT(f.out.n_commands, 1);
+    if (f.out.n_commands) {
+        CHECK_INT(f.out.commands[0]->command_type, CT(START_TIMER));
+        CHECK_INT(pb_duration_nanos(f.out.commands[0]->start_timer_command_attributes->start_to_fire_timeout),
+                  INT64_C(3600) * 1000000000);
+    }
+    fed_free(&f);
+    /* the signal arrives: the condition holds, the timer is cancelled, the run completes */
+    hb_wft_completed(&h);
+    int64_t ts = hb_timer_started(&h, "1", INT64_C(3600) * 1000000000);
+    hb_signal(&h, "approve", "\"bob\"");
+    hb_open_task(&h);
+    f = feed_script(src, &h);
+    CHECK_MSG(f.rc == 0, "%s", f.err.msg);
+    CHECK_INT(f.out.n_commands, 2);
+    if (f.out.n_commands == 2) {
+        CHECK_INT(f.out.commands[0]->command_type, CT(CANCEL_TIMER));
+        CHECK_INT(f.out.commands[1]->command_type, CT(COMPLETE_WORKFLOW_EXECUTION));
+        char buf[256];
+        CHECK_STREQ(cmd_payload_json(f.out.commands[1], buf, sizeof buf), "[{\"now\":true,\"ok\":true,\"who\":\"bob\"}]");
+    }
+    fed_free(&f);
+    (void)ts;
+    hb_free(&h);
+}
+
+static void wait_condition_times_out(void) {
+    static const char *src =
+        "return function()\n"
+        "  local ok = workflow.wait_condition(function() return false end, 60)\n"
+        "  return ok\n"
+        "end\n";
+    hb h;
+    hb_init(&h);
+    hb_started(&h, "test", NULL, 0);
+    hb_task(&h);
+    int64_t ts = hb_timer_started(&h, "1", INT64_C(60) * 1000000000);
+    hb_timer_fired(&h, "1", ts);
+    hb_open_task(&h);
+    fed f = feed_script(src, &h);
+    CHECK_MSG(f.rc == 0, "%s", f.err.msg);
+    CHECK_INT(f.out.n_commands, 1);
+    if (f.out.n_commands) {
+        char buf[64];
+        CHECK_STREQ(cmd_payload_json(f.out.commands[0], buf, sizeof buf), "[false]");
+    }
+    fed_free(&f);
+    hb_free(&h);
+}
+
+static void signals_before_handler_are_buffered(void) {
+    static const char *src =
+        "return function()\n"
+        "  local seen = {}\n"
+        "  workflow.on_signal('add', function(v) seen[#seen + 1] = v end)\n"
+        "  workflow.wait_condition(function() return #seen >= 2 end)\n"
+        "  return seen\n"
+        "end\n";
+    hb h;
+    hb_init(&h);
+    hb_started(&h, "test", NULL, 0);
+    hb_signal(&h, "add", "1"); /* signal-with-start: before the first task */
+    hb_signal(&h, "add", "2");
+    hb_open_task(&h);
+    fed f = feed_script(src, &h);
+    CHECK_MSG(f.rc == 0, "%s", f.err.msg);
+    CHECK_INT(f.out.n_commands, 1);
+    if (f.out.n_commands) {
+        char buf[64];
+        CHECK_STREQ(cmd_payload_json(f.out.commands[0], buf, sizeof buf), "[[1,2]]");
+    }
+    fed_free(&f);
+    hb_free(&h);
+}
+
+static void activity_failure_surfaces_typed(void) {
+    static const char *src =
+        "return function()\n"
+        "  local ok, e = pcall(workflow.execute_activity, 'x', {}, {start_to_close_timeout = 5})\n"
+        "  return {ok = ok, type = e.type, cause = e.cause.type, msg = e.cause.message, nr = e.cause.non_retryable}\n"
+        "end\n";
+    hb h;
+    hb_init(&h);
+    hb_started(&h, "test", NULL, 0);
+    hb_task(&h);
+    int64_t s = hb_activity_scheduled(&h, "1", "x");
+    hb_activity_failed(&h, s, "ValidationError", "bad key", 1);
+    hb_open_task(&h);
+    fed f = feed_script(src, &h);
+    CHECK_MSG(f.rc == 0, "%s", f.err.msg);
+    if (f.out.n_commands) {
+        char buf[256];
+        CHECK_STREQ(cmd_payload_json(f.out.commands[0], buf, sizeof buf),
+                    "[{\"cause\":\"ValidationError\",\"msg\":\"bad key\",\"nr\":true,\"ok\":false,\"type\":\"ActivityError\"}]");
+    }
+    fed_free(&f);
+    hb_free(&h);
+}
+
+static void application_error_fails_workflow(void) {
+    static const char *src =
+        "return function()\n"
+        "  error(workflow.ApplicationError{type = 'ValidationError', message = 'bad key', non_retryable = true})\n"
+        "end\n";
+    hb h;
+    hb_init(&h);
+    hb_started(&h, "test", NULL, 0);
+    hb_open_task(&h);
+    fed f = feed_script(src, &h);
+    CHECK_MSG(f.rc == 0, "%s", f.err.msg);
+    CHECK_INT(f.out.n_commands, 1);
+    if (f.out.n_commands) {
+        const Command *c = f.out.commands[0];
+        CHECK_INT(c->command_type, CT(FAIL_WORKFLOW_EXECUTION));
+        const Failure *fl = c->fail_workflow_execution_command_attributes->failure;
+        CHECK_STREQ(fl->message, "bad key");
+        CHECK_STREQ(fl->application_failure_info->type, "ValidationError");
+        CHECK(fl->application_failure_info->non_retryable);
+    }
+    fed_free(&f);
+    hb_free(&h);
+}
+
+static void lua_error_fails_the_task_with_line(void) {
+    static const char *src = "return function()\n  local t = nil\n  return t.x\nend\n";
+    hb h;
+    hb_init(&h);
+    hb_started(&h, "test", NULL, 0);
+    hb_open_task(&h);
+    fed f = feed_script(src, &h);
+    CHECK(f.rc != 0);
+    CHECK_INT(f.out.failure, ENGINE_TASK_FAILED);
+    CHECK_CONTAINS(f.err.msg, "workflows/test.lua:3");
+    CHECK_CONTAINS(f.err.msg, "attempt to index a nil value");
+    fed_free(&f);
+    hb_free(&h);
+}
+
+static void infinite_loop_fails_the_task(void) {
+    static const char *src = "return function()\n  while true do pcall(function() while true do end end) end\nend\n";
+    hb h;
+    hb_init(&h);
+    hb_started(&h, "test", NULL, 0);
+    hb_open_task(&h);
+    fed f = feed_script(src, &h);
+    CHECK(f.rc != 0);
+    CHECK_INT(f.out.failure, ENGINE_TASK_FAILED);
+    CHECK_CONTAINS(f.err.msg, "instruction budget exceeded");
+    fed_free(&f);
+    hb_free(&h);
+}
+
+static void patched_new_run_emits_marker(void) {
+    static const char *src =
+        "return function()\n"
+        "  if workflow.patched('v2') then return 'new' end\n"
+        "  return 'old'\n"
+        "end\n";
+    hb h;
+    hb_init(&h);
+    hb_started(&h, "test", NULL, 0);
+    hb_open_task(&h);
+    fed f = feed_script(src, &h);
+    CHECK_MSG(f.rc == 0, "%s", f.err.msg);
+    CHECK_INT(f.out.n_commands, 2);
+    if (f.out.n_commands == 2) {
+        const Command *m = f.out.commands[0];
+        CHECK_INT(m->command_type, CT(RECORD_MARKER));
+        CHECK_STREQ(m->record_marker_command_attributes->marker_name, "core_patch");
+        CHECK_STREQ(m->record_marker_command_attributes->details[0]->key, "patch-data");
+        const ProtobufCBinaryData *d = &m->record_marker_command_attributes->details[0]->value->payloads[0]->data;
+        CHECK(d->len == strlen("{\"deprecated\":false,\"id\":\"v2\"}") &&
+              memcmp(d->data, "{\"deprecated\":false,\"id\":\"v2\"}", d->len) == 0);
+        char buf[64];
+        CHECK_STREQ(cmd_payload_json(f.out.commands[1], buf, sizeof buf), "[\"new\"]");
+    }
+    fed_free(&f);
+    hb_free(&h);
+}
+
+static void patched_old_history_takes_old_branch(void) {
+    /* recorded before the patch existed: a timer, no marker */
+    static const char *src =
+        "return function()\n"
+        "  if workflow.patched('v2') then\n"
+        "    workflow.execute_activity('newstep', {}, {start_to_close_timeout = 5})\n"
+        "  else\n"
+        "    workflow.sleep(1)\n"
+        "  end\n"
+        "  return 'done'\n"
+        "end\n";
+    hb h;
+    hb_init(&h);
+    hb_started(&h, "test", NULL, 0);
+    hb_task(&h);
+    int64_t ts = hb_timer_started(&h, "1", 1000000000);
+    hb_timer_fired(&h, "1", ts);
+    hb_open_task(&h);
+    fed f = feed_script(src, &h);
+    CHECK_MSG(f.rc == 0, "%s", f.err.msg);
+    CHECK_INT(f.out.n_commands, 1);
+    if (f.out.n_commands) CHECK_INT(f.out.commands[0]->command_type, CT(COMPLETE_WORKFLOW_EXECUTION));
+    fed_free(&f);
+    /* and with the marker recorded, the new branch replays */
+    hb h2;
+    hb_init(&h2);
+    hb_started(&h2, "test", NULL, 0);
+    hb_task(&h2);
+    hb_patch_marker(&h2, "v2", 0);
+    int64_t s = hb_activity_scheduled(&h2, "1", "newstep");
+    hb_activity_completed(&h2, s, NULL);
+    hb_open_task(&h2);
+    f = feed_script(src, &h2);
+    CHECK_MSG(f.rc == 0, "%s", f.err.msg);
+    CHECK_INT(f.out.n_commands, 1);
+    fed_free(&f);
+    hb_free(&h);
+    hb_free(&h2);
+}
+
+static void deprecated_patch_marker_is_skipped(void) {
+    static const char *src = "return function() workflow.sleep(1) return 1 end\n";
+    hb h;
+    hb_init(&h);
+    hb_started(&h, "test", NULL, 0);
+    hb_task(&h);
+    hb_patch_marker(&h, "old", 1);
+    int64_t ts = hb_timer_started(&h, "1", 1000000000);
+    hb_timer_fired(&h, "1", ts);
+    hb_open_task(&h);
+    fed f = feed_script(src, &h);
+    CHECK_MSG(f.rc == 0, "%s", f.err.msg);
+    fed_free(&f);
+    hb_free(&h);
+}
+
+static void side_effect_replays_recorded_value(void) {
+    static const char *src =
+        "local n = 0\n"
+        "return function()\n"
+        "  local v = workflow.side_effect(function() n = n + 1 return 'first-' .. n end)\n"
+        "  return v\n"
+        "end\n";
+    hb h;
+    hb_init(&h);
+    hb_started(&h, "test", NULL, 0);
+    hb_open_task(&h);
+    fed f = feed_script(src, &h);
+    CHECK_MSG(f.rc == 0, "%s", f.err.msg);
+    CHECK_INT(f.out.n_commands, 2);
+    if (f.out.n_commands == 2) {
+        CHECK_INT(f.out.commands[0]->command_type, CT(RECORD_MARKER));
+        char buf[64];
+        CHECK_STREQ(cmd_payload_json(f.out.commands[1], buf, sizeof buf), "[\"first-1\"]");
+    }
+    fed_free(&f);
+    hb_free(&h);
+}
+
+static void query_reads_state_and_cannot_block(void) {
+    static const char *src =
+        "return function()\n"
+        "  local phase = 'EXPLORE'\n"
+        "  workflow.on_query('getPhase', function() return phase end)\n"
+        "  workflow.on_query('bad', function() workflow.sleep(1) end)\n"
+        "  workflow.sleep(10)\n"
+        "end\n";
+    hb h;
+    hb_init(&h);
+    hb_started(&h, "test", NULL, 0);
+    hb_open_task(&h);
+    fed f = feed_script(src, &h);
+    CHECK_MSG(f.rc == 0, "%s", f.err.msg);
+    Payloads *ans = NULL;
+    jerr e = {0};
+    CHECK(engine_run_query(f.r, "getPhase", NULL, &ans, &e) == 0);
+    if (ans) {
+        jbuf b;
+        jbuf_init(&b, 0);
+        payloads_to_json(ans, true, &b, &e);
+        CHECK_STREQ(b.data, "\"EXPLORE\"");
+        jbuf_free(&b);
+        protobuf_c_message_free_unpacked(&ans->base, NULL);
+    }
+    CHECK(engine_run_query(f.r, "bad", NULL, &ans, &e) != 0);
+    CHECK_CONTAINS(e.msg, "query");
+    CHECK(engine_run_query(f.r, "nope", NULL, &ans, &e) != 0);
+    CHECK_CONTAINS(e.msg, "unknown query type 'nope'");
+    CHECK_CONTAINS(e.msg, "getPhase");
+    fed_free(&f);
+    hb_free(&h);
+}
+
+static void cancellation_cancels_timer_and_ends_cancelled(void) {
+    static const char *src = "return function() workflow.sleep(100) return 'slept' end\n";
+    hb h;
+    hb_init(&h);
+    hb_started(&h, "test", NULL, 0);
+    hb_task(&h);
+    hb_timer_started(&h, "1", INT64_C(100) * 1000000000);
+    hb_cancel_requested(&h);
+    hb_open_task(&h);
+    fed f = feed_script(src, &h);
+    CHECK_MSG(f.rc == 0, "%s", f.err.msg);
+    CHECK_INT(f.out.n_commands, 2);
+    if (f.out.n_commands == 2) {
+        CHECK_INT(f.out.commands[0]->command_type, CT(CANCEL_TIMER));
+        CHECK_INT(f.out.commands[1]->command_type, CT(CANCEL_WORKFLOW_EXECUTION));
+    }
+    fed_free(&f);
+    hb_free(&h);
+}
+
+static void go_coroutines_and_await_all(void) {
+    static const char *src =
+        "return function()\n"
+        "  local acts = workflow.activities{start_to_close_timeout = '1 minute'}\n"
+        "  local fs = {}\n"
+        "  for i = 1, 3 do fs[i] = workflow.go(function() return acts.step(i) end) end\n"
+        "  return workflow.await_all(fs)\n"
+        "end\n";
+    hb h;
+    hb_init(&h);
+    hb_started(&h, "test", NULL, 0);
+    hb_open_task(&h);
+    fed f = feed_script(src, &h);
+    CHECK_MSG(f.rc == 0, "%s", f.err.msg);
+    CHECK_INT(f.out.n_commands, 3);
+    for (size_t i = 0; i < f.out.n_commands && i < 3; i++) {
+        char buf[32], want[32];
+        snprintf(want, sizeof want, "[%zu]", i + 1);
+        CHECK_STREQ(cmd_payload_json(f.out.commands[i], buf, sizeof buf), want);
+    }
+    fed_free(&f);
+    /* results arrive out of order; await_all keeps list order */
+    hb_wft_completed(&h);
+    int64_t a = hb_activity_scheduled(&h, "1", "step");
+    int64_t b = hb_activity_scheduled(&h, "2", "step");
+    int64_t c = hb_activity_scheduled(&h, "3", "step");
+    hb_activity_completed(&h, c, "30");
+    hb_activity_completed(&h, a, "10");
+    hb_activity_completed(&h, b, "20");
+    hb_open_task(&h);
+    f = feed_script(src, &h);
+    CHECK_MSG(f.rc == 0, "%s", f.err.msg);
+    if (f.out.n_commands == 1) {
+        char buf[64];
+        CHECK_STREQ(cmd_payload_json(f.out.commands[0], buf, sizeof buf), "[[10,20,30]]");
+    }
+    fed_free(&f);
+    hb_free(&h);
+}
+
+static void unknown_event_type_respects_worker_may_ignore(void) {
+    static const char *src = "return function() workflow.sleep(1) end\n";
+    for (int ignore = 0; ignore <= 1; ignore++) {
+        hb h;
+        hb_init(&h);
+        hb_started(&h, "test", NULL, 0);
+        HistoryEvent *e = hb_push(&h, 55); /* WorkflowExecutionOptionsUpdated: not handled */
+        e->worker_may_ignore = ignore;
+        hb_open_task(&h);
+        fed f = feed_script(src, &h);
+        if (ignore) {
+            CHECK_MSG(f.rc == 0, "%s", f.err.msg);
+        } else {
+            CHECK(f.rc != 0);
+            CHECK_CONTAINS(f.err.msg, "history event 2");
+        }
+        fed_free(&f);
+        hb_free(&h);
+    }
+}
+
+static void bad_options_are_clear(void) {
+    static const char *src = "return function() workflow.execute_activity('x', {}, {start_to_close = 5}) end\n";
+    hb h;
+    hb_init(&h);
+    hb_started(&h, "test", NULL, 0);
+    hb_open_task(&h);
+    fed f = feed_script(src, &h);
+    CHECK(f.rc != 0);
+    CHECK_CONTAINS(f.err.msg, "unknown option 'start_to_close'");
+    CHECK_CONTAINS(f.err.msg, "workflows/test.lua:1");
+    fed_free(&f);
+    hb_free(&h);
+}
+
+static void syntax_error_before_history(void) {
+    engine_run_config cfg = {.script_name = "workflows/bad.lua", .script_src = "return function(\n x = end",
+                             .script_len = strlen("return function(\n x = end"), .limits = engine_limits_default()};
+    jerr e = {0};
+    engine_run *r = engine_run_new(&cfg, &e);
+    CHECK(r == NULL);
+    CHECK_CONTAINS(e.msg, "workflows/bad.lua:2:");
+}
+
+static void script_must_return_function(void) {
+    jerr e = {0};
+    CHECK(engine_check_script("workflows/x.lua", "return 42", 9, NULL, NULL, &e) != 0);
+    CHECK_CONTAINS(e.msg, "must return its workflow function");
+    static const char *uses_os = "local x = os.time()\nreturn function() end";
+    CHECK(engine_check_script("workflows/x.lua", uses_os, strlen(uses_os), NULL, NULL, &e) != 0);
+    CHECK_CONTAINS(e.msg, "'os' is not available in workflows");
+    CHECK(engine_check_script("workflows/x.lua", "return function() end", 21, NULL, NULL, &e) == 0);
+}
+
+static void out_of_order_history_is_rejected(void) {
+    hb h;
+    hb_init(&h);
+    hb_started(&h, "test", NULL, 0);
+    hb_open_task(&h);
+    h.ev[1]->event_id = 7;
+    fed f = feed_script("return function() end", &h);
+    CHECK(f.rc != 0);
+    CHECK_CONTAINS(f.err.msg, "expected event 2, got 7");
+    fed_free(&f);
+    hb_free(&h);
+}
+
+TEST_MAIN(TEST_CASE(first_task_schedules_activity), TEST_CASE(replay_then_complete),
+          TEST_CASE(incremental_feed_matches_like_full), TEST_CASE(nondeterminism_names_event_command_and_line),
+          TEST_CASE(missing_command_is_nondeterminism), TEST_CASE(extra_command_is_nondeterminism),
+          TEST_CASE(timer_then_signal_wait_condition), TEST_CASE(wait_condition_times_out),
+          TEST_CASE(signals_before_handler_are_buffered), TEST_CASE(activity_failure_surfaces_typed),
+          TEST_CASE(application_error_fails_workflow), TEST_CASE(lua_error_fails_the_task_with_line),
+          TEST_CASE(infinite_loop_fails_the_task), TEST_CASE(patched_new_run_emits_marker),
+          TEST_CASE(patched_old_history_takes_old_branch), TEST_CASE(deprecated_patch_marker_is_skipped),
+          TEST_CASE(side_effect_replays_recorded_value), TEST_CASE(query_reads_state_and_cannot_block),
+          TEST_CASE(cancellation_cancels_timer_and_ends_cancelled), TEST_CASE(go_coroutines_and_await_all),
+          TEST_CASE(unknown_event_type_respects_worker_may_ignore), TEST_CASE(bad_options_are_clear),
+          TEST_CASE(syntax_error_before_history), TEST_CASE(script_must_return_function),
+          TEST_CASE(out_of_order_history_is_rejected))
