@@ -198,6 +198,9 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userdata) {
     tc_call *call = userdata;
     size_t n;
     if (!size_mul(size, nmemb, &n)) return 0;
+    /* An HTTP error page (a proxy's 403, say) is not gRPC: skip it; the
+     * status comes from the HTTP status line. */
+    if (call->meta.http_status != 200 || !call->meta.grpc_content_type) return n;
     if (tc_deframer_feed(&call->deframer, ptr, n, &call->body_err) != 0) {
         call->body_failed = true;
         return 0; /* makes curl stop with CURLE_WRITE_ERROR */

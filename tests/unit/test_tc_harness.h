@@ -62,6 +62,15 @@ static void h_sleep_ms(long ms) {
     }
 }
 
+/* The temporal CLI reads the same TEMPORAL_* variables as jorch: children
+ * get none of them, tests pass what the CLI needs as flags. */
+static void h_clear_temporal_env(void) {
+    static const char *const vars[] = {"TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE", "TEMPORAL_API_KEY",
+                                       "TEMPORAL_TLS", "TEMPORAL_TLS_CA", "TEMPORAL_TLS_CLIENT_CERT",
+                                       "TEMPORAL_TLS_CLIENT_KEY", "TEMPORAL_TLS_SERVER_NAME"};
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) unsetenv(vars[i]);
+}
+
 /* Run argv (no shell); stdout (and stderr when merge) into *out
  * (malloc'ed, may be NULL to discard). Returns the exit status, or -1. */
 static int h_run(char *const argv[], char **out, bool merge) {
@@ -70,6 +79,7 @@ static int h_run(char *const argv[], char **out, bool merge) {
     pid_t pid = fork();
     if (pid < 0) return -1;
     if (pid == 0) {
+        h_clear_temporal_env();
         int devnull = open("/dev/null", O_RDWR);
         dup2(devnull, 0);
         dup2(fds[1], 1);
@@ -106,6 +116,7 @@ static pid_t h_spawn(char *const argv[], const char *logpath) {
     if (pid < 0) return -1;
     if (pid == 0) {
         setpgid(0, 0);
+        h_clear_temporal_env();
         int devnull = open("/dev/null", O_RDONLY);
         int log = open(logpath, O_WRONLY | O_CREAT | O_TRUNC, 0600);
         dup2(devnull, 0);
@@ -189,12 +200,12 @@ static int h_server_start(char *why, size_t whylen) {
         int status;
         if (waitpid(h_server_pid, &status, WNOHANG) == h_server_pid) {
             h_server_pid = -1;
-            snprintf(why, whylen, "the dev server exited at start; see %s", log);
+            snprintf(why, whylen, "the dev server exited at start; see %.300s", log);
             return -1;
         }
         h_sleep_ms(250);
     }
-    snprintf(why, whylen, "the dev server did not answer on %s within 60 s; see %s", h_server_addr, log);
+    snprintf(why, whylen, "the dev server did not answer on %s within 60 s; see %.300s", h_server_addr, log);
     return -1;
 }
 
@@ -217,7 +228,7 @@ static Temporal__Api__Common__V1__Payload *h_json_payload(const char *json) {
     return p;
 }
 
-static Temporal__Api__Common__V1__Payloads *h_json_payloads(const char *json) {
+__attribute__((unused)) static Temporal__Api__Common__V1__Payloads *h_json_payloads(const char *json) {
     Temporal__Api__Common__V1__Payloads *ps = malloc(sizeof *ps);
     temporal__api__common__v1__payloads__init(ps);
     ps->n_payloads = 1;
