@@ -77,7 +77,8 @@ local function parse_input(input, extra)
       .. " does not match the issue key " .. key)
   end
   p.projectKey = project
-  p.autoProceed = p.autoProceed == true
+  -- nil: decided after the issue is fetched (see EXPLORE)
+  if p.autoProceed ~= nil then p.autoProceed = p.autoProceed == true end
   if p.repo ~= nil and type(p.repo) ~= "string" then fail("ValidationError", "repo must be a path") end
   if p.testCommand ~= nil and type(p.testCommand) ~= "table" and type(p.testCommand) ~= "string" then
     fail("ValidationError", "testCommand must be an argv list")
@@ -285,6 +286,8 @@ return function(input, options)
 
     phase("EXPLORE", function()
       issue = act("jira.getIssue", {key})
+      -- The offline demo has nobody to approve: it proceeds unless told otherwise.
+      if p.autoProceed == nil then p.autoProceed = issue.backend == "offline" end
       repo = act("repo.prepareWorkspace", {{issueKey = key, repo = p.repo}})
       local triage = agent("triage", "EXPLORE")
       ctx.triage = excerpt(triage.output)

@@ -47,7 +47,7 @@ check "malformed key: ValidationError" grep -q ValidationError "$T/err2" "$T/err
 # --- gate timeout (7 days, time-skipped)
 reset_jira
 make_repo "$T/r3" pass
-"$JORCH" run --time-skip "${ACTS[@]}" "$WF" "$(input "$T/r3")" >/dev/null 2>"$T/err3"
+"$JORCH" run --time-skip "${ACTS[@]}" "$WF" "$(input "$T/r3" ',"autoProceed":false')" >/dev/null 2>"$T/err3"
 check "gate timeout exits 1" [ $? -eq 1 ]
 check "gate timeout: ApprovalTimeout" grep -q ApprovalTimeout "$T/err3"
 check "gate timeout: Blocked" jira_has 'any(r["op"]=="transition" and r["to"]=="Blocked" for r in recs)'
@@ -56,7 +56,7 @@ check "gate timeout: awaiting-approval comment" jira_has 'any(r["op"]=="comment"
 # --- both gates with proceed; getState before, during, after
 reset_jira
 make_repo "$T/r4" pass
-id=$("$JORCH" run --detach --id orch-gates "${ACTS[@]}" "$WF" "$(input "$T/r4")" 2>/dev/null)
+id=$("$JORCH" run --detach --id orch-gates "${ACTS[@]}" "$WF" "$(input "$T/r4" ',"autoProceed":false')" 2>/dev/null)
 check "gates: started" [ "$id" = orch-gates ]
 check "gates: getState before" wait_for 10 state_is "$id" 'v["issueKey"]=="PROJ-1" and v["status"] in ("running","awaiting_approval")'
 check "gates: awaiting after EXPLORE" wait_for 30 state_is "$id" 'v["awaitingApproval"] and v["currentPhase"]=="EXPLORE" and v["status"]=="awaiting_approval"'
@@ -71,7 +71,7 @@ check "gates: getPhase" [ "$(jget "$("$JORCH" query "$id" getPhase)" 'v["status"
 # --- reject
 reset_jira
 make_repo "$T/r5" pass
-id=$("$JORCH" run --detach --id orch-reject "${ACTS[@]}" "$WF" "$(input "$T/r5")" 2>/dev/null)
+id=$("$JORCH" run --detach --id orch-reject "${ACTS[@]}" "$WF" "$(input "$T/r5" ',"autoProceed":false')" 2>/dev/null)
 wait_for 30 state_is "$id" 'v["awaitingApproval"]'
 "$JORCH" signal "$id" reject '"not this quarter"' >/dev/null
 "$JORCH" result "$id" >/dev/null 2>"$T/err5"

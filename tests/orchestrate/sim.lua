@@ -142,14 +142,14 @@ case("gates with proceed", function()
     local st = sim.rt.query("getState")
     if st.awaitingApproval and #sim.acts == 0 then sim.rt.signal("proceed"); sent = sent + 1; return true end
   end}
-  local kind, v = run(sim, {issueKey = "PROJ-1"})
+  local kind, v = run(sim, {issueKey = "PROJ-1", autoProceed = false})
   assert(kind == "complete", kind .. " " .. tostring(v))
   assert(sent == 2, sent)
 end)
 
 case("gate timeout", function()
   local sim = new_sim{mock = default_mock({true})}
-  local kind, v = run(sim, "PROJ-1")
+  local kind, v = run(sim, "PROJ-1", {autoProceed = false})
   assert(kind == "fail", kind)
   assert(v.type == "ApprovalTimeout", v.type)
   assert(query(sim).status == "failed")
@@ -160,7 +160,7 @@ case("reject", function()
   local sim = new_sim{mock = default_mock({true}), on_block = function(sim)
     if query(sim).awaitingApproval and #sim.acts == 0 then sim.rt.signal("reject", "not now"); return true end
   end}
-  local kind, v = run(sim, "PROJ-1")
+  local kind, v = run(sim, "PROJ-1", {autoProceed = false})
   assert(kind == "fail" and v.type == "Rejected", tostring(v.type))
   assert(query(sim).status == "rejected")
   assert(count(sim, "jira.transition", function(a) return a[2] == "Blocked" end) == 0)
