@@ -94,6 +94,11 @@ static inline bool size_mul(size_t a, size_t b, size_t *out) {
     return true;
 }
 
+/* Replaces a protobuf-c string field with a malloc'ed copy of value,
+ * freeing the old one unless it is protobuf-c's shared empty default.
+ * Returns -1 (field unchanged) on allocation failure. */
+int pb_str_replace(char **field, const char *value);
+
 /* malloc'ed copies; NULL on allocation failure. */
 char *jstrdup(const char *s);
 char *jstrndup(const char *s, size_t n);

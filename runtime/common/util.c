@@ -176,6 +176,14 @@ int file_read_all(const char *path, size_t max, char **out, size_t *len, jerr *e
 
 char *jstrdup(const char *s) { return jstrndup(s, strlen(s)); }
 
+int pb_str_replace(char **field, const char *value) {
+    char *c = jstrdup(value ? value : "");
+    if (!c) return -1;
+    if (*field && *field != (char *)protobuf_c_empty_string) free(*field);
+    *field = c;
+    return 0;
+}
+
 char *jstrndup(const char *s, size_t n) {
     size_t sz;
     if (!size_add(n, 1, &sz)) return NULL;

@@ -9,6 +9,7 @@
 
 #include <inttypes.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,6 +105,19 @@ static void slot_release(runner *r, uint64_t token, Payloads **details_out) {
 }
 
 /* ------------------------------------------------------------ helpers */
+
+/* Fault injection for the crash-safety tests: JORCH_FAULT=point[:n] kills
+ * this process with SIGKILL the n-th time (default 1st) it reaches `point`,
+ * exactly like `kill -9` at that instant. Unset in normal use. */
+static void fault_point(const char *point) {
+    static int hits = 0;
+    const char *spec = getenv("JORCH_FAULT");
+    if (!spec || !*spec) return;
+    size_t n = strlen(point);
+    if (strncmp(spec, point, n) != 0 || (spec[n] != '\0' && spec[n] != ':')) return;
+    int want = spec[n] == ':' ? atoi(spec + n + 1) : 1;
+    if (++hits >= (want > 0 ? want : 1)) raise(SIGKILL);
+}
 
 static ProtobufCMessage *msg_copy(const ProtobufCMessage *m) {
     if (!m) return NULL;
@@ -489,10 +503,12 @@ static int start_continued(runner *r, const char *new_run_id, jerr *err) {
     e->workflow_execution_started_event_attributes = a;
     if (a->input) protobuf_c_message_free_unpacked(&a->input->base, NULL);
     a->input = COPY(Payloads, can->workflow_execution_continued_as_new_event_attributes->input);
-    free(a->continued_execution_run_id);
-    a->continued_execution_run_id = jstrdup(r->run_id);
-    free(a->original_execution_run_id);
-    a->original_execution_run_id = jstrdup(new_run_id);
+    if (pb_str_replace(&a->continued_execution_run_id, r->run_id) != 0 ||
+        pb_str_replace(&a->original_execution_run_id, new_run_id) != 0) {
+        protobuf_c_message_free_unpacked(&e->base, NULL);
+        store_events_free(ev, n);
+        return jerr_oom(err, "continuing as new");
+    }
     a->initiator = TEMPORAL__API__ENUMS__V1__CONTINUE_AS_NEW_INITIATOR__CONTINUE_AS_NEW_INITIATOR_WORKFLOW;
     store_events_free(ev, n);
     if (store_append(r->s, new_run_id, e, err) < 0) return -1;
@@ -687,6 +703,7 @@ static int run_workflow_task(runner *r, char *new_run_id, jerr *err) {
         store_events_free(ev, n);
         return -1;
     }
+    fault_point("task-before-commit");
     if (store_commit(r->s, err) != 0) {
         store_rollback(r->s);
         store_events_free(ev, n);
@@ -694,6 +711,7 @@ static int run_workflow_task(runner *r, char *new_run_id, jerr *err) {
         r->eng = NULL;
         return -1;
     }
+    fault_point("task-after-commit");
     r->fed = sid;
     store_events_free(ev, n);
     return 0;
@@ -731,6 +749,7 @@ static int dispatch_ready(runner *r, jerr *err) {
         pthread_mutex_lock(&r->mu);
         slot_for(r, (uint64_t)sched, true);
         pthread_mutex_unlock(&r->mu);
+        fault_point("activity-dispatch");
         int rc = act_host_submit(r->host, &t, err);
         progress(r, "activity %s (id %s) started, attempt %d", t.activity_type, t.activity_id, attempt);
         protobuf_c_message_free_unpacked(&a->base, NULL);
@@ -942,6 +961,7 @@ static int on_outcome(runner *r, act_outcome *o, jerr *err) {
     }
     protobuf_c_message_free_unpacked(&a->base, NULL);
     if (hb) protobuf_c_message_free_unpacked(&hb->base, NULL);
+    fault_point("activity-before-commit");
     if (rc != 0 || store_commit(r->s, err) != 0) {
         store_rollback(r->s);
         return -1;
@@ -1021,6 +1041,7 @@ static int fire_due_timers(runner *r, jerr *err) {
         }
         progress(r, "timer %s fired", ids[i]);
     }
+    fault_point("timer-before-commit");
     if (store_schedule_wft(r->s, r->run_id, err) != 0 || store_commit(r->s, err) != 0) {
         store_rollback(r->s);
         return -1;
@@ -1078,6 +1099,7 @@ static int execute_one(runner *r, char *new_run_id, jerr *err) {
                 break;
             }
             int applied = store_apply_inbox(r->s, r->run_id, err);
+            fault_point("inbox-before-commit");
             if (applied < 0 || store_commit(r->s, err) != 0) {
                 store_rollback(r->s);
                 rc = -1;

@@ -24,6 +24,14 @@ function M.invalid()
   activity.error{type = "ValidationError", message = "bad input", non_retryable = true}
 end
 
+function M.fetch(issue) return "src-" .. issue end
+function M.build(source) return "bin-" .. source end
+function M.publish(artifact) return "https://example.invalid/" .. artifact end
+
+function M.returnsFunction()
+  return function() end
+end
+
 function M.hang()
   while true do end
 end

@@ -1,0 +1,48 @@
+# tests/cli/lib.sh - shared helpers for the CLI tests, which drive the real
+# jorch binary. Each test sources this, calls `t_begin`, runs checks, and
+# ends with `t_end`, which prints "N passed, N failed" and sets the exit code.
+set -u
+: "${JORCH:?JORCH must name the jorch binary (ctest sets it)}"
+: "${JORCH_SOURCE_DIR:?}"
+T_PASS=0
+T_FAIL=0
+T_DIR=$(mktemp -d "${TMPDIR:-/tmp}/jorch-test.XXXXXX")
+export JORCH_HOME="$T_DIR/home"
+ACTS="$JORCH_SOURCE_DIR/tests/cli/activities"
+WFS="$JORCH_SOURCE_DIR/tests/cli/workflows"
+trap 't_cleanup' EXIT
+
+t_cleanup() {
+  # stop background runs of this test
+  pkill -f -- "--home $JORCH_HOME" 2>/dev/null || true
+  rm -rf "$T_DIR"
+}
+
+t_begin() { echo "== $1"; }
+
+ok() { T_PASS=$((T_PASS + 1)); echo "ok   $1"; }
+fail() { T_FAIL=$((T_FAIL + 1)); echo "FAIL $1"; [ $# -gt 1 ] && printf '%s\n' "$2" | sed 's/^/     /'; return 0; }
+
+# check NAME COMMAND...: passes when the command exits 0
+check() { local n=$1; shift; if "$@"; then ok "$n"; else fail "$n"; fi; }
+
+# expect_eq NAME ACTUAL EXPECTED
+expect_eq() { if [ "$2" = "$3" ]; then ok "$1"; else fail "$1" "got:      $2
+expected: $3"; fi; }
+
+# expect_contains NAME TEXT NEEDLE
+expect_contains() { case "$2" in *"$3"*) ok "$1" ;; *) fail "$1" "text: $2
+does not contain: $3" ;; esac; }
+
+# run_jorch: runs jorch, capturing stdout in $OUT, stderr in $ERR, status in $RC
+run_jorch() {
+  OUT=$("$JORCH" "$@" 2>"$T_DIR/stderr")
+  RC=$?
+  ERR=$(cat "$T_DIR/stderr")
+}
+
+t_end() {
+  echo "$T_PASS passed, $T_FAIL failed"
+  [ "$T_FAIL" -eq 0 ]
+  exit $?
+}

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Retry policies decided by the embedded backend, as Temporal's server does:
+# backoff, maximum attempts, non-retryable types, start-to-close timeouts.
+. "$(dirname "$0")/lib.sh"
+t_begin "retry policy"
+run() { run_jorch run --quiet --id "$1" --activities "$ACTS" "$WFS/retries.lua" "$1"; }
+
+start=$(date +%s%N)
+run flaky
+elapsed_ms=$(( ($(date +%s%N) - start) / 1000000 ))
+expect_eq "flaky activity succeeds on attempt 3" "$OUT" "3"
+# backoff 200ms then 400ms: at least 600ms between the attempts
+check "backoff intervals were waited (${elapsed_ms}ms >= 600ms)" test "$elapsed_ms" -ge 600
+hist=$("$JORCH" history flaky --output json)
+expect_contains "only the final attempt is in history" "$hist" '"attempt": 3'
+expect_eq "one ActivityTaskStarted" "$(printf '%s' "$hist" | grep -c EVENT_TYPE_ACTIVITY_TASK_STARTED)" "1"
+
+run exhausted
+expect_eq "maximum attempts reached" "$OUT" '{"cause":"'"$ACTS"'/steps.lua:19: attempt 4 fails on purpose","ok":false,"retry_state":"MAXIMUM_ATTEMPTS_REACHED","type":"ActivityError"}'
+
+run non_retryable
+expect_eq "non-retryable error is not retried" "$OUT" '{"cause":"ValidationError","ok":false,"retry_state":"NON_RETRYABLE_FAILURE"}'
+expect_contains "non-retryable ran once" "$("$JORCH" history non_retryable --output json)" '"attempt": 1'
+
+run listed
+expect_eq "type in non_retryable_error_types" "$OUT" '{"ok":false,"retry_state":"NON_RETRYABLE_FAILURE"}'
+
+start=$(date +%s%N)
+run hang
+elapsed_ms=$(( ($(date +%s%N) - start) / 1000000 ))
+expect_eq "hanging activity times out and is retried" "$OUT" '{"cause":"TimeoutError","ok":false,"retry_state":"MAXIMUM_ATTEMPTS_REACHED","timeout":"START_TO_CLOSE"}'
+check "two 1s attempts took about 2s (${elapsed_ms}ms)" test "$elapsed_ms" -ge 2000 -a "$elapsed_ms" -lt 10000
+expect_contains "the timeout is an ActivityTaskTimedOut event" "$("$JORCH" history hang --output json)" EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT
+
+run unknown
+expect_eq "unknown activity fails the workflow (exit 1)" "$RC" "1"
+expect_contains "unknown activity is named" "$ERR" "unknown activity 'doesNotExist'"
+
+run bad_result
+expect_eq "non-JSON activity result fails (exit 1)" "$RC" "1"
+expect_contains "non-JSON result explained" "$ERR" "returnsFunction"
+t_end
