@@ -96,11 +96,22 @@ local function current_thread(what)
   return th
 end
 
+-- A thread blocked when cancellation of the workflow arrives is woken once
+-- with workflow.CancelledError (after that, cleanup code may block again).
+local function check_cancel(th)
+  if th.cancel then
+    th.cancel = nil
+    error(workflow.CancelledError("workflow cancelled"), 0)
+  end
+end
+
 local function await(f, what)
   local th = current_thread(what or "waiting")
   while not f.done do
     th.wait = f
     co_yield(f)
+    th.wait = nil
+    check_cancel(th)
   end
   th.wait = nil
   if f.ok then return t_unpack(f.values, 1, f.values.n) end
@@ -178,7 +189,7 @@ local function run_thread(th)
 end
 local function runnable(th)
   local w = th.wait
-  return w == nil or w == COND or (type(w) == "table" and w.done)
+  return th.cancel or w == nil or w == COND or (type(w) == "table" and w.done)
 end
 
 local function deliver_signals()
@@ -204,6 +215,9 @@ end
 
 local function deliver_cancel()
   cancel_delivered = true
+  for _, th in ipairs(threads) do
+    if not th.dead and th.wait ~= nil then th.cancel = true end
+  end
   local seqs = {}
   for seq in pairs(pending) do seqs[#seqs + 1] = seq end
   for _, seq in ipairs(seqs) do
@@ -376,11 +390,18 @@ function workflow.wait_condition(fn, timeout)
     th.wait = COND
     co_yield(COND)
     th.wait = nil
+    if th.cancel then
+      if timer and not timer.done then timer:cancel() end
+      check_cancel(th)
+    end
     if fn() then
       if timer and not timer.done then timer:cancel() end
       return true
     end
-    if timer and timer.done then return false end
+    if timer and timer.done then
+      if not timer.ok then error(timer.values[1], 0) end
+      return false
+    end
   end
 end
 
@@ -405,6 +426,7 @@ function workflow.await_any(futures)
     th.wait = COND
     co_yield(COND)
     th.wait = nil
+    check_cancel(th)
   end
 end
 

@@ -603,7 +603,17 @@ static bool owner_alive(const char *owner, const char *self_host) {
     if (sscanf(owner, "%ld@%99s", &pid, host) != 2) return false;
     if (strcmp(host, self_host) != 0) return true; /* another machine: trust the expiry */
     if (pid <= 0) return false;
-    return kill((pid_t)pid, 0) == 0 || errno == EPERM;
+    if (kill((pid_t)pid, 0) != 0 && errno != EPERM) return false;
+    /* a killed process nobody has reaped yet still answers kill(pid, 0) */
+    char path[64], buf[256];
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return true;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *rp = strrchr(buf, ')');
+    return !(rp && rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X'));
 }
 
 int store_lease_acquire(store *s, const char *run_id, jerr *err) {
