@@ -203,8 +203,9 @@ static int op_signal(cli_client *c, const char *wid, const char *name,
     if (uuid_random(request_id) != 0) return jerr_set(err, JERR_INTERNAL, "cannot read random bytes for a request id");
     Temporal__Api__Common__V1__WorkflowExecution ex = TEMPORAL__API__COMMON__V1__WORKFLOW_EXECUTION__INIT;
     ex.workflow_id = (char *)wid;
-    Temporal__Api__Workflowservice__V1__SignalWorkflowExecutionRequest req =
-        TEMPORAL__API__WORKFLOWSERVICE__V1__SIGNAL_WORKFLOW_EXECUTION_REQUEST__INIT;
+    /* _init(), not the INIT macro: the macro names a deprecated field and clang warns. */
+    Temporal__Api__Workflowservice__V1__SignalWorkflowExecutionRequest req;
+    temporal__api__workflowservice__v1__signal_workflow_execution_request__init(&req);
     req.namespace_ = cfg->namespace_;
     req.workflow_execution = &ex;
     req.signal_name = (char *)name;

@@ -232,8 +232,9 @@ static void test_long_history_pagination(void) {
         for (int i = 0; i < BATCH; i++) {
             char rid[37];
             uuid_random(rid);
-            Temporal__Api__Workflowservice__V1__SignalWorkflowExecutionRequest req =
-                TEMPORAL__API__WORKFLOWSERVICE__V1__SIGNAL_WORKFLOW_EXECUTION_REQUEST__INIT;
+            /* _init(), not the INIT macro: the macro names a deprecated field and clang warns. */
+            Temporal__Api__Workflowservice__V1__SignalWorkflowExecutionRequest req;
+            temporal__api__workflowservice__v1__signal_workflow_execution_request__init(&req);
             req.namespace_ = cfg.namespace_;
             req.workflow_execution = &ex;
             req.signal_name = "tick";

