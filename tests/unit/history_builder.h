@@ -42,18 +42,18 @@ static Payloads *hb_payloads(const char *json) {
     return ps;
 }
 
-static void hb_init(hb *h) {
+static inline void hb_init(hb *h) {
     memset(h, 0, sizeof *h);
     h->now = INT64_C(1700000000) * 1000000000;
 }
 
-static void hb_free(hb *h) {
+static inline void hb_free(hb *h) {
     for (size_t i = 0; i < h->n; i++) protobuf_c_message_free_unpacked(&h->ev[i]->base, NULL);
     free(h->ev);
 }
 
 /* WorkflowExecutionStarted with the given input (a JSON array of arguments, or NULL). */
-static void hb_started(hb *h, const char *type, const char *const *args, size_t nargs) {
+static inline void hb_started(hb *h, const char *type, const char *const *args, size_t nargs) {
     HistoryEvent *e = hb_push(h, ET(WORKFLOW_EXECUTION_STARTED));
     Temporal__Api__History__V1__WorkflowExecutionStartedEventAttributes *a = malloc(sizeof *a);
     temporal__api__history__v1__workflow_execution_started_event_attributes__init(a);
@@ -74,24 +74,51 @@ static void hb_started(hb *h, const char *type, const char *const *args, size_t 
     }
 }
 
-static int64_t hb_wft_scheduled(hb *h) { return hb_push(h, ET(WORKFLOW_TASK_SCHEDULED))->event_id; }
-static int64_t hb_wft_started(hb *h) { return hb_push(h, ET(WORKFLOW_TASK_STARTED))->event_id; }
-static int64_t hb_wft_completed(hb *h) { return hb_push(h, ET(WORKFLOW_TASK_COMPLETED))->event_id; }
+static inline int64_t hb_wft_scheduled(hb *h) {
+    HistoryEvent *e = hb_push(h, ET(WORKFLOW_TASK_SCHEDULED));
+    Temporal__Api__History__V1__WorkflowTaskScheduledEventAttributes *a = malloc(sizeof *a);
+    temporal__api__history__v1__workflow_task_scheduled_event_attributes__init(a);
+    a->attempt = 1;
+    e->attributes_case = EV_ATTR(WORKFLOW_TASK_SCHEDULED);
+    e->workflow_task_scheduled_event_attributes = a;
+    return e->event_id;
+}
+
+static inline int64_t hb_wft_started(hb *h) {
+    HistoryEvent *e = hb_push(h, ET(WORKFLOW_TASK_STARTED));
+    Temporal__Api__History__V1__WorkflowTaskStartedEventAttributes *a = malloc(sizeof *a);
+    temporal__api__history__v1__workflow_task_started_event_attributes__init(a);
+    a->scheduled_event_id = e->event_id - 1;
+    e->attributes_case = EV_ATTR(WORKFLOW_TASK_STARTED);
+    e->workflow_task_started_event_attributes = a;
+    return e->event_id;
+}
+
+static inline int64_t hb_wft_completed(hb *h) {
+    HistoryEvent *e = hb_push(h, ET(WORKFLOW_TASK_COMPLETED));
+    Temporal__Api__History__V1__WorkflowTaskCompletedEventAttributes *a = malloc(sizeof *a);
+    temporal__api__history__v1__workflow_task_completed_event_attributes__init(a);
+    a->scheduled_event_id = e->event_id - 2;
+    a->started_event_id = e->event_id - 1;
+    e->attributes_case = EV_ATTR(WORKFLOW_TASK_COMPLETED);
+    e->workflow_task_completed_event_attributes = a;
+    return e->event_id;
+}
 
 /* A completed workflow task; returns the completed event id. */
-static int64_t hb_task(hb *h) {
+static inline int64_t hb_task(hb *h) {
     hb_wft_scheduled(h);
     hb_wft_started(h);
     return hb_wft_completed(h);
 }
 
 /* A task started but not completed: what a worker is asked to execute. */
-static void hb_open_task(hb *h) {
+static inline void hb_open_task(hb *h) {
     hb_wft_scheduled(h);
     hb_wft_started(h);
 }
 
-static int64_t hb_activity_scheduled(hb *h, const char *id, const char *type) {
+static inline int64_t hb_activity_scheduled(hb *h, const char *id, const char *type) {
     HistoryEvent *e = hb_push(h, ET(ACTIVITY_TASK_SCHEDULED));
     Temporal__Api__History__V1__ActivityTaskScheduledEventAttributes *a = malloc(sizeof *a);
     temporal__api__history__v1__activity_task_scheduled_event_attributes__init(a);
@@ -104,7 +131,7 @@ static int64_t hb_activity_scheduled(hb *h, const char *id, const char *type) {
     return e->event_id;
 }
 
-static void hb_activity_completed(hb *h, int64_t sched, const char *result_json) {
+static inline void hb_activity_completed(hb *h, int64_t sched, const char *result_json) {
     HistoryEvent *s = hb_push(h, ET(ACTIVITY_TASK_STARTED));
     Temporal__Api__History__V1__ActivityTaskStartedEventAttributes *sa = malloc(sizeof *sa);
     temporal__api__history__v1__activity_task_started_event_attributes__init(sa);
@@ -122,7 +149,7 @@ static void hb_activity_completed(hb *h, int64_t sched, const char *result_json)
     a->result = hb_payloads(result_json);
 }
 
-static void hb_activity_failed(hb *h, int64_t sched, const char *type, const char *message, int non_retryable) {
+static inline void hb_activity_failed(hb *h, int64_t sched, const char *type, const char *message, int non_retryable) {
     HistoryEvent *s = hb_push(h, ET(ACTIVITY_TASK_STARTED));
     Temporal__Api__History__V1__ActivityTaskStartedEventAttributes *sa = malloc(sizeof *sa);
     temporal__api__history__v1__activity_task_started_event_attributes__init(sa);
@@ -146,7 +173,7 @@ static void hb_activity_failed(hb *h, int64_t sched, const char *type, const cha
     a->failure->application_failure_info->non_retryable = non_retryable;
 }
 
-static int64_t hb_timer_started(hb *h, const char *timer_id, int64_t nanos) {
+static inline int64_t hb_timer_started(hb *h, const char *timer_id, int64_t nanos) {
     HistoryEvent *e = hb_push(h, ET(TIMER_STARTED));
     Temporal__Api__History__V1__TimerStartedEventAttributes *a = malloc(sizeof *a);
     temporal__api__history__v1__timer_started_event_attributes__init(a);
@@ -157,7 +184,7 @@ static int64_t hb_timer_started(hb *h, const char *timer_id, int64_t nanos) {
     return e->event_id;
 }
 
-static void hb_timer_fired(hb *h, const char *timer_id, int64_t started) {
+static inline void hb_timer_fired(hb *h, const char *timer_id, int64_t started) {
     HistoryEvent *e = hb_push(h, ET(TIMER_FIRED));
     Temporal__Api__History__V1__TimerFiredEventAttributes *a = malloc(sizeof *a);
     temporal__api__history__v1__timer_fired_event_attributes__init(a);
@@ -167,7 +194,7 @@ static void hb_timer_fired(hb *h, const char *timer_id, int64_t started) {
     a->started_event_id = started;
 }
 
-static void hb_timer_canceled(hb *h, const char *timer_id, int64_t started) {
+static inline void hb_timer_canceled(hb *h, const char *timer_id, int64_t started) {
     HistoryEvent *e = hb_push(h, ET(TIMER_CANCELED));
     Temporal__Api__History__V1__TimerCanceledEventAttributes *a = malloc(sizeof *a);
     temporal__api__history__v1__timer_canceled_event_attributes__init(a);
@@ -177,7 +204,7 @@ static void hb_timer_canceled(hb *h, const char *timer_id, int64_t started) {
     a->started_event_id = started;
 }
 
-static void hb_signal(hb *h, const char *name, const char *json) {
+static inline void hb_signal(hb *h, const char *name, const char *json) {
     HistoryEvent *e = hb_push(h, ET(WORKFLOW_EXECUTION_SIGNALED));
     Temporal__Api__History__V1__WorkflowExecutionSignaledEventAttributes *a = malloc(sizeof *a);
     temporal__api__history__v1__workflow_execution_signaled_event_attributes__init(a);
@@ -187,7 +214,7 @@ static void hb_signal(hb *h, const char *name, const char *json) {
     a->input = hb_payloads(json);
 }
 
-static void hb_cancel_requested(hb *h) {
+static inline void hb_cancel_requested(hb *h) {
     HistoryEvent *e = hb_push(h, ET(WORKFLOW_EXECUTION_CANCEL_REQUESTED));
     Temporal__Api__History__V1__WorkflowExecutionCancelRequestedEventAttributes *a = malloc(sizeof *a);
     temporal__api__history__v1__workflow_execution_cancel_requested_event_attributes__init(a);
@@ -196,7 +223,7 @@ static void hb_cancel_requested(hb *h) {
 }
 
 /* A core_patch marker as sdk-core writes it. */
-static void hb_patch_marker(hb *h, const char *id, int deprecated) {
+static inline void hb_patch_marker(hb *h, const char *id, int deprecated) {
     HistoryEvent *e = hb_push(h, ET(MARKER_RECORDED));
     Temporal__Api__History__V1__MarkerRecordedEventAttributes *a = malloc(sizeof *a);
     temporal__api__history__v1__marker_recorded_event_attributes__init(a);
@@ -214,7 +241,7 @@ static void hb_patch_marker(hb *h, const char *id, int deprecated) {
 }
 
 /* A closing command event. */
-static void hb_completed(hb *h, const char *result_json) {
+static inline void hb_completed(hb *h, const char *result_json) {
     HistoryEvent *e = hb_push(h, ET(WORKFLOW_EXECUTION_COMPLETED));
     Temporal__Api__History__V1__WorkflowExecutionCompletedEventAttributes *a = malloc(sizeof *a);
     temporal__api__history__v1__workflow_execution_completed_event_attributes__init(a);

@@ -123,6 +123,79 @@ static void incremental_feed_matches_like_full(void) {
     hb_free(&h);
 }
 
+static void closed_history_replays_to_the_end(void) {
+    hb h;
+    hb_init(&h);
+    const char *args[] = {"\"ada\""};
+    hb_started(&h, "test", args, 1);
+    hb_task(&h);
+    int64_t s = hb_activity_scheduled(&h, "1", "greet");
+    hb_activity_completed(&h, s, "\"hi\"");
+    hb_task(&h);
+    hb_completed(&h, "\"got hi\"");
+    fed f = feed_script(one_activity, &h);
+    CHECK_MSG(f.rc == 0, "%s", f.err.msg);
+    CHECK(!f.out.has_task);
+    engine_output end;
+    CHECK_MSG(engine_run_check_end(f.r, &end, &f.err) == 0, "%s", f.err.msg);
+    CHECK(engine_run_closed(f.r));
+    fed_free(&f);
+    /* the same history cut before the completion event: the script's
+     * CompleteWorkflowExecution has no event */
+    HistoryEvent *last = h.ev[--h.n];
+    f = feed_script(one_activity, &h);
+    CHECK_MSG(f.rc == 0, "%s", f.err.msg);
+    CHECK(engine_run_check_end(f.r, &end, &f.err) != 0);
+    CHECK_CONTAINS(f.err.msg, "CompleteWorkflowExecution");
+    fed_free(&f);
+    h.ev[h.n++] = last;
+    hb_free(&h);
+}
+
+static void timer_cancel_replays(void) {
+    static const char *src =
+        "return function()\n"
+        "  local t = workflow.timer(60)\n"
+        "  t:cancel()\n"
+        "  workflow.sleep(1)\n"
+        "  return 'ok'\n"
+        "end\n";
+    hb h;
+    hb_init(&h);
+    hb_started(&h, "test", NULL, 0);
+    hb_open_task(&h);
+    fed f = feed_script(src, &h);
+    /* started and cancelled in one task: neither command is sent */
+    CHECK_MSG(f.rc == 0, "%s", f.err.msg);
+    CHECK_INT(f.out.n_commands, 1);
+    if (f.out.n_commands) CHECK_STREQ(f.out.commands[0]->start_timer_command_attributes->timer_id, "2");
+    fed_free(&f);
+    hb_free(&h);
+    /* a timer cancelled in a later task */
+    static const char *src2 =
+        "return function()\n"
+        "  local t = workflow.timer(60)\n"
+        "  workflow.sleep(1)\n"
+        "  t:cancel()\n"
+        "  return 'ok'\n"
+        "end\n";
+    hb_init(&h);
+    hb_started(&h, "test", NULL, 0);
+    hb_task(&h);
+    int64_t t1 = hb_timer_started(&h, "1", INT64_C(60) * 1000000000);
+    int64_t t2 = hb_timer_started(&h, "2", INT64_C(1) * 1000000000);
+    hb_timer_fired(&h, "2", t2);
+    hb_task(&h);
+    hb_timer_canceled(&h, "1", t1);
+    hb_completed(&h, "\"ok\"");
+    f = feed_script(src2, &h);
+    CHECK_MSG(f.rc == 0, "%s", f.err.msg);
+    engine_output end;
+    CHECK_MSG(engine_run_check_end(f.r, &end, &f.err) == 0, "%s", f.err.msg);
+    fed_free(&f);
+    hb_free(&h);
+}
+
 static void nondeterminism_names_event_command_and_line(void) {
     hb h;
     hb_init(&h);
@@ -611,6 +684,7 @@ static void out_of_order_history_is_rejected(void) {
 }
 
 TEST_MAIN(TEST_CASE(first_task_schedules_activity), TEST_CASE(replay_then_complete),
+          TEST_CASE(closed_history_replays_to_the_end), TEST_CASE(timer_cancel_replays),
           TEST_CASE(incremental_feed_matches_like_full), TEST_CASE(nondeterminism_names_event_command_and_line),
           TEST_CASE(missing_command_is_nondeterminism), TEST_CASE(extra_command_is_nondeterminism),
           TEST_CASE(timer_then_signal_wait_condition), TEST_CASE(wait_condition_times_out),
