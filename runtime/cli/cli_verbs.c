@@ -453,6 +453,13 @@ static int start_common(int argc, char **argv, bool run_mode) {
         protobuf_c_message_free_unpacked(&input->base, NULL);
         return rc;
     }
+    /* the id is made here so it can be printed: the server returns only a run id */
+    char gen_id[300], uuid[37];
+    if (!so.workflow_id) {
+        if (uuid_random(uuid) != 0) snprintf(uuid, sizeof uuid, "%08lx", (unsigned long)time_now_nanos());
+        snprintf(gen_id, sizeof gen_id, "%s-%.8s", type, uuid);
+        so.workflow_id = gen_id;
+    }
     char *run_id = NULL;
     if (c->ops->start(c, &so, &run_id, &e) != 0) {
         cli_errorf("%s", e.msg);
