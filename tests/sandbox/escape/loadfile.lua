@@ -1,0 +1,4 @@
+-- expect: 'loadfile' is not available in workflows
+return function(input)
+  return loadfile("/etc/passwd")
+end
