@@ -4,10 +4,13 @@
  * every gRPC failure becomes a message that names the workflow, the server
  * and what to do.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include <cjson/cJSON.h>
 #include <curl/curl.h>
 
 #include "cli/cli.h"
@@ -225,6 +228,9 @@ static int op_signal(cli_client *c, const char *wid, const char *name,
 
 /* ----------------------------------------------------------------- query */
 
+static int op_describe(cli_client *c, const char *wid,
+                       Temporal__Api__Workflowservice__V1__DescribeWorkflowExecutionResponse **out, jerr *err);
+
 static int op_query(cli_client *c, const char *wid, const char *name, Temporal__Api__Common__V1__Payloads *args,
                     Temporal__Api__Common__V1__Payloads **result, jerr *err) {
     const tc_config *cfg = cfg_of(c);
@@ -249,12 +255,24 @@ static int op_query(cli_client *c, const char *wid, const char *name, Temporal__
                  &temporal__api__workflowservice__v1__query_workflow_response__descriptor, &opts, &resp, &st) != 0) {
         char what[300];
         snprintf(what, sizeof what, "query '%.200s' on", name);
-        if (st.code == TC_DEADLINE_EXCEEDED)
+        if (st.code == TC_DEADLINE_EXCEEDED) {
+            /* Name the queue a worker must poll: the workflow's own, if the
+             * server tells it, else the configured one. */
+            Temporal__Api__Workflowservice__V1__DescribeWorkflowExecutionResponse *d = NULL;
+            jerr ignore = {0};
+            char queue[256];
+            snprintf(queue, sizeof queue, "%s", cfg->task_queue);
+            if (op_describe(c, wid, &d, &ignore) == 0) {
+                if (d->workflow_execution_info != NULL && d->workflow_execution_info->task_queue != NULL &&
+                    d->workflow_execution_info->task_queue[0] != '\0')
+                    snprintf(queue, sizeof queue, "%s", d->workflow_execution_info->task_queue);
+                protobuf_c_message_free_unpacked(&d->base, NULL);
+            }
             jerr_set(err, JERR_FAILED,
                      "query '%s' on workflow '%s' got no answer within %d s: no worker answered it (is a jorch "
-                     "worker polling the workflow's task queue, e.g. '%s'?)",
-                     name, wid, QUERY_TIMEOUT_MS / 1000, cfg->task_queue);
-        else if (st.code == TC_INVALID_ARGUMENT || st.code == TC_FAILED_PRECONDITION)
+                     "worker polling its task queue '%s'?)",
+                     name, wid, QUERY_TIMEOUT_MS / 1000, queue);
+        } else if (st.code == TC_INVALID_ARGUMENT || st.code == TC_FAILED_PRECONDITION)
             jerr_set(err, JERR_FAILED, "query '%s' on workflow '%s' failed: %s", name, wid, st.message);
         else
             call_failed(c, &st, what, wid, err);
@@ -606,10 +624,180 @@ static const cli_client_ops temporal_ops = {
     .free = op_free,
 };
 
+/* ------------------------------------------------------------ jorch.yaml */
+
+/* Largest API key file read (keys are a few hundred bytes). */
+#define API_KEY_FILE_MAX 65536
+
+/* A path from jorch.yaml: "~/" is the home directory, a relative path is
+ * relative to the directory of the configuration file. */
+static int yaml_path(const char *cfg_path, const char *value, char *out, size_t outcap, const char *key,
+                     jerr *err) {
+    int n;
+    if (value[0] == '~' && value[1] == '/') {
+        const char *home = getenv("HOME");
+        if (home == NULL || home[0] == '\0')
+            return jerr_set(err, JERR_USAGE, "%s: temporal.%s: '%s' starts with ~/ but HOME is not set", cfg_path,
+                            key, value);
+        n = snprintf(out, outcap, "%s/%s", home, value + 2);
+    } else if (value[0] == '/') {
+        n = snprintf(out, outcap, "%s", value);
+    } else {
+        const char *slash = strrchr(cfg_path, '/');
+        if (slash == NULL)
+            n = snprintf(out, outcap, "%s", value);
+        else
+            n = snprintf(out, outcap, "%.*s/%s", (int)(slash - cfg_path), cfg_path, value);
+    }
+    if (n < 0 || (size_t)n >= outcap)
+        return jerr_set(err, JERR_USAGE, "%s: temporal.%s: the path is too long", cfg_path, key);
+    return 0;
+}
+
+/* api_key_file: the key is the file's content without surrounding white
+ * space. The key itself never goes in jorch.yaml, and never in a message. */
+static int yaml_api_key_file(tc_config *cfg, const char *cfg_path, const char *value, jerr *err) {
+    char path[4096];
+    if (yaml_path(cfg_path, value, path, sizeof path, "api_key_file", err) != 0) return -1;
+    char *key = NULL;
+    size_t len = 0;
+    if (file_read_all(path, API_KEY_FILE_MAX, &key, &len, err) != 0)
+        return jerr_prefix(err, "%s: temporal.api_key_file", cfg_path);
+    size_t total = len;
+    size_t start = 0;
+    while (start < len && (key[start] == ' ' || key[start] == '\t' || key[start] == '\r' || key[start] == '\n'))
+        start++;
+    while (len > start && (key[len - 1] == ' ' || key[len - 1] == '\t' || key[len - 1] == '\r' ||
+                           key[len - 1] == '\n'))
+        len--;
+    int rc = 0;
+    if (len == start) {
+        rc = jerr_set(err, JERR_USAGE, "%s: temporal.api_key_file: '%s' is empty (put the Temporal API key in it)",
+                      cfg_path, path);
+    } else if (memchr(key + start, '\0', len - start) != NULL) {
+        rc = jerr_set(err, JERR_USAGE, "%s: temporal.api_key_file: '%s' is not a text file with one key", cfg_path,
+                      path);
+    } else {
+        key[len] = '\0';
+        rc = tc_config_set(cfg, "api_key", key + start, err);
+    }
+    /* Wipe the copy: the config holds its own. */
+    memset(key, 0, total);
+    free(key);
+    return rc;
+}
+
+/* The text of a scalar setting: strings as they are, numbers and booleans
+ * as YAML wrote them (namespace: 123 is the namespace "123"). */
+static int yaml_scalar(const cJSON *v, const char *cfg_path, const char *key, char *buf, size_t cap,
+                       const char **out, jerr *err) {
+    if (cJSON_IsString(v)) {
+        *out = v->valuestring;
+        return 0;
+    }
+    if (cJSON_IsBool(v)) {
+        *out = cJSON_IsTrue(v) ? "true" : "false";
+        return 0;
+    }
+    if (cJSON_IsNumber(v) && cJSON_PrintPreallocated((cJSON *)v, buf, (int)cap, 0)) {
+        *out = buf;
+        return 0;
+    }
+    return jerr_set(err, JERR_USAGE, "%s: temporal.%s must be a single value, not a %s", cfg_path, key,
+                    cJSON_IsArray(v) ? "list" : cJSON_IsObject(v) ? "mapping" : "value of this kind");
+}
+
+/* Apply the temporal: mapping of the configuration file at path. */
+static int yaml_apply(tc_config *cfg, const char *path, jerr *err) {
+    jbuf json;
+    jbuf_init(&json, 0);
+    if (config_load_yaml_as_json(path, &json, err) != 0) {
+        jbuf_free(&json);
+        return -1;
+    }
+    cJSON *root = cJSON_ParseWithLength(json.data != NULL ? json.data : "{}", json.data != NULL ? json.len : 2);
+    jbuf_free(&json);
+    if (root == NULL) return jerr_set(err, JERR_INTERNAL, "%s: the YAML converter produced invalid JSON", path);
+    int rc = 0;
+    const cJSON *t = cJSON_IsObject(root) ? cJSON_GetObjectItemCaseSensitive(root, "temporal") : NULL;
+    if (!cJSON_IsObject(root) && !cJSON_IsNull(root)) {
+        rc = jerr_set(err, JERR_USAGE, "%s: the top level must be a mapping (sections such as temporal:)", path);
+    } else if (t != NULL && !cJSON_IsNull(t) && !cJSON_IsObject(t)) {
+        rc = jerr_set(err, JERR_USAGE, "%s: temporal: must be a mapping of settings (address:, namespace:, ...)",
+                      path);
+    } else if (t != NULL && cJSON_IsObject(t)) {
+        static const char *const paths[] = {"tls_ca", "tls_client_cert", "tls_client_key"};
+        static const char *const known_keys[] = {"address", "namespace", "task_queue", "api_key_file", "tls",
+                                                 "tls_ca", "tls_client_cert", "tls_client_key",
+                                                 "tls_server_name", "identity"};
+        for (const cJSON *kv = t->child; kv != NULL && rc == 0; kv = kv->next) {
+            const char *key = kv->string;
+            char num[64];
+            char file[4096];
+            const char *value = NULL;
+            /* "key:" with nothing, or "", is not set (as empty variables are ignored). */
+            if (cJSON_IsNull(kv) || (cJSON_IsString(kv) && kv->valuestring[0] == '\0')) continue;
+            if (strcmp(key, "api_key") == 0) {
+                rc = jerr_set(err, JERR_USAGE,
+                              "%s: temporal.api_key: the API key does not go in jorch.yaml; put it in a file "
+                              "readable only by you and name it with temporal.api_key_file, or set "
+                              "TEMPORAL_API_KEY", path);
+                break;
+            }
+            bool known = false;
+            for (size_t i = 0; i < sizeof known_keys / sizeof known_keys[0]; i++)
+                known = known || strcmp(key, known_keys[i]) == 0;
+            if (!known) {
+                rc = jerr_set(err, JERR_USAGE,
+                              "%s: unknown setting temporal.%s (known: address, namespace, task_queue, "
+                              "api_key_file, tls, tls_ca, tls_client_cert, tls_client_key, tls_server_name, "
+                              "identity)", path, key);
+                break;
+            }
+            if (yaml_scalar(kv, path, key, num, sizeof num, &value, err) != 0) {
+                rc = -1;
+                break;
+            }
+            if (strcmp(key, "api_key_file") == 0) {
+                rc = yaml_api_key_file(cfg, path, value, err);
+                continue;
+            }
+            for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+                if (strcmp(key, paths[i]) == 0) {
+                    if (yaml_path(path, value, file, sizeof file, key, err) != 0) rc = -1;
+                    value = file;
+                }
+            }
+            if (rc != 0) break;
+            if (tc_config_set(cfg, key, value, err) != 0) {
+                jerr_prefix(err, "%s", path);
+                rc = -1;
+            }
+        }
+    }
+    cJSON_Delete(root);
+    return rc;
+}
+
+/* $JORCH_CONFIG if set (it must exist), else ./jorch.yaml if there is one. */
+static int load_config_file(tc_config *cfg, jerr *err) {
+    const char *path = getenv("JORCH_CONFIG");
+    if (path != NULL && path[0] != '\0') {
+        if (access(path, R_OK) != 0)
+            return jerr_set(err, JERR_USAGE, "cannot read the configuration file '%s' named by JORCH_CONFIG: %s "
+                            "(fix the path or unset JORCH_CONFIG)", path, strerror(errno));
+        return yaml_apply(cfg, path, err);
+    }
+    if (access("jorch.yaml", F_OK) != 0) return 0;
+    return yaml_apply(cfg, "jorch.yaml", err);
+}
+
 cli_client *cli_temporal_client_new(jerr *err) {
     tc_config cfg;
     tc_config_init(&cfg);
-    if (tc_config_from_env(&cfg, err) != 0 || tc_config_check(&cfg, err) != 0) {
+    /* jorch.yaml first, then the environment, which wins. */
+    if (load_config_file(&cfg, err) != 0 || tc_config_from_env(&cfg, err) != 0 ||
+        tc_config_check(&cfg, err) != 0) {
         tc_config_free(&cfg);
         return NULL;
     }
