@@ -395,11 +395,16 @@ static int start_common(int argc, char **argv, bool run_mode) {
         return CLI_USAGE;
     }
     bool temporal = temporal_selected(a.set[O_TEMPORAL]);
+    if (temporal && (a.set[O_TIME_SKIP] || a.set[O_ACTIVITIES] || a.set[O_HOME])) {
+        protobuf_c_message_free_unpacked(&input->base, NULL);
+        return cli_usage_error(verb, "--time-skip, --activities and --home work only on the embedded backend "
+                                     "(on Temporal, the worker runs the activities)");
+    }
     cli_start_opts so = {.workflow_id = a.set[O_ID] ? a.val[O_ID] : NULL, .workflow_type = type,
                          .task_queue = a.set[O_TASK_QUEUE] ? a.val[O_TASK_QUEUE] : NULL,
                          .script_path = (temporal && strstr(script, ".lua") == NULL) ? NULL : script, .input = input};
-    if (!temporal) {
-        /* fail fast on a script that cannot load */
+    if (so.script_path) {
+        /* fail fast on a script that cannot load, on either backend */
         char *src = NULL;
         size_t len = 0;
         if (cli_read_script(script, &src, &len, &e) != 0) {
@@ -416,6 +421,8 @@ static int start_common(int argc, char **argv, bool run_mode) {
             cli_errorf("%s", e.msg);
             return CLI_USAGE;
         }
+    }
+    if (!temporal) {
         store *s = NULL;
         rc = open_store(a.set[O_HOME] ? a.val[O_HOME] : NULL, &s);
         if (rc) {
@@ -457,7 +464,7 @@ static int start_common(int argc, char **argv, bool run_mode) {
     char gen_id[300], uuid[37];
     if (!so.workflow_id) {
         if (uuid_random(uuid) != 0) snprintf(uuid, sizeof uuid, "%08lx", (unsigned long)time_now_nanos());
-        snprintf(gen_id, sizeof gen_id, "%s-%.8s", type, uuid);
+        snprintf(gen_id, sizeof gen_id, "%s-%s", type, uuid);
         so.workflow_id = gen_id;
     }
     char *run_id = NULL;
@@ -470,6 +477,9 @@ static int start_common(int argc, char **argv, bool run_mode) {
     } else {
         Temporal__Api__History__V1__HistoryEvent *ce = NULL;
         const char *wid = so.workflow_id ? so.workflow_id : run_id;
+        if (!a.set[O_QUIET])
+            fprintf(stderr, "[%s] started on Temporal; waiting for a worker to run it (Ctrl-C stops waiting, "
+                            "the workflow keeps running)\n", wid);
         if (c->ops->result(c, wid, -1, &ce, &e) != 0) {
             cli_errorf("%s", e.msg);
             rc = cli_exit_for(&e);
@@ -689,7 +699,9 @@ int cli_verb_list(int argc, char **argv) {
     }
     jerr e = {0};
     Temporal__Api__Workflowservice__V1__ListWorkflowExecutionsResponse *l = NULL;
-    if (c->ops->list(c, NULL, &l, &e) != 0) {
+    char q[64];
+    if (want) snprintf(q, sizeof q, "ExecutionStatus=\"%s\"", status_text(want));
+    if (c->ops->list(c, want ? q : NULL, &l, &e) != 0) {
         cli_errorf("%s", e.msg);
         return finish(c, cli_exit_for(&e));
     }
@@ -703,7 +715,10 @@ int cli_verb_list(int argc, char **argv) {
         if (json) {
             jbuf b;
             jbuf_init(&b, 0);
-            if (protojson_write(&i->base, 0, &b, &e) == 0) printf("%s%s", first ? "" : ",", b.data);
+            if (protojson_write(&i->base, 0, &b, &e) == 0)
+                printf("%s%s", first ? "" : ",", b.data);
+            else
+                cli_errorf("%s", e.msg);
             jbuf_free(&b);
         } else {
             char t1[48];

@@ -20,6 +20,10 @@
 
 #include <inttypes.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <time.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1443,6 +1447,65 @@ static int do_activate(lua_State *L, engine_run *r, void *ud) {
     return 0;
 }
 
+/* The count hook cannot fire while a single library call runs in C (a
+ * pathological string pattern can take hours), so a process-wide watchdog
+ * thread is the last line of defence: an activation that overruns its
+ * wall-clock limit by WATCHDOG_GRACE_S ends the process with a message
+ * rather than hanging it. The run itself is left intact in its backend. */
+#define WATCHDOG_GRACE_S 10
+static _Atomic int64_t watchdog_deadline; /* CLOCK_MONOTONIC nanos; 0 = idle */
+static char watchdog_what[512];
+static pthread_once_t watchdog_once = PTHREAD_ONCE_INIT;
+
+static int64_t mono_nanos(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void *watchdog_main(void *arg) {
+    (void)arg;
+    for (;;) {
+        struct timespec ts = {1, 0};
+        nanosleep(&ts, NULL);
+        int64_t d = atomic_load(&watchdog_deadline);
+        if (d != 0 && mono_nanos() > d) {
+            char msg[700];
+            int n = snprintf(msg, sizeof msg,
+                             "jorch: %s: a workflow task ran far past its wall-clock limit inside a single "
+                             "library call (a pathological string pattern?); stopping this process. The run "
+                             "is intact: fix the script, then resume it.\n", watchdog_what);
+            if (n > 0) {
+                ssize_t w = write(2, msg, (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1);
+                (void)w;
+            }
+            _exit(1);
+        }
+    }
+    return NULL;
+}
+
+static void watchdog_start(void) {
+    pthread_t t;
+    pthread_attr_t at;
+    pthread_attr_init(&at);
+    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+    if (pthread_create(&t, &at, watchdog_main, NULL) != 0)
+        jlog(JLOG_WARN, "cannot start the workflow watchdog thread; a stuck library call would hang");
+    pthread_attr_destroy(&at);
+}
+
+static void watchdog_arm(engine_run *r) {
+    if (r->limits.wall_clock_limit <= 0) return;
+    pthread_once(&watchdog_once, watchdog_start);
+    snprintf(watchdog_what, sizeof watchdog_what, "%s (workflow %s)", r->script_name,
+             r->workflow_id ? r->workflow_id : "?");
+    int64_t limit = (int64_t)(r->limits.wall_clock_limit * 1e9) + (int64_t)WATCHDOG_GRACE_S * 1000000000;
+    atomic_store(&watchdog_deadline, mono_nanos() + limit);
+}
+
+static void watchdog_disarm(void) { atomic_store(&watchdog_deadline, 0); }
+
 static int activate(engine_run *r, const HistoryEvent *started, bool replaying, HistoryEvent **upcoming,
                     size_t n_upcoming, engine_output *out, jerr *err) {
     if (r->closed) return 0;
@@ -1460,7 +1523,9 @@ static int activate(engine_run *r, const HistoryEvent *started, bool replaying, 
     sandbox_begin_activation(r->sb);
     r->in_activation = true;
     struct activation_result res = {0};
+    watchdog_arm(r);
     int rc = run_protected(r, do_activate, &res, err);
+    watchdog_disarm();
     r->in_activation = false;
     r->upcoming = NULL;
     r->n_upcoming = 0;

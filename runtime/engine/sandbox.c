@@ -971,11 +971,49 @@ void sandbox_each_required(sandbox *sb,
     }
 }
 
+/* ------------------------------------------------------ xpcall */
+
+/* The script's message handler runs while an error unwinds, so a tripped
+ * limit would re-enter it with every new error. Once a limit has tripped,
+ * the guard hands the error through without running script code. */
+static int sb_msgh(lua_State *L) {
+    sandbox *sb = sb_from(L);
+    if (sb->trip != TRIP_NONE) return 1;
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, 1);
+    return 1;
+}
+
+static int sb_xpcall_finish(lua_State *L, int status, lua_KContext extra) {
+    if (status != LUA_OK && status != LUA_YIELD) {
+        lua_pushboolean(L, 0);
+        lua_pushvalue(L, -2);
+        return 2;
+    }
+    return lua_gettop(L) - (int)extra;
+}
+
+/* xpcall(f, handler, ...) with the handler behind sb_msgh; a continuation
+ * keeps workflow code inside it able to wait (yield). */
+static int sb_xpcall(lua_State *L) {
+    int n = lua_gettop(L);
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    lua_pushvalue(L, 2);
+    lua_pushcclosure(L, sb_msgh, 1);
+    lua_replace(L, 2);
+    lua_pushboolean(L, 1);
+    lua_pushvalue(L, 1);
+    lua_rotate(L, 3, 2);
+    int status = lua_pcallk(L, n - 2, LUA_MULTRET, 2, 2, sb_xpcall_finish);
+    return sb_xpcall_finish(L, status, 2);
+}
+
 /* ------------------------------------------------------ the environment */
 
 static const char *const base_allowed[] = {
     "assert", "error", "getmetatable", "ipairs", "pcall", "rawequal", "rawget", "rawlen",
-    "select", "tonumber", "type", "xpcall", "_VERSION", NULL};
+    "select", "tonumber", "type", "_VERSION", NULL};
 static const char *const string_allowed[] = {
     "byte", "char", "find", "format", "gmatch", "gsub", "len", "lower", "match", "pack",
     "packsize", "rep", "reverse", "sub", "unpack", "upper", NULL};
@@ -1033,6 +1071,7 @@ static int build_env(lua_State *L) {
     set_cfunction(L, "rawset", sb_rawset);
     set_cfunction(L, "load", sb_load);
     set_cfunction(L, "require", sb_require);
+    set_cfunction(L, "xpcall", sb_xpcall);
     lua_pushvalue(L, env);
     lua_setfield(L, env, "_G");
 
@@ -1241,11 +1280,27 @@ int sandbox_preload(sandbox *sb, const char *name, const char *chunkname, const 
 
 /* ------------------------------------------------------------- defaults */
 
+/* A positive number from the environment, or dflt (with a warning once if
+ * the variable is set but is not a positive number). */
+static double env_positive(const char *name, double dflt) {
+    const char *v = getenv(name);
+    if (!v || !*v) return dflt;
+    char *end = NULL;
+    double d = strtod(v, &end);
+    if (end == v || *end != '\0' || !(d > 0)) {
+        jlog(JLOG_WARN, "ignoring %s=%s: expected a positive number", name, v);
+        return dflt;
+    }
+    return d;
+}
+
 engine_limits engine_limits_default(void) {
     engine_limits l;
-    l.memory_limit = (size_t)64 << 20;
-    l.instruction_budget = 200000000;
-    l.wall_clock_limit = 30.0;
+    /* JORCH_MEMORY_LIMIT_MB, JORCH_INSTRUCTION_BUDGET and
+     * JORCH_WALL_CLOCK_LIMIT (seconds) override the defaults */
+    l.memory_limit = (size_t)env_positive("JORCH_MEMORY_LIMIT_MB", 64) << 20;
+    l.instruction_budget = (uint64_t)env_positive("JORCH_INSTRUCTION_BUDGET", 200000000);
+    l.wall_clock_limit = env_positive("JORCH_WALL_CLOCK_LIMIT", 30.0);
     l.payload = payload_default_limits;
     return l;
 }

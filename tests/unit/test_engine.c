@@ -670,6 +670,35 @@ static void script_must_return_function(void) {
     CHECK(engine_check_script("workflows/x.lua", "return function() end", 21, NULL, NULL, &e) == 0);
 }
 
+static void waiting_inside_pcall_and_xpcall(void) {
+    static const char *src =
+        "return function()\n"
+        "  local ok1 = pcall(workflow.sleep, 1)\n"
+        "  local ok2, v = xpcall(function() workflow.sleep(2) return 'v' end, function(m) return 'h:' .. tostring(m) end)\n"
+        "  local ok3, m = xpcall(function() error('boom', 0) end, function(m) return 'h:' .. m end)\n"
+        "  return {ok1, ok2, v, ok3, m}\n"
+        "end\n";
+    hb h;
+    hb_init(&h);
+    hb_started(&h, "test", NULL, 0);
+    hb_task(&h);
+    int64_t t1 = hb_timer_started(&h, "1", 1000000000);
+    hb_timer_fired(&h, "1", t1);
+    hb_task(&h);
+    int64_t t2 = hb_timer_started(&h, "2", 2000000000);
+    hb_timer_fired(&h, "2", t2);
+    hb_open_task(&h);
+    fed f = feed_script(src, &h);
+    CHECK_MSG(f.rc == 0, "%s", f.err.msg);
+    CHECK_INT(f.out.n_commands, 1);
+    if (f.out.n_commands) {
+        char buf[128];
+        CHECK_STREQ(cmd_payload_json(f.out.commands[0], buf, sizeof buf), "[[true,true,\"v\",false,\"h:boom\"]]");
+    }
+    fed_free(&f);
+    hb_free(&h);
+}
+
 static void out_of_order_history_is_rejected(void) {
     hb h;
     hb_init(&h);
@@ -696,4 +725,4 @@ TEST_MAIN(TEST_CASE(first_task_schedules_activity), TEST_CASE(replay_then_comple
           TEST_CASE(cancellation_cancels_timer_and_ends_cancelled), TEST_CASE(go_coroutines_and_await_all),
           TEST_CASE(unknown_event_type_respects_worker_may_ignore), TEST_CASE(bad_options_are_clear),
           TEST_CASE(syntax_error_before_history), TEST_CASE(script_must_return_function),
-          TEST_CASE(out_of_order_history_is_rejected))
+          TEST_CASE(waiting_inside_pcall_and_xpcall), TEST_CASE(out_of_order_history_is_rejected))
