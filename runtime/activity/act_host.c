@@ -611,6 +611,13 @@ static int l_log(lua_State *L) {
     return 0;
 }
 
+/* os.exit would take the whole worker (and every other running activity)
+ * down with it. */
+static int l_no_exit(lua_State *L) {
+    return luaL_error(L, "os.exit is not available to activities: it would stop the whole worker; "
+                         "return a result or raise activity.error{...} instead");
+}
+
 static int l_cancelled(lua_State *L) {
     act_attempt *a = check_attempt(L, "cancelled");
     lua_pushboolean(L, atomic_load(&a->cancel) != 0);
@@ -659,6 +666,14 @@ static void open_environment(lua_State *L, act_attempt *a) {
     lua_setglobal(L, "activity");
     lua_setfield(L, -2, "jorch.activity");
     lua_pop(L, 2);
+
+    /* print goes to the activity log: stdout carries results (jorch activity). */
+    lua_pushcfunction(L, l_log);
+    lua_setglobal(L, "print");
+    lua_getglobal(L, "os");
+    lua_pushcfunction(L, l_no_exit);
+    lua_setfield(L, -2, "exit");
+    lua_pop(L, 1);
 
     lua_sethook(L, stop_hook, LUA_MASKCOUNT, HOOK_COUNT);
 }

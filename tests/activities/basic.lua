@@ -21,6 +21,8 @@ function M.info() return activity.info() end
 
 function M.log(...) activity.log("hello", 42, ...) return true end
 
+function M.print(...) print("printed", ...) return true end
+
 -- Records when it ran, so the test can prove attempts overlapped.
 function M.window(seconds)
   local start = jorch.now()

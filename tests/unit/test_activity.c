@@ -195,6 +195,54 @@ static void test_ambiguous_activity(void) {
     act_outcome_clear(&o);
 }
 
+static void write_file(const char *dir, const char *name, const char *text) {
+    char path[256];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    CHECK(f != NULL);
+    if (f) {
+        fputs(text, f);
+        fclose(f);
+    }
+}
+
+static void test_module_errors(void) {
+    char dir[] = "/tmp/jorch-act-modsXXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    write_file(dir, "a.lua", "return { f = function( end }");
+    write_file(dir, "b.lua", "return 5");
+    write_file(dir, "c.lua", "return { ok = function() return 'ok' end }");
+    jerr err = {0};
+    act_host_config cfg = {.activities_dir = dir, .threads = 1};
+    act_host *h = act_host_new(&cfg, &err);
+    act_task t = {.activity_type = "x", .token = 1};
+    CHECK(act_host_submit(h, &t, &err) == 0);
+    t.activity_type = "b.f";
+    CHECK(act_host_submit(h, &t, &err) == 0);
+    t.activity_type = "c.ok";
+    CHECK(act_host_submit(h, &t, &err) == 0);
+    act_outcome o;
+    CHECK_INT(act_host_wait(h, 30000, &o), 1);
+    expect_failure(&o, "ActivityModuleError");
+    if (o.failure) CHECK_CONTAINS(o.failure->message, "a.lua failed to load");
+    act_outcome_clear(&o);
+    CHECK_INT(act_host_wait(h, 30000, &o), 1);
+    expect_failure(&o, "ActivityModuleError");
+    if (o.failure) CHECK_CONTAINS(o.failure->message, "b.lua returned a number");
+    act_outcome_clear(&o);
+    /* Naming the module skips the broken ones. */
+    CHECK_INT(act_host_wait(h, 30000, &o), 1);
+    CHECK_STREQ(result_json(&o), "\"ok\"");
+    act_outcome_clear(&o);
+    /* A broken module answers "maybe": the attempt reports the real error. */
+    CHECK(act_host_has(h, "x"));
+    CHECK(act_host_has(h, "c.ok"));
+    act_host_free(h);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK(system(cmd) == 0);
+}
+
 static void test_encoding_error(void) {
     act_outcome o;
     run1("bad_result", NULL, 0, &o);
@@ -233,6 +281,14 @@ static void test_log(void) {
     act_outcome o;
     CHECK_INT(act_host_wait(h, 30000, &o), 1);
     CHECK_STREQ(log_seen, "log|hello 42 x");
+    act_outcome_clear(&o);
+    submit(h, "print", (const char *[]){"1", NULL}, 0, 2);
+    CHECK_INT(act_host_wait(h, 30000, &o), 1);
+    CHECK_STREQ(log_seen, "print|printed 1");
+    act_outcome_clear(&o);
+    submit(h, "try", (const char *[]){"\"os.exit\"", "1", NULL}, 0, 3);
+    CHECK_INT(act_host_wait(h, 30000, &o), 1);
+    CHECK_CONTAINS(result_json(&o), "os.exit is not available to activities");
     act_outcome_clear(&o);
     act_host_free(h);
 }
@@ -573,6 +629,7 @@ static void test_exec_heartbeat(void) {
 static pid_t server_pid;
 static int server_port;
 static int server_stdin = -1; /* the server exits when this closes */
+static int server_stdout = -1; /* kept open until the server stops */
 
 static bool start_server(void) {
     if (server_port) return true;
@@ -590,7 +647,7 @@ static bool start_server(void) {
     server_stdin = in[1];
     char buf[32] = "";
     ssize_t n = read(p[0], buf, sizeof buf - 1);
-    close(p[0]);
+    server_stdout = p[0];
     if (n <= 0) return false;
     server_port = atoi(buf);
     return server_port > 0;
@@ -598,7 +655,8 @@ static bool start_server(void) {
 
 static void stop_server(void) {
     if (server_stdin >= 0) close(server_stdin);
-    server_stdin = -1;
+    if (server_stdout >= 0) close(server_stdout);
+    server_stdin = server_stdout = -1;
     if (server_pid > 0) {
         kill(server_pid, SIGTERM);
         waitpid(server_pid, NULL, 0);
@@ -782,7 +840,7 @@ static void test_cli(void) {
 static void test_http_cleanup(void) { stop_server(); }
 
 TEST_MAIN(TEST_CASE(test_result_round_trip), TEST_CASE(test_typed_error), TEST_CASE(test_plain_error),
-          TEST_CASE(test_unknown_activity), TEST_CASE(test_ambiguous_activity), TEST_CASE(test_encoding_error),
+          TEST_CASE(test_unknown_activity), TEST_CASE(test_ambiguous_activity), TEST_CASE(test_module_errors), TEST_CASE(test_encoding_error),
           TEST_CASE(test_info), TEST_CASE(test_log), TEST_CASE(test_concurrent), TEST_CASE(test_wait_timeout),
           TEST_CASE(test_timeout_busy_loop), TEST_CASE(test_timeout_exec_kills_group),
           TEST_CASE(test_heartbeat_cancel), TEST_CASE(test_host_cancel), TEST_CASE(test_free_while_running),
