@@ -577,7 +577,10 @@ static int l_error(lua_State *L) {
     }
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_getfield(L, 1, "type");
-    const char *type = lua_isnil(L, -1) ? "ApplicationError" : luaL_checkstring(L, -1);
+    if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TSTRING)
+        return luaL_error(L, "activity.error: type must be a string such as \"NotFound\" (got a %s)",
+                          luaL_typename(L, -1));
+    const char *type = lua_isnil(L, -1) ? "ApplicationError" : lua_tostring(L, -1);
     lua_getfield(L, 1, "message");
     const char *msg = lua_isnil(L, -1) ? type : luaL_tolstring(L, -1, NULL);
     lua_getfield(L, 1, "non_retryable");
