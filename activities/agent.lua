@@ -71,11 +71,42 @@ local function excerpt(s, limit)
     .. s:sub(-half)
 end
 
+-- jorch's own secrets are not the agent's business: the agent acts on issue
+-- text anyone with access to the issue may have written, and the test
+-- command runs code the agent wrote. They are blanked in its environment
+-- (everything else, e.g. the agent's own API key, PATH and HOME, is kept).
+local SECRET_ENV = {"JIRA_API_TOKEN", "JIRA_BEARER_TOKEN", "SLACK_WEBHOOK_URL", "TEMPORAL_API_KEY"}
+local function child_env()
+  local env = {}
+  for _, name in ipairs(SECRET_ENV) do
+    if jorch.env(name) ~= nil then env[name] = "" end
+  end
+  return env
+end
+
 ---------------------------------------------------------------- prompts
 
+-- A path from jorch.yaml, resolved as jorch resolves its own (temporal.*):
+-- "~/" is $HOME, a relative path is relative to the configuration file's
+-- directory ($JORCH_CONFIG's, else the current directory's ./jorch.yaml).
+local function config_path(p)
+  if type(p) ~= "string" or p == "" then return nil end
+  if p:sub(1, 2) == "~/" then
+    local h = jorch.env("HOME")
+    if h and h ~= "" then return h .. p:sub(2) end
+    return p
+  end
+  if p:sub(1, 1) == "/" then return p end
+  local c = jorch.env("JORCH_CONFIG")
+  local dir = c and c ~= "" and c:match("^(.*)/[^/]*$")
+  return dir and (dir .. "/" .. p) or p
+end
+
 local function prompts_dir()
-  local d = jorch.env("JORCH_PROMPTS_DIR") or cfg().prompts_dir
+  local d = jorch.env("JORCH_PROMPTS_DIR")
   if d and d ~= "" then return d end
+  d = config_path(cfg().prompts_dir)
+  if d then return d end
   return source_root() .. "/workflows/prompts"
 end
 
@@ -100,14 +131,20 @@ end
 
 ---------------------------------------------------------------- the agent program
 
--- argv from (most specific first) agents.<name>.argv, agent.argv,
--- JORCH_AGENT_ARGV (a JSON array), else the demo agent.
+-- argv from JORCH_AGENT_ARGV (a JSON array; the environment overrides the
+-- file), else agents.<name>.argv, else agent.argv, else the demo agent.
 local function agent_argv(name)
   local conf = jorch.config or {}
   local per = type(conf.agents) == "table" and conf.agents[name] or nil
   local argv = type(per) == "table" and per.argv or cfg().argv
   local env = jorch.env("JORCH_AGENT_ARGV")
-  if argv == nil and env and env ~= "" then argv = jorch.json.decode(env) end
+  if env and env ~= "" then
+    local ok, v = pcall(jorch.json.decode, env)
+    if not ok then
+      fail("ConfigurationError", "JORCH_AGENT_ARGV is not a JSON array of strings: " .. tostring(v), true)
+    end
+    argv = v
+  end
   if argv == nil then return {absolute(source_root() .. "/examples/demo-agent")}, true end
   if type(argv) ~= "table" or #argv == 0 then
     fail("ConfigurationError", "agent.argv must be a non-empty list of strings, e.g. "
@@ -162,7 +199,8 @@ function M.run(args)
   local started = jorch.now and jorch.now() or os.time()
   activity.log(string.format("agent: running %s for %s in %s%s", name, tostring(args.phase),
     args.repo, demo and " (DEMO agent)" or ""))
-  local r = jorch.exec{argv = argv, cwd = args.repo, stdin = prompt, timeout = timeout, heartbeat = 10}
+  local r = jorch.exec{argv = argv, cwd = args.repo, stdin = prompt, timeout = timeout, heartbeat = 10,
+    env = child_env()}
   local elapsed = (jorch.now and jorch.now() or os.time()) - started
   local output = (r.stdout or "")
   if r.stderr and r.stderr ~= "" then output = output .. "\n--- stderr ---\n" .. r.stderr end

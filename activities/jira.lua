@@ -33,12 +33,28 @@ local function setting(env_name, cfg_name)
   return nil
 end
 
+-- A path from jorch.yaml, resolved as jorch resolves its own (temporal.*):
+-- "~/" is $HOME, a relative path is relative to the configuration file's
+-- directory ($JORCH_CONFIG's, else the current directory's ./jorch.yaml).
+local function config_path(p)
+  if type(p) ~= "string" or p == "" then return nil end
+  if p:sub(1, 2) == "~/" then
+    local h = jorch.env("HOME")
+    if h and h ~= "" then return h .. p:sub(2) end
+    return p
+  end
+  if p:sub(1, 1) == "/" then return p end
+  local c = jorch.env("JORCH_CONFIG")
+  local dir = c and c ~= "" and c:match("^(.*)/[^/]*$")
+  return dir and (dir .. "/" .. p) or p
+end
+
 -- Secrets may also come from files (jira.api_token_file), never from the YAML itself.
 local function secret(env_name, file_key)
   local v = jorch.env(env_name)
   if v ~= nil and v ~= "" then return v end
-  local path = cfg()[file_key]
-  if type(path) == "string" and path ~= "" then
+  local path = config_path(cfg()[file_key])
+  if path then
     local f = io.open(path, "rb")
     if f then
       local s = f:read("a"):gsub("%s+$", "")

@@ -7,15 +7,35 @@
 
 local M = {}
 
+-- A path from jorch.yaml, resolved as jorch resolves its own (temporal.*):
+-- "~/" is $HOME, a relative path is relative to the configuration file's
+-- directory ($JORCH_CONFIG's, else the current directory's ./jorch.yaml).
+local function config_path(p)
+  if type(p) ~= "string" or p == "" then return nil end
+  if p:sub(1, 2) == "~/" then
+    local h = jorch.env("HOME")
+    if h and h ~= "" then return h .. p:sub(2) end
+    return p
+  end
+  if p:sub(1, 1) == "/" then return p end
+  local c = jorch.env("JORCH_CONFIG")
+  local dir = c and c ~= "" and c:match("^(.*)/[^/]*$")
+  return dir and (dir .. "/" .. p) or p
+end
+
 local function webhook()
   local v = jorch.env("SLACK_WEBHOOK_URL")
   if v and v ~= "" then return v end
   local conf = (jorch.config or {}).notify or {}
-  if type(conf.slack_webhook_url) == "string" and conf.slack_webhook_url ~= "" then
-    return conf.slack_webhook_url
+  if type(conf) ~= "table" then conf = {} end
+  -- The URL is a secret: like temporal.api_key, it never goes in jorch.yaml.
+  if conf.slack_webhook_url ~= nil then
+    error(activity.error{type = "ConfigurationError", non_retryable = true,
+      message = "notify.slack_webhook_url: the webhook URL is a secret and does not go in jorch.yaml; "
+        .. "put it in a file named by notify.slack_webhook_url_file, or set SLACK_WEBHOOK_URL"})
   end
-  local path = conf.slack_webhook_url_file
-  if type(path) == "string" and path ~= "" then
+  local path = config_path(conf.slack_webhook_url_file)
+  if path then
     local f = io.open(path, "rb")
     if f then
       local s = f:read("a"):gsub("%s+$", "")

@@ -20,6 +20,19 @@ local function home()
   return (jorch.config or {}).home or ".jorch"
 end
 
+-- jorch's own secrets are not the agent's business: the agent acts on issue
+-- text anyone with access to the issue may have written, and the test
+-- command runs code the agent wrote. They are blanked in its environment
+-- (everything else, e.g. the agent's own API key, PATH and HOME, is kept).
+local SECRET_ENV = {"JIRA_API_TOKEN", "JIRA_BEARER_TOKEN", "SLACK_WEBHOOK_URL", "TEMPORAL_API_KEY"}
+local function child_env()
+  local env = {}
+  for _, name in ipairs(SECRET_ENV) do
+    if jorch.env(name) ~= nil then env[name] = "" end
+  end
+  return env
+end
+
 local function last_number(text, pattern)
   local n
   for v in text:gmatch(pattern) do n = tonumber(v) end
@@ -103,7 +116,7 @@ function M.run(args)
   local timeout = tonumber(args.timeout) or tonumber(conf.timeout) or 1800
   activity.heartbeat({command = argv[1]})
   local started = jorch.now and jorch.now() or os.time()
-  local r = jorch.exec{argv = argv, cwd = args.repo, timeout = timeout, heartbeat = 10}
+  local r = jorch.exec{argv = argv, cwd = args.repo, timeout = timeout, heartbeat = 10, env = child_env()}
   local elapsed = (jorch.now and jorch.now() or os.time()) - started
   local out = (r.stdout or "") .. (r.stderr ~= nil and r.stderr ~= "" and ("\n" .. r.stderr) or "")
 

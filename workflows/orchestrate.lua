@@ -3,7 +3,7 @@
 --   EXPLORE -> gate -> PLAN -> gate -> CODE -> TEST <-> FIX (<= 3 rounds) -> DOCUMENT
 --
 -- Input: "PROJ-123" (optionally followed by an options table), or one table
--- {issueKey, projectKey, createdBy, autoProceed, repo, testCommand}.
+-- {issueKey, projectKey, createdBy, autoProceed, repo, testCommand, skipPhases}.
 -- Signals: proceed, pause, resume, skipPhase(name), reject(reason).
 -- Queries: getState, getPhase.
 --
@@ -83,6 +83,21 @@ local function parse_input(input, extra)
   if p.testCommand ~= nil and type(p.testCommand) ~= "table" and type(p.testCommand) ~= "string" then
     fail("ValidationError", "testCommand must be an argv list")
   end
+  -- skipPhases: phases to skip from the start (a skipPhase signal can only
+  -- reach phases that have not begun, and EXPLORE begins at once).
+  local skips = {}
+  if p.skipPhases ~= nil then
+    if type(p.skipPhases) ~= "table" then fail("ValidationError", "skipPhases must be a list of phase names") end
+    for _, name in ipairs(p.skipPhases) do
+      local n = type(name) == "string" and name:upper() or ""
+      if not is_phase(n) then
+        fail("ValidationError", "skipPhases: unknown phase " .. string.format("%q", tostring(name)):sub(1, 40)
+          .. " (one of " .. table.concat(PHASES, ", ") .. ")")
+      end
+      skips[#skips + 1] = n
+    end
+  end
+  p.skipPhases = skips
   return p
 end
 
@@ -279,16 +294,34 @@ return function(input, options)
     return table.concat(lines, "\n")
   end
 
+  -- The issue and the workspace: every later phase needs them, so they are
+  -- fetched even when EXPLORE is skipped (skipping it skips its agents).
+  local function setup()
+    if issue then return end
+    issue = act("jira.getIssue", {key})
+    -- The offline demo has nobody to approve: it proceeds unless told otherwise.
+    if p.autoProceed == nil then p.autoProceed = issue.backend == "offline" end
+    repo = act("repo.prepareWorkspace", {{issueKey = key, repo = p.repo}})
+  end
+
+  -- The issue's branch; made by CODE, or on first need when CODE was skipped
+  -- (FIX and DOCUMENT commit on it and list the commits since its base).
+  local function ensure_branch()
+    if not branch then
+      branch = act("repo.startBranch", {repo.path, key})
+      state.branch = branch.branch
+    end
+    return branch
+  end
+
   local function run_all()
     p = parse_input(input, options)
     key = p.issueKey
     state.issueKey, state.projectKey = key, p.projectKey
+    for _, name in ipairs(p.skipPhases) do skip[name] = true end
 
     phase("EXPLORE", function()
-      issue = act("jira.getIssue", {key})
-      -- The offline demo has nobody to approve: it proceeds unless told otherwise.
-      if p.autoProceed == nil then p.autoProceed = issue.backend == "offline" end
-      repo = act("repo.prepareWorkspace", {{issueKey = key, repo = p.repo}})
+      setup()
       local triage = agent("triage", "EXPLORE")
       ctx.triage = excerpt(triage.output)
       local req = agent("requirements", "EXPLORE")
@@ -296,6 +329,7 @@ return function(input, options)
       return {summary = issue.summary, repo = repo.path, demo = repo.demo,
         artifacts = {triage.artifact, req.artifact}}
     end)
+    setup()
     gate("EXPLORE")
 
     phase("PLAN", function()
@@ -308,7 +342,7 @@ return function(input, options)
     gate("PLAN")
 
     phase("CODE", function()
-      branch = act("repo.startBranch", {repo.path, key})
+      ensure_branch()
       local impl = agent("implementer", "CODE")
       ctx.code = excerpt(impl.output)
       local c = act("repo.finishCommits", {repo.path, key, branch.base, "implementer"})
@@ -323,9 +357,10 @@ return function(input, options)
       state.fixAttempts = state.fixAttempts + 1
       local round = state.fixAttempts
       phase("FIX", function()
+        local base = ensure_branch().base  -- before the agent: its commits go on the branch
         local fix = agent("bugfixer", "FIX", {round = round})
         ctx.fix = excerpt(fix.output)
-        local c = act("repo.finishCommits", {repo.path, key, branch and branch.base or "HEAD", "bugfixer"})
+        local c = act("repo.finishCommits", {repo.path, key, base, "bugfixer"})
         state.commits = c.commits
         return {round = round, commits = c.commits, artifact = fix.artifact}
       end)
@@ -338,8 +373,9 @@ return function(input, options)
     end
 
     phase("DOCUMENT", function()
+      local base = ensure_branch().base
       local docs = agent("docs", "DOCUMENT")
-      local c = act("repo.finishCommits", {repo.path, key, branch and branch.base or "HEAD", "docs"})
+      local c = act("repo.finishCommits", {repo.path, key, base, "docs"})
       state.commits = c.commits
       return {artifact = docs.artifact, commits = c.commits}
     end)

@@ -62,6 +62,42 @@ check "503 -> retryable JiraUnavailable" grep -q JiraUnavailable "$T/o"
 JIRA_BEARER_TOKEN=tok123 act jira.getIssue '"PROJ-8"' >/dev/null 2>&1
 check "bearer auth" reqs 'q[-1]["headers"]["authorization"]=="Bearer tok123"'
 
+# jorch.yaml instead of the environment: base_url and email from the file,
+# the token from a file named with ~/ (HOME) or relative to the config file.
+# Activities see jorch.yaml as jorch.config in workflow runs; a jorch built
+# without that skips these checks, saying so.
+mkdir -p "$T/cfg" "$T/fakehome/.config/jorch" "$T/probe"
+cat > "$T/probe/probe.lua" <<'LUA'
+return { config = function() return type(jorch.config) end }
+LUA
+cat > "$T/call.lua" <<'LUA'
+return function(act, key)
+  return workflow.execute_activity(act, {key}, {start_to_close_timeout = "1 minute",
+    retry_policy = {maximum_attempts = 1}})
+end
+LUA
+printf 'tok-from-home\n' > "$T/fakehome/.config/jorch/jira-token"
+printf 'tok-relative\n' > "$T/cfg/bearer"
+printf 'jira:\n  timeout: 5\n' > "$T/cfg/jorch.yaml"
+has_config=$(JORCH_CONFIG="$T/cfg/jorch.yaml" "$JORCH" run --quiet --activities "$T/probe" "$T/call.lua" probe.config x 2>/dev/null)
+if [ "$has_config" = '"table"' ]; then
+    printf 'jira:\n  base_url: %s\n  email: yaml@example.com\n  api_token_file: ~/.config/jorch/jira-token\n' \
+        "$JIRA_BASE_URL" > "$T/cfg/jorch.yaml"
+    : > "$LOG"
+    (unset JIRA_BASE_URL JIRA_EMAIL JIRA_API_TOKEN
+     HOME="$T/fakehome" JORCH_CONFIG="$T/cfg/jorch.yaml" "$JORCH" run --quiet --activities "$SRC/activities" \
+        "$T/call.lua" jira.getIssue PROJ-8 >/dev/null 2>&1)
+    check "jorch.yaml: base_url, email, api_token_file with ~/" reqs 'len(q)==1 and q[0]["headers"]["authorization"]=="Basic "+__import__("base64").b64encode(b"yaml@example.com:tok-from-home").decode()'
+    printf 'jira:\n  base_url: %s\n  bearer_token_file: bearer\n' "$JIRA_BASE_URL" > "$T/cfg/jorch.yaml"
+    : > "$LOG"
+    (unset JIRA_BASE_URL JIRA_EMAIL JIRA_API_TOKEN
+     JORCH_CONFIG="$T/cfg/jorch.yaml" "$JORCH" run --quiet --activities "$SRC/activities" \
+        "$T/call.lua" jira.getIssue PROJ-8 >/dev/null 2>&1)
+    check "jorch.yaml: bearer_token_file relative to the config file" reqs 'len(q)==1 and q[0]["headers"]["authorization"]=="Bearer tok-relative"'
+else
+    echo "SKIP jorch.yaml checks: this jorch does not give activities jorch.config (got ${has_config:-nothing})"
+fi
+
 # offline backend
 unset JIRA_BASE_URL
 out=$(act jira.getIssue '"PROJ-123"' 2>/dev/null)

@@ -6,12 +6,27 @@ SRC=${JORCH_SOURCE_DIR:-$(pwd)}
 T=$(mktemp -d "${TMPDIR:-/tmp}/jorch-orch-test.XXXXXX")
 export JORCH_HOME="$T/home"
 mkdir -p "$JORCH_HOME"
+# Hermetic: a developer's ./jorch.yaml (ctest runs in the repository root)
+# or JIRA_*/SLACK_* environment must never send the tests to real services.
+printf '# empty: tests configure through the environment\n' > "$T/jorch.yaml"
+export JORCH_CONFIG="$T/jorch.yaml"
+unset JIRA_BASE_URL JIRA_EMAIL JIRA_API_TOKEN JIRA_BEARER_TOKEN SLACK_WEBHOOK_URL \
+    JORCH_AGENT_ARGV JORCH_AGENT_TIMEOUT JORCH_PROMPTS_DIR JORCH_JIRA_OFFLINE_DIR FEATURE_TEMPORAL_ENABLED
 PASSED=0
 FAILED=0
 CLEANUP_PIDS=""
+# Runs still open when the script ends (a failed check, a bug) are
+# terminated so no background executor or agent outlives the test.
+# KEEP_T=1 keeps the temp dir for debugging.
 cleanup() {
     for p in $CLEANUP_PIDS; do kill "$p" 2>/dev/null || true; done
-    rm -rf "$T"
+    local open
+    open=$(timeout 30 "$JORCH" list --status Running --output json 2>/dev/null |
+        python3 -c 'import json,sys; [print(r.get("workflowId") or r.get("execution",{}).get("workflowId","")) for r in json.load(sys.stdin)]' 2>/dev/null)
+    for id in $open; do
+        timeout 30 "$JORCH" terminate "$id" --reason "test cleanup" >/dev/null 2>&1 || true
+    done
+    if [ -n "${KEEP_T:-}" ]; then echo "kept $T" >&2; else rm -rf "$T"; fi
 }
 trap cleanup EXIT
 
@@ -75,5 +90,5 @@ state_of() { "$JORCH" query "$1" getState 2>/dev/null; }
 state_is() { # state_is ID PYTHON-EXPR (v = getState)
     local s
     s=$(state_of "$1") || return 1
-    [ "$(jget "$s" "$2")" = "true" ]
+    [ "$(jget "$s" "bool($2)")" = "true" ]
 }

@@ -202,6 +202,46 @@ case("skipPhase TEST and bad name", function()
   assert(query(sim).phaseResults.TEST.status == "skipped")
 end)
 
+case("skipPhases EXPLORE: issue and workspace still fetched, agents skipped", function()
+  local sim = new_sim{mock = default_mock({true})}
+  local kind, v = run(sim, "PROJ-1", {autoProceed = true, skipPhases = {"explore"}})
+  assert(kind == "complete", kind .. " " .. tostring(v and (v.message or v[1])))
+  local st = query(sim)
+  assert(st.phaseResults.EXPLORE.status == "skipped", st.phaseResults.EXPLORE.status)
+  assert(count(sim, "jira.getIssue") == 1 and count(sim, "repo.prepareWorkspace") == 1)
+  assert(count(sim, "agent.run", function(a) return a[1].agent == "triage" end) == 0)
+  assert(count(sim, "agent.run", function(a) return a[1].agent == "planner" and a[1].repo == "/tmp/x" end) == 1)
+end)
+
+case("skipPhase CODE: FIX and DOCUMENT still commit on the issue branch", function()
+  local sent = false
+  local sim = new_sim{mock = default_mock({false, true}), on_block = function(sim)
+    if not sent then sim.rt.signal("skipPhase", "code"); sent = true; return true end
+  end}
+  local kind, v = run(sim, "PROJ-1", {autoProceed = true})
+  assert(kind == "complete", kind .. " " .. tostring(v and (v.message or v[1])))
+  local st = query(sim)
+  assert(st.phaseResults.CODE.status == "skipped")
+  assert(count(sim, "agent.run", function(a) return a[1].agent == "implementer" end) == 0)
+  assert(count(sim, "repo.startBranch") == 1, count(sim, "repo.startBranch"))
+  local first_branch, first_fixer
+  for i, c in ipairs(sim.calls) do
+    if c.name == "repo.startBranch" and not first_branch then first_branch = i end
+    if c.name == "agent.run" and c.args[1].agent == "bugfixer" and not first_fixer then first_fixer = i end
+  end
+  assert(first_branch < first_fixer, "the branch must exist before the bug fixer works")
+  assert(count(sim, "agent.run", function(a) return a[1].agent == "bugfixer" and a[1].branch == "jorch/PROJ-1" end) == 1)
+  assert(count(sim, "repo.finishCommits", function(a) return a[3] == "abc" end) == 2)
+  assert(st.branch == "jorch/PROJ-1" and st.fixAttempts == 1)
+end)
+
+case("skipPhases: unknown name is a ValidationError", function()
+  local sim = new_sim{mock = default_mock({true})}
+  local kind, v = run(sim, {issueKey = "PROJ-1", skipPhases = {"TEST", "DEPLOY"}})
+  assert(kind == "fail" and v.type == "ValidationError", tostring(v and v.type))
+  assert(#sim.calls == 0)
+end)
+
 case("pause resume", function()
   local step = 0
   local sim = new_sim{mock = default_mock({true}), on_block = function(sim)
