@@ -61,6 +61,7 @@ struct act_attempt {
 
 struct act_host {
     char *dir;
+    char *config_json; /* jorch.config for every attempt, or NULL */
     act_heartbeat_fn on_heartbeat;
     void *ud;
     void (*log_fn)(void *ud, const char *activity_type, const char *line);
@@ -660,6 +661,14 @@ static void open_environment(lua_State *L, act_attempt *a) {
     lua_getfield(L, -1, "loaded");
 
     act_toolkit_push(L);
+    if (a->host->config_json) {
+        jerr e = {0};
+        if (payload_json_to_lua(L, a->host->config_json, strlen(a->host->config_json), &payload_default_limits,
+                                &e) == 0)
+            lua_setfield(L, -2, "config");
+        else
+            luaL_error(L, "jorch.config: %s", e.msg);
+    }
     lua_pushvalue(L, -1);
     lua_setglobal(L, "jorch");
     lua_setfield(L, -2, "jorch");
@@ -865,9 +874,19 @@ act_host *act_host_new(const act_host_config *cfg, jerr *err) {
         return NULL;
     }
     h->dir = jstrdup(c.activities_dir && *c.activities_dir ? c.activities_dir : "activities");
+    if (c.config_json) {
+        h->config_json = jstrdup(c.config_json);
+        if (!h->config_json) {
+            free(h->dir);
+            free(h);
+            jerr_oom(err, "starting the activity host");
+            return NULL;
+        }
+    }
     h->threads = calloc((size_t)threads, sizeof *h->threads);
     if (!h->dir || !h->threads) {
         free(h->dir);
+        free(h->config_json);
         free(h->threads);
         free(h);
         jerr_oom(err, "creating the activity host");
@@ -914,6 +933,7 @@ void act_host_free(act_host *h) {
     pthread_cond_destroy(&h->done_cv);
     free(h->threads);
     free(h->dir);
+    free(h->config_json);
     free(h);
 }
 

@@ -781,15 +781,10 @@ static int yaml_apply(tc_config *cfg, const char *path, jerr *err) {
 
 /* $JORCH_CONFIG if set (it must exist), else ./jorch.yaml if there is one. */
 static int load_config_file(tc_config *cfg, jerr *err) {
-    const char *path = getenv("JORCH_CONFIG");
-    if (path != NULL && path[0] != '\0') {
-        if (access(path, R_OK) != 0)
-            return jerr_set(err, JERR_USAGE, "cannot read the configuration file '%s' named by JORCH_CONFIG: %s "
-                            "(fix the path or unset JORCH_CONFIG)", path, strerror(errno));
-        return yaml_apply(cfg, path, err);
-    }
-    if (access("jorch.yaml", F_OK) != 0) return 0;
-    return yaml_apply(cfg, "jorch.yaml", err);
+    const char *path = NULL;
+    int found = config_locate(&path, err);
+    if (found <= 0) return found;
+    return yaml_apply(cfg, path, err);
 }
 
 cli_client *cli_temporal_client_new(jerr *err) {

@@ -310,14 +310,52 @@ static const char run_help[] =
     "  --temporal         use Temporal (also FEATURE_TEMPORAL_ENABLED=true)\n"
     "  --quiet            no progress lines\n";
 
+/* jorch.yaml as JSON for activities (jorch.config), with "home" = the
+ * store directory first so the file's own "home" wins. */
+static int activity_config_json(const char *home, jbuf *out, jerr *err) {
+    jbuf_init(out, 2u << 20);
+    jbuf yaml;
+    jbuf_init(&yaml, 2u << 20);
+    const char *path = NULL;
+    int found = config_locate(&path, err);
+    if (found < 0 || (found == 1 && config_load_yaml_as_json(path, &yaml, err) != 0)) {
+        jbuf_free(&yaml);
+        return -1;
+    }
+    const char *rest = found == 1 && yaml.data ? yaml.data : "{}";
+    if (rest[0] != '{') {
+        jbuf_free(&yaml);
+        return jerr_set(err, JERR_USAGE, "%s: the configuration must be a mapping at the top level", path);
+    }
+    jbuf_puts(out, "{\"home\":\"");
+    for (const unsigned char *p = (const unsigned char *)home; *p; p++) {
+        if (*p == '"' || *p == '\\') jbuf_putc(out, '\\');
+        if (*p >= 0x20) jbuf_putc(out, (char)*p);
+    }
+    jbuf_putc(out, '"');
+    if (strcmp(rest, "{}") != 0) jbuf_putc(out, ',');
+    int rc = jbuf_puts(out, rest + 1);
+    jbuf_free(&yaml);
+    return rc == 0 ? 0 : jerr_oom(err, "reading the configuration");
+}
+
 static int execute_local(store *s, const char *run_id, const cli_args *a, bool stop_on_task_failure) {
+    jbuf conf;
+    jerr cerr = {0};
+    if (activity_config_json(store_home(s), &conf, &cerr) != 0) {
+        cli_errorf("%s", cerr.msg);
+        jbuf_free(&conf);
+        return CLI_USAGE;
+    }
     store_runner_opts ro = {.activities_dir = a->set[O_ACTIVITIES] ? a->val[O_ACTIVITIES] : NULL,
                             .follow_continue_as_new = true, .quiet = a->set[O_QUIET],
-                            .stop_on_task_failure = stop_on_task_failure};
+                            .stop_on_task_failure = stop_on_task_failure, .config_json = conf.data};
     store_run fin;
     memset(&fin, 0, sizeof fin);
     jerr e = {0};
-    if (store_runner_execute(s, run_id, &ro, &fin, &e) != 0) {
+    int xrc = store_runner_execute(s, run_id, &ro, &fin, &e);
+    jbuf_free(&conf);
+    if (xrc != 0) {
         if (e.code == JERR_FAILED) {
             cli_errorf("%s", e.msg);
             cli_errorf("the run is still open: fix the problem, then 'jorch resume %s'", fin.workflow_id[0] ? fin.workflow_id : run_id);
@@ -423,6 +461,15 @@ static int start_common(int argc, char **argv, bool run_mode) {
         }
     }
     if (!temporal) {
+        /* a broken jorch.yaml is reported before anything is started */
+        jbuf conf;
+        if (activity_config_json(home_dir(a.set[O_HOME] ? a.val[O_HOME] : NULL), &conf, &e) != 0) {
+            jbuf_free(&conf);
+            protobuf_c_message_free_unpacked(&input->base, NULL);
+            cli_errorf("%s", e.msg);
+            return CLI_USAGE;
+        }
+        jbuf_free(&conf);
         store *s = NULL;
         rc = open_store(a.set[O_HOME] ? a.val[O_HOME] : NULL, &s);
         if (rc) {

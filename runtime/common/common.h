@@ -242,5 +242,10 @@ const char *command_type_name(int command_type); /* "ScheduleActivityTask" style
  * 1 MiB are refused. Errors read "file:line:column: problem". */
 int config_yaml_to_json(const char *buf, size_t len, const char *name, jbuf *json_out, jerr *err);
 int config_load_yaml_as_json(const char *path, jbuf *json_out, jerr *err);
+/* Where jorch.yaml is: $JORCH_CONFIG if set (it must be readable), else
+ * ./jorch.yaml if it exists. Returns 1 with *path set, 0 when there is no
+ * configuration file, -1 (JERR_USAGE) when JORCH_CONFIG names a file that
+ * cannot be read. */
+int config_locate(const char **path, jerr *err);
 
 #endif

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <yaml.h>
 
@@ -428,4 +429,19 @@ int config_load_yaml_as_json(const char *path, jbuf *json_out, jerr *err) {
     int rc = config_yaml_to_json(src, len, path, json_out, err);
     free(src);
     return rc;
+}
+
+int config_locate(const char **path, jerr *err) {
+    const char *env = getenv("JORCH_CONFIG");
+    if (env != NULL && env[0] != '\0') {
+        if (access(env, R_OK) != 0)
+            return jerr_set(err, JERR_USAGE,
+                            "cannot read the configuration file '%s' named by JORCH_CONFIG: %s "
+                            "(fix the path or unset JORCH_CONFIG)", env, strerror(errno));
+        *path = env;
+        return 1;
+    }
+    if (access("jorch.yaml", F_OK) != 0) return 0;
+    *path = "jorch.yaml";
+    return 1;
 }

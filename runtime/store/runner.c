@@ -1169,7 +1169,7 @@ int store_runner_execute(store *s, const char *run_id, const store_runner_opts *
     pthread_mutex_init(&r->mu, NULL);
     snprintf(r->run_id, sizeof r->run_id, "%s", run_id);
     act_host_config hc = {.activities_dir = r->o->activities_dir, .threads = r->o->threads,
-                          .on_heartbeat = on_heartbeat, .ud = r};
+                          .on_heartbeat = on_heartbeat, .ud = r, .config_json = r->o->config_json};
     r->host = act_host_new(&hc, err);
     int rc = r->host ? 0 : -1;
     while (rc == 0) {

@@ -115,6 +115,7 @@ typedef struct store_runner_opts {
     bool follow_continue_as_new; /* keep executing the new run after continue-as-new */
     bool quiet;                  /* no progress lines */
     bool stop_on_task_failure;   /* return when a workflow task fails (jorch run) */
+    const char *config_json;     /* jorch.config for activities (see activity.h), or NULL */
 } store_runner_opts;
 
 /* Executes a run until it closes (following continue-as-new if asked), or a
