@@ -115,8 +115,18 @@ static int run_one(const char *dir, int64_t timeout, const char *name, char **ar
     for (int i = 0; i < nargs; i++)
         if (add_arg(L, input, args[i]) < 0) goto done;
     jerr err = {0};
-    act_host_config cfg = {.activities_dir = dir, .threads = 1};
+    /* the same jorch.config a run's activities get */
+    const char *home = getenv("JORCH_HOME");
+    jbuf conf;
+    if (config_activity_json(home && *home ? home : ".jorch", &conf, &err) != 0) {
+        jbuf_free(&conf);
+        fprintf(stderr, "jorch activity: %s\n", err.msg);
+        rc = 2;
+        goto done;
+    }
+    act_host_config cfg = {.activities_dir = dir, .threads = 1, .config_json = conf.data};
     h = act_host_new(&cfg, &err);
+    jbuf_free(&conf);
     if (!h) {
         fprintf(stderr, "jorch activity: %s\n", err.msg);
         goto done;

@@ -310,39 +310,10 @@ static const char run_help[] =
     "  --temporal         use Temporal (also FEATURE_TEMPORAL_ENABLED=true)\n"
     "  --quiet            no progress lines\n";
 
-/* jorch.yaml as JSON for activities (jorch.config), with "home" = the
- * store directory first so the file's own "home" wins. */
-static int activity_config_json(const char *home, jbuf *out, jerr *err) {
-    jbuf_init(out, 2u << 20);
-    jbuf yaml;
-    jbuf_init(&yaml, 2u << 20);
-    const char *path = NULL;
-    int found = config_locate(&path, err);
-    if (found < 0 || (found == 1 && config_load_yaml_as_json(path, &yaml, err) != 0)) {
-        jbuf_free(&yaml);
-        return -1;
-    }
-    const char *rest = found == 1 && yaml.data ? yaml.data : "{}";
-    if (rest[0] != '{') {
-        jbuf_free(&yaml);
-        return jerr_set(err, JERR_USAGE, "%s: the configuration must be a mapping at the top level", path);
-    }
-    jbuf_puts(out, "{\"home\":\"");
-    for (const unsigned char *p = (const unsigned char *)home; *p; p++) {
-        if (*p == '"' || *p == '\\') jbuf_putc(out, '\\');
-        if (*p >= 0x20) jbuf_putc(out, (char)*p);
-    }
-    jbuf_putc(out, '"');
-    if (strcmp(rest, "{}") != 0) jbuf_putc(out, ',');
-    int rc = jbuf_puts(out, rest + 1);
-    jbuf_free(&yaml);
-    return rc == 0 ? 0 : jerr_oom(err, "reading the configuration");
-}
-
 static int execute_local(store *s, const char *run_id, const cli_args *a, bool stop_on_task_failure) {
     jbuf conf;
     jerr cerr = {0};
-    if (activity_config_json(store_home(s), &conf, &cerr) != 0) {
+    if (config_activity_json(store_home(s), &conf, &cerr) != 0) {
         cli_errorf("%s", cerr.msg);
         jbuf_free(&conf);
         return CLI_USAGE;
@@ -463,7 +434,7 @@ static int start_common(int argc, char **argv, bool run_mode) {
     if (!temporal) {
         /* a broken jorch.yaml is reported before anything is started */
         jbuf conf;
-        if (activity_config_json(home_dir(a.set[O_HOME] ? a.val[O_HOME] : NULL), &conf, &e) != 0) {
+        if (config_activity_json(home_dir(a.set[O_HOME] ? a.val[O_HOME] : NULL), &conf, &e) != 0) {
             jbuf_free(&conf);
             protobuf_c_message_free_unpacked(&input->base, NULL);
             cli_errorf("%s", e.msg);

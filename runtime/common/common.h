@@ -247,5 +247,9 @@ int config_load_yaml_as_json(const char *path, jbuf *json_out, jerr *err);
  * configuration file, -1 (JERR_USAGE) when JORCH_CONFIG names a file that
  * cannot be read. */
 int config_locate(const char **path, jerr *err);
+/* What activities see as jorch.config: the configuration file as JSON, with
+ * "home" set to the store directory unless the file sets it. out is
+ * initialised here; free it with jbuf_free even on failure. */
+int config_activity_json(const char *home, jbuf *out, jerr *err);
 
 #endif

@@ -445,3 +445,33 @@ int config_locate(const char **path, jerr *err) {
     *path = "jorch.yaml";
     return 1;
 }
+
+/* jorch.yaml as JSON for activities (jorch.config), with "home" = the
+ * store directory first so the file's own "home" wins. */
+int config_activity_json(const char *home, jbuf *out, jerr *err) {
+    jbuf_init(out, 2u << 20);
+    jbuf yaml;
+    jbuf_init(&yaml, 2u << 20);
+    const char *path = NULL;
+    int found = config_locate(&path, err);
+    if (found < 0 || (found == 1 && config_load_yaml_as_json(path, &yaml, err) != 0)) {
+        jbuf_free(&yaml);
+        return -1;
+    }
+    const char *rest = found == 1 && yaml.data ? yaml.data : "{}";
+    if (rest[0] != '{') {
+        jbuf_free(&yaml);
+        return jerr_set(err, JERR_USAGE, "%s: the configuration must be a mapping at the top level", path);
+    }
+    jbuf_puts(out, "{\"home\":\"");
+    for (const unsigned char *p = (const unsigned char *)home; *p; p++) {
+        if (*p == '"' || *p == '\\') jbuf_putc(out, '\\');
+        if (*p >= 0x20) jbuf_putc(out, (char)*p);
+    }
+    jbuf_putc(out, '"');
+    if (strcmp(rest, "{}") != 0) jbuf_putc(out, ',');
+    int rc = jbuf_puts(out, rest + 1);
+    jbuf_free(&yaml);
+    return rc == 0 ? 0 : jerr_oom(err, "reading the configuration");
+}
+

@@ -719,59 +719,84 @@ static int run_workflow_task(runner *r, char *new_run_id, jerr *err) {
 
 /* ------------------------------------------------------------ activities */
 
+typedef struct ready_activity {
+    int64_t sched;
+    int attempt;
+    Temporal__Api__Command__V1__ScheduleActivityTaskCommandAttributes *attrs;
+    Payloads *hb;
+} ready_activity;
+
+/* Starts every activity whose (re)try is due. The rows are read first and
+ * the statement finished before anything is written: a write while a read
+ * is open on the same connection would need a lock upgrade, which SQLite
+ * refuses at once (no busy wait) when another process is writing. */
 static int dispatch_ready(runner *r, jerr *err) {
     int64_t now = store_run_now(r->s, r->run_id);
     sqlite3_stmt *q = q_prep(r, "SELECT scheduled_event_id, attempt, attrs, heartbeat_details FROM activities"
-                                " WHERE run_id=?1 AND state=0 AND ready_at<=?2 ORDER BY scheduled_event_id", err);
+                                " WHERE run_id=?1 AND state=0 AND ready_at<=?2 ORDER BY scheduled_event_id LIMIT 64", err);
     if (!q) return -1;
     sqlite3_bind_int64(q, 2, now);
-    while (sqlite3_step(q) == SQLITE_ROW) {
-        int64_t sched = sqlite3_column_int64(q, 0);
-        int attempt = sqlite3_column_int(q, 1);
-        Temporal__Api__Command__V1__ScheduleActivityTaskCommandAttributes *a =
-            temporal__api__command__v1__schedule_activity_task_command_attributes__unpack(
-                NULL, (size_t)sqlite3_column_bytes(q, 2), sqlite3_column_blob(q, 2));
-        Payloads *hb = NULL;
-        if (sqlite3_column_type(q, 3) == SQLITE_BLOB)
-            hb = temporal__api__common__v1__payloads__unpack(NULL, (size_t)sqlite3_column_bytes(q, 3),
-                                                             sqlite3_column_blob(q, 3));
-        if (!a) {
-            sqlite3_finalize(q);
-            return jerr_set(err, JERR_BACKEND, "store: activity %" PRId64 " cannot be decoded", sched);
-        }
-        act_task t = {
-            .activity_type = a->activity_type ? a->activity_type->name : "",
-            .activity_id = a->activity_id, .workflow_id = r->run.workflow_id, .run_id = r->run_id,
-            .workflow_type = r->run.workflow_type, .attempt = attempt, .input = a->input, .heartbeat_details = hb,
-            .start_to_close_ns = pb_duration_nanos(a->start_to_close_timeout),
-            .heartbeat_timeout_ns = pb_duration_nanos(a->heartbeat_timeout), .token = (uint64_t)sched,
-        };
-        pthread_mutex_lock(&r->mu);
-        slot_for(r, (uint64_t)sched, true);
-        pthread_mutex_unlock(&r->mu);
-        fault_point("activity-dispatch");
-        int rc = act_host_submit(r->host, &t, err);
-        progress(r, "activity %s (id %s) started, attempt %d", t.activity_type, t.activity_id, attempt);
-        protobuf_c_message_free_unpacked(&a->base, NULL);
-        if (hb) protobuf_c_message_free_unpacked(&hb->base, NULL);
-        if (rc != 0) {
-            sqlite3_finalize(q);
-            return -1;
-        }
-        sqlite3_stmt *u = q_prep(r, "UPDATE activities SET state=1, started_at=?3, last_heartbeat=?3 WHERE run_id=?1 AND scheduled_event_id=?2", err);
-        if (!u) {
-            sqlite3_finalize(q);
-            return -1;
-        }
-        sqlite3_bind_int64(u, 2, sched);
-        sqlite3_bind_int64(u, 3, now);
-        if (q_done(r, u, "starting an activity", err) != 0) {
-            sqlite3_finalize(q);
-            return -1;
+    ready_activity ready[64];
+    int n = 0, rc = 0;
+    while (n < 64 && sqlite3_step(q) == SQLITE_ROW) {
+        ready_activity *ra = &ready[n];
+        ra->sched = sqlite3_column_int64(q, 0);
+        ra->attempt = sqlite3_column_int(q, 1);
+        ra->attrs = temporal__api__command__v1__schedule_activity_task_command_attributes__unpack(
+            NULL, (size_t)sqlite3_column_bytes(q, 2), sqlite3_column_blob(q, 2));
+        ra->hb = sqlite3_column_type(q, 3) == SQLITE_BLOB
+                     ? temporal__api__common__v1__payloads__unpack(NULL, (size_t)sqlite3_column_bytes(q, 3),
+                                                                   sqlite3_column_blob(q, 3))
+                     : NULL;
+        n++;
+        if (!ra->attrs) {
+            rc = jerr_set(err, JERR_BACKEND, "store: activity %" PRId64 " cannot be decoded", ra->sched);
+            break;
         }
     }
     sqlite3_finalize(q);
-    return 0;
+    if (rc == 0 && n > 0) {
+        /* mark them started in one transaction, then hand them to the host */
+        if (store_begin(r->s, err) != 0) {
+            rc = -1;
+        } else {
+            for (int i = 0; i < n && rc == 0; i++) {
+                sqlite3_stmt *u = q_prep(r, "UPDATE activities SET state=1, started_at=?3, last_heartbeat=?3"
+                                            " WHERE run_id=?1 AND scheduled_event_id=?2", err);
+                if (!u) {
+                    rc = -1;
+                    break;
+                }
+                sqlite3_bind_int64(u, 2, ready[i].sched);
+                sqlite3_bind_int64(u, 3, now);
+                rc = q_done(r, u, "starting an activity", err);
+            }
+            if (rc == 0 && store_commit(r->s, err) != 0) rc = -1;
+            if (rc != 0) store_rollback(r->s);
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        ready_activity *ra = &ready[i];
+        if (rc == 0) {
+            act_task t = {
+                .activity_type = ra->attrs->activity_type ? ra->attrs->activity_type->name : "",
+                .activity_id = ra->attrs->activity_id, .workflow_id = r->run.workflow_id, .run_id = r->run_id,
+                .workflow_type = r->run.workflow_type, .attempt = ra->attempt, .input = ra->attrs->input,
+                .heartbeat_details = ra->hb,
+                .start_to_close_ns = pb_duration_nanos(ra->attrs->start_to_close_timeout),
+                .heartbeat_timeout_ns = pb_duration_nanos(ra->attrs->heartbeat_timeout), .token = (uint64_t)ra->sched,
+            };
+            pthread_mutex_lock(&r->mu);
+            slot_for(r, (uint64_t)ra->sched, true);
+            pthread_mutex_unlock(&r->mu);
+            fault_point("activity-dispatch");
+            if (act_host_submit(r->host, &t, err) != 0) rc = -1;
+            else progress(r, "activity %s (id %s) started, attempt %d", t.activity_type, t.activity_id, ra->attempt);
+        }
+        if (ra->attrs) protobuf_c_message_free_unpacked(&ra->attrs->base, NULL);
+        if (ra->hb) protobuf_c_message_free_unpacked(&ra->hb->base, NULL);
+    }
+    return rc;
 }
 
 static bool type_listed(const Temporal__Api__Common__V1__RetryPolicy *rp, const char *type) {
