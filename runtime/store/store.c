@@ -107,9 +107,24 @@ int store_open(const char *home, store **out, jerr *err) {
         return -1;
     }
     sqlite3_busy_timeout(s->db, 10000);
-    /* WAL + FULL: a committed transaction survives a crash or power loss */
-    if (store_exec(s, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF;", err) != 0 ||
-        store_exec(s, schema_sql, err) != 0) {
+    /* WAL + FULL: a committed transaction survives a crash or power loss.
+     * Two processes opening a new store at once can see SQLITE_BUSY here
+     * without the busy handler being consulted (switching the journal mode
+     * needs an exclusive lock), so the set-up is retried for a while. */
+    int setup_rc = -1;
+    for (int attempt = 0; attempt < 100 && setup_rc != 0; attempt++) {
+        if (attempt) {
+            struct timespec ts = {0, 50 * 1000000};
+            nanosleep(&ts, NULL);
+        }
+        setup_rc = store_exec(s, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;", err) == 0 &&
+                           store_exec(s, schema_sql, err) == 0
+                       ? 0
+                       : -1;
+        int code = sqlite3_errcode(s->db);
+        if (setup_rc != 0 && code != SQLITE_BUSY && code != SQLITE_LOCKED) break;
+    }
+    if (setup_rc != 0) {
         jerr_prefix(err, "cannot open the store");
         store_close(s);
         return -1;
