@@ -85,13 +85,12 @@ const char *store_home(const store *s) { return s->home; }
 int store_open(const char *home, store **out, jerr *err) {
     *out = NULL;
     struct stat st;
-    if (stat(home, &st) != 0) {
-        if (mkdir(home, 0700) != 0)
-            return jerr_set(err, JERR_USAGE, "cannot create the store directory %s: %s (set JORCH_HOME to a writable directory)",
-                            home, strerror(errno));
-    } else if (!S_ISDIR(st.st_mode)) {
+    /* another process may create it at the same moment: EEXIST is fine */
+    if (mkdir(home, 0700) != 0 && errno != EEXIST)
+        return jerr_set(err, JERR_USAGE, "cannot create the store directory %s: %s (set JORCH_HOME to a writable directory)",
+                        home, strerror(errno));
+    if (stat(home, &st) != 0 || !S_ISDIR(st.st_mode))
         return jerr_set(err, JERR_USAGE, "JORCH_HOME %s is not a directory", home);
-    }
     store *s = calloc(1, sizeof *s);
     if (!s) return jerr_oom(err, "opening the store");
     s->home = jstrdup(home);
