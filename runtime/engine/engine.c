@@ -1916,6 +1916,30 @@ static int handle_event(engine_run *r, HistoryEvent **events, size_t n, size_t i
                     e->event_id, event_type_name(e->event_type));
 }
 
+/* The oneof field each event type must carry (protocol reference, section
+ * 2: not event_type + 5 everywhere); 0 for types this table does not know. */
+static int expected_attributes(int type) {
+    if (type >= 1 && type <= 14) return type + 5;
+    switch (type) {
+    case 15: return 22;
+    case 16: return 23;
+    case 17: return 20;
+    case 18: return 21;
+    case 19: return 24;
+    case 20: return 28;
+    case 21: return 29;
+    case 22: return 30;
+    case 23: return 31;
+    case 24: return 32;
+    case 25: return 25;
+    case 26: return 26;
+    case 27: return 27;
+    case 28: return 33;
+    case 46: return 51;
+    default: return (type >= 29 && type <= 40) ? type + 5 : 0;
+    }
+}
+
 int engine_run_feed(engine_run *r, HistoryEvent **events, size_t n, engine_output *out, jerr *err) {
     memset(out, 0, sizeof *out);
     for (size_t i = 0; i < n; i++) {
@@ -1924,6 +1948,15 @@ int engine_run_feed(engine_run *r, HistoryEvent **events, size_t n, engine_outpu
             out->failure = ENGINE_TASK_FAILED;
             return jerr_set(err, JERR_FAILED, "history events out of order: expected event %" PRId64 ", got %" PRId64,
                             r->last_event_id + 1, e ? e->event_id : -1);
+        }
+        int want = expected_attributes(e->event_type);
+        /* a server always sends a known event's attributes; a damaged history
+         * might not, and nothing below may trust it then */
+        if (want != 0 && (int)e->attributes_case != want) {
+            out->failure = ENGINE_TASK_FAILED;
+            out->failed_event_id = e->event_id;
+            return jerr_set(err, JERR_FAILED, "history event %" PRId64 " (%s) does not carry its attributes: "
+                            "the history is damaged", e->event_id, event_type_name(e->event_type));
         }
         r->last_event_id = e->event_id;
         if (handle_event(r, events, n, i, out, err) != 0) {

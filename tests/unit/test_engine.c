@@ -699,6 +699,20 @@ static void waiting_inside_pcall_and_xpcall(void) {
     hb_free(&h);
 }
 
+static void event_without_attributes_is_rejected(void) {
+    hb h;
+    hb_init(&h);
+    hb_started(&h, "test", NULL, 0);
+    hb_task(&h);
+    hb_push(&h, ET(ACTIVITY_TASK_COMPLETED)); /* no attributes: a damaged history */
+    hb_open_task(&h);
+    fed f = feed_script(one_activity, &h);
+    CHECK(f.rc != 0);
+    CHECK_CONTAINS(f.err.msg, "history event 5 (ActivityTaskCompleted) does not carry its attributes");
+    fed_free(&f);
+    hb_free(&h);
+}
+
 static void out_of_order_history_is_rejected(void) {
     hb h;
     hb_init(&h);
@@ -725,4 +739,5 @@ TEST_MAIN(TEST_CASE(first_task_schedules_activity), TEST_CASE(replay_then_comple
           TEST_CASE(cancellation_cancels_timer_and_ends_cancelled), TEST_CASE(go_coroutines_and_await_all),
           TEST_CASE(unknown_event_type_respects_worker_may_ignore), TEST_CASE(bad_options_are_clear),
           TEST_CASE(syntax_error_before_history), TEST_CASE(script_must_return_function),
-          TEST_CASE(waiting_inside_pcall_and_xpcall), TEST_CASE(out_of_order_history_is_rejected))
+          TEST_CASE(waiting_inside_pcall_and_xpcall), TEST_CASE(event_without_attributes_is_rejected),
+          TEST_CASE(out_of_order_history_is_rejected))

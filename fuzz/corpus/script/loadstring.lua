@@ -1,0 +1,4 @@
+-- expect: 'loadstring' is not available in workflows
+return function(input)
+  return loadstring("return 1")()
+end
