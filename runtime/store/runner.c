@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "activity/activity.h"
 #include "engine/engine.h"
@@ -37,25 +38,77 @@ typedef struct runner {
     engine_run *eng;
     int64_t fed;                 /* last event id fed to the engine */
     store_module_ctx modules;    /* require() inside the run: pinned modules */
+    bool tty;                    /* stderr is a terminal: draw the live status line */
+    bool status_shown;
+    int64_t status_at;
+    unsigned spin;
     pthread_mutex_t mu;
     hb_slot slots[256];
 } runner;
+
+/* Output: plain lines, and on a terminal also a live status line at the
+ * bottom (what the run waits for), erased before each new line. Activity
+ * threads log through here too, so lines never tear the status line. */
+static pthread_mutex_t out_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void status_clear_locked(runner *r) {
+    if (r->status_shown) {
+        fputs("\r\033[K", stderr);
+        r->status_shown = false;
+    }
+}
 
 static void progress(runner *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void progress(runner *r, const char *fmt, ...) {
     if (r->o->quiet) return;
     va_list ap;
     va_start(ap, fmt);
+    pthread_mutex_lock(&out_mu);
+    status_clear_locked(r);
     fprintf(stderr, "[%s] ", r->run.workflow_id);
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
+    pthread_mutex_unlock(&out_mu);
     va_end(ap);
 }
 
 static void wf_log(void *ud, const char *wid, const char *line) {
     runner *r = ud;
     if (r->o->quiet) return;
+    pthread_mutex_lock(&out_mu);
+    status_clear_locked(r);
     fprintf(stderr, "[%s] %s\n", wid, line);
+    pthread_mutex_unlock(&out_mu);
+}
+
+static void act_log(void *ud, const char *activity_type, const char *line) {
+    runner *r = ud;
+    if (r->o->quiet) return;
+    pthread_mutex_lock(&out_mu);
+    status_clear_locked(r);
+    fprintf(stderr, "[activity %s] %s\n", activity_type, line);
+    pthread_mutex_unlock(&out_mu);
+}
+
+/* The live line: redrawn at most five times a second. */
+static void status_draw(runner *r, int running, int64_t due) {
+    if (!r->tty || r->o->quiet) return;
+    int64_t now = time_now_nanos();
+    if (now - r->status_at < 200000000) return;
+    r->status_at = now;
+    static const char spin[] = "|/-\\";
+    char next[64] = "";
+    if (due > 0) {
+        int64_t left = due - store_run_now(r->s, r->run_id);
+        char human[48];
+        duration_human(left > 0 ? left : 0, human, sizeof human);
+        snprintf(next, sizeof next, ", next timer or retry in %s", human);
+    }
+    pthread_mutex_lock(&out_mu);
+    fprintf(stderr, "\r\033[K\033[2m%c %s: %d activit%s running%s\033[0m", spin[r->spin++ % 4], r->run.workflow_id,
+            running, running == 1 ? "y" : "ies", next);
+    r->status_shown = true;
+    pthread_mutex_unlock(&out_mu);
 }
 
 static hb_slot *slot_for(runner *r, uint64_t token, bool create) {
@@ -1171,6 +1224,7 @@ static int execute_one(runner *r, char *new_run_id, jerr *err) {
             }
             continue;
         }
+        status_draw(r, running, due);
         int wait_ms = 50;
         if (act_host_wait(r->host, wait_ms, &o) == 1) {
             int orc = on_outcome(r, &o, err);
@@ -1193,8 +1247,11 @@ int store_runner_execute(store *s, const char *run_id, const store_runner_opts *
     r->o = o ? o : &dflt;
     pthread_mutex_init(&r->mu, NULL);
     snprintf(r->run_id, sizeof r->run_id, "%s", run_id);
+    const char *term = getenv("TERM");
+    r->tty = isatty(2) && !(term && strcmp(term, "dumb") == 0);
     act_host_config hc = {.activities_dir = r->o->activities_dir, .threads = r->o->threads,
-                          .on_heartbeat = on_heartbeat, .ud = r, .config_json = r->o->config_json};
+                          .on_heartbeat = on_heartbeat, .ud = r, .config_json = r->o->config_json,
+                          .log_fn = act_log};
     r->host = act_host_new(&hc, err);
     int rc = r->host ? 0 : -1;
     while (rc == 0) {
@@ -1224,6 +1281,9 @@ int store_runner_execute(store *s, const char *run_id, const store_runner_opts *
         break;
     }
     if (final && rc != 0) store_run_find(s, r->run_id, final, NULL);
+    pthread_mutex_lock(&out_mu);
+    status_clear_locked(r);
+    pthread_mutex_unlock(&out_mu);
     if (r->host) act_host_free(r->host);
     for (size_t i = 0; i < sizeof r->slots / sizeof r->slots[0]; i++)
         if (r->slots[i].details) protobuf_c_message_free_unpacked(&r->slots[i].details->base, NULL);
