@@ -9,6 +9,8 @@
 -- (examples/demo-agent) is used. Full prompt and output are saved as
 -- artifacts; the result carries bounded excerpts only.
 
+local common = require("lib.common")
+
 local M = {}
 
 local EXCERPT = 4000       -- characters of output returned in the payload
@@ -18,16 +20,9 @@ local function fail(type_, message, non_retryable)
   error(activity.error{type = type_, message = message, non_retryable = non_retryable or false})
 end
 
-local function cfg()
-  local c = (jorch.config or {}).agent
-  return type(c) == "table" and c or {}
-end
+local function cfg() return common.section("agent") end
 
-local function home()
-  local h = jorch.env("JORCH_HOME")
-  if h and h ~= "" then return h end
-  return (jorch.config or {}).home or ".jorch"
-end
+local home = common.home
 
 local function source_root()
   local src = debug and debug.getinfo and debug.getinfo(1, "S").source or ""
@@ -71,36 +66,11 @@ local function excerpt(s, limit)
     .. s:sub(-half)
 end
 
--- jorch's own secrets are not the agent's business: the agent acts on issue
--- text anyone with access to the issue may have written, and the test
--- command runs code the agent wrote. They are blanked in its environment
--- (everything else, e.g. the agent's own API key, PATH and HOME, is kept).
-local SECRET_ENV = {"JIRA_API_TOKEN", "JIRA_BEARER_TOKEN", "SLACK_WEBHOOK_URL", "TEMPORAL_API_KEY"}
-local function child_env()
-  local env = {}
-  for _, name in ipairs(SECRET_ENV) do
-    if jorch.env(name) ~= nil then env[name] = "" end
-  end
-  return env
-end
+local child_env = common.child_env
 
 ---------------------------------------------------------------- prompts
 
--- A path from jorch.yaml, resolved as jorch resolves its own (temporal.*):
--- "~/" is $HOME, a relative path is relative to the configuration file's
--- directory ($JORCH_CONFIG's, else the current directory's ./jorch.yaml).
-local function config_path(p)
-  if type(p) ~= "string" or p == "" then return nil end
-  if p:sub(1, 2) == "~/" then
-    local h = jorch.env("HOME")
-    if h and h ~= "" then return h .. p:sub(2) end
-    return p
-  end
-  if p:sub(1, 1) == "/" then return p end
-  local c = jorch.env("JORCH_CONFIG")
-  local dir = c and c ~= "" and c:match("^(.*)/[^/]*$")
-  return dir and (dir .. "/" .. p) or p
-end
+local config_path = common.config_path
 
 local function prompts_dir()
   local d = jorch.env("JORCH_PROMPTS_DIR")

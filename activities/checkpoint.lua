@@ -4,13 +4,11 @@
 -- people and other tools: one JSON file per phase under
 -- $JORCH_HOME/checkpoints/<workflow id>/, plus latest.json.
 
+local common = require("lib.common")
+
 local M = {}
 
-local function home()
-  local h = jorch.env("JORCH_HOME")
-  if h and h ~= "" then return h end
-  return (jorch.config or {}).home or ".jorch"
-end
+local home = common.home
 
 local function dir_of(workflow_id)
   return home() .. "/checkpoints/" .. (tostring(workflow_id or "run"):gsub("[^%w._-]", "_"))

@@ -12,6 +12,8 @@
 -- retried); 429/5xx are retried inside the attempt while Retry-After is
 -- short, then raised as retryable errors for the workflow's retry policy.
 
+local common = require("lib.common")
+
 local M = {}
 
 local KEY_PATTERN = "^[A-Z][A-Z0-9_]*%-[1-9][0-9]*$"
@@ -20,10 +22,7 @@ local MAX_RETRY_AFTER = 30 -- seconds we are willing to sleep inside one attempt
 
 ---------------------------------------------------------------- config
 
-local function cfg()
-  local c = (jorch.config or {}).jira
-  return type(c) == "table" and c or {}
-end
+local function cfg() return common.section("jira") end
 
 local function setting(env_name, cfg_name)
   local v = jorch.env(env_name)
@@ -33,21 +32,7 @@ local function setting(env_name, cfg_name)
   return nil
 end
 
--- A path from jorch.yaml, resolved as jorch resolves its own (temporal.*):
--- "~/" is $HOME, a relative path is relative to the configuration file's
--- directory ($JORCH_CONFIG's, else the current directory's ./jorch.yaml).
-local function config_path(p)
-  if type(p) ~= "string" or p == "" then return nil end
-  if p:sub(1, 2) == "~/" then
-    local h = jorch.env("HOME")
-    if h and h ~= "" then return h .. p:sub(2) end
-    return p
-  end
-  if p:sub(1, 1) == "/" then return p end
-  local c = jorch.env("JORCH_CONFIG")
-  local dir = c and c ~= "" and c:match("^(.*)/[^/]*$")
-  return dir and (dir .. "/" .. p) or p
-end
+local config_path = common.config_path
 
 -- Secrets may also come from files (jira.api_token_file), never from the YAML itself.
 local function secret(env_name, file_key)
@@ -79,11 +64,7 @@ local function source_root()
   return dir or "."
 end
 
-local function home()
-  local h = jorch.env("JORCH_HOME")
-  if h and h ~= "" then return h end
-  return (jorch.config or {}).home or ".jorch"
-end
+local home = common.home
 
 local function log(fmt, ...)
   local line = string.format(fmt, ...)

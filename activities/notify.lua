@@ -5,23 +5,11 @@
 -- Without one the notification is skipped with a log line. The webhook URL
 -- is a secret: it is never logged or returned.
 
+local common = require("lib.common")
+
 local M = {}
 
--- A path from jorch.yaml, resolved as jorch resolves its own (temporal.*):
--- "~/" is $HOME, a relative path is relative to the configuration file's
--- directory ($JORCH_CONFIG's, else the current directory's ./jorch.yaml).
-local function config_path(p)
-  if type(p) ~= "string" or p == "" then return nil end
-  if p:sub(1, 2) == "~/" then
-    local h = jorch.env("HOME")
-    if h and h ~= "" then return h .. p:sub(2) end
-    return p
-  end
-  if p:sub(1, 1) == "/" then return p end
-  local c = jorch.env("JORCH_CONFIG")
-  local dir = c and c ~= "" and c:match("^(.*)/[^/]*$")
-  return dir and (dir .. "/" .. p) or p
-end
+local config_path = common.config_path
 
 local function webhook()
   local v = jorch.env("SLACK_WEBHOOK_URL")

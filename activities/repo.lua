@@ -8,6 +8,8 @@
 -- Every git call is an argv list; branch names and commit messages are
 -- built from the validated issue key only, never from issue text.
 
+local common = require("lib.common")
+
 local M = {}
 
 local KEY_PATTERN = "^[A-Z][A-Z0-9_]*%-[1-9][0-9]*$"
@@ -22,11 +24,7 @@ local function check_key(key)
   end
 end
 
-local function home()
-  local h = jorch.env("JORCH_HOME")
-  if h and h ~= "" then return h end
-  return (jorch.config or {}).home or ".jorch"
-end
+local home = common.home
 
 local function source_root()
   local src = debug and debug.getinfo and debug.getinfo(1, "S").source or ""

@@ -6,6 +6,8 @@
 -- (passed = false), not an activity error: the workflow decides what to do.
 -- Counts are parsed where the runner prints them.
 
+local common = require("lib.common")
+
 local M = {}
 
 local TAIL = 4000
@@ -14,24 +16,9 @@ local function fail(type_, message, non_retryable)
   error(activity.error{type = type_, message = message, non_retryable = non_retryable or false})
 end
 
-local function home()
-  local h = jorch.env("JORCH_HOME")
-  if h and h ~= "" then return h end
-  return (jorch.config or {}).home or ".jorch"
-end
+local home = common.home
 
--- jorch's own secrets are not the agent's business: the agent acts on issue
--- text anyone with access to the issue may have written, and the test
--- command runs code the agent wrote. They are blanked in its environment
--- (everything else, e.g. the agent's own API key, PATH and HOME, is kept).
-local SECRET_ENV = {"JIRA_API_TOKEN", "JIRA_BEARER_TOKEN", "SLACK_WEBHOOK_URL", "TEMPORAL_API_KEY"}
-local function child_env()
-  local env = {}
-  for _, name in ipairs(SECRET_ENV) do
-    if jorch.env(name) ~= nil then env[name] = "" end
-  end
-  return env
-end
+local child_env = common.child_env
 
 local function last_number(text, pattern)
   local n

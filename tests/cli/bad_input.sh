@@ -96,10 +96,10 @@ check "corrupt store: file left untouched" cmp -s "$T_DIR/corrupt/jorch.db" "$T_
 
 # a read-only store (as root, chmod is no obstacle: use a read-only bind of the data instead)
 mkdir -p "$T_DIR/ro"
-JORCH_HOME="$T_DIR/ro" "$JORCH" run --quiet --id ro1 "$WFS/../../histories/countdown.lua" 0 >/dev/null 2>&1
+JORCH_HOME="$T_DIR/ro" "$JORCH" run --quiet --id ro1 "$WFS/countdown.lua" 0 >/dev/null 2>&1
 if [ "$(id -u)" -ne 0 ]; then
   chmod -R a-w "$T_DIR/ro"
-  JORCH_HOME="$T_DIR/ro" run_jorch run --id ro2 "$WFS/../../histories/countdown.lua" 0
+  JORCH_HOME="$T_DIR/ro" run_jorch run --id ro2 "$WFS/countdown.lua" 0
   check "read-only store: non-zero exit" test "$RC" -ne 0
   no_crash "read-only store"
   chmod -R u+w "$T_DIR/ro"

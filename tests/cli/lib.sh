@@ -9,7 +9,8 @@ T_FAIL=0
 T_DIR=$(mktemp -d "${TMPDIR:-/tmp}/jorch-test.XXXXXX")
 export JORCH_HOME="$T_DIR/home"
 ACTS="$JORCH_SOURCE_DIR/tests/cli/activities"
-WFS="$JORCH_SOURCE_DIR/tests/cli/workflows"
+# the replay fixtures double as the CLI tests' workflows
+WFS="$JORCH_SOURCE_DIR/tests/histories"
 trap 't_cleanup' EXIT
 
 t_cleanup() {
