@@ -26,6 +26,7 @@ typedef struct hb_slot {
     int64_t last;
     Payloads *details;
     bool cancel;
+    bool heartbeat_timed_out;    /* cancelled because its heartbeats stopped */
     bool used;
 } hb_slot;
 
@@ -142,9 +143,10 @@ static bool on_heartbeat(void *ud, uint64_t token, const Payloads *details) {
     return cancel;
 }
 
-static void slot_release(runner *r, uint64_t token, Payloads **details_out) {
+static void slot_release(runner *r, uint64_t token, Payloads **details_out, bool *hb_timed_out) {
     pthread_mutex_lock(&r->mu);
     hb_slot *sl = slot_for(r, token, false);
+    if (hb_timed_out) *hb_timed_out = sl && sl->heartbeat_timed_out;
     if (sl) {
         if (details_out) {
             *details_out = sl->details;
@@ -950,7 +952,31 @@ static int activity_final_event(runner *r, int64_t sched, int attempt, const act
 static int on_outcome(runner *r, act_outcome *o, jerr *err) {
     int64_t sched = (int64_t)o->token;
     Payloads *hb = NULL;
-    slot_release(r, o->token, &hb);
+    bool hb_timed_out = false;
+    slot_release(r, o->token, &hb, &hb_timed_out);
+    Failure *hb_failure = NULL;
+    if (hb_timed_out && o->kind != ACT_COMPLETED) {
+        /* the backend stopped it for silence: a heartbeat timeout, as on Temporal */
+        hb_failure = malloc(sizeof *hb_failure);
+        Temporal__Api__Failure__V1__TimeoutFailureInfo *ti = malloc(sizeof *ti);
+        if (!hb_failure || !ti) {
+            free(hb_failure);
+            free(ti);
+            if (hb) protobuf_c_message_free_unpacked(&hb->base, NULL);
+            return jerr_oom(err, "recording a heartbeat timeout");
+        }
+        temporal__api__failure__v1__failure__init(hb_failure);
+        temporal__api__failure__v1__timeout_failure_info__init(ti);
+        ti->timeout_type = TEMPORAL__API__ENUMS__V1__TIMEOUT_TYPE__TIMEOUT_TYPE_HEARTBEAT;
+        ti->last_heartbeat_details = hb ? payloads_copy(hb) : NULL;
+        hb_failure->failure_info_case = FAILURE_INFO(TIMEOUT);
+        hb_failure->timeout_failure_info = ti;
+        hb_failure->message = jstrdup("activity heartbeat timeout");
+        hb_failure->source = jstrdup("jorch");
+        if (o->failure) protobuf_c_message_free_unpacked(&o->failure->base, NULL);
+        o->failure = hb_failure;
+        o->kind = ACT_FAILED;
+    }
     sqlite3_stmt *q = q_prep(r, "SELECT attempt, attrs, scheduled_at, cancel_requested FROM activities"
                                 " WHERE run_id=?1 AND scheduled_event_id=?2", err);
     if (!q) goto fail;
@@ -1068,7 +1094,10 @@ static int check_heartbeats(runner *r, jerr *err) {
         pthread_mutex_lock(&r->mu);
         hb_slot *sl = slot_for(r, (uint64_t)sched, false);
         bool late = sl && wall - sl->last > hbt && !sl->cancel;
-        if (late) sl->cancel = true;
+        if (late) {
+            sl->cancel = true;
+            sl->heartbeat_timed_out = true;
+        }
         pthread_mutex_unlock(&r->mu);
         if (late) {
             progress(r, "activity %" PRId64 " missed its heartbeat timeout; cancelling the attempt", sched);

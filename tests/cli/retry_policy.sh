@@ -32,6 +32,14 @@ expect_eq "hanging activity times out and is retried" "$OUT" '{"cause":"TimeoutE
 check "two 1s attempts took about 2s (${elapsed_ms}ms)" test "$elapsed_ms" -ge 2000 -a "$elapsed_ms" -lt 10000
 expect_contains "the timeout is an ActivityTaskTimedOut event" "$("$JORCH" history hang --output json)" EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT
 
+run_jorch run --quiet --activities "$ACTS" "$JORCH_SOURCE_DIR/tests/cli/workflows/heartbeat.lua" beating
+expect_eq "heartbeating activity outlives its heartbeat timeout" "$OUT" '{"ok":true,"value":"beat for 2.5s"}'
+start=$(date +%s%N)
+run_jorch run --quiet --id silent --activities "$ACTS" "$JORCH_SOURCE_DIR/tests/cli/workflows/heartbeat.lua" silent
+elapsed_ms=$(( ($(date +%s%N) - start) / 1000000 ))
+expect_eq "silent activity: heartbeat timeout" "$OUT" '{"cause":"TimeoutError","ok":false,"retry_state":"MAXIMUM_ATTEMPTS_REACHED","timeout":"HEARTBEAT"}'
+check "silent activity stopped early (${elapsed_ms}ms < 5000ms)" test "$elapsed_ms" -lt 5000
+
 run unknown
 expect_eq "unknown activity fails the workflow (exit 1)" "$RC" "1"
 expect_contains "unknown activity is named" "$ERR" "unknown activity 'doesNotExist'"

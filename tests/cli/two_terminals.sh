@@ -44,6 +44,15 @@ run_jorch resume --quiet w2
 expect_eq "signals sent while no process ran are delivered on resume" "$OUT" "[1,2]"
 expect_eq "each signal once" "$("$JORCH" history w2 --output json | grep -c EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED)" "2"
 
+# one executor at a time: a second process is refused while the first lives
+"$JORCH" start --id w5 "$T_DIR/wait.lua" >/dev/null
+for _ in $(seq 100); do "$JORCH" query w5 count >/dev/null 2>&1 && break; sleep 0.05; done
+sleep 0.2
+run_jorch resume w5
+expect_eq "second executor refused: exit 2" "$RC" "2"
+expect_contains "second executor refused: says who runs it" "$ERR" "is being executed by process"
+"$JORCH" terminate w5 >/dev/null
+
 # cancel from another terminal
 "$JORCH" run --quiet --id w3 "$T_DIR/wait.lua" >/dev/null 2>"$T_DIR/err3" &
 pid=$!

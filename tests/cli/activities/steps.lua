@@ -32,6 +32,22 @@ function M.returnsFunction()
   return function() end
 end
 
+-- Heartbeats every 0.3 s for `seconds`.
+function M.beating(seconds)
+  local t0 = jorch.now()
+  while jorch.now() - t0 < seconds do
+    activity.heartbeat({at = jorch.now() - t0})
+    jorch.sleep(0.3)
+  end
+  return "beat for " .. seconds .. "s"
+end
+
+-- Says nothing for `seconds`.
+function M.silent(seconds)
+  jorch.sleep(seconds)
+  return "slept"
+end
+
 function M.hang()
   while true do end
 end
