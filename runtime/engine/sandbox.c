@@ -515,6 +515,54 @@ static int sb_tostring(lua_State *L) {
 
 /* ---------------------------------------------- metatables and rawset */
 
+/* __newindex of the guard: new keys land as usual, except the two the
+ * collector reads at run time. */
+static int sb_metatable_guard(lua_State *L) {
+    if (lua_type(L, 2) == LUA_TSTRING) {
+        const char *k = lua_tostring(L, 2);
+        if (strcmp(k, "__gc") == 0 || strcmp(k, "__mode") == 0)
+            return luaL_error(L, "%s is not available in workflows (garbage collection runs at "
+                                 "nondeterministic times)", k);
+    }
+    lua_settop(L, 3);
+    lua_rawset(L, 1);
+    return 0;
+}
+
+static const char GUARD_KEY = 'g';
+
+/* The collector reads __mode from a metatable whenever it runs, so setting
+ * it by plain assignment after setmetatable would make a table weak. A
+ * metatable therefore gets a guard on new keys: its own metatable's
+ * __newindex (added when it has none; a script that already defined one
+ * keeps it). */
+static void guard_metatable(lua_State *L, int mt) {
+    mt = lua_absindex(L, mt);
+    if (lua_getmetatable(L, mt)) {
+        lua_pushliteral(L, "__newindex");
+        int has = lua_rawget(L, -2) != LUA_TNIL;
+        lua_pop(L, 1);
+        lua_pushliteral(L, "__metatable");
+        int locked = lua_rawget(L, -2) != LUA_TNIL;
+        lua_pop(L, 1);
+        if (!has && !locked) {
+            lua_pushcfunction(L, sb_metatable_guard);
+            lua_setfield(L, -2, "__newindex");
+        }
+        lua_pop(L, 1);
+        return;
+    }
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &GUARD_KEY) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_createtable(L, 0, 1);
+        lua_pushcfunction(L, sb_metatable_guard);
+        lua_setfield(L, -2, "__newindex");
+        lua_pushvalue(L, -1);
+        lua_rawsetp(L, LUA_REGISTRYINDEX, &GUARD_KEY);
+    }
+    lua_setmetatable(L, mt);
+}
+
 static int sb_setmetatable(lua_State *L) {
     int t = lua_type(L, 2);
     luaL_checktype(L, 1, LUA_TTABLE);
@@ -537,6 +585,7 @@ static int sb_setmetatable(lua_State *L) {
     if (luaL_getmetafield(L, 1, "__metatable") != LUA_TNIL)
         return luaL_error(L, "cannot change a protected metatable");
     lua_settop(L, 2);
+    if (t == LUA_TTABLE) guard_metatable(L, 2);
     lua_setmetatable(L, 1);
     return 1;
 }
