@@ -43,9 +43,14 @@ function M.send(msg)
     activity.log("notify: skipped (SLACK_WEBHOOK_URL not set): " .. text:match("^[^\n]*"))
     return {sent = false, reason = "SLACK_WEBHOOK_URL not set"}
   end
-  local resp = jorch.http.request{method = "POST", url = url, timeout = 30,
+  -- the webhook URL is a secret: a transport error must not quote it
+  local ok, resp = pcall(jorch.http.request, {method = "POST", url = url, timeout = 30,
     headers = {["Content-Type"] = "application/json"},
-    body = jorch.json.encode({text = text})}
+    body = jorch.json.encode({text = text})})
+  if not ok then
+    local reason = tostring(resp):gsub("https?://%S+", "<webhook>")
+    error(activity.error{type = "NotifyFailed", message = "the Slack webhook could not be reached: " .. reason})
+  end
   if resp.status < 200 or resp.status >= 300 then
     error(activity.error{type = "NotifyFailed", non_retryable = resp.status >= 400 and resp.status < 500
       and resp.status ~= 429,

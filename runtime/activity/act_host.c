@@ -65,6 +65,7 @@ struct act_host {
     act_heartbeat_fn on_heartbeat;
     void *ud;
     void (*log_fn)(void *ud, const char *activity_type, const char *line);
+    void (*on_start)(void *ud, uint64_t token);
     pthread_mutex_t mu;
     pthread_cond_t work_cv;
     pthread_cond_t done_cv; /* CLOCK_MONOTONIC */
@@ -829,6 +830,7 @@ static void *worker_main(void *arg) {
         h->running = a;
         pthread_mutex_unlock(&h->mu);
 
+        if (h->on_start) h->on_start(h->ud, a->token);
         run_attempt(a);
 
         pthread_mutex_lock(&h->mu);
@@ -897,6 +899,7 @@ act_host *act_host_new(const act_host_config *cfg, jerr *err) {
     h->on_heartbeat = c.on_heartbeat;
     h->ud = c.ud;
     h->log_fn = c.log_fn;
+    h->on_start = c.on_start;
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);

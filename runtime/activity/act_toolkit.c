@@ -71,8 +71,9 @@ void act_box_free(void **slot) {
 
 /* ------------------------------------------------------------ secrecy */
 
-/* The URL for messages: scheme://host[:port]/path, without userinfo,
- * query or fragment (they often carry tokens); "?..." marks a query. */
+/* The URL for messages: scheme://host[:port] only. Userinfo, query and
+ * fragment often carry tokens, and so can the path (a Slack webhook's
+ * secret is its path), so "/..." stands for whatever followed. */
 static void redact_url(const char *url, char *out, size_t cap) {
     const char *p = strstr(url, "://");
     const char *auth = p ? p + 3 : url;
@@ -80,9 +81,8 @@ static void redact_url(const char *url, char *out, size_t cap) {
     const char *host = auth;
     for (const char *q = auth; q < auth_end; q++)
         if (*q == '@') host = q + 1;
-    const char *rest_end = auth_end + strcspn(auth_end, "?#");
-    snprintf(out, cap, "%.*s%.*s%s", (int)(auth - url), url, (int)(rest_end - host), host,
-             *rest_end == '?' ? "?..." : "");
+    bool more = *auth_end != '\0' && strcmp(auth_end, "/") != 0;
+    snprintf(out, cap, "%.*s%.*s%s", (int)(auth - url), url, (int)(auth_end - host), host, more ? "/..." : "");
 }
 
 /* ----------------------------------------------------------------- http */
@@ -248,6 +248,11 @@ static bool mentions_secret(lua_State *L, int opts, const char *url, const char 
     }
     const char *query = strpbrk(auth, "?#");
     if (query && query[1] && strstr(text, query + 1)) return true;
+    /* the path too (see redact_url): libcurl's detail may quote it */
+    const char *path = auth + strcspn(auth, "/?#");
+    if (*path == '/' && path[1] && path[1] != '?' && path[1] != '#' &&
+        memmem(text, strlen(text), path + 1, strcspn(path + 1, "?#")))
+        return true;
     bool found = false;
     if (lua_getfield(L, opts, "headers") == LUA_TTABLE) {
         lua_pushnil(L);

@@ -61,6 +61,9 @@ typedef struct act_host_config {
     /* Where activity log lines go (activity.log); NULL: stderr. Never
      * called with secrets by jorch itself. */
     void (*log_fn)(void *ud, const char *activity_type, const char *line);
+    /* Called on the worker thread when an attempt actually starts running
+     * (it may wait in the queue before that); NULL: not called. */
+    void (*on_start)(void *ud, uint64_t token);
     /* jorch.yaml as JSON text (plus "home"), seen by activities as the
      * table jorch.config; NULL: jorch.config is nil. Copied. */
     const char *config_json;

@@ -410,8 +410,8 @@ static void retry_policy_fill(lua_State *L, Temporal__Api__Common__V1__RetryPoli
     rp->maximum_interval = duration_field(L, tidx, "maximum_interval", w);
     lua_getfield(L, tidx, "backoff_coefficient");
     if (!lua_isnil(L, -1)) {
-        if (!lua_isnumber(L, -1) || lua_tonumber(L, -1) < 1.0)
-            raise_at_user(L, w, ": backoff_coefficient must be a number >= 1");
+        if (!lua_isnumber(L, -1) || !(lua_tonumber(L, -1) >= 1.0) || lua_tonumber(L, -1) > 1000.0)
+            raise_at_user(L, w, ": backoff_coefficient must be a number from 1 to 1000");
         rp->backoff_coefficient = lua_tonumber(L, -1);
     }
     lua_pop(L, 1);

@@ -8,6 +8,7 @@
 #include "store/store_int.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -27,6 +28,7 @@ typedef struct hb_slot {
     Payloads *details;
     bool cancel;
     bool heartbeat_timed_out;    /* cancelled because its heartbeats stopped */
+    bool started;                /* a worker thread picked it up (heartbeat clock runs) */
     bool used;
 } hb_slot;
 
@@ -44,7 +46,8 @@ typedef struct runner {
     int64_t status_at;
     unsigned spin;
     pthread_mutex_t mu;
-    hb_slot slots[256];
+    hb_slot slots[256];          /* one per attempt in the host; dispatch waits when full */
+    uint32_t generation;         /* which run of a continue-as-new chain: part of each token */
 } runner;
 
 /* Output: plain lines, and on a terminal also a live status line at the
@@ -112,6 +115,15 @@ static void status_draw(runner *r, int running, int64_t due) {
     pthread_mutex_unlock(&out_mu);
 }
 
+/* Event ids restart at 1 in every run of a continue-as-new chain, so an
+ * attempt's token carries the run's generation too: an old run's attempt
+ * finishing late can never be taken for the new run's. */
+static uint64_t token_of(const runner *r, int64_t sched) {
+    return ((uint64_t)r->generation << 40) | ((uint64_t)sched & ((UINT64_C(1) << 40) - 1));
+}
+static int64_t sched_of(uint64_t token) { return (int64_t)(token & ((UINT64_C(1) << 40) - 1)); }
+static uint32_t generation_of(uint64_t token) { return (uint32_t)(token >> 40); }
+
 static hb_slot *slot_for(runner *r, uint64_t token, bool create) {
     hb_slot *free_slot = NULL;
     for (size_t i = 0; i < sizeof r->slots / sizeof r->slots[0]; i++) {
@@ -121,6 +133,40 @@ static hb_slot *slot_for(runner *r, uint64_t token, bool create) {
     if (!create || !free_slot) return NULL;
     *free_slot = (hb_slot){.token = token, .used = true, .last = time_now_nanos()};
     return free_slot;
+}
+
+static void on_start(void *ud, uint64_t token) {
+    runner *r = ud;
+    pthread_mutex_lock(&r->mu);
+    hb_slot *sl = slot_for(r, token, false);
+    if (sl) {
+        sl->started = true;
+        sl->last = time_now_nanos();
+    }
+    pthread_mutex_unlock(&r->mu);
+}
+
+static int free_slots(runner *r) {
+    int n = 0;
+    pthread_mutex_lock(&r->mu);
+    for (size_t i = 0; i < sizeof r->slots / sizeof r->slots[0]; i++)
+        if (!r->slots[i].used) n++;
+    pthread_mutex_unlock(&r->mu);
+    return n;
+}
+
+/* The run closed or changed: its attempts still in the host are cancelled
+ * (their outcomes are dropped when they arrive). */
+static void cancel_generation(runner *r) {
+    pthread_mutex_lock(&r->mu);
+    for (size_t i = 0; i < sizeof r->slots / sizeof r->slots[0]; i++) {
+        hb_slot *sl = &r->slots[i];
+        if (sl->used && generation_of(sl->token) == r->generation) {
+            sl->cancel = true;
+            act_host_cancel(r->host, sl->token);
+        }
+    }
+    pthread_mutex_unlock(&r->mu);
 }
 
 static bool on_heartbeat(void *ud, uint64_t token, const Payloads *details) {
@@ -215,7 +261,10 @@ static void fill_retry_defaults(Temporal__Api__Common__V1__RetryPolicy **rpp) {
     Temporal__Api__Common__V1__RetryPolicy *rp = *rpp;
     if (!rp->initial_interval) rp->initial_interval = pb_duration_new(NS);
     if (rp->backoff_coefficient < 1.0) rp->backoff_coefficient = 2.0;
-    if (!rp->maximum_interval) rp->maximum_interval = pb_duration_new(100 * pb_duration_nanos(rp->initial_interval));
+    if (!rp->maximum_interval) {
+        int64_t init = pb_duration_nanos(rp->initial_interval);
+        rp->maximum_interval = pb_duration_new(init > INT64_MAX / 100 ? INT64_MAX : 100 * init);
+    }
 }
 
 static int cmd_schedule_activity(runner *r, const Command *c, int64_t wft_completed, jerr *err) {
@@ -331,10 +380,10 @@ static int cmd_request_cancel_activity(runner *r, const Command *c, int64_t wft_
         sqlite3_bind_int64(q, 3, req);
         if (q_done(r, q, "cancelling an activity", err) != 0) return -1;
         pthread_mutex_lock(&r->mu);
-        hb_slot *sl = slot_for(r, (uint64_t)sched, true);
+        hb_slot *sl = slot_for(r, token_of(r, sched), true);
         if (sl) sl->cancel = true;
         pthread_mutex_unlock(&r->mu);
-        act_host_cancel(r->host, (uint64_t)sched);
+        act_host_cancel(r->host, token_of(r, sched));
     }
     return 0;
 }
@@ -412,14 +461,20 @@ static int cmd_marker(runner *r, const Command *c, int64_t wft_completed, jerr *
     a->marker_name = jstrdup(ca->marker_name);
     a->workflow_task_completed_event_id = wft_completed;
     if (ca->n_details) {
+        /* a marker missing details would replay differently: all or nothing */
         a->details = calloc(ca->n_details, sizeof *a->details);
         for (size_t i = 0; a->details && i < ca->n_details; i++) {
             Temporal__Api__History__V1__MarkerRecordedEventAttributes__DetailsEntry *d = malloc(sizeof *d);
             if (!d) break;
             temporal__api__history__v1__marker_recorded_event_attributes__details_entry__init(d);
+            a->details[a->n_details++] = d;
             d->key = jstrdup(ca->details[i]->key);
             d->value = COPY(Payloads, ca->details[i]->value);
-            a->details[a->n_details++] = d;
+            if (!d->key || (ca->details[i]->value && !d->value)) break;
+        }
+        if (a->n_details != ca->n_details || !a->details[a->n_details - 1]->key) {
+            protobuf_c_message_free_unpacked(&e->base, NULL);
+            return jerr_oom(err, "recording a marker");
         }
     }
     return append_simple(r, e, err);
@@ -727,6 +782,10 @@ static int run_workflow_task(runner *r, char *new_run_id, jerr *err) {
             }
         }
         store_clear_wft(r->s, r->run_id);
+        if (sid < 0 && fe) {
+            protobuf_c_message_free_unpacked(&fe->base, NULL);
+            fe = NULL;
+        }
         if (sid < 0 || !fe || store_append(r->s, r->run_id, fe, err) < 0 ||
             store_schedule_wft(r->s, r->run_id, err) != 0 || store_commit(r->s, err) != 0) {
             store_rollback(r->s);
@@ -745,7 +804,11 @@ static int run_workflow_task(runner *r, char *new_run_id, jerr *err) {
     store_clear_wft(r->s, r->run_id);
     int64_t sid = store_append(r->s, r->run_id, started, err);
     HistoryEvent *ce = wft_event(ET(WORKFLOW_TASK_COMPLETED), scheduled, sid);
-    int64_t cid = (sid > 0 && ce) ? store_append(r->s, r->run_id, ce, err) : -1;
+    int64_t cid = -1;
+    if (sid > 0 && ce)
+        cid = store_append(r->s, r->run_id, ce, err);
+    else if (ce)
+        protobuf_c_message_free_unpacked(&ce->base, NULL);
     if (cid < 0 || convert_commands(r, out.commands, out.n_commands, cid, new_run_id, err) != 0) {
         store_rollback(r->s);
         store_events_free(ev, n);
@@ -793,7 +856,9 @@ static int dispatch_ready(runner *r, jerr *err) {
     sqlite3_bind_int64(q, 2, now);
     ready_activity ready[64];
     int n = 0, rc = 0;
-    while (n < 64 && sqlite3_step(q) == SQLITE_ROW) {
+    int room = free_slots(r); /* the rest wait (state 0) until attempts finish */
+    if (room > 64) room = 64;
+    while (n < room && sqlite3_step(q) == SQLITE_ROW) {
         ready_activity *ra = &ready[n];
         ra->sched = sqlite3_column_int64(q, 0);
         ra->attempt = sqlite3_column_int(q, 1);
@@ -839,10 +904,10 @@ static int dispatch_ready(runner *r, jerr *err) {
                 .workflow_type = r->run.workflow_type, .attempt = ra->attempt, .input = ra->attrs->input,
                 .heartbeat_details = ra->hb,
                 .start_to_close_ns = pb_duration_nanos(ra->attrs->start_to_close_timeout),
-                .heartbeat_timeout_ns = pb_duration_nanos(ra->attrs->heartbeat_timeout), .token = (uint64_t)ra->sched,
+                .heartbeat_timeout_ns = pb_duration_nanos(ra->attrs->heartbeat_timeout), .token = token_of(r, ra->sched),
             };
             pthread_mutex_lock(&r->mu);
-            slot_for(r, (uint64_t)ra->sched, true);
+            slot_for(r, token_of(r, ra->sched), true);
             pthread_mutex_unlock(&r->mu);
             fault_point("activity-dispatch");
             if (act_host_submit(r->host, &t, err) != 0) rc = -1;
@@ -950,10 +1015,15 @@ static int activity_final_event(runner *r, int64_t sched, int attempt, const act
 
 /* Records an attempt's outcome: final events, or a retry per the policy. */
 static int on_outcome(runner *r, act_outcome *o, jerr *err) {
-    int64_t sched = (int64_t)o->token;
+    int64_t sched = sched_of(o->token);
     Payloads *hb = NULL;
     bool hb_timed_out = false;
     slot_release(r, o->token, &hb, &hb_timed_out);
+    if (generation_of(o->token) != r->generation) {
+        /* an attempt of an earlier run of the chain: that run is closed */
+        if (hb) protobuf_c_message_free_unpacked(&hb->base, NULL);
+        return 0;
+    }
     Failure *hb_failure = NULL;
     if (hb_timed_out && o->kind != ACT_COMPLETED) {
         /* the backend stopped it for silence: a heartbeat timeout, as on Temporal */
@@ -1016,11 +1086,17 @@ static int on_outcome(runner *r, act_outcome *o, jerr *err) {
         const char *type = f && f->failure_info_case == FAILURE_INFO(APPLICATION) ? f->application_failure_info->type : NULL;
         bool non_retryable = f && f->failure_info_case == FAILURE_INFO(APPLICATION) && f->application_failure_info->non_retryable;
         int retry_state = 0;
-        int64_t backoff = pb_duration_nanos(rp ? rp->initial_interval : NULL);
-        double coef = rp && rp->backoff_coefficient >= 1.0 ? rp->backoff_coefficient : 2.0;
-        for (int i = 1; i < attempt && backoff < INT64_MAX / 4; i++) backoff = (int64_t)((double)backoff * coef);
+        /* in double, clamped before converting: a large coefficient or
+         * interval must saturate, not wrap */
+        double coef = rp && rp->backoff_coefficient >= 1.0 && isfinite(rp->backoff_coefficient)
+                          ? rp->backoff_coefficient : 2.0;
+        double dbackoff = (double)pb_duration_nanos(rp ? rp->initial_interval : NULL);
+        for (int i = 1; i < attempt && dbackoff < 9e18; i++) dbackoff *= coef;
         int64_t maxi = pb_duration_nanos(rp ? rp->maximum_interval : NULL);
-        if (maxi > 0 && backoff > maxi) backoff = maxi;
+        if (maxi > 0 && dbackoff > (double)maxi) dbackoff = (double)maxi;
+        double room_left = (double)(INT64_MAX - now) - 1e9;
+        if (dbackoff > room_left) dbackoff = room_left;
+        int64_t backoff = dbackoff > 0 ? (int64_t)dbackoff : 0;
         int64_t s2c = pb_duration_nanos(a->schedule_to_close_timeout);
         if (non_retryable || type_listed(rp, type))
             retry_state = TEMPORAL__API__ENUMS__V1__RETRY_STATE__RETRY_STATE_NON_RETRYABLE_FAILURE;
@@ -1092,8 +1168,9 @@ static int check_heartbeats(runner *r, jerr *err) {
         protobuf_c_message_free_unpacked(&a->base, NULL);
         if (hbt <= 0) continue;
         pthread_mutex_lock(&r->mu);
-        hb_slot *sl = slot_for(r, (uint64_t)sched, false);
-        bool late = sl && wall - sl->last > hbt && !sl->cancel;
+        hb_slot *sl = slot_for(r, token_of(r, sched), false);
+        /* the clock runs from the moment a worker thread starts the attempt */
+        bool late = sl && sl->started && wall - sl->last > hbt && !sl->cancel;
         if (late) {
             sl->cancel = true;
             sl->heartbeat_timed_out = true;
@@ -1101,7 +1178,7 @@ static int check_heartbeats(runner *r, jerr *err) {
         pthread_mutex_unlock(&r->mu);
         if (late) {
             progress(r, "activity %" PRId64 " missed its heartbeat timeout; cancelling the attempt", sched);
-            act_host_cancel(r->host, (uint64_t)sched);
+            act_host_cancel(r->host, token_of(r, sched));
         }
     }
     sqlite3_finalize(q);
@@ -1188,6 +1265,7 @@ static bool inbox_empty(runner *r) {
 /* ------------------------------------------------------------ main loop */
 
 static int execute_one(runner *r, char *new_run_id, jerr *err) {
+    r->generation++;
     if (store_run_find(r->s, r->run_id, &r->run, err) != 0) return -1;
     if (r->run.status != RUN_RUNNING) return 0;
     if (store_lease_acquire(r->s, r->run_id, err) != 0) return -1;
@@ -1264,6 +1342,7 @@ static int execute_one(runner *r, char *new_run_id, jerr *err) {
             }
         }
     }
+    cancel_generation(r);
     store_lease_release(r->s, r->run_id);
     return rc;
 }
@@ -1280,7 +1359,7 @@ int store_runner_execute(store *s, const char *run_id, const store_runner_opts *
     r->tty = isatty(2) && !(term && strcmp(term, "dumb") == 0);
     act_host_config hc = {.activities_dir = r->o->activities_dir, .threads = r->o->threads,
                           .on_heartbeat = on_heartbeat, .ud = r, .config_json = r->o->config_json,
-                          .log_fn = act_log};
+                          .log_fn = act_log, .on_start = on_start};
     r->host = act_host_new(&hc, err);
     int rc = r->host ? 0 : -1;
     while (rc == 0) {
