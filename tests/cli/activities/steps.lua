@@ -48,6 +48,11 @@ function M.silent(seconds)
   return "slept"
 end
 
+function M.slow(tag, seconds)
+  jorch.sleep(seconds)
+  return tag
+end
+
 function M.hang()
   while true do end
 end
