@@ -46,13 +46,7 @@ local function write_file(path, data)
   f:close()
 end
 
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local read_file = common.read_file
 
 local function safe_name(s)
   return (tostring(s or "run"):gsub("[^%w._-]", "_"))

@@ -32,22 +32,12 @@ local function setting(env_name, cfg_name)
   return nil
 end
 
-local config_path = common.config_path
 
 -- Secrets may also come from files (jira.api_token_file), never from the YAML itself.
 local function secret(env_name, file_key)
   local v = jorch.env(env_name)
   if v ~= nil and v ~= "" then return v end
-  local path = config_path(cfg()[file_key])
-  if path then
-    local f = io.open(path, "rb")
-    if f then
-      local s = f:read("a"):gsub("%s+$", "")
-      f:close()
-      if s ~= "" then return s end
-    end
-  end
-  return nil
+  return common.secret_file(cfg()[file_key])
 end
 
 local function check_key(key)
@@ -78,13 +68,7 @@ local function mkdir_p(dir)
   end
 end
 
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local read_file = common.read_file
 
 ---------------------------------------------------------------- ADF
 

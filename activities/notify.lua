@@ -9,7 +9,6 @@ local common = require("lib.common")
 
 local M = {}
 
-local config_path = common.config_path
 
 local function webhook()
   local v = jorch.env("SLACK_WEBHOOK_URL")
@@ -22,16 +21,7 @@ local function webhook()
       message = "notify.slack_webhook_url: the webhook URL is a secret and does not go in jorch.yaml; "
         .. "put it in a file named by notify.slack_webhook_url_file, or set SLACK_WEBHOOK_URL"})
   end
-  local path = config_path(conf.slack_webhook_url_file)
-  if path then
-    local f = io.open(path, "rb")
-    if f then
-      local s = f:read("a"):gsub("%s+$", "")
-      f:close()
-      if s ~= "" then return s end
-    end
-  end
-  return nil
+  return common.secret_file(conf.slack_webhook_url_file)
 end
 
 --- Sends {text, issueKey, status}; returns {sent = bool}.

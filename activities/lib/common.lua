@@ -32,6 +32,25 @@ function M.config_path(p)
   return dir and (dir .. "/" .. p) or p
 end
 
+-- The whole file, or nil when it cannot be opened.
+function M.read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+-- A secret kept in a file named by jorch.yaml (`*_file` settings): its
+-- content without trailing white space, or nil.
+function M.secret_file(setting)
+  local path = M.config_path(setting)
+  local s = path and M.read_file(path)
+  if not s then return nil end
+  s = s:gsub("%s+$", "")
+  return s ~= "" and s or nil
+end
+
 -- jorch's own secrets are not a child program's business: the agent acts on
 -- issue text anyone with access to the issue may have written, and the test
 -- command runs code the agent wrote. They are blanked in its environment
