@@ -58,4 +58,14 @@ int cli_verb_result(int argc, char **argv);
 int cli_verb_cancel(int argc, char **argv);
 int cli_verb_terminate(int argc, char **argv);
 
+/* For `jorch worker` (cli_worker.c), from cli_temporal.c: the Temporal
+ * configuration as the client verbs build it (jorch.yaml's temporal:
+ * section, then TEMPORAL_* variables, checked; free with tc_config_free),
+ * and the message for a failed call ("what": the operation in words). */
+struct tc_config;
+struct tc_conn;
+struct tc_status;
+int cli_temporal_config(struct tc_config *cfg, jerr *err);
+int cli_temporal_call_error(struct tc_conn *conn, const struct tc_status *st, const char *what, jerr *err);
+
 #endif

@@ -14,6 +14,7 @@
 #include <curl/curl.h>
 
 #include "cli/cli.h"
+#include "cli/cli_int.h"
 #include "temporal/temporal.h"
 #include "temporal/api/errordetails/v1/message.pb-c.h"
 
@@ -811,4 +812,25 @@ cli_client *cli_temporal_client_new(jerr *err) {
     t->base.ops = &temporal_ops;
     t->base.impl = t;
     return &t->base;
+}
+
+/* ------------------------------------------------------ for `jorch worker` */
+
+int cli_temporal_config(tc_config *cfg, jerr *err) {
+    tc_config_init(cfg);
+    /* As the client: jorch.yaml first, then the environment, which wins. */
+    if (load_config_file(cfg, err) != 0 || tc_config_from_env(cfg, err) != 0 || tc_config_check(cfg, err) != 0) {
+        tc_config_free(cfg);
+        tc_config_init(cfg);
+        return -1;
+    }
+    return 0;
+}
+
+int cli_temporal_call_error(tc_conn *conn, const tc_status *st, const char *what, jerr *err) {
+    tclient t;
+    memset(&t, 0, sizeof t);
+    t.conn = conn;
+    t.base.impl = &t;
+    return call_failed(&t.base, st, what, NULL, err);
 }

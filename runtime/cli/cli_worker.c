@@ -1,21 +1,1064 @@
 /*
  * cli_worker.c - `jorch worker`: serves workflows/ and activities/ on a
  * Temporal task queue.
+ *
+ * Two threads besides the main one (which only waits for SIGINT/SIGTERM):
+ *  - the workflow thread long-polls PollWorkflowTaskQueue; for each task it
+ *    reads the whole history (the task's events plus GetWorkflowExecutionHistory
+ *    pages), replays it from event 1 in a fresh engine_run built from
+ *    <workflows>/<type>.lua, and answers RespondWorkflowTaskCompleted (with
+ *    the answers of attached queries), RespondWorkflowTaskFailed, or, for a
+ *    legacy query task, RespondQueryTaskCompleted. Nothing is cached between
+ *    tasks and no sticky queue is used, so the server always sends full
+ *    histories: simple and always correct, at the price of a replay per task.
+ *  - the activity thread long-polls PollActivityTaskQueue whenever fewer than
+ *    WORKER_ACT_SLOTS attempts are in flight, runs them on an act_host and
+ *    reports each outcome (Completed, Failed, Canceled).
+ * Heartbeats come from the host's threads; they go out on a connection of
+ * their own, under a mutex (a tc_conn is not thread-safe), throttled.
+ *
+ * Every connection is made and freed on the main thread: tc_conn_new and
+ * tc_conn_free call curl_global_init/cleanup, which are not thread-safe.
  */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "cli/cli_int.h"
+#include "engine/engine.h"
+#include "temporal/temporal.h"
 
-int cli_verb_worker(int argc, char **argv) {
-    if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
-        printf("Usage: jorch worker\n\nServes workflows/ and activities/ on a Temporal task queue.\n"
-               "Not available in this version: the Temporal worker is still being built. Use the\n"
-               "embedded backend ('jorch run') or start workflows on Temporal with 'jorch start --temporal'.\n");
-        return 0;
-    }
-    cli_errorf("'jorch worker' is not available in this version: the Temporal worker is still being built "
-               "(use 'jorch run' on the embedded backend)");
-    return CLI_USAGE;
+/* Activity attempts in flight at once (the host's thread count). */
+#define WORKER_ACT_SLOTS 4
+/* Back-off after a failed poll: doubling from the first to the last. */
+#define BACKOFF_MIN_MS 200
+#define BACKOFF_MAX_MS 10000
+/* Deadline of the start-up check, of responses and of history pages. */
+#define STARTUP_TIMEOUT_MS 10000
+#define RESPOND_TIMEOUT_MS 10000
+#define HEARTBEAT_TIMEOUT_MS 5000
+/* Heartbeats are sent at most once per this interval, or per half the
+ * heartbeat timeout when that is shorter; the first is always sent. */
+#define HEARTBEAT_MAX_INTERVAL_NS ((int64_t)5000000000)
+/* On SIGINT/SIGTERM, running activities get this long to finish and be
+ * reported; after it they are cancelled and left to the server's timeouts. */
+#define SHUTDOWN_GRACE_MS 10000
+/* Bounds on a history read (as the client's `jorch history`). */
+#define HISTORY_MAX_EVENTS ((size_t)10000000)
+
+#define SVC_POLL_WFT "PollWorkflowTaskQueue"
+
+typedef Temporal__Api__History__V1__HistoryEvent HistoryEvent;
+typedef Temporal__Api__Common__V1__Payloads Payloads;
+typedef Temporal__Api__Workflowservice__V1__PollWorkflowTaskQueueResponse WftTask;
+typedef Temporal__Api__Workflowservice__V1__PollActivityTaskQueueResponse ActTask;
+
+/* One activity attempt in flight. */
+typedef struct act_slot {
+    bool used;
+    uint64_t token;            /* the host's id of the attempt */
+    ActTask *task;             /* the polled task (owned) */
+    int64_t hb_interval_ns;
+    int64_t hb_last_sent_ns;   /* 0: no heartbeat sent yet */
+    bool cancel_requested;     /* the server asked for cancellation */
+    bool gone;                 /* the server no longer knows the attempt (timed out) */
+} act_slot;
+
+typedef struct worker {
+    tc_config cfg;
+    const char *task_queue;
+    const char *wf_dir;
+    const char *act_dir;
+    tc_conn *wf_conn;   /* the workflow thread's */
+    tc_conn *act_conn;  /* the activity thread's */
+    tc_conn *hb_conn;   /* heartbeats, under hb_mu */
+    act_host *host;
+    pthread_mutex_t mu; /* slots, next_token */
+    pthread_mutex_t hb_mu;
+    act_slot slots[WORKER_ACT_SLOTS];
+    uint64_t next_token;
+    atomic_bool stop;
+} worker;
+
+static volatile sig_atomic_t g_signal = 0;
+static pthread_mutex_t out_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void on_signal(int sig) { g_signal = sig; }
+
+static void wlog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void wlog(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    pthread_mutex_lock(&out_mu);
+    fputs("worker: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    fflush(stderr);
+    pthread_mutex_unlock(&out_mu);
+    va_end(ap);
 }
 
+static void wf_log(void *ud, const char *wid, const char *line) {
+    (void)ud;
+    pthread_mutex_lock(&out_mu);
+    fprintf(stderr, "[%s] %s\n", wid, line);
+    fflush(stderr);
+    pthread_mutex_unlock(&out_mu);
+}
+
+static void act_log(void *ud, const char *activity_type, const char *line) {
+    (void)ud;
+    pthread_mutex_lock(&out_mu);
+    fprintf(stderr, "[activity %s] %s\n", activity_type, line);
+    fflush(stderr);
+    pthread_mutex_unlock(&out_mu);
+}
+
+static bool stopping(worker *w) { return atomic_load(&w->stop); }
+
+/* Sleep ms milliseconds, waking early when the worker stops. */
+static void nap(worker *w, int ms) {
+    while (ms > 0 && !stopping(w)) {
+        int step = ms < 50 ? ms : 50;
+        struct timespec ts = {0, (long)step * 1000000L};
+        nanosleep(&ts, NULL);
+        ms -= step;
+    }
+}
+
+static int next_backoff(int ms) {
+    if (ms < BACKOFF_MIN_MS) return BACKOFF_MIN_MS;
+    return ms >= BACKOFF_MAX_MS / 2 ? BACKOFF_MAX_MS : ms * 2;
+}
+
+/* "UNAVAILABLE: message" or "cannot reach ...: message" for a log line. */
+static void status_text(const tc_status *st, char *out, size_t cap) {
+    char cbuf[16];
+    if (st->transport)
+        snprintf(out, cap, "cannot reach the server: %s", st->message);
+    else
+        snprintf(out, cap, "%s: %s", tc_code_name(st->code, cbuf, sizeof cbuf), st->message);
+}
+
+/* One blocking call; on failure logs "<what> failed: ..." and returns -1
+ * (with the status left in *st_out when given). */
+static int wcall(tc_conn *conn, const char *method, const ProtobufCMessage *req,
+                 const ProtobufCMessageDescriptor *desc, int64_t timeout_ms, bool retry_safe, const char *what,
+                 ProtobufCMessage **resp, int *code_out) {
+    tc_status st;
+    tc_status_init(&st);
+    tc_call_opts opts = {.timeout_ms = timeout_ms, .retry_safe = retry_safe};
+    ProtobufCMessage *r = NULL;
+    int rc = tc_unary(conn, method, req, desc, &opts, &r, &st);
+    if (code_out != NULL) *code_out = st.transport ? -1 : st.code;
+    if (rc != 0) {
+        char text[1200];
+        status_text(&st, text, sizeof text);
+        wlog("%s failed: %s", what, text);
+    }
+    tc_status_clear(&st);
+    if (resp != NULL)
+        *resp = r;
+    else if (r != NULL)
+        protobuf_c_message_free_unpacked(r, NULL);
+    return rc;
+}
+
+/* ------------------------------------------------------------ workflows */
+
+/* The history of a task: pointers to events owned by the task or by the
+ * extra pages read, which are kept until the task is done. */
+typedef struct wft_history {
+    HistoryEvent **events;
+    size_t n, cap;
+    ProtobufCMessage **pages;
+    size_t n_pages, cap_pages;
+} wft_history;
+
+static int grow(void **arr, size_t *cap, size_t need, size_t elem) {
+    if (need <= *cap) return 0;
+    size_t ncap = *cap > 0 ? *cap : 64;
+    while (ncap < need) {
+        if (!size_mul(ncap, 2, &ncap)) return -1;
+    }
+    size_t bytes;
+    if (!size_mul(ncap, elem, &bytes)) return -1;
+    void *p = realloc(*arr, bytes);
+    if (p == NULL) return -1;
+    *arr = p;
+    *cap = ncap;
+    return 0;
+}
+
+static int history_add(wft_history *h, HistoryEvent **events, size_t n, jerr *err) {
+    size_t need;
+    if (n == 0) return 0;
+    if (!size_add(h->n, n, &need) || need > HISTORY_MAX_EVENTS)
+        return jerr_set(err, JERR_FAILED, "the history has more than %zu events", HISTORY_MAX_EVENTS);
+    if (grow((void **)&h->events, &h->cap, need, sizeof *h->events) != 0)
+        return jerr_oom(err, "the history of a workflow task");
+    memcpy(h->events + h->n, events, n * sizeof *events);
+    h->n = need;
+    return 0;
+}
+
+static void history_free(wft_history *h) {
+    for (size_t i = 0; i < h->n_pages; i++) protobuf_c_message_free_unpacked(h->pages[i], NULL);
+    free(h->pages);
+    free(h->events);
+    memset(h, 0, sizeof *h);
+}
+
+/* The task's events, then the pages behind its next_page_token. */
+static int collect_history(worker *w, const WftTask *t, wft_history *h, jerr *err) {
+    if (t->history != NULL && history_add(h, t->history->events, t->history->n_events, err) != 0) return -1;
+    ProtobufCBinaryData token = t->next_page_token;
+    while (token.len > 0) {
+        Temporal__Api__Common__V1__WorkflowExecution ex;
+        temporal__api__common__v1__workflow_execution__init(&ex);
+        ex.workflow_id = t->workflow_execution->workflow_id;
+        ex.run_id = t->workflow_execution->run_id;
+        Temporal__Api__Workflowservice__V1__GetWorkflowExecutionHistoryRequest req;
+        temporal__api__workflowservice__v1__get_workflow_execution_history_request__init(&req);
+        req.namespace_ = w->cfg.namespace_;
+        req.execution = &ex;
+        req.next_page_token = token;
+        tc_status st;
+        tc_status_init(&st);
+        tc_call_opts opts = {.timeout_ms = RESPOND_TIMEOUT_MS, .retry_safe = true};
+        ProtobufCMessage *resp = NULL;
+        if (tc_unary(w->wf_conn, "GetWorkflowExecutionHistory", &req.base,
+                     &temporal__api__workflowservice__v1__get_workflow_execution_history_response__descriptor,
+                     &opts, &resp, &st) != 0) {
+            char text[1200];
+            status_text(&st, text, sizeof text);
+            tc_status_clear(&st);
+            return jerr_set(err, JERR_BACKEND, "cannot read the rest of the history: %s", text);
+        }
+        tc_status_clear(&st);
+        if (grow((void **)&h->pages, &h->cap_pages, h->n_pages + 1, sizeof *h->pages) != 0) {
+            protobuf_c_message_free_unpacked(resp, NULL);
+            return jerr_oom(err, "a history page");
+        }
+        h->pages[h->n_pages++] = resp;
+        Temporal__Api__Workflowservice__V1__GetWorkflowExecutionHistoryResponse *page = (void *)resp;
+        size_t got = page->history != NULL ? page->history->n_events : 0;
+        if (got > 0 && history_add(h, page->history->events, got, err) != 0) return -1;
+        /* An empty page that still carries a token ends the history (as in sdk-core). */
+        if (got == 0) break;
+        token = page->next_page_token;
+    }
+    return 0;
+}
+
+/* A workflow type names a file in the workflows directory: no separators,
+ * no leading dot (so no "..", no hidden files), nothing odd. */
+static bool type_is_safe(const char *type) {
+    if (type == NULL || type[0] == '\0' || type[0] == '.' || strlen(type) > 200) return false;
+    for (const char *p = type; *p; p++)
+        if (*p == '/' || *p == '\\' || (unsigned char)*p < 0x20) return false;
+    return true;
+}
+
+static void respond_wft_failed(worker *w, const WftTask *t, int cause, const char *message) {
+    Temporal__Api__Failure__V1__Failure f;
+    temporal__api__failure__v1__failure__init(&f);
+    f.message = (char *)message;
+    f.source = "jorch";
+    Temporal__Api__Workflowservice__V1__RespondWorkflowTaskFailedRequest req;
+    temporal__api__workflowservice__v1__respond_workflow_task_failed_request__init(&req);
+    req.task_token = t->task_token;
+    req.cause = (Temporal__Api__Enums__V1__WorkflowTaskFailedCause)cause;
+    req.failure = &f;
+    req.identity = w->cfg.identity;
+    req.namespace_ = w->cfg.namespace_;
+    char what[400];
+    snprintf(what, sizeof what, "reporting the failed workflow task of '%.300s'", t->workflow_execution->workflow_id);
+    wcall(w->wf_conn, "RespondWorkflowTaskFailed", &req.base,
+          &temporal__api__workflowservice__v1__respond_workflow_task_failed_response__descriptor, RESPOND_TIMEOUT_MS,
+          true, what, NULL, NULL);
+}
+
+static void respond_query(worker *w, const WftTask *t, const Payloads *answer, const char *error) {
+    Temporal__Api__Workflowservice__V1__RespondQueryTaskCompletedRequest req;
+    temporal__api__workflowservice__v1__respond_query_task_completed_request__init(&req);
+    req.task_token = t->task_token;
+    req.namespace_ = w->cfg.namespace_;
+    Temporal__Api__Failure__V1__Failure f;
+    temporal__api__failure__v1__failure__init(&f);
+    if (error != NULL) {
+        req.completed_type = TEMPORAL__API__ENUMS__V1__QUERY_RESULT_TYPE__QUERY_RESULT_TYPE_FAILED;
+        req.error_message = (char *)error;
+        f.message = (char *)error;
+        f.source = "jorch";
+        req.failure = &f;
+    } else {
+        req.completed_type = TEMPORAL__API__ENUMS__V1__QUERY_RESULT_TYPE__QUERY_RESULT_TYPE_ANSWERED;
+        req.query_result = (Payloads *)answer;
+    }
+    if (t->poller_group_id != NULL && t->poller_group_id[0] != '\0') req.poller_group_id = t->poller_group_id;
+    char what[400];
+    snprintf(what, sizeof what, "answering a query on '%.300s'", t->workflow_execution->workflow_id);
+    wcall(w->wf_conn, "RespondQueryTaskCompleted", &req.base,
+          &temporal__api__workflowservice__v1__respond_query_task_completed_response__descriptor, RESPOND_TIMEOUT_MS,
+          true, what, NULL, NULL);
+}
+
+/* Fails the task: a query task gets a FAILED answer, a workflow task a
+ * RespondWorkflowTaskFailed, but only on its first attempt, as sdk-core
+ * does: the server records only the first of consecutive failures, and it
+ * schedules the next attempt at once after a reported failure, so reporting
+ * every attempt would replay a broken script in a tight loop. A later
+ * attempt is left to time out (the workflow task timeout, 10 s by default),
+ * which paces the retries; a fixed script is picked up at the next one. */
+static void fail_task(worker *w, const WftTask *t, int cause, const char *message) {
+    const char *wid = t->workflow_execution->workflow_id;
+    if (t->query != NULL) {
+        wlog("query '%s' on %s failed: %s", t->query->query_type, wid, message);
+        respond_query(w, t, NULL, message);
+        return;
+    }
+    const char *kind =
+        cause == TEMPORAL__API__ENUMS__V1__WORKFLOW_TASK_FAILED_CAUSE__WORKFLOW_TASK_FAILED_CAUSE_NON_DETERMINISTIC_ERROR
+            ? "non-determinism" : "unhandled failure";
+    if (t->attempt > 1) {
+        size_t first = strcspn(message, "\n");
+        wlog("workflow task of %s failed again (attempt %d, %s): %.*s; not reported (Temporal keeps the first "
+             "failure): the server retries after the workflow task timeout", wid, t->attempt, kind,
+             (int)(first < 600 ? first : 600), message);
+        return;
+    }
+    wlog("workflow task of %s failed (attempt %d, %s): %s", wid, t->attempt, kind, message);
+    respond_wft_failed(w, t, cause, message);
+}
+
+/* Answers of attached queries, built for RespondWorkflowTaskCompleted. */
+typedef struct query_answers {
+    Temporal__Api__Workflowservice__V1__RespondWorkflowTaskCompletedRequest__QueryResultsEntry *entries;
+    Temporal__Api__Workflowservice__V1__RespondWorkflowTaskCompletedRequest__QueryResultsEntry **ptrs;
+    Temporal__Api__Query__V1__WorkflowQueryResult *results;
+    char **errors;
+    size_t n;
+} query_answers;
+
+static void answers_free(query_answers *qa) {
+    for (size_t i = 0; i < qa->n; i++) {
+        if (qa->results != NULL && qa->results[i].answer != NULL)
+            protobuf_c_message_free_unpacked(&qa->results[i].answer->base, NULL);
+        if (qa->errors != NULL) free(qa->errors[i]);
+    }
+    free(qa->entries);
+    free(qa->ptrs);
+    free(qa->results);
+    free(qa->errors);
+    memset(qa, 0, sizeof *qa);
+}
+
+static int answer_attached(engine_run *run, const WftTask *t, query_answers *qa, jerr *err) {
+    size_t n = t->n_queries;
+    if (n == 0) return 0;
+    qa->entries = calloc(n, sizeof *qa->entries);
+    qa->ptrs = calloc(n, sizeof *qa->ptrs);
+    qa->results = calloc(n, sizeof *qa->results);
+    qa->errors = calloc(n, sizeof *qa->errors);
+    if (qa->entries == NULL || qa->ptrs == NULL || qa->results == NULL || qa->errors == NULL)
+        return jerr_oom(err, "query answers");
+    qa->n = n;
+    for (size_t i = 0; i < n; i++) {
+        const Temporal__Api__Workflowservice__V1__PollWorkflowTaskQueueResponse__QueriesEntry *q = t->queries[i];
+        Temporal__Api__Query__V1__WorkflowQueryResult *res = &qa->results[i];
+        temporal__api__query__v1__workflow_query_result__init(res);
+        temporal__api__workflowservice__v1__respond_workflow_task_completed_request__query_results_entry__init(
+            &qa->entries[i]);
+        qa->entries[i].key = q->key;
+        qa->entries[i].value = res;
+        qa->ptrs[i] = &qa->entries[i];
+        jerr qe = {0};
+        Payloads *answer = NULL;
+        const char *qname = q->value != NULL ? q->value->query_type : "";
+        if (q->value == NULL) {
+            jerr_set(&qe, JERR_FAILED, "the query carries no query type");
+        } else if (engine_run_query(run, qname, q->value->query_args, &answer, &qe) == 0) {
+            res->result_type = TEMPORAL__API__ENUMS__V1__QUERY_RESULT_TYPE__QUERY_RESULT_TYPE_ANSWERED;
+            res->answer = answer;
+            continue;
+        }
+        qa->errors[i] = jstrdup(qe.msg);
+        if (qa->errors[i] == NULL) return jerr_oom(err, "a query error");
+        res->result_type = TEMPORAL__API__ENUMS__V1__QUERY_RESULT_TYPE__QUERY_RESULT_TYPE_FAILED;
+        res->error_message = qa->errors[i];
+    }
+    return 0;
+}
+
+static void handle_wft(worker *w, const WftTask *t) {
+    if (t->workflow_execution == NULL || t->workflow_type == NULL) {
+        wlog("a workflow task came without its workflow execution or type; ignored (it will time out)");
+        return;
+    }
+    const char *wid = t->workflow_execution->workflow_id;
+    const char *type = t->workflow_type->name;
+    const int FAILED_UNHANDLED =
+        TEMPORAL__API__ENUMS__V1__WORKFLOW_TASK_FAILED_CAUSE__WORKFLOW_TASK_FAILED_CAUSE_WORKFLOW_WORKER_UNHANDLED_FAILURE;
+    const int FAILED_NONDET =
+        TEMPORAL__API__ENUMS__V1__WORKFLOW_TASK_FAILED_CAUSE__WORKFLOW_TASK_FAILED_CAUSE_NON_DETERMINISTIC_ERROR;
+    char msg[1400];
+    if (!type_is_safe(type)) {
+        snprintf(msg, sizeof msg, "workflow type '%.200s' cannot name a script in %.900s (it must be a file name "
+                 "without '/' or a leading '.')", type, w->wf_dir);
+        fail_task(w, t, FAILED_UNHANDLED, msg);
+        return;
+    }
+    char path[4096];
+    int pn = snprintf(path, sizeof path, "%s/%s.lua", w->wf_dir, type);
+    if (pn < 0 || (size_t)pn >= sizeof path) {
+        snprintf(msg, sizeof msg, "the script path for workflow type '%.200s' is too long", type);
+        fail_task(w, t, FAILED_UNHANDLED, msg);
+        return;
+    }
+    jerr err = {0};
+    char *src = NULL;
+    size_t len = 0;
+    if (cli_read_script(path, &src, &len, &err) != 0) {
+        snprintf(msg, sizeof msg, "no script for workflow type '%.200s': %.900s (the worker serves %.200s/<type>.lua; "
+                 "check --workflows)", type, err.msg, w->wf_dir);
+        fail_task(w, t, FAILED_UNHANDLED, msg);
+        return;
+    }
+    wft_history h;
+    memset(&h, 0, sizeof h);
+    if (collect_history(w, t, &h, &err) != 0) {
+        /* Transient (or a history too large): let the task time out and be retried. */
+        wlog("workflow task of %s: %s; leaving it to time out and be retried", wid, err.msg);
+        history_free(&h);
+        free(src);
+        return;
+    }
+    engine_run_config ec = {
+        .script_name = path, .script_src = src, .script_len = len, .limits = engine_limits_default(),
+        .finder = engine_find_module_in_dir, .finder_ud = (void *)w->wf_dir, .namespace_ = w->cfg.namespace_,
+        .workflow_id = wid, .run_id = t->workflow_execution->run_id, .log_fn = wf_log, .log_ud = w,
+    };
+    engine_run *run = engine_run_new(&ec, &err);
+    free(src);
+    if (run == NULL) {
+        fail_task(w, t, FAILED_UNHANDLED, err.msg);
+        history_free(&h);
+        return;
+    }
+    engine_output out;
+    memset(&out, 0, sizeof out);
+    if (engine_run_feed(run, h.events, h.n, &out, &err) != 0) {
+        fail_task(w, t, out.failure == ENGINE_NONDETERMINISM ? FAILED_NONDET : FAILED_UNHANDLED, err.msg);
+        engine_run_free(run);
+        history_free(&h);
+        return;
+    }
+    if (t->query != NULL) {
+        /* Legacy query: answered on its own, never with RespondWorkflowTaskCompleted. */
+        Payloads *answer = NULL;
+        if (engine_run_query(run, t->query->query_type, t->query->query_args, &answer, &err) != 0) {
+            fail_task(w, t, FAILED_UNHANDLED, err.msg);
+        } else {
+            respond_query(w, t, answer, NULL);
+            wlog("query '%s' on %s answered", t->query->query_type, wid);
+            protobuf_c_message_free_unpacked(&answer->base, NULL);
+        }
+        engine_run_free(run);
+        history_free(&h);
+        return;
+    }
+    query_answers qa;
+    memset(&qa, 0, sizeof qa);
+    if (answer_attached(run, t, &qa, &err) != 0) {
+        fail_task(w, t, FAILED_UNHANDLED, err.msg);
+        answers_free(&qa);
+        engine_run_free(run);
+        history_free(&h);
+        return;
+    }
+    Temporal__Api__Workflowservice__V1__RespondWorkflowTaskCompletedRequest req;
+    temporal__api__workflowservice__v1__respond_workflow_task_completed_request__init(&req);
+    req.task_token = t->task_token;
+    req.commands = out.commands;
+    req.n_commands = out.n_commands;
+    req.identity = w->cfg.identity;
+    req.namespace_ = w->cfg.namespace_;
+    req.query_results = qa.ptrs;
+    req.n_query_results = qa.n;
+    char what[400];
+    snprintf(what, sizeof what, "completing the workflow task of '%.300s'", wid);
+    int code = 0;
+    if (wcall(w->wf_conn, "RespondWorkflowTaskCompleted", &req.base,
+              &temporal__api__workflowservice__v1__respond_workflow_task_completed_response__descriptor,
+              RESPOND_TIMEOUT_MS, true, what, NULL, &code) == 0) {
+        char cmds[256] = "";
+        size_t used = 0;
+        for (size_t i = 0; i < out.n_commands && used + 40 < sizeof cmds; i++) {
+            int k = snprintf(cmds + used, sizeof cmds - used, "%s%s", i ? ", " : "",
+                             command_type_name((int)out.commands[i]->command_type));
+            if (k > 0) used += (size_t)k;
+        }
+        wlog("workflow task of %s (%s, %zu events%s, attempt %d): %zu command(s)%s%s%s%s", wid, type, h.n,
+             h.n_pages > 0 ? " over several pages" : "", t->attempt, out.n_commands, out.n_commands ? " " : "", cmds, engine_run_closed(run) ? "; the run is closing" : "",
+             qa.n ? "; queries answered" : "");
+    } else if (code == TC_NOT_FOUND) {
+        wlog("the workflow task of %s was already gone (timed out, or the run closed)", wid);
+    } else if (code == TC_INVALID_ARGUMENT) {
+        wlog("the server refused the commands of %s (new events arrived meanwhile, e.g. a signal): it schedules "
+             "another workflow task", wid);
+    }
+    answers_free(&qa);
+    engine_run_free(run);
+    history_free(&h);
+}
+
+static void *workflow_thread(void *arg) {
+    worker *w = arg;
+    int backoff = 0;
+    while (!stopping(w)) {
+        Temporal__Api__Taskqueue__V1__TaskQueue tq;
+        temporal__api__taskqueue__v1__task_queue__init(&tq);
+        tq.name = (char *)w->task_queue;
+        tq.kind = TEMPORAL__API__ENUMS__V1__TASK_QUEUE_KIND__TASK_QUEUE_KIND_NORMAL;
+        Temporal__Api__Workflowservice__V1__PollWorkflowTaskQueueRequest req;
+        temporal__api__workflowservice__v1__poll_workflow_task_queue_request__init(&req);
+        req.namespace_ = w->cfg.namespace_;
+        req.task_queue = &tq;
+        req.identity = w->cfg.identity;
+        tc_call_opts opts = {.timeout_ms = TC_LONG_POLL_TIMEOUT_MS};
+        jerr err = {0};
+        tc_call *call = tc_call_start(w->wf_conn, SVC_POLL_WFT, &req.base,
+                                      &temporal__api__workflowservice__v1__poll_workflow_task_queue_response__descriptor,
+                                      &opts, &err);
+        if (call == NULL) {
+            wlog("cannot poll for workflow tasks: %s", err.msg);
+            backoff = next_backoff(backoff);
+            nap(w, backoff);
+            continue;
+        }
+        bool broken = false;
+        while (!tc_call_done(call) && !stopping(w)) {
+            if (tc_conn_perform(w->wf_conn, 250, &err) < 0) {
+                broken = true;
+                break;
+            }
+        }
+        if (stopping(w) || broken) {
+            tc_call_free(call); /* abandons the long poll */
+            if (broken) {
+                wlog("polling for workflow tasks failed: %s", err.msg);
+                backoff = next_backoff(backoff);
+                nap(w, backoff);
+            }
+            continue;
+        }
+        tc_status st;
+        tc_status_init(&st);
+        ProtobufCMessage *resp = NULL;
+        int rc = tc_call_result(call, &resp, &st);
+        tc_call_free(call);
+        if (rc != 0) {
+            /* Our own deadline passing is an empty poll, not an error. */
+            if (!(st.transport && st.code == TC_DEADLINE_EXCEEDED)) {
+                char text[1200];
+                status_text(&st, text, sizeof text);
+                backoff = next_backoff(backoff);
+                wlog("polling %s for workflow tasks failed: %s; retrying in %.1f s", w->task_queue, text,
+                     backoff / 1000.0);
+                tc_status_clear(&st);
+                nap(w, backoff);
+                continue;
+            }
+            tc_status_clear(&st);
+            continue;
+        }
+        tc_status_clear(&st);
+        backoff = 0;
+        WftTask *t = (void *)resp;
+        if (t->task_token.len > 0) handle_wft(w, t);
+        protobuf_c_message_free_unpacked(resp, NULL);
+    }
+    return NULL;
+}
+
+/* ----------------------------------------------------------- activities */
+
+static act_slot *slot_of(worker *w, uint64_t token) {
+    for (int i = 0; i < WORKER_ACT_SLOTS; i++)
+        if (w->slots[i].used && w->slots[i].token == token) return &w->slots[i];
+    return NULL;
+}
+
+static int slots_used(worker *w) {
+    int n = 0;
+    pthread_mutex_lock(&w->mu);
+    for (int i = 0; i < WORKER_ACT_SLOTS; i++) n += w->slots[i].used ? 1 : 0;
+    pthread_mutex_unlock(&w->mu);
+    return n;
+}
+
+/* Runs on an activity thread of the host. */
+static bool on_heartbeat(void *ud, uint64_t token, const Payloads *details) {
+    worker *w = ud;
+    pthread_mutex_lock(&w->mu);
+    act_slot *s = slot_of(w, token);
+    if (s == NULL) {
+        pthread_mutex_unlock(&w->mu);
+        return false;
+    }
+    bool cancel = s->cancel_requested || s->gone;
+    int64_t now = time_now_nanos();
+    bool send = !cancel && (s->hb_last_sent_ns == 0 || now - s->hb_last_sent_ns >= s->hb_interval_ns);
+    /* The task stays owned by the slot until the attempt's outcome, which
+     * comes after this callback returns: the token may be used unlocked. */
+    ProtobufCBinaryData task_token = s->task->task_token;
+    const char *atype = s->task->activity_type != NULL ? s->task->activity_type->name : "?";
+    if (send) s->hb_last_sent_ns = now;
+    pthread_mutex_unlock(&w->mu);
+    if (!send) return cancel;
+
+    Temporal__Api__Workflowservice__V1__RecordActivityTaskHeartbeatRequest req;
+    temporal__api__workflowservice__v1__record_activity_task_heartbeat_request__init(&req);
+    req.task_token = task_token;
+    req.details = (Payloads *)details;
+    req.identity = w->cfg.identity;
+    req.namespace_ = w->cfg.namespace_;
+    char what[300];
+    snprintf(what, sizeof what, "heartbeat of activity %.200s", atype);
+    ProtobufCMessage *resp = NULL;
+    int code = 0;
+    pthread_mutex_lock(&w->hb_mu);
+    int rc = wcall(w->hb_conn, "RecordActivityTaskHeartbeat", &req.base,
+                   &temporal__api__workflowservice__v1__record_activity_task_heartbeat_response__descriptor,
+                   HEARTBEAT_TIMEOUT_MS, false, what, &resp, &code);
+    pthread_mutex_unlock(&w->hb_mu);
+    bool requested = false, gone = false;
+    if (rc == 0) {
+        requested = ((Temporal__Api__Workflowservice__V1__RecordActivityTaskHeartbeatResponse *)resp)->cancel_requested;
+        protobuf_c_message_free_unpacked(resp, NULL);
+    } else if (code == TC_NOT_FOUND) {
+        /* The attempt timed out, or its workflow closed: stop working on it. */
+        gone = true;
+    }
+    if (requested || gone) {
+        pthread_mutex_lock(&w->mu);
+        s = slot_of(w, token);
+        if (s != NULL) {
+            s->cancel_requested = s->cancel_requested || requested;
+            s->gone = s->gone || gone;
+        }
+        pthread_mutex_unlock(&w->mu);
+        cancel = true;
+    }
+    return cancel;
+}
+
+/* Takes ownership of t on success. */
+static int start_activity(worker *w, ActTask *t) {
+    pthread_mutex_lock(&w->mu);
+    act_slot *s = NULL;
+    for (int i = 0; i < WORKER_ACT_SLOTS && s == NULL; i++)
+        if (!w->slots[i].used) s = &w->slots[i];
+    if (s == NULL) {
+        pthread_mutex_unlock(&w->mu);
+        return -1;
+    }
+    memset(s, 0, sizeof *s);
+    s->used = true;
+    s->token = ++w->next_token;
+    s->task = t;
+    int64_t hb = pb_duration_nanos(t->heartbeat_timeout);
+    s->hb_interval_ns = hb > 0 && hb / 2 < HEARTBEAT_MAX_INTERVAL_NS ? hb / 2 : HEARTBEAT_MAX_INTERVAL_NS;
+    uint64_t token = s->token;
+    pthread_mutex_unlock(&w->mu);
+
+    const char *wid = t->workflow_execution != NULL ? t->workflow_execution->workflow_id : "";
+    const char *atype = t->activity_type != NULL ? t->activity_type->name : "";
+    act_task at = {
+        .activity_type = atype,
+        .activity_id = t->activity_id,
+        .workflow_id = wid,
+        .run_id = t->workflow_execution != NULL ? t->workflow_execution->run_id : "",
+        .workflow_type = t->workflow_type != NULL ? t->workflow_type->name : "",
+        .attempt = t->attempt > 0 ? t->attempt : 1,
+        .input = t->input,
+        .heartbeat_details = t->heartbeat_details,
+        .start_to_close_ns = pb_duration_nanos(t->start_to_close_timeout),
+        .heartbeat_timeout_ns = pb_duration_nanos(t->heartbeat_timeout),
+        .token = token,
+    };
+    jerr err = {0};
+    if (act_host_submit(w->host, &at, &err) != 0) {
+        pthread_mutex_lock(&w->mu);
+        s->used = false;
+        s->task = NULL;
+        pthread_mutex_unlock(&w->mu);
+        wlog("cannot start activity %s of %s: %s", atype, wid, err.msg);
+        return -2; /* the caller fails the attempt */
+    }
+    wlog("activity %s (id %s) of %s: attempt %d started", atype, t->activity_id, wid, at.attempt);
+    return 0;
+}
+
+static void respond_activity_failed(worker *w, const ActTask *t, Temporal__Api__Failure__V1__Failure *f) {
+    Temporal__Api__Workflowservice__V1__RespondActivityTaskFailedRequest req;
+    temporal__api__workflowservice__v1__respond_activity_task_failed_request__init(&req);
+    req.task_token = t->task_token;
+    req.failure = f;
+    req.identity = w->cfg.identity;
+    req.namespace_ = w->cfg.namespace_;
+    wcall(w->act_conn, "RespondActivityTaskFailed", &req.base,
+          &temporal__api__workflowservice__v1__respond_activity_task_failed_response__descriptor, RESPOND_TIMEOUT_MS,
+          true, "reporting a failed activity", NULL, NULL);
+}
+
+static void on_outcome(worker *w, act_outcome *o) {
+    pthread_mutex_lock(&w->mu);
+    act_slot *s = slot_of(w, o->token);
+    act_slot copy;
+    if (s != NULL) {
+        copy = *s;
+        s->used = false;
+        s->task = NULL;
+    }
+    pthread_mutex_unlock(&w->mu);
+    if (s == NULL) return;
+    ActTask *t = copy.task;
+    const char *wid = t->workflow_execution != NULL ? t->workflow_execution->workflow_id : "";
+    const char *atype = t->activity_type != NULL ? t->activity_type->name : "";
+    int code = 0;
+    if (copy.gone) {
+        wlog("activity %s (id %s) of %s: attempt %d ended after the server dropped it (timed out or its workflow "
+             "closed); not reported", atype, t->activity_id, wid, t->attempt);
+    } else if (o->kind == ACT_COMPLETED) {
+        Temporal__Api__Workflowservice__V1__RespondActivityTaskCompletedRequest req;
+        temporal__api__workflowservice__v1__respond_activity_task_completed_request__init(&req);
+        req.task_token = t->task_token;
+        req.result = o->result;
+        req.identity = w->cfg.identity;
+        req.namespace_ = w->cfg.namespace_;
+        if (wcall(w->act_conn, "RespondActivityTaskCompleted", &req.base,
+                  &temporal__api__workflowservice__v1__respond_activity_task_completed_response__descriptor,
+                  RESPOND_TIMEOUT_MS, true, "reporting a completed activity", NULL, &code) == 0)
+            wlog("activity %s (id %s) of %s: attempt %d completed", atype, t->activity_id, wid, t->attempt);
+    } else if (o->kind == ACT_FAILED) {
+        Temporal__Api__Failure__V1__Failure generic;
+        temporal__api__failure__v1__failure__init(&generic);
+        generic.message = "the activity failed without a failure message";
+        generic.source = "jorch";
+        respond_activity_failed(w, t, o->failure != NULL ? o->failure : &generic);
+        wlog("activity %s (id %s) of %s: attempt %d failed: %s", atype, t->activity_id, wid, t->attempt,
+             o->failure != NULL && o->failure->message != NULL ? o->failure->message : "(no message)");
+    } else if (o->kind == ACT_CANCELED && copy.cancel_requested) {
+        Temporal__Api__Workflowservice__V1__RespondActivityTaskCanceledRequest req;
+        temporal__api__workflowservice__v1__respond_activity_task_canceled_request__init(&req);
+        req.task_token = t->task_token;
+        req.details = o->details;
+        req.identity = w->cfg.identity;
+        req.namespace_ = w->cfg.namespace_;
+        if (wcall(w->act_conn, "RespondActivityTaskCanceled", &req.base,
+                  &temporal__api__workflowservice__v1__respond_activity_task_canceled_response__descriptor,
+                  RESPOND_TIMEOUT_MS, true, "reporting a canceled activity", NULL, &code) == 0)
+            wlog("activity %s (id %s) of %s: attempt %d canceled", atype, t->activity_id, wid, t->attempt);
+    } else {
+        /* Canceled by this worker (shutting down): leave the attempt to the
+         * server's timeouts, which retry it elsewhere. */
+        wlog("activity %s (id %s) of %s: attempt %d abandoned (the worker is stopping)", atype, t->activity_id,
+             wid, t->attempt);
+    }
+    protobuf_c_message_free_unpacked(&t->base, NULL);
+}
+
+static void *activity_thread(void *arg) {
+    worker *w = arg;
+    tc_call *poll = NULL;
+    int backoff = 0;
+    int64_t retry_at_ms = 0;
+    int64_t stop_deadline_ms = -1;
+    bool cancelled_rest = false;
+    for (;;) {
+        int64_t now_ms = time_now_nanos() / 1000000;
+        if (stopping(w)) {
+            if (poll != NULL) {
+                tc_call_free(poll); /* abandons the long poll */
+                poll = NULL;
+            }
+            if (stop_deadline_ms < 0) {
+                stop_deadline_ms = now_ms + SHUTDOWN_GRACE_MS;
+                int n = slots_used(w);
+                if (n > 0) wlog("waiting up to %d s for %d running activit%s", SHUTDOWN_GRACE_MS / 1000, n,
+                                n == 1 ? "y" : "ies");
+            }
+            if (slots_used(w) == 0) break;
+            if (now_ms >= stop_deadline_ms && !cancelled_rest) {
+                pthread_mutex_lock(&w->mu);
+                for (int i = 0; i < WORKER_ACT_SLOTS; i++)
+                    if (w->slots[i].used) act_host_cancel(w->host, w->slots[i].token);
+                pthread_mutex_unlock(&w->mu);
+                cancelled_rest = true;
+                stop_deadline_ms = now_ms + 5000; /* for the cancelled ones to come back */
+            } else if (now_ms >= stop_deadline_ms && cancelled_rest) {
+                break; /* act_host_free will deal with what is left */
+            }
+        } else if (poll == NULL && now_ms >= retry_at_ms && slots_used(w) < WORKER_ACT_SLOTS) {
+            Temporal__Api__Taskqueue__V1__TaskQueue tq;
+            temporal__api__taskqueue__v1__task_queue__init(&tq);
+            tq.name = (char *)w->task_queue;
+            tq.kind = TEMPORAL__API__ENUMS__V1__TASK_QUEUE_KIND__TASK_QUEUE_KIND_NORMAL;
+            Temporal__Api__Workflowservice__V1__PollActivityTaskQueueRequest req;
+            temporal__api__workflowservice__v1__poll_activity_task_queue_request__init(&req);
+            req.namespace_ = w->cfg.namespace_;
+            req.task_queue = &tq;
+            req.identity = w->cfg.identity;
+            tc_call_opts opts = {.timeout_ms = TC_LONG_POLL_TIMEOUT_MS};
+            jerr err = {0};
+            poll = tc_call_start(w->act_conn, "PollActivityTaskQueue", &req.base,
+                                 &temporal__api__workflowservice__v1__poll_activity_task_queue_response__descriptor,
+                                 &opts, &err);
+            if (poll == NULL) {
+                backoff = next_backoff(backoff);
+                retry_at_ms = now_ms + backoff;
+                wlog("cannot poll for activity tasks: %s", err.msg);
+            }
+        }
+        if (poll != NULL) {
+            jerr err = {0};
+            if (tc_conn_perform(w->act_conn, 50, &err) < 0) {
+                tc_call_free(poll);
+                poll = NULL;
+                backoff = next_backoff(backoff);
+                retry_at_ms = now_ms + backoff;
+                wlog("polling for activity tasks failed: %s", err.msg);
+            } else if (tc_call_done(poll)) {
+                tc_status st;
+                tc_status_init(&st);
+                ProtobufCMessage *resp = NULL;
+                int rc = tc_call_result(poll, &resp, &st);
+                tc_call_free(poll);
+                poll = NULL;
+                if (rc != 0) {
+                    if (!(st.transport && st.code == TC_DEADLINE_EXCEEDED)) {
+                        char text[1200];
+                        status_text(&st, text, sizeof text);
+                        backoff = next_backoff(backoff);
+                        retry_at_ms = now_ms + backoff;
+                        wlog("polling %s for activity tasks failed: %s; retrying in %.1f s", w->task_queue, text,
+                             backoff / 1000.0);
+                    }
+                } else {
+                    backoff = 0;
+                    ActTask *t = (void *)resp;
+                    int src = t->task_token.len > 0 ? start_activity(w, t) : -1;
+                    if (src == -2) {
+                        Temporal__Api__Failure__V1__Failure f;
+                        temporal__api__failure__v1__failure__init(&f);
+                        f.message = "the worker could not start the activity (out of memory?)";
+                        f.source = "jorch";
+                        respond_activity_failed(w, t, &f);
+                    }
+                    if (src != 0) protobuf_c_message_free_unpacked(resp, NULL);
+                }
+                tc_status_clear(&st);
+            }
+        }
+        /* Outcomes: wait a little when nothing else paces the loop. */
+        act_outcome o;
+        memset(&o, 0, sizeof o);
+        while (act_host_wait(w->host, poll == NULL ? 50 : 0, &o) == 1) {
+            on_outcome(w, &o);
+            act_outcome_clear(&o);
+            memset(&o, 0, sizeof o);
+            if (poll == NULL && !stopping(w)) break; /* go poll again */
+        }
+    }
+    if (poll != NULL) tc_call_free(poll);
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- verb */
+
+enum { O_WORKFLOWS, O_ACTIVITIES, O_TASK_QUEUE };
+
+static const cli_opt worker_opts[] = {
+    {"workflows", 1, O_WORKFLOWS}, {"activities", 1, O_ACTIVITIES}, {"task-queue", 1, O_TASK_QUEUE}, {NULL, 0, 0}};
+
+static const char worker_help[] =
+    "Usage: jorch worker [--workflows DIR] [--activities DIR] [--task-queue Q]\n\n"
+    "Serves workflows and activities on a Temporal task queue until SIGINT or\n"
+    "SIGTERM. A workflow of type T runs DIR/T.lua from --workflows; activities are\n"
+    "the modules in --activities. Workflows started with\n"
+    "'jorch start --temporal SCRIPT' (or 'temporal workflow start --type T') on the\n"
+    "same task queue run here, unchanged.\n"
+    "Options:\n"
+    "  --workflows DIR    workflow scripts (default ./workflows)\n"
+    "  --activities DIR   activity modules (default ./activities)\n"
+    "  --task-queue Q     task queue (default $TEMPORAL_TASK_QUEUE, temporal.task_queue\n"
+    "                     in jorch.yaml, or jira-orchestration)\n"
+    "Connection: TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS*\n"
+    "and the temporal: section of jorch.yaml, as for 'jorch start --temporal'.\n"
+    "Activities see jorch.yaml as jorch.config, with home = $JORCH_HOME or ./.jorch.\n"
+    "Exit: 0 after a signal, 2 on bad options or configuration, 3 when the server\n"
+    "cannot be reached at start-up.\n";
+
+static bool is_dir(const char *p) {
+    struct stat sb;
+    return stat(p, &sb) == 0 && S_ISDIR(sb.st_mode);
+}
+
+/* The start-up check: one call that needs the namespace to exist. */
+static int check_server(worker *w, jerr *err) {
+    Temporal__Api__Workflowservice__V1__DescribeNamespaceRequest req;
+    temporal__api__workflowservice__v1__describe_namespace_request__init(&req);
+    req.namespace_ = w->cfg.namespace_;
+    tc_status st;
+    tc_status_init(&st);
+    tc_call_opts opts = {.timeout_ms = STARTUP_TIMEOUT_MS, .retry_safe = true, .max_attempts = 2};
+    ProtobufCMessage *resp = NULL;
+    if (tc_unary(w->wf_conn, "DescribeNamespace", &req.base,
+                 &temporal__api__workflowservice__v1__describe_namespace_response__descriptor, &opts, &resp,
+                 &st) != 0) {
+        cli_temporal_call_error(w->wf_conn, &st, "describe the namespace", err);
+        tc_status_clear(&st);
+        return -1;
+    }
+    tc_status_clear(&st);
+    protobuf_c_message_free_unpacked(resp, NULL);
+    return 0;
+}
+
+int cli_verb_worker(int argc, char **argv) {
+    cli_args a;
+    int rc = cli_parse("worker", argc, argv, worker_opts, false, &a);
+    if (rc) return rc;
+    if (a.help) {
+        fputs(worker_help, stdout);
+        return 0;
+    }
+    if (a.npos > 0) return cli_usage_error("worker", "unexpected argument '%s'", a.pos[0]);
+
+    static worker w; /* large (slots) and shared with the threads */
+    memset(&w, 0, sizeof w);
+    atomic_init(&w.stop, false);
+    w.wf_dir = a.set[O_WORKFLOWS] ? a.val[O_WORKFLOWS] : "workflows";
+    w.act_dir = a.set[O_ACTIVITIES] ? a.val[O_ACTIVITIES] : "activities";
+    if (w.wf_dir[0] == '\0' || !is_dir(w.wf_dir)) {
+        cli_errorf("workflows directory '%s' not found (run in the project directory or pass --workflows DIR)",
+                   w.wf_dir);
+        return CLI_USAGE;
+    }
+    if (w.act_dir[0] == '\0' || !is_dir(w.act_dir)) {
+        cli_errorf("activities directory '%s' not found (run in the project directory or pass --activities DIR)",
+                   w.act_dir);
+        return CLI_USAGE;
+    }
+    jerr err = {0};
+    if (cli_temporal_config(&w.cfg, &err) != 0) {
+        cli_errorf("%s", err.msg);
+        return cli_exit_for(&err);
+    }
+    w.task_queue = a.set[O_TASK_QUEUE] ? a.val[O_TASK_QUEUE] : w.cfg.task_queue;
+    if (w.task_queue == NULL || w.task_queue[0] == '\0') {
+        tc_config_free(&w.cfg);
+        return cli_usage_error("worker", "--task-queue needs a queue name");
+    }
+
+    /* What activities see as jorch.config (as `jorch run` builds it). */
+    const char *home = getenv("JORCH_HOME");
+    jbuf conf;
+    if (config_activity_json(home != NULL && home[0] ? home : ".jorch", &conf, &err) != 0) {
+        jbuf_free(&conf);
+        tc_config_free(&w.cfg);
+        cli_errorf("%s", err.msg);
+        return CLI_USAGE;
+    }
+
+    int exit_code = CLI_OK;
+    bool mu_ok = false;
+    w.wf_conn = tc_conn_new(&w.cfg, &err);
+    if (w.wf_conn != NULL) w.act_conn = tc_conn_new(&w.cfg, &err);
+    if (w.act_conn != NULL) w.hb_conn = tc_conn_new(&w.cfg, &err);
+    if (w.hb_conn == NULL) {
+        cli_errorf("%s", err.msg);
+        exit_code = cli_exit_for(&err);
+        goto done;
+    }
+    if (check_server(&w, &err) != 0) {
+        cli_errorf("%s", err.msg);
+        exit_code = cli_exit_for(&err);
+        goto done;
+    }
+    if (pthread_mutex_init(&w.mu, NULL) != 0 || pthread_mutex_init(&w.hb_mu, NULL) != 0) {
+        cli_errorf("cannot create the worker's locks");
+        exit_code = CLI_FAILED;
+        goto done;
+    }
+    mu_ok = true;
+    act_host_config hc = {.activities_dir = w.act_dir, .threads = WORKER_ACT_SLOTS, .on_heartbeat = on_heartbeat,
+                          .ud = &w, .log_fn = act_log, .config_json = conf.data};
+    w.host = act_host_new(&hc, &err);
+    if (w.host == NULL) {
+        cli_errorf("cannot start the activity host on '%s': %s", w.act_dir, err.msg);
+        exit_code = cli_exit_for(&err);
+        goto done;
+    }
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    /* The threads never take the signals: the main thread watches for them. */
+    sigset_t block, old;
+    sigemptyset(&block);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &block, &old);
+    pthread_t wf_thread, act_thread;
+    bool wf_started = pthread_create(&wf_thread, NULL, workflow_thread, &w) == 0;
+    bool act_started = wf_started && pthread_create(&act_thread, NULL, activity_thread, &w) == 0;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (!act_started) {
+        cli_errorf("cannot start the worker's threads");
+        exit_code = CLI_FAILED;
+        atomic_store(&w.stop, true);
+    } else {
+        printf("worker: polling task queue %s on %s (namespace %s)\n", w.task_queue, w.cfg.address,
+               w.cfg.namespace_);
+        fflush(stdout);
+        wlog("workflows from %s, activities from %s; stop with Ctrl-C or SIGTERM", w.wf_dir, w.act_dir);
+        while (g_signal == 0) {
+            struct timespec ts = {0, 100000000L};
+            nanosleep(&ts, NULL);
+        }
+        wlog("stopping (%s)", g_signal == SIGINT ? "SIGINT" : "SIGTERM");
+        atomic_store(&w.stop, true);
+    }
+    if (wf_started) pthread_join(wf_thread, NULL);
+    if (act_started) pthread_join(act_thread, NULL);
+    if (act_started) wlog("stopped");
+
+done:
+    if (w.host != NULL) act_host_free(w.host);
+    /* Outcomes never collected (the grace period ran out) leave tasks behind. */
+    for (int i = 0; i < WORKER_ACT_SLOTS; i++)
+        if (w.slots[i].used && w.slots[i].task != NULL) protobuf_c_message_free_unpacked(&w.slots[i].task->base, NULL);
+    if (mu_ok) {
+        pthread_mutex_destroy(&w.mu);
+        pthread_mutex_destroy(&w.hb_mu);
+    }
+    tc_conn_free(w.hb_conn);
+    tc_conn_free(w.act_conn);
+    tc_conn_free(w.wf_conn);
+    tc_config_free(&w.cfg);
+    jbuf_free(&conf);
+    return exit_code;
+}
