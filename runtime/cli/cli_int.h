@@ -44,7 +44,7 @@ int cli_replay_history(const char *script_path, const char *src, size_t len,
                        Temporal__Api__History__V1__History *h, jerr *err);
 
 /* Verbs implemented in cli_verbs.c (client verbs on either backend) and
- * cli_run.c (run, resume, worker). */
+ * cli_worker.c (worker). */
 int cli_verb_run(int argc, char **argv);
 int cli_verb_start(int argc, char **argv);
 int cli_verb_resume(int argc, char **argv);
