@@ -60,6 +60,10 @@ int cli_parse(const char *verb, int argc, char **argv, const cli_opt *opts, bool
     bool only_positionals = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
+        /* `run SCRIPT -- ARGS`: the conventional separator is not input */
+        if (options_first && only_positionals && out->npos == 1 && strcmp(a, "--") == 0 &&
+            strcmp(argv[i - 1], out->pos[0]) == 0)
+            continue;
         if (only_positionals || a[0] != '-' || a[1] == '\0' || (a[1] != '-' && !(a[1] >= 'a' && a[1] <= 'z'))) {
             if (out->npos >= CLI_MAX_POS) return cli_usage_error(verb, "too many arguments");
             out->pos[out->npos++] = argv[i];

@@ -700,10 +700,13 @@ static int yaml_scalar(const cJSON *v, const char *cfg_path, const char *key, ch
         *out = cJSON_IsTrue(v) ? "true" : "false";
         return 0;
     }
-    if (cJSON_IsNumber(v) && cJSON_PrintPreallocated((cJSON *)v, buf, (int)cap, 0)) {
-        *out = buf;
-        return 0;
-    }
+    /* YAML typed it as a number ("007", "0x1F", "0123" lose their spelling
+     * on the way), so the value as written is gone: ask for quotes */
+    if (cJSON_IsNumber(v))
+        return jerr_set(err, JERR_USAGE, "%s: temporal.%s reads as a number; quote it (e.g. %s: \"...\") "
+                        "so it is taken exactly as written", cfg_path, key, key);
+    (void)buf;
+    (void)cap;
     return jerr_set(err, JERR_USAGE, "%s: temporal.%s must be a single value, not a %s", cfg_path, key,
                     cJSON_IsArray(v) ? "list" : cJSON_IsObject(v) ? "mapping" : "value of this kind");
 }

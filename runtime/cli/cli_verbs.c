@@ -103,10 +103,21 @@ static int local_list(cli_client *c, const char *query,
         return jerr_oom(err, "listing");
     }
     temporal__api__workflowservice__v1__list_workflow_executions_response__init(resp);
-    if (n) resp->executions = calloc(n, sizeof *resp->executions);
-    for (size_t i = 0; resp->executions && i < n; i++) {
+    if (n) {
+        resp->executions = calloc(n, sizeof *resp->executions);
+        if (!resp->executions) {
+            free(runs);
+            free(resp);
+            return jerr_oom(err, "listing");
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
         Temporal__Api__Workflowservice__V1__DescribeWorkflowExecutionResponse *d = NULL;
-        if (store_describe(ls(c), runs[i].run_id, &d, err) != 0) break;
+        if (store_describe(ls(c), runs[i].run_id, &d, err) != 0) {
+            free(runs);
+            protobuf_c_message_free_unpacked(&resp->base, NULL);
+            return -1;
+        }
         resp->executions[resp->n_executions++] = d->workflow_execution_info;
         d->workflow_execution_info = NULL;
         protobuf_c_message_free_unpacked(&d->base, NULL);
@@ -252,11 +263,17 @@ static void failure_text(const Temporal__Api__Failure__V1__Failure *f, jbuf *b) 
 }
 
 /* Prints a close event the way `run` and `result` report it; returns the exit code. */
+#define HAS_ATTR(e, x) ((e)->attributes_case == TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_##x##_EVENT_ATTRIBUTES)
+
 static int report_close(const char *id, const Temporal__Api__History__V1__HistoryEvent *e) {
     jbuf b;
     jbuf_init(&b, 0);
     int rc = CLI_FAILED;
-    switch (e->event_type) {
+    /* a damaged close event (type without attributes) is reported by type */
+    bool attrs_ok = HAS_ATTR(e, WORKFLOW_EXECUTION_COMPLETED) || HAS_ATTR(e, WORKFLOW_EXECUTION_FAILED) ||
+                    HAS_ATTR(e, WORKFLOW_EXECUTION_CANCELED) || HAS_ATTR(e, WORKFLOW_EXECUTION_TERMINATED) ||
+                    HAS_ATTR(e, WORKFLOW_EXECUTION_TIMED_OUT);
+    switch (attrs_ok ? (int)e->event_type : -1) {
     case TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:
         print_payloads(e->workflow_execution_completed_event_attributes->result);
         rc = CLI_OK;
@@ -657,11 +674,19 @@ int cli_verb_describe(int argc, char **argv) {
         cli_errorf("%s", e.msg);
         return finish(c, cli_exit_for(&e));
     }
-    if (a.set[O_OUTPUT] && strcmp(a.val[O_OUTPUT], "json") == 0) {
+    int out_rc = CLI_OK;
+    if (!d->workflow_execution_info) {
+        cli_errorf("the backend described workflow '%s' without its execution info", a.pos[0]);
+        out_rc = CLI_UNREACHABLE;
+    } else if (a.set[O_OUTPUT] && strcmp(a.val[O_OUTPUT], "json") == 0) {
         jbuf b;
         jbuf_init(&b, 0);
-        if (protojson_write(&d->base, 2, &b, &e) == 0) printf("%s\n", b.data);
-        else cli_errorf("%s", e.msg);
+        if (protojson_write(&d->base, 2, &b, &e) == 0) {
+            printf("%s\n", b.data);
+        } else {
+            cli_errorf("%s", e.msg);
+            out_rc = CLI_FAILED;
+        }
         jbuf_free(&b);
     } else {
         const Temporal__Api__Workflow__V1__WorkflowExecutionInfo *i = d->workflow_execution_info;
@@ -684,7 +709,7 @@ int cli_verb_describe(int argc, char **argv) {
         }
     }
     protobuf_c_message_free_unpacked(&d->base, NULL);
-    return finish(c, CLI_OK);
+    return finish(c, out_rc);
 }
 
 int cli_verb_list(int argc, char **argv) {
@@ -712,6 +737,7 @@ int cli_verb_list(int argc, char **argv) {
         return finish(c, cli_exit_for(&e));
     }
     bool json = a.set[O_OUTPUT] && strcmp(a.val[O_OUTPUT], "json") == 0;
+    int list_rc = CLI_OK;
     if (json) printf("[");
     bool first = true;
     if (!json) printf("%-32s %-36s %-16s %-15s %s\n", "WORKFLOW ID", "RUN ID", "TYPE", "STATUS", "STARTED");
@@ -721,11 +747,15 @@ int cli_verb_list(int argc, char **argv) {
         if (json) {
             jbuf b;
             jbuf_init(&b, 0);
-            if (protojson_write(&i->base, 0, &b, &e) == 0)
+            if (protojson_write(&i->base, 0, &b, &e) == 0) {
                 printf("%s%s", first ? "" : ",", b.data);
-            else
+                first = false;
+            } else {
                 cli_errorf("%s", e.msg);
+                list_rc = CLI_FAILED;
+            }
             jbuf_free(&b);
+            continue;
         } else {
             char t1[48];
             ts_text(i->start_time, t1, sizeof t1);
@@ -736,7 +766,7 @@ int cli_verb_list(int argc, char **argv) {
     }
     if (json) printf("]\n");
     protobuf_c_message_free_unpacked(&l->base, NULL);
-    return finish(c, CLI_OK);
+    return finish(c, list_rc);
 }
 
 int cli_verb_history(int argc, char **argv) {

@@ -387,7 +387,11 @@ int time_parse_rfc3339(const char *s, int64_t *nanos, jerr *err) {
     if (parse_digits(&p, 2, &h) || *p++ != ':' || parse_digits(&p, 2, &mi) || *p++ != ':' ||
         parse_digits(&p, 2, &se))
         goto bad;
-    if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || se > 60) goto bad;
+    static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] || h > 23 || mi > 59 || se > 60) goto bad;
+    if (mo == 2 && d == 29 && !((y % 4 == 0 && y % 100 != 0) || y % 400 == 0)) goto bad;
+    /* int64 nanoseconds reach from 1677 to 2262 */
+    if (y < 1678 || y > 2261) goto bad;
     int64_t frac = 0;
     if (*p == '.') {
         p++;
@@ -474,17 +478,17 @@ Google__Protobuf__Timestamp *pb_timestamp_new(int64_t nanos) {
     return t;
 }
 
-int64_t pb_duration_nanos(const Google__Protobuf__Duration *d) {
-    if (!d) return 0;
-    if (d->seconds > INT64_MAX / NS_PER_SEC - 1) return INT64_MAX;
-    return d->seconds * NS_PER_SEC + d->nanos;
+/* Saturating: protojson allows ±10,000 years, int64 nanoseconds ±292. */
+static int64_t secs_nanos(int64_t secs, int32_t nanos) {
+    if (nanos <= -NS_PER_SEC || nanos >= NS_PER_SEC) nanos = 0;
+    if (secs > INT64_MAX / NS_PER_SEC - 1) return INT64_MAX;
+    if (secs < INT64_MIN / NS_PER_SEC + 1) return INT64_MIN;
+    return secs * NS_PER_SEC + nanos;
 }
 
-int64_t pb_timestamp_nanos(const Google__Protobuf__Timestamp *t) {
-    if (!t) return 0;
-    if (t->seconds > INT64_MAX / NS_PER_SEC - 1) return INT64_MAX;
-    return t->seconds * NS_PER_SEC + t->nanos;
-}
+int64_t pb_duration_nanos(const Google__Protobuf__Duration *d) { return d ? secs_nanos(d->seconds, d->nanos) : 0; }
+
+int64_t pb_timestamp_nanos(const Google__Protobuf__Timestamp *t) { return t ? secs_nanos(t->seconds, t->nanos) : 0; }
 
 /* ---------------------------------------------------------------- hashing */
 

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
 #include <strings.h>
 #include <unistd.h>
 
@@ -139,18 +140,18 @@ bool tc_address_is_loopback(const char *address) {
     char host[256];
     if (address == NULL || address_host(address, host, sizeof host) != 0) return false;
     if (strcasecmp(host, "localhost") == 0 || strcmp(host, "::1") == 0) return true;
-    /* 127.0.0.0/8 in dotted form only: four decimal parts, first 127. */
-    unsigned parts[4];
-    char tail;
-    if (sscanf(host, "%u.%u.%u.%u%c", &parts[0], &parts[1], &parts[2], &parts[3], &tail) != 4)
-        return false;
-    for (int i = 0; i < 4; i++)
-        if (parts[i] > 255) return false;
-    return parts[0] == 127;
+    /* 127.0.0.0/8 in strict dotted-decimal form only: inet_pton refuses
+     * leading zeros, which curl would read as octal (0127.0.0.1 is 87.0.0.1). */
+    struct in_addr a;
+    if (inet_pton(AF_INET, host, &a) != 1) return false;
+    return (ntohl(a.s_addr) >> 24) == 127;
 }
 
 static int check_address(const char *address, jerr *err) {
     char host[256];
+    /* a DNS name is at most 253 bytes; with a port and brackets this bounds every URL built from it */
+    if (strlen(address) > 262)
+        return jerr_set(err, JERR_USAGE, "Temporal address is too long (%zu bytes; at most 262)", strlen(address));
     const char *colon = address[0] == '[' ? strstr(address, "]:") : strrchr(address, ':');
     if (address_host(address, host, sizeof host) != 0 || colon == NULL)
         return jerr_set(err, JERR_USAGE,
@@ -221,6 +222,8 @@ int tc_config_check(tc_config *c, jerr *err) {
         return jerr_set(err, JERR_USAGE,
                         "refusing to send the Temporal API key without TLS to %s (remove TEMPORAL_TLS=false; "
                         "keys go in cleartext only to a loopback address)", c->address);
+    if (c->tls_server_name != NULL && strlen(c->tls_server_name) > 253)
+        return jerr_set(err, JERR_USAGE, "TLS server name is too long (at most 253 bytes)");
     if (c->tls_server_name != NULL && strpbrk(c->tls_server_name, "/@:?# ") != NULL)
         return jerr_set(err, JERR_USAGE, "TLS server name '%s' must be a plain host name (check "
                         "TEMPORAL_TLS_SERVER_NAME)", c->tls_server_name);

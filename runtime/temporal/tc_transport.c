@@ -93,10 +93,11 @@ static void redact(const tc_conn *c, char *text) {
         if (mlen <= klen) {
             memcpy(hit, mark, mlen);
             memmove(hit + mlen, hit + klen, tail + 1);
+            hit = strstr(hit + mlen, key);
         } else {
             memset(hit, '*', klen);
+            hit = strstr(hit + klen, key);
         }
-        hit = strstr(hit, key);
     }
 }
 
@@ -417,6 +418,14 @@ static void settle_attempt(tc_call *call, CURLcode rc) {
     if (!call->deframer.have_message) {
         st->code = TC_INTERNAL;
         snprintf(st->message, sizeof st->message, "the server sent status OK but no response message");
+        return;
+    }
+    if (!tc_pb_depth_ok(call->resp_desc, (const uint8_t *)call->deframer.body.data, call->deframer.body.len,
+                        TC_MAX_PROTO_DEPTH)) {
+        st->code = TC_INTERNAL;
+        snprintf(st->message, sizeof st->message,
+                 "refusing the %zu-byte %s response: malformed, or messages nested deeper than %d",
+                 call->deframer.body.len, call->resp_desc->name, TC_MAX_PROTO_DEPTH);
         return;
     }
     call->resp = protobuf_c_message_unpack(call->resp_desc, NULL, call->deframer.body.len,

@@ -13,6 +13,8 @@
 
 #include "temporal/temporal.h"
 
+static bool depth_ok(const ProtobufCMessageDescriptor *desc, const uint8_t *p, const uint8_t *end, int left);
+
 static const char *const code_names[] = {
     "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED",
     "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED",
@@ -308,7 +310,9 @@ void tc_status_from_meta(const tc_meta *m, tc_status *st) {
         st->code = m->grpc_status;
         snprintf(st->message, sizeof st->message, "%s", m->grpc_message);
         if (m->details != NULL && m->grpc_status != TC_OK)
-            st->details = google__rpc__status__unpack(NULL, m->details_len, m->details);
+            if (depth_ok(&google__rpc__status__descriptor, m->details, m->details + m->details_len,
+                         TC_MAX_PROTO_DEPTH))
+                st->details = google__rpc__status__unpack(NULL, m->details_len, m->details);
         return;
     }
     if (m->http_status != 200) {
@@ -337,7 +341,63 @@ ProtobufCMessage *tc_status_detail(const tc_status *st, const ProtobufCMessageDe
         if (ulen < nlen + 1 || any->type_url[ulen - nlen - 1] != '/' ||
             strcmp(any->type_url + ulen - nlen, desc->name) != 0)
             continue;
+        if (!depth_ok(desc, any->value.data, any->value.data + any->value.len, TC_MAX_PROTO_DEPTH)) return NULL;
         return protobuf_c_message_unpack(desc, NULL, any->value.len, any->value.data);
     }
     return NULL;
+}
+
+/* ------------------------------------------------- protobuf nesting depth */
+
+static bool read_varint(const uint8_t **p, const uint8_t *end, uint64_t *out) {
+    uint64_t v = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+        if (*p >= end) return false;
+        uint8_t b = *(*p)++;
+        v |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) {
+            *out = v;
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool depth_ok(const ProtobufCMessageDescriptor *desc, const uint8_t *p, const uint8_t *end, int left) {
+    if (left <= 0) return false;
+    while (p < end) {
+        uint64_t key;
+        if (!read_varint(&p, end, &key)) return false;
+        uint32_t field = (uint32_t)(key >> 3);
+        uint64_t v;
+        switch (key & 7) {
+        case 0:
+            if (!read_varint(&p, end, &v)) return false;
+            break;
+        case 1:
+            if ((size_t)(end - p) < 8) return false;
+            p += 8;
+            break;
+        case 5:
+            if ((size_t)(end - p) < 4) return false;
+            p += 4;
+            break;
+        case 2: {
+            if (!read_varint(&p, end, &v) || v > (uint64_t)(end - p)) return false;
+            const ProtobufCFieldDescriptor *f = desc ? protobuf_c_message_descriptor_get_field(desc, field) : NULL;
+            if (f && f->type == PROTOBUF_C_TYPE_MESSAGE &&
+                !depth_ok((const ProtobufCMessageDescriptor *)f->descriptor, p, p + v, left - 1))
+                return false;
+            p += v;
+            break;
+        }
+        default:
+            return false; /* groups (3, 4) are not used by these protos */
+        }
+    }
+    return true;
+}
+
+bool tc_pb_depth_ok(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len, int max_depth) {
+    return depth_ok(desc, data, data + len, max_depth);
 }

@@ -57,6 +57,14 @@ const char *tc_code_name(int code, char *buf, size_t buflen);
 
 /* ------------------------------------------------- wire pieces (pure) */
 
+/* protobuf-c's unpacker recurses once per nested message with no limit, so
+ * a hostile response of a few kilobytes could exhaust the stack. This walks
+ * the encoded bytes with the descriptors and refuses messages nested deeper
+ * than max_depth (or malformed). */
+#define TC_MAX_PROTO_DEPTH 100
+bool tc_pb_depth_ok(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len,
+                    int max_depth);
+
 /* Base64 (standard alphabet; "-_" of the URL alphabet also accepted),
  * padded or unpadded, as grpc-status-details-bin may be either. *out is
  * malloc'ed (never NULL on success). Fails on bad characters or length. */

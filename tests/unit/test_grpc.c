@@ -9,6 +9,7 @@
 
 #include "temporal/temporal.h"
 #include "temporal/api/errordetails/v1/message.pb-c.h"
+#include "temporal/api/failure/v1/message.pb-c.h"
 #include "test.h"
 
 /* ------------------------------------------------------------ helpers */
@@ -567,7 +568,47 @@ static void test_loopback_detection(void) {
     CHECK(!tc_address_is_loopback("127.0.0.256:1"));
 }
 
-TEST_MAIN(TEST_CASE(test_base64_padded_and_unpadded), TEST_CASE(test_base64_rejects_garbage),
+/* A chain of n Failure messages (each the previous one's cause), packed. */
+static uint8_t *nested_failures(int n, size_t *len) {
+    Temporal__Api__Failure__V1__Failure *fs = calloc((size_t)n, sizeof *fs);
+    for (int i = 0; i < n; i++) {
+        temporal__api__failure__v1__failure__init(&fs[i]);
+        fs[i].message = (char *)"m";
+        if (i + 1 < n) fs[i].cause = &fs[i + 1];
+    }
+    *len = protobuf_c_message_get_packed_size(&fs[0].base);
+    uint8_t *b = malloc(*len);
+    protobuf_c_message_pack(&fs[0].base, b);
+    free(fs);
+    return b;
+}
+
+static void test_nesting_depth_is_bounded(void) {
+    size_t len;
+    uint8_t *b = nested_failures(50, &len);
+    CHECK(tc_pb_depth_ok(&temporal__api__failure__v1__failure__descriptor, b, len, TC_MAX_PROTO_DEPTH));
+    CHECK(!tc_pb_depth_ok(&temporal__api__failure__v1__failure__descriptor, b, len - 1, TC_MAX_PROTO_DEPTH));
+    free(b);
+    b = nested_failures(500, &len); /* a few KiB that would recurse 500 deep */
+    CHECK(!tc_pb_depth_ok(&temporal__api__failure__v1__failure__descriptor, b, len, TC_MAX_PROTO_DEPTH));
+    free(b);
+    static const uint8_t bad_varint[] = {0x0a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01};
+    CHECK(!tc_pb_depth_ok(&temporal__api__failure__v1__failure__descriptor, bad_varint, sizeof bad_varint, 10));
+}
+
+static void test_loopback_is_strict(void) {
+    CHECK(tc_address_is_loopback("127.0.0.1:7233"));
+    CHECK(tc_address_is_loopback("localhost:7233"));
+    CHECK(tc_address_is_loopback("[::1]:7233"));
+    CHECK(tc_address_is_loopback("127.9.9.9:1"));
+    /* curl reads a leading zero as octal: 0127.0.0.1 is 87.0.0.1 */
+    CHECK(!tc_address_is_loopback("0127.0.0.1:7233"));
+    CHECK(!tc_address_is_loopback("127.0.0.1.evil.example:7233"));
+    CHECK(!tc_address_is_loopback("128.0.0.1:7233"));
+}
+
+TEST_MAIN(TEST_CASE(test_nesting_depth_is_bounded), TEST_CASE(test_loopback_is_strict),
+          TEST_CASE(test_base64_padded_and_unpadded), TEST_CASE(test_base64_rejects_garbage),
           TEST_CASE(test_percent_decoding), TEST_CASE(test_frame_prefix_is_big_endian),
           TEST_CASE(test_deframe_split_at_every_boundary), TEST_CASE(test_deframe_truncated_stream_fails),
           TEST_CASE(test_deframe_oversize_rejected_before_allocating),
