@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "engine/engine.h"
+#include "temporal/temporal.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -25,6 +26,8 @@ static const char *script =
     "end\n";
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    /* as the transport does: protobuf-c's unpacker recurses without a limit */
+    if (!tc_pb_depth_ok(&temporal__api__history__v1__history__descriptor, data, size, TC_MAX_PROTO_DEPTH)) return 0;
     Temporal__Api__History__V1__History *h = temporal__api__history__v1__history__unpack(NULL, size, data);
     if (!h) return 0;
     engine_run_config cfg = {.script_name = "fuzz.lua", .script_src = script, .script_len = strlen(script),

@@ -805,8 +805,8 @@ int cli_verb_history(int argc, char **argv) {
 
 int cli_verb_result(int argc, char **argv) {
     static const client_verb_spec v = {"result", 1, 1,
-        "Usage: jorch result ID [--timeout SECONDS]\n\nWaits for a workflow to close and prints its result as JSON;\n"
-        "exit 1 if it failed, was cancelled or terminated.\n" CLIENT_HELP_COMMON};
+        "Usage: jorch result ID [--timeout DURATION]\n\nWaits for a workflow to close and prints its result as JSON;\n"
+        "exit 1 if it failed, was cancelled or terminated, or is still running when --timeout ends.\n" CLIENT_HELP_COMMON};
     cli_args a;
     cli_client *c = NULL;
     int rc = client_prologue(&v, argc, argv, &a, &c);
