@@ -832,32 +832,29 @@ int cli_verb_result(int argc, char **argv) {
     return finish(c, rc);
 }
 
-int cli_verb_cancel(int argc, char **argv) {
-    static const client_verb_spec v = {"cancel", 1, 1,
-        "Usage: jorch cancel ID [--reason R]\n\nRequests cancellation; the workflow decides how to clean up.\n" CLIENT_HELP_COMMON};
+/* cancel and terminate: one id, an optional reason, no output */
+static int request_verb(const client_verb_spec *v, int argc, char **argv, bool terminate) {
     cli_args a;
     cli_client *c = NULL;
-    int rc = client_prologue(&v, argc, argv, &a, &c);
+    int rc = client_prologue(v, argc, argv, &a, &c);
     if (rc) return rc < 0 ? 0 : rc;
     jerr e = {0};
-    if (c->ops->cancel(c, a.pos[0], a.set[O_REASON] ? a.val[O_REASON] : "", &e) != 0) {
+    int (*op)(cli_client *, const char *, const char *, jerr *) = terminate ? c->ops->terminate : c->ops->cancel;
+    if (op(c, a.pos[0], a.set[O_REASON] ? a.val[O_REASON] : "", &e) != 0) {
         cli_errorf("%s", e.msg);
         rc = cli_exit_for(&e);
     }
     return finish(c, rc);
 }
 
+int cli_verb_cancel(int argc, char **argv) {
+    static const client_verb_spec v = {"cancel", 1, 1,
+        "Usage: jorch cancel ID [--reason R]\n\nRequests cancellation; the workflow decides how to clean up.\n" CLIENT_HELP_COMMON};
+    return request_verb(&v, argc, argv, false);
+}
+
 int cli_verb_terminate(int argc, char **argv) {
     static const client_verb_spec v = {"terminate", 1, 1,
         "Usage: jorch terminate ID [--reason R]\n\nEnds a workflow at once, without cleanup.\n" CLIENT_HELP_COMMON};
-    cli_args a;
-    cli_client *c = NULL;
-    int rc = client_prologue(&v, argc, argv, &a, &c);
-    if (rc) return rc < 0 ? 0 : rc;
-    jerr e = {0};
-    if (c->ops->terminate(c, a.pos[0], a.set[O_REASON] ? a.val[O_REASON] : "", &e) != 0) {
-        cli_errorf("%s", e.msg);
-        rc = cli_exit_for(&e);
-    }
-    return finish(c, rc);
+    return request_verb(&v, argc, argv, true);
 }
