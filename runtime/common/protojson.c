@@ -727,6 +727,18 @@ static int rd_unexpected(pj_reader *r, const char *expected) {
                   line, col, expected);
 }
 
+/* After an item of an object or array: ',' means another follows (1), the
+ * closing bracket ends it (0), anything else is an error (-1). */
+static int rd_after_item(pj_reader *r, char close) {
+    int c = rd_peek(r);
+    if (c == ',' || c == close) {
+        r->pos++;
+        return c == ',';
+    }
+    return rd_unexpected(r, close == '}' ? "',' or '}'" : "',' or ']'");
+}
+
+
 static int rd_expect(pj_reader *r, char c, const char *what) {
     if (rd_peek(r) != (unsigned char)c) return rd_unexpected(r, what);
     r->pos++;
@@ -1174,16 +1186,9 @@ static int rd_repeated(pj_reader *r, ProtobufCMessage *m, const ProtobufCFieldDe
         if (!skip) (*np)++;
         path_pop(&r->path);
         index++;
-        int c = rd_peek(r);
-        if (c == ',') {
-            r->pos++;
-            continue;
-        }
-        if (c == ']') {
-            r->pos++;
-            break;
-        }
-        return rd_unexpected(r, "',' or ']'");
+        int more = rd_after_item(r, ']');
+        if (more < 0) return -1;
+        if (!more) break;
     }
     rd_leave(r);
     return 0;
@@ -1286,16 +1291,9 @@ static int rd_map(pj_reader *r, ProtobufCMessage *m, const ProtobufCFieldDescrip
         }
         path_pop(&r->path);
         free(k);
-        int c = rd_peek(r);
-        if (c == ',') {
-            r->pos++;
-            continue;
-        }
-        if (c == '}') {
-            r->pos++;
-            break;
-        }
-        return rd_unexpected(r, "',' or '}'");
+        int more = rd_after_item(r, '}');
+        if (more < 0) return -1;
+        if (!more) break;
     }
     rd_leave(r);
     ProtobufCMessage **arr = *parr;
@@ -1387,17 +1385,9 @@ static int rd_object(pj_reader *r, const ProtobufCMessageDescriptor *d, Protobuf
         }
         path_pop(&r->path);
         free(k);
-        int c = rd_peek(r);
-        if (c == ',') {
-            r->pos++;
-            continue;
-        }
-        if (c == '}') {
-            r->pos++;
-            break;
-        }
-        rd_unexpected(r, "',' or '}'");
-        goto out;
+        int more = rd_after_item(r, '}');
+        if (more < 0) goto out;
+        if (!more) break;
     }
     rc = 0;
 out:
@@ -1449,16 +1439,9 @@ static int rd_any(pj_reader *r, const ProtobufCMessageDescriptor *d, ProtobufCMe
         }
         path_pop(&r->path);
         free(k);
-        int c = rd_peek(r);
-        if (c == ',') {
-            r->pos++;
-            continue;
-        }
-        if (c == '}') {
-            r->pos++;
-            break;
-        }
-        return rd_unexpected(r, "',' or '}'");
+        int more = rd_after_item(r, '}');
+        if (more < 0) return -1;
+        if (!more) break;
     }
     rd_leave(r);
     return 0;

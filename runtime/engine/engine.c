@@ -549,14 +549,21 @@ static bool drop_unsent(engine_run *r, int64_t seq) {
     return false;
 }
 
+/* The machine a cancel command is for, or NULL when there is nothing to
+ * send: unknown, already done, or never sent (then dropped here). */
+static machine *cancel_target(lua_State *L, engine_run *r, int kind, const char *what, int64_t *seq) {
+    check_not_closed(L, r, what);
+    *seq = luaL_checkinteger(L, 1);
+    machine *m = machine_get(r, *seq);
+    if (!m || m->kind != kind || m->done) return NULL;
+    m->done = true;
+    return drop_unsent(r, *seq) ? NULL : m;
+}
+
 static int prim_cancel_timer(lua_State *L) {
     engine_run *r = run_of(L);
-    check_not_closed(L, r, "cancelling a timer");
-    int64_t seq = luaL_checkinteger(L, 1);
-    machine *m = machine_get(r, seq);
-    if (!m || m->kind != M_TIMER || m->done) return 0;
-    m->done = true;
-    if (drop_unsent(r, seq)) return 0;
+    int64_t seq;
+    if (!cancel_target(L, r, M_TIMER, "cancelling a timer", &seq)) return 0;
     Command *c = command_begin(r, L, CT(CANCEL_TIMER));
     Temporal__Api__Command__V1__CancelTimerCommandAttributes *a;
     ALLOC_MSG(L, a, Temporal__Api__Command__V1__CancelTimerCommandAttributes,
@@ -572,12 +579,9 @@ static int prim_cancel_timer(lua_State *L) {
 
 static int prim_cancel_activity(lua_State *L) {
     engine_run *r = run_of(L);
-    check_not_closed(L, r, "cancelling an activity");
-    int64_t seq = luaL_checkinteger(L, 1);
-    machine *m = machine_get(r, seq);
-    if (!m || m->kind != M_ACTIVITY || m->done) return 0;
-    m->done = true;
-    if (drop_unsent(r, seq)) return 0;
+    int64_t seq;
+    machine *m = cancel_target(L, r, M_ACTIVITY, "cancelling an activity", &seq);
+    if (!m) return 0;
     Command *c = command_begin(r, L, CT(REQUEST_CANCEL_ACTIVITY_TASK));
     Temporal__Api__Command__V1__RequestCancelActivityTaskCommandAttributes *a;
     ALLOC_MSG(L, a, Temporal__Api__Command__V1__RequestCancelActivityTaskCommandAttributes,
