@@ -99,6 +99,11 @@ struct engine_run {
     bool main_started;
     bool closed;
     bool matching;            /* reading the command events of a completed WFT */
+    /* The first non-command event met while matching (a server may write one
+     * between a task's command events, e.g. an immediate ActivityTaskCanceled):
+     * named when the task turns out to lack a command event. */
+    int64_t gap_event_id;
+    char gap_event[400];
     bool skipped_patch;       /* last command event skipped was a deprecated patch marker */
 
     machine *machines;        /* [seq], seq starts at 1 */
@@ -1755,9 +1760,15 @@ static int unmatched_commands(engine_run *r, const HistoryEvent *next, engine_ou
     char cmdd[400], evd[400];
     describe_command(p->cmd, cmdd, sizeof cmdd);
     out->failure = ENGINE_NONDETERMINISM;
-    if (next) {
-        describe_event(next, evd, sizeof evd);
-        out->failed_event_id = next->event_id;
+    if (r->gap_event_id != 0 || next) {
+        /* name the first event where history went on without the command */
+        if (r->gap_event_id != 0) {
+            snprintf(evd, sizeof evd, "%s", r->gap_event);
+            out->failed_event_id = r->gap_event_id;
+        } else {
+            describe_event(next, evd, sizeof evd);
+            out->failed_event_id = next->event_id;
+        }
         return jerr_set(err, JERR_FAILED,
                         "nondeterminism: the script produced %s at %s in workflow task %" PRId64
                         ", but history has no such command event (it continues with event %s)",
@@ -1800,9 +1811,17 @@ static int64_t timer_seq(const char *timer_id) {
 static int handle_event(engine_run *r, HistoryEvent **events, size_t n, size_t i, engine_output *out, jerr *err) {
     HistoryEvent *e = events[i];
     if (r->matching) {
+        /* As in sdk-core, a task's command events run up to the next
+         * WorkflowTaskStarted; the non-command events among them (what the
+         * commands caused, or what arrived meanwhile) are applied as usual. */
         if (is_command_event(e->event_type)) return match_event(r, e, out, err);
-        r->matching = false;
-        if (unmatched_commands(r, e, out, err) != 0) return -1;
+        if (e->event_type == ET(WORKFLOW_TASK_STARTED)) {
+            r->matching = false;
+            if (unmatched_commands(r, e, out, err) != 0) return -1;
+        } else if (r->gap_event_id == 0) {
+            r->gap_event_id = e->event_id;
+            describe_event(e, r->gap_event, sizeof r->gap_event);
+        }
     }
     switch (e->event_type) {
     case ET(WORKFLOW_EXECUTION_STARTED):
@@ -1820,8 +1839,9 @@ static int handle_event(engine_run *r, HistoryEvent **events, size_t n, size_t i
         if (i + 1 < n) {
             HistoryEvent *next = events[i + 1];
             if (next->event_type == ET(WORKFLOW_TASK_COMPLETED)) {
+                /* lookahead (patches, side effects): up to the next task */
                 size_t j = i + 2;
-                while (j < n && is_command_event(events[j]->event_type)) j++;
+                while (j < n && events[j]->event_type != ET(WORKFLOW_TASK_STARTED)) j++;
                 return activate(r, e, true, events + i + 2, j - (i + 2), out, err);
             }
             /* failed or timed out: this task's work was thrown away */
@@ -1847,6 +1867,7 @@ static int handle_event(engine_run *r, HistoryEvent **events, size_t n, size_t i
     }
     case ET(WORKFLOW_TASK_COMPLETED):
         r->matching = true;
+        r->gap_event_id = 0;
         return 0;
     case ET(WORKFLOW_TASK_FAILED):
     case ET(WORKFLOW_TASK_TIMED_OUT):

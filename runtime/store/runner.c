@@ -342,15 +342,29 @@ static int activity_canceled_now(runner *r, int64_t sched, int64_t cancel_req, j
     a->scheduled_event_id = sched;
     a->latest_cancel_requested_event_id = cancel_req;
     a->identity = jstrdup("jorch");
+    /* the details a Temporal server writes for an activity it cancels itself */
+    static const char not_started[] = "\"ACTIVITY_ID_NOT_STARTED\"";
+    a->details = payloads_new();
+    Payload *p = payload_new_json(not_started, sizeof not_started - 1);
+    if (!a->details || !p || payloads_add(a->details, p) != 0) {
+        if (p) protobuf_c_message_free_unpacked(&p->base, NULL);
+        protobuf_c_message_free_unpacked(&e->base, NULL);
+        return jerr_oom(err, "cancelling an activity");
+    }
     if (append_simple(r, e, err) != 0) return -1;
     sqlite3_stmt *q = q_prep(r, "DELETE FROM activities WHERE run_id=?1 AND scheduled_event_id=?2", err);
     if (!q) return -1;
     sqlite3_bind_int64(q, 2, sched);
-    if (q_done(r, q, "cancelling an activity", err) != 0) return -1;
-    return store_schedule_wft(r->s, r->run_id, err);
+    return q_done(r, q, "cancelling an activity", err);
 }
 
-static int cmd_request_cancel_activity(runner *r, const Command *c, int64_t wft_completed, jerr *err) {
+/* Cancelling an activity that has not started (never dispatched, or waiting
+ * for its retry) ends it at once, as on a Temporal server: *not_started is
+ * set and the caller writes ActivityTaskCanceled after all of the task's
+ * command events (the server's order), then a new workflow task. */
+static int cmd_request_cancel_activity(runner *r, const Command *c, int64_t wft_completed, int64_t *not_started,
+                                       jerr *err) {
+    *not_started = 0;
     int64_t sched = c->request_cancel_activity_task_command_attributes->scheduled_event_id;
     HistoryEvent *e = store_event_new(ET(ACTIVITY_TASK_CANCEL_REQUESTED));
     Temporal__Api__History__V1__ActivityTaskCancelRequestedEventAttributes *a = malloc(sizeof *a);
@@ -372,7 +386,10 @@ static int cmd_request_cancel_activity(runner *r, const Command *c, int64_t wft_
     int state = -1;
     if (sqlite3_step(q) == SQLITE_ROW) state = sqlite3_column_int(q, 0);
     sqlite3_finalize(q);
-    if (state == 0) return activity_canceled_now(r, sched, req, err); /* never started: cancelled at once */
+    if (state == 0) { /* never started: cancelled at once, after the task's command events */
+        *not_started = req;
+        return 0;
+    }
     if (state == 1) {
         q = q_prep(r, "UPDATE activities SET cancel_requested=?3 WHERE run_id=?1 AND scheduled_event_id=?2", err);
         if (!q) return -1;
@@ -653,14 +670,16 @@ static int load_engine(runner *r, jerr *err) {
     return r->eng ? 0 : -1;
 }
 
-static int convert_commands(runner *r, Command **cmds, size_t n, int64_t wft_completed, char *new_run_id,
-                            jerr *err) {
+static int convert_command_events(runner *r, Command **cmds, size_t n, int64_t wft_completed, char *new_run_id,
+                                  int64_t *cancel_req, bool *closed, jerr *err) {
     for (size_t i = 0; i < n; i++) {
         const Command *c = cmds[i];
         int rc = 0;
         switch (c->command_type) {
         case CT(SCHEDULE_ACTIVITY_TASK): rc = cmd_schedule_activity(r, c, wft_completed, err); break;
-        case CT(REQUEST_CANCEL_ACTIVITY_TASK): rc = cmd_request_cancel_activity(r, c, wft_completed, err); break;
+        case CT(REQUEST_CANCEL_ACTIVITY_TASK):
+            rc = cmd_request_cancel_activity(r, c, wft_completed, &cancel_req[i], err);
+            break;
         case CT(START_TIMER): rc = cmd_start_timer(r, c, wft_completed, err); break;
         case CT(CANCEL_TIMER): rc = cmd_cancel_timer(r, c, wft_completed, err); break;
         case CT(RECORD_MARKER): rc = cmd_marker(r, c, wft_completed, err); break;
@@ -670,7 +689,10 @@ static int convert_commands(runner *r, Command **cmds, size_t n, int64_t wft_com
         case CT(CANCEL_WORKFLOW_EXECUTION):
         case CT(CONTINUE_AS_NEW_WORKFLOW_EXECUTION):
             rc = cmd_close(r, c, wft_completed, new_run_id, err);
-            if (rc == 0) return 0; /* nothing after a closing command counts */
+            if (rc == 0) {
+                *closed = true;
+                return 0; /* nothing after a closing command counts */
+            }
             break;
         default:
             rc = jerr_set(err, JERR_FAILED, "command %s is not supported by the embedded backend",
@@ -679,6 +701,27 @@ static int convert_commands(runner *r, Command **cmds, size_t n, int64_t wft_com
         if (rc != 0) return -1;
     }
     return 0;
+}
+
+/* Writes the events of one task's commands, in command order, then what
+ * they caused (a Temporal server's order): ActivityTaskCanceled for each
+ * activity cancelled before it started, then a new workflow task. A closing
+ * command ends the list; the server then writes nothing it caused. */
+static int convert_commands(runner *r, Command **cmds, size_t n, int64_t wft_completed, char *new_run_id,
+                            jerr *err) {
+    int64_t *cancel_req = n ? calloc(n, sizeof *cancel_req) : NULL;
+    if (n && !cancel_req) return jerr_oom(err, "recording a workflow task's commands");
+    bool closed = false, any = false;
+    int rc = convert_command_events(r, cmds, n, wft_completed, new_run_id, cancel_req, &closed, err);
+    for (size_t i = 0; rc == 0 && !closed && i < n; i++) {
+        if (!cancel_req[i]) continue;
+        rc = activity_canceled_now(r, cmds[i]->request_cancel_activity_task_command_attributes->scheduled_event_id,
+                                   cancel_req[i], err);
+        any = true;
+    }
+    free(cancel_req);
+    if (rc == 0 && any) rc = store_schedule_wft(r->s, r->run_id, err);
+    return rc;
 }
 
 static HistoryEvent *wft_event(int type, int64_t scheduled, int64_t started) {

@@ -134,6 +134,19 @@ check "(1) temporal show: 3 activities completed, workflow completed" jq_true "$
     '([.events[] | select(.eventType == "EVENT_TYPE_ACTIVITY_TASK_COMPLETED")] | length) == 3 and
      .events[-1].eventType == "EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED"'
 
+# ------------------------------------------------------------ (1b) cancel in backoff
+# Issue 8: an activity cancelled while it waits for its retry; the server
+# cancels it at once and the workflow goes on (the embedded backend writes
+# the same order: tests/cli/cancel_backoff.sh).
+jr start --temporal --task-queue "$Q1" "$SRC/tests/histories/cancel_backoff.lua"
+CB=$OUT
+jr result --temporal "$CB" --timeout 30s
+check "(1b) cancel in retry backoff on the worker: {cancelled=true, r=\"after\"}" \
+    test "$RC" = 0 -a "$OUT" = '{"cancelled":true,"r":"after"}'
+tcli workflow show -w "$CB" -o json >"$TC_TMP/cb.json" 2>/dev/null
+jr replay "$SRC/tests/histories/cancel_backoff.lua" "$TC_TMP/cb.json"
+check "(1b) the server's history of it replays with jorch replay" test "$RC" = 0
+
 # ------------------------------------------------------------ (2) signal and query
 TS=three-$$
 jr start --temporal --task-queue "$Q1" --id "$TS" "$SRC/tests/histories/three_steps.lua" ada
