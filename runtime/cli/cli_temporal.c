@@ -393,6 +393,7 @@ static int op_list(cli_client *c, const char *query,
         memcpy(token.data, all->next_page_token.data, all->next_page_token.len);
         token.len = all->next_page_token.len;
     }
+    free(token.data); /* NULL on today's error paths; owned here if a break ever follows the copy */
     if (all != NULL) protobuf_c_message_free_unpacked(&all->base, NULL);
     return -1;
 }

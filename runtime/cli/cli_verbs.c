@@ -730,7 +730,7 @@ int cli_verb_list(int argc, char **argv) {
     }
     jerr e = {0};
     Temporal__Api__Workflowservice__V1__ListWorkflowExecutionsResponse *l = NULL;
-    char q[64];
+    char q[64] = "";
     if (want) snprintf(q, sizeof q, "ExecutionStatus=\"%s\"", status_text(want));
     if (c->ops->list(c, want ? q : NULL, &l, &e) != 0) {
         cli_errorf("%s", e.msg);

@@ -1648,7 +1648,7 @@ static void fmt_floating(double v, bool is32, char *out, size_t outlen) {
         snprintf(out, outlen, "%s", signbit(v) ? "-0" : "0");
         return;
     }
-    char dig[24];
+    char dig[24] = "";
     size_t nd = 0;
     const char *p = tmp;
     bool neg = *p == '-';

@@ -4,7 +4,7 @@
  * output, round trips and error messages.
  *
  * PROTOJSON_REGEN=1 rewrites the JSON files in tests/histories/protojson from the
- * fixtures (then review the diff).
+ * fixtures in tests/histories/protojson/legacy (then review the diff).
  */
 #include "common/common.h"
 
@@ -30,12 +30,10 @@ static const struct {
 };
 #define N_FIXTURES (sizeof fixtures / sizeof fixtures[0])
 
+/* The recorded histories in their older JSON form (tests/histories/protojson/legacy). */
 static void fixture_path(const char *file, char *buf, size_t n) {
-    const char *dir = getenv("JORCH_FIXTURES");
-    if (dir && dir[0])
-        snprintf(buf, n, "%s/temporal-histories/%s", dir, file);
-    else
-        snprintf(buf, n, "%s/../shared/fixtures/temporal-histories/%s", JORCH_SOURCE_DIR, file);
+    const char *dir = getenv("JORCH_SOURCE_DIR");
+    snprintf(buf, n, "%s/tests/histories/protojson/legacy/%s", dir && dir[0] ? dir : JORCH_SOURCE_DIR, file);
 }
 
 static void canonical_path(const char *file, char *buf, size_t n) {
