@@ -14,6 +14,8 @@ fi
 check "jorch installed in PREFIX/bin" test -x "$P/bin/jorch"
 check "orchestrator installed in PREFIX/share/jorch" test -f "$P/share/jorch/workflows/orchestrate.lua"
 check "demo agent keeps its execute bit" test -x "$P/share/jorch/examples/demo-agent"
+check "editor annotations and .luarc.json installed with it" \
+  test -f "$P/share/jorch/types/workflow.lua" -a -f "$P/share/jorch/.luarc.json"
 
 # A project of the user's own, far from the checkout; env -i and a PATH of
 # the prefix and the system only: nothing of the build or source tree is
