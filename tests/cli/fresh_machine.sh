@@ -27,8 +27,7 @@ check "the protojson fixtures are in the repository" \
 table=$(bash -c 'eval "$(sed -n "/^programs=(/,/^)/p" scripts/setup)"; printf "%s\n" "${programs[@]%%:*}"')
 check "scripts/setup has a program table" test -n "$table"
 
-shell_files=$(ls tests/cli/*.sh tests/integration/*.sh tests/orchestrate/*.sh scripts/test scripts/cppcheck \
-  .ci/run examples/demo-agent examples/demo-repo/*.sh examples/demo-repo/tests/*.sh 2>/dev/null)
+shell_files=$(find tests examples -name '*.sh' | sort; echo scripts/test scripts/cppcheck .ci/run examples/demo-agent)
 # shellcheck disable=SC2086
 words=$(python3 - $shell_files <<'PY'
 import re, sys
@@ -75,8 +74,8 @@ PY
 c_words=$(grep -hoE '(char \*[a-z0-9_]+\[\] = \{|exec[lv]p?\()"[a-z0-9][a-z0-9_.+-]*"' tests/unit/*.c tests/unit/*.h |
   sed -E 's/.*"(.*)"/\1/')
 c_sys=$(grep -hoE 'snprintf\(cmd, sizeof cmd, "[a-z0-9][a-z0-9_.+-]* ' tests/unit/*.c | sed -E 's/.*"//; s/ $//')
-lua_words=$(grep -rhoE '\{ *"[a-z0-9][a-z0-9_.+-]*" *[,}]' activities tests/activities tests/cli/activities \
-  examples 2>/dev/null | sed -E 's/\{ *"([^"]*)".*/\1/')
+lua_words=$(grep -rhoE --include='*.lua' '\{ *"[a-z0-9][a-z0-9_.+-]*" *[,}]' activities tests examples |
+  sed -E 's/\{ *"([^"]*)".*/\1/')
 funcs=$(grep -hoE '^ *[A-Za-z_][A-Za-z0-9_]* *\(\) *\{' $shell_files tests/cli/lib.sh | sed -E 's/[ (){]//g')
 
 # words of prose that the scan reads as commands: "(more than 1100)"
@@ -92,13 +91,13 @@ for w in $(printf '%s\n' $c_words $c_sys $lua_words | sort -u); do
   type -P "$w" >/dev/null || [ -x "/usr/sbin/$w" ] || continue
   grep -qxF -- "$w" <<<"$table" || missing="$missing $w"
 done
-expect_eq "every program the tests run is in scripts/setup's program table" "$missing" ""
+expect_eq "every program the tests run is in scripts/setup's program table (add PROGRAM:PACKAGE there)" "$missing" ""
 check "the scan finds the programs it must (lua5.4, jq, openssl, git, pkill)" \
   bash -c 'for p in lua5.4 jq openssl git pkill; do grep -qxF "$p" <<<"$1" || exit 1; done' _ \
   "$(printf '%s\n' $words $c_words $c_sys $lua_words)"
 
 # --- 3. Python modules the tests import are in the standard library
-py_files=$(ls tests/*/*.py 2>/dev/null)
+py_files=$(find tests -name '*.py')
 # shellcheck disable=SC2086
 nonstd=$(python3 - $shell_files $py_files <<'PY'
 import re, sys
