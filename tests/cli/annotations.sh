@@ -44,6 +44,10 @@ for path in files:
     lines = open(path).read().split("\n")
     cls = None
     for i, line in enumerate(lines):
+        m = re.match(r'^---@meta\s+([\w.]+)', line)
+        if m:
+            declared.add("module " + m.group(1))   # require(NAME) finds this file
+            continue
         m = re.match(r'^---@class\s+([\w.]+)', line)
         if m:
             cls = m.group(1)

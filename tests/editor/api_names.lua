@@ -1,6 +1,7 @@
 -- api_names.lua - a workflow that lists the API the runtime gives workflow
 -- scripts, for tests/cli/annotations.sh: every global that is not Lua's own,
 -- every field of `workflow` (functions as NAME, other values as NAME=TYPE),
+-- the module name it is required by,
 -- the methods of a future, and the fields of workflow.info().
 local lua_globals = {}
 for _, n in ipairs{"_G", "_VERSION", "assert", "collectgarbage", "dofile", "error", "getmetatable",
@@ -27,6 +28,7 @@ return function()
     if not lua_globals[k] then out[#out + 1] = "global " .. k end
   end
   walk("workflow.", workflow, out)
+  if require("jorch.workflow") == workflow then out[#out + 1] = "module jorch.workflow" end
   local future = workflow.timer(0)
   walk("Future:", getmetatable(future).__index, out)
   local info = {}

@@ -1,7 +1,8 @@
 -- api.lua - an activity that lists the API the runtime gives activity
 -- modules, for tests/cli/annotations.sh: every global that is not Lua's own,
 -- the fields of `activity` and `jorch` (functions as NAME, tables walked,
--- other values as NAME=TYPE), and the fields of activity.info().
+-- other values as NAME=TYPE), the module names they are required by, and
+-- the fields of activity.info().
 local lua_globals = {}
 for _, n in ipairs{"_G", "_VERSION", "assert", "collectgarbage", "dofile", "error", "getmetatable",
   "ipairs", "load", "loadfile", "next", "pairs", "pcall", "print", "rawequal", "rawget", "rawlen",
@@ -33,6 +34,8 @@ function M.names()
   end
   walk("activity.", activity, out, false)
   walk("jorch.", jorch, out, true)
+  if require("jorch") == jorch then out[#out + 1] = "module jorch" end
+  if require("jorch.activity") == activity then out[#out + 1] = "module jorch.activity" end
   for k in pairs(activity.info()) do out[#out + 1] = "info." .. k end
   -- jorch.config is data (jorch.yaml), not API: only the table itself counts
   local kept = {}
