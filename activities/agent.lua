@@ -30,7 +30,7 @@ local function source_root()
 end
 
 local function exec_ok(argv)
-  local r = jorch.exec{argv = argv, timeout = 60}
+  local r = common.exec{argv = argv, timeout = 60}
   return r.status == 0 and not r.timed_out, (r.stdout or ""):gsub("%s+$", ""), r.stderr
 end
 
@@ -48,9 +48,7 @@ end
 
 local read_file = common.read_file
 
-local function safe_name(s)
-  return (tostring(s or "run"):gsub("[^%w._-]", "_"))
-end
+local safe_name = common.safe_name
 
 local function excerpt(s, limit)
   s = tostring(s or "")
@@ -60,7 +58,6 @@ local function excerpt(s, limit)
     .. s:sub(-half)
 end
 
-local child_env = common.child_env
 
 ---------------------------------------------------------------- prompts
 
@@ -94,6 +91,15 @@ local function fill(template, values)
 end
 
 ---------------------------------------------------------------- the agent program
+
+-- The agent's environment: the common allow-list plus agent.env and
+-- agents.<name>.env from jorch.yaml.
+local function agent_env(name)
+  local conf = jorch.config or {}
+  local per = type(conf.agents) == "table" and conf.agents[name] or nil
+  return common.child_env({{cfg().env, "agent.env"},
+    {type(per) == "table" and per.env or nil, "agents." .. name .. ".env"}})
+end
 
 -- argv from JORCH_AGENT_ARGV (a JSON array; the environment overrides the
 -- file), else agents.<name>.argv, else agent.argv, else the demo agent.
@@ -164,7 +170,7 @@ function M.run(args)
   activity.log(string.format("agent: running %s for %s in %s%s", name, tostring(args.phase),
     args.repo, demo and " (DEMO agent)" or ""))
   local r = jorch.exec{argv = argv, cwd = args.repo, stdin = prompt, timeout = timeout, heartbeat = 10,
-    env = child_env()}
+    env = agent_env(name), env_clear = true}
   local elapsed = (jorch.now and jorch.now() or os.time()) - started
   local output = (r.stdout or "")
   if r.stderr and r.stderr ~= "" then output = output .. "\n--- stderr ---\n" .. r.stderr end

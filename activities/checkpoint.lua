@@ -11,7 +11,7 @@ local M = {}
 local home = common.home
 
 local function dir_of(workflow_id)
-  return home() .. "/checkpoints/" .. (tostring(workflow_id or "run"):gsub("[^%w._-]", "_"))
+  return home() .. "/checkpoints/" .. common.safe_name(workflow_id)
 end
 
 local function write(path, data)
@@ -32,7 +32,7 @@ end
 function M.save(cp)
   cp = cp or {}
   local dir = dir_of(cp.workflowId)
-  local r = jorch.exec{argv = {"mkdir", "-p", "--", dir}, timeout = 30}
+  local r = common.exec{argv = {"mkdir", "-p", "--", dir}, timeout = 30}
   if r.status ~= 0 then
     error(activity.error{type = "StorageError", message = "cannot create " .. dir .. ": " .. tostring(r.stderr)})
   end

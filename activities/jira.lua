@@ -62,7 +62,7 @@ local function log(fmt, ...)
 end
 
 local function mkdir_p(dir)
-  local r = jorch.exec{argv = {"mkdir", "-p", dir}, timeout = 30}
+  local r = common.exec{argv = {"mkdir", "-p", "--", dir}, timeout = 30}
   if r.status ~= 0 then
     error(activity.error{type = "StorageError", message = "cannot create " .. dir .. ": " .. (r.stderr or "")})
   end

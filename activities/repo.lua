@@ -7,6 +7,13 @@
 -- on a branch named after the issue and the commits it made are recorded.
 -- Every git call is an argv list; branch names and commit messages are
 -- built from the validated issue key only, never from issue text.
+--
+-- The work tree is the agent's: it can write .git/config, .git/hooks and
+-- .gitattributes. So git runs here with everything a repository's
+-- configuration can make it execute switched off (GIT_SAFE below, plus
+-- every filter driver the configuration defines), with an allow-listed
+-- environment (lib.common.child_env; repo.env in jorch.yaml adds names),
+-- and never with jorch's secrets.
 
 local common = require("lib.common")
 
@@ -31,8 +38,91 @@ local function source_root()
   return src:match("^@(.*)/activities/[^/]*$") or "."
 end
 
+-- Settings (command scope: they win over every configuration file) that
+-- switch off what git 2.39 would otherwise run on a repository's say:
+-- hooks (post-checkout, post-commit, reference-transaction, ... including
+-- those --no-verify does not cover), the fsmonitor program, a pager,
+-- credential helpers, any transport (and with it core.sshCommand, remote
+-- helpers, core.askPass), gpg.program for signing or showing signatures,
+-- background gc/maintenance, and recursion into submodules, whose own
+-- configuration would apply. Filter drivers are added per repository
+-- (safe_git_env). Diff drivers and diff.external only run for diffs, which
+-- jorch never asks for (git log gets --no-ext-diff --no-textconv too).
+local GIT_SAFE = {
+  {"core.hooksPath", "/dev/null"},
+  {"core.fsmonitor", "false"},
+  {"core.pager", "cat"},
+  {"credential.helper", ""},
+  {"protocol.allow", "never"},
+  {"commit.gpgSign", "false"},
+  {"tag.gpgSign", "false"},
+  {"log.showSignature", "false"},
+  {"gc.auto", "0"},
+  {"maintenance.auto", "false"},
+  {"submodule.recurse", "false"},
+}
+
+-- GIT_CONFIG_COUNT/KEY_n/VALUE_n (git >= 2.31) rather than "-c k=v": a key
+-- may then hold any byte, '=' included (a filter driver's name can).
+local function git_env(settings)
+  local extra = {GIT_CONFIG_NOSYSTEM = "1", GIT_ATTR_NOSYSTEM = "1", GIT_TERMINAL_PROMPT = "0",
+    GIT_CONFIG_COUNT = tostring(#settings)}
+  for i, kv in ipairs(settings) do
+    extra["GIT_CONFIG_KEY_" .. (i - 1)] = kv[1]
+    extra["GIT_CONFIG_VALUE_" .. (i - 1)] = kv[2]
+  end
+  return common.child_env({{((jorch.config or {}).repo or {}).env, "repo.env"}}, extra)
+end
+
+local function exec(argv, cwd, env)
+  return jorch.exec{argv = argv, cwd = cwd, timeout = 120, env = env or common.child_env(), env_clear = true}
+end
+
+-- The environment for git in `repo`: GIT_SAFE, plus every filter driver
+-- the configuration defines (filter.<driver>.clean/smudge/process, which
+-- .gitattributes select) emptied and made optional, so `git add`, `status`
+-- and `checkout` run none of them. Reading the configuration runs nothing.
+local function safe_git_env(repo)
+  local settings = {}
+  for i, kv in ipairs(GIT_SAFE) do settings[i] = kv end
+  local r = exec({"git", "config", "--null", "--name-only", "--get-regexp", "^filter\\."}, repo,
+    git_env(settings))
+  local seen = {}
+  for name in (r.stdout or ""):gmatch("([^\0]+)\0") do
+    local driver = name:match("^filter%.(.*)%.[^.]*$")
+    if driver and not seen[driver] then
+      seen[driver] = true
+      for _, key in ipairs({"clean", "smudge", "process"}) do
+        settings[#settings + 1] = {"filter." .. driver .. "." .. key, ""}
+      end
+      settings[#settings + 1] = {"filter." .. driver .. ".required", "false"}
+    end
+  end
+  return git_env(settings)
+end
+
+-- A git command (argv without "git") in repo; env from safe_git_env.
+local function run_git(args, cwd, env, what)
+  local argv = {"git"}
+  for _, a in ipairs(args) do argv[#argv + 1] = a end
+  local r = exec(argv, cwd, env)
+  if r.timed_out or r.status ~= 0 then
+    fail("GitError", what .. " failed (" .. table.concat(argv, " ") .. " in " .. tostring(cwd)
+      .. "): " .. tostring(r.stderr or ""):sub(1, 500))
+  end
+  return (r.stdout or ""):gsub("%s+$", "")
+end
+
+local function try_git(args, cwd, env)
+  local argv = {"git"}
+  for _, a in ipairs(args) do argv[#argv + 1] = a end
+  local r = exec(argv, cwd, env)
+  return r.status == 0 and not r.timed_out, (r.stdout or ""):gsub("%s+$", "")
+end
+
+-- Other programs (realpath, cp, ...): the allow-listed environment only.
 local function run(argv, cwd, what)
-  local r = jorch.exec{argv = argv, cwd = cwd, timeout = 120}
+  local r = exec(argv, cwd)
   if r.timed_out or r.status ~= 0 then
     fail("GitError", what .. " failed (" .. table.concat(argv, " ") .. " in " .. tostring(cwd)
       .. "): " .. tostring(r.stderr or ""):sub(1, 500))
@@ -41,7 +131,7 @@ local function run(argv, cwd, what)
 end
 
 local function try(argv, cwd)
-  local r = jorch.exec{argv = argv, cwd = cwd, timeout = 120}
+  local r = exec(argv, cwd)
   return r.status == 0 and not r.timed_out, (r.stdout or ""):gsub("%s+$", "")
 end
 
@@ -50,17 +140,16 @@ local function absolute(path)
 end
 
 -- Commits made here need an identity; keep the user's own when they have one.
-local function identity_args(repo)
-  local ok, email = try({"git", "config", "user.email"}, repo)
+local function identity_args(repo, env)
+  local ok, email = try_git({"config", "user.email"}, repo, env)
   if ok and email ~= "" then return {} end
   return {"-c", "user.name=jorch", "-c", "user.email=jorch@localhost"}
 end
 
-local function git_commit(repo, message)
-  local argv = {"git"}
-  for _, a in ipairs(identity_args(repo)) do argv[#argv + 1] = a end
-  for _, a in ipairs({"commit", "--no-verify", "-q", "-m", message}) do argv[#argv + 1] = a end
-  run(argv, repo, "committing")
+local function git_commit(repo, env, message)
+  local args = identity_args(repo, env)
+  for _, a in ipairs({"commit", "--no-verify", "-q", "-m", message}) do args[#args + 1] = a end
+  run_git(args, repo, env, "committing")
 end
 
 local function demo_workspace(key)
@@ -83,11 +172,12 @@ local function demo_workspace(key)
   run({"mkdir", "-p", "--", work}, nil, "creating " .. work)
   run({"cp", "-R", "--", template, dst}, nil, "copying the demo repository")
   run({"touch", dst .. "/.jorch-demo"}, nil, "marking the demo workspace")
-  run({"git", "init", "-q", "-b", "main"}, dst, "git init")
-  run({"git", "config", "user.name", "jorch demo"}, dst, "git config")
-  run({"git", "config", "user.email", "demo@jorch.invalid"}, dst, "git config")
-  run({"git", "add", "-A"}, dst, "git add")
-  git_commit(dst, "Initial demo repository")
+  local env = git_env(GIT_SAFE)
+  run_git({"init", "-q", "-b", "main"}, dst, env, "git init")
+  run_git({"config", "user.name", "jorch demo"}, dst, env, "git config")
+  run_git({"config", "user.email", "demo@jorch.invalid"}, dst, env, "git config")
+  run_git({"add", "-A"}, dst, env, "git add")
+  git_commit(dst, env, "Initial demo repository")
   return absolute(dst)
 end
 
@@ -106,7 +196,7 @@ function M.prepareWorkspace(args)
     return {path = path, demo = true, testCommand = {"sh", "run-tests.sh"}}
   end
   if type(repo) ~= "string" then fail("ValidationError", "repo must be a path string", true) end
-  local ok = try({"git", "rev-parse", "--show-toplevel"}, repo)
+  local ok = try_git({"rev-parse", "--show-toplevel"}, repo, git_env(GIT_SAFE))
   if not ok then
     fail("ConfigurationError", "repository " .. repo .. " is not a git work tree (git init it, "
       .. "or point repo at one)", true)
@@ -120,8 +210,9 @@ function M.startBranch(repo, key)
   local prefix = ((jorch.config or {}).repo or {}).branch_prefix or "jorch/"
   if type(prefix) ~= "string" or not prefix:match("^[%w._/-]*$") then prefix = "jorch/" end
   local branch = prefix .. key
-  local base = run({"git", "rev-parse", "HEAD"}, repo, "reading HEAD")
-  run({"git", "checkout", "-q", "-B", branch}, repo, "creating branch " .. branch)
+  local env = safe_git_env(repo)
+  local base = run_git({"rev-parse", "HEAD"}, repo, env, "reading HEAD")
+  run_git({"checkout", "-q", "-B", branch}, repo, env, "creating branch " .. branch)
   return {branch = branch, base = base}
 end
 
@@ -131,18 +222,20 @@ function M.finishCommits(repo, key, base, agent_name)
   check_key(key)
   if type(base) ~= "string" or not base:match("^%x+$") then fail("ValidationError", "bad base commit", true) end
   if type(agent_name) ~= "string" or not agent_name:match("^[a-z][a-z0-9-]*$") then agent_name = "agent" end
-  local status = run({"git", "status", "--porcelain"}, repo, "git status")
+  local env = safe_git_env(repo)
+  local status = run_git({"status", "--porcelain", "--ignore-submodules=dirty"}, repo, env, "git status")
   if status ~= "" then
-    run({"git", "add", "-A"}, repo, "git add")
-    git_commit(repo, key .. ": uncommitted changes left by the " .. agent_name .. " agent")
+    run_git({"add", "-A"}, repo, env, "git add")
+    git_commit(repo, env, key .. ": uncommitted changes left by the " .. agent_name .. " agent")
   end
-  local log = run({"git", "log", "--reverse", "--format=%H%x09%s", base .. "..HEAD"}, repo, "git log")
+  local log = run_git({"log", "--no-ext-diff", "--no-textconv", "--reverse", "--format=%H%x09%s",
+    base .. "..HEAD"}, repo, env, "git log")
   local commits = {}
   for line in (log .. "\n"):gmatch("([^\n]*)\n") do
     local sha, subject = line:match("^(%x+)\t(.*)$")
     if sha then commits[#commits + 1] = {sha = sha, subject = subject} end
   end
-  return {commits = commits, head = run({"git", "rev-parse", "HEAD"}, repo, "reading HEAD")}
+  return {commits = commits, head = run_git({"rev-parse", "HEAD"}, repo, env, "reading HEAD")}
 end
 
 return M

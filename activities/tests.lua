@@ -18,7 +18,6 @@ end
 
 local home = common.home
 
-local child_env = common.child_env
 
 local function last_number(text, pattern)
   local n
@@ -103,13 +102,14 @@ function M.run(args)
   local timeout = tonumber(args.timeout) or tonumber(conf.timeout) or 1800
   activity.heartbeat({command = argv[1]})
   local started = jorch.now and jorch.now() or os.time()
-  local r = jorch.exec{argv = argv, cwd = args.repo, timeout = timeout, heartbeat = 10, env = child_env()}
+  local r = jorch.exec{argv = argv, cwd = args.repo, timeout = timeout, heartbeat = 10, env_clear = true,
+    env = common.child_env({{conf.env, "tests.env"}})}
   local elapsed = (jorch.now and jorch.now() or os.time()) - started
   local out = (r.stdout or "") .. (r.stderr ~= nil and r.stderr ~= "" and ("\n" .. r.stderr) or "")
 
   local artifact
-  local dir = home() .. "/artifacts/" .. tostring(args.workflowId or "run"):gsub("[^%w._-]", "_")
-  local mk = jorch.exec{argv = {"mkdir", "-p", "--", dir}, timeout = 30}
+  local dir = home() .. "/artifacts/" .. common.safe_name(args.workflowId)
+  local mk = common.exec{argv = {"mkdir", "-p", "--", dir}, timeout = 30}
   if mk.status == 0 then
     artifact = dir .. "/TEST-" .. (math.tointeger(args.round) or 0) .. ".output.txt"
     local f = io.open(artifact, "wb")

@@ -32,6 +32,17 @@ function M.config_path(p)
   return dir and (dir .. "/" .. p) or p
 end
 
+-- A file or directory name for an id (a workflow id, a phase): letters,
+-- digits, '-', '_' and '.' stay, every other byte becomes %XX, and so does
+-- a leading '.', so no id can name "..", a hidden file or a path, and two
+-- different ids never share a name.
+function M.safe_name(s)
+  s = tostring(s or "run")
+  if s == "" then return "run" end
+  local out = s:gsub("[^%w._-]", function(c) return string.format("%%%02X", c:byte()) end)
+  return (out:gsub("^%.", "%%2E"))
+end
+
 -- The whole file, or nil when it cannot be opened.
 function M.read_file(path)
   local f = io.open(path, "rb")
@@ -51,17 +62,66 @@ function M.secret_file(setting)
   return s ~= "" and s or nil
 end
 
--- jorch's own secrets are not a child program's business: the agent acts on
--- issue text anyone with access to the issue may have written, and the test
--- command runs code the agent wrote. They are blanked in its environment
--- (everything else, e.g. the agent's own API key, PATH and HOME, is kept).
-local SECRET_ENV = {"JIRA_API_TOKEN", "JIRA_BEARER_TOKEN", "SLACK_WEBHOOK_URL", "TEMPORAL_API_KEY"}
-function M.child_env()
-  local env = {}
-  for _, name in ipairs(SECRET_ENV) do
-    if jorch.env(name) ~= nil then env[name] = "" end
+-- Child programs (git, the agent, the test command, mkdir...) get an
+-- allow-listed environment, never jorch's own minus a deny-list: the agent
+-- acts on issue text anyone who can edit the issue wrote, the test command
+-- and git hooks run code the agent wrote, so nothing reaches them that was
+-- not chosen for them. BASE_ENV is what any program needs; a jorch.yaml
+-- section's `env:` list adds names for that child (agent.env,
+-- agents.<name>.env, tests.env, repo.env), e.g. the agent's own API key.
+local BASE_ENV = {"PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TERM", "TMPDIR", "USER", "LOGNAME", "TZ"}
+-- jorch's own secrets never reach a child, even when a list names them.
+local SECRET_ENV = {JIRA_API_TOKEN = true, JIRA_BEARER_TOKEN = true, SLACK_WEBHOOK_URL = true,
+  TEMPORAL_API_KEY = true}
+M.SECRET_ENV = SECRET_ENV
+
+local function config_error(message)
+  error(activity.error{type = "ConfigurationError", message = message, non_retryable = true})
+end
+
+-- The names listed at `where` (a list of variable names, or nil).
+local function env_names(list, where)
+  if list == nil then return {} end
+  if type(list) ~= "table" then
+    config_error(where .. " must be a list of environment variable names, e.g. [\"ANTHROPIC_API_KEY\"]")
   end
+  local out = {}
+  for i, name in ipairs(list) do
+    if type(name) ~= "string" or not name:match("^[%a_][%w_]*$") then
+      config_error(where .. "[" .. i .. "] is not an environment variable name")
+    end
+    if SECRET_ENV[name] then
+      config_error(where .. " lists " .. name .. ", one of jorch's own secrets; child programs never get "
+        .. "those (give the program its own credential under another name)")
+    end
+    out[#out + 1] = name
+  end
+  return out
+end
+
+--- The environment for a child program: BASE_ENV plus the names listed in
+--- the given jorch.yaml places, each {list, "where.env"}; for jorch.exec
+--- with env_clear = true. `extra` (name -> value) is added as is.
+function M.child_env(places, extra)
+  local env = {}
+  local function take(name)
+    local v = jorch.env(name)
+    if v ~= nil and not SECRET_ENV[name] then env[name] = v end
+  end
+  for _, name in ipairs(BASE_ENV) do take(name) end
+  for _, place in ipairs(places or {}) do
+    for _, name in ipairs(env_names(place[1], place[2])) do take(name) end
+  end
+  for k, v in pairs(extra or {}) do env[k] = v end
   return env
+end
+
+--- jorch.exec with the allow-listed environment (opts.env, when given, is
+--- used instead and must come from child_env).
+function M.exec(opts)
+  opts.env = opts.env or M.child_env()
+  opts.env_clear = true
+  return jorch.exec(opts)
 end
 
 return M

@@ -15,6 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -310,6 +312,18 @@ static void pump_in(int *fd, const char *data, size_t len, size_t *off) {
     close_fd(fd);
 }
 
+/* Children run as the same user, so without this any of them (an agent
+ * told to by an issue, a git hook it planted, a test) could read this
+ * process's environment, with jorch's secrets, from /proc/<pid>/environ,
+ * or attach a debugger. A non-dumpable process's /proc files belong to
+ * root. Set once, before the first child is started. */
+static pthread_once_t undumpable_once = PTHREAD_ONCE_INIT;
+static void make_undumpable(void) {
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
+        jlog(JLOG_WARN, "cannot make this process non-dumpable (%s): child programs could read its "
+                        "environment from /proc", strerror(errno));
+}
+
 static int set_nonblock(int fd) {
     int fl = fcntl(fd, F_GETFL);
     return fl < 0 ? -1 : fcntl(fd, F_SETFL, fl | O_NONBLOCK);
@@ -344,6 +358,7 @@ int act_exec_lua(lua_State *L) {
     jbuf_init(&j->out, max_out + 1);
     jbuf_init(&j->err, max_out + 1);
 
+    pthread_once(&undumpable_once, make_undumpable);
     int e = resolve_program(j);
     if (e) return luaL_error(L, "exec: cannot run '%s': %s", j->argv[0], strerror(e));
 

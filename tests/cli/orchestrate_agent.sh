@@ -13,8 +13,8 @@ args=$(python3 -c 'import json,sys; print(json.dumps({"agent":"implementer","pha
 out=$(JIRA_API_TOKEN=s3cret SLACK_WEBHOOK_URL=https://hooks.invalid/x FAKE_AGENT_KEEP=kept \
     "$JORCH" activity agent.run "$args" --activities "$SRC/activities" 2>"$T/e")
 check "agent.run succeeds" [ $? -eq 0 ]
-check "jorch's secrets are blanked for the agent" [ ! -s "$T/agent/secrets-implementer.txt" ]
-check "the rest of the environment is kept" [ "$(cat "$T/agent/kept-implementer.txt")" = kept ]
+check "jorch's secrets never reach the agent" [ ! -s "$T/agent/secrets-implementer.txt" ]
+check "what agent.env lists is kept" [ "$(cat "$T/agent/kept-implementer.txt")" = kept ]
 check "prompt on stdin with the title verbatim" python3 -c 'import sys; sys.exit(0 if sys.argv[2] in open(sys.argv[1]).read() else 1)' "$T/agent/prompt-implementer.txt" "$TITLE"
 check "cwd is the repository" [ "$(cat "$T/agent/cwd-implementer.txt")" = "$(cd "$T/repo" && pwd -P)" ]
 check "hostile \$(...) never executed" [ ! -e "$PWN" ]

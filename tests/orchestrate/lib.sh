@@ -68,8 +68,13 @@ make_issue() { # make_issue KEY SUMMARY
     python3 -c 'import json,sys; print(json.dumps({"key":sys.argv[1],"fields":{"summary":sys.argv[2],"description":"Line one.\nLine two.","issuetype":{"name":"Bug"},"status":{"name":"To Do"}}}))' "$1" "$2" > "$T/issues/$1.json"
 }
 
+# The agent gets an allow-listed environment plus what agent.env lists
+# (activities/lib/common.lua): the fake agent's settings are listed here.
 use_fake_agent() {
     mkdir -p "$T/agent"
+    printf 'agent:\n  env: [FAKE_AGENT_DIR, FAKE_AGENT_KEEP%s]\n' \
+        "$(for a in triage requirements planner architect implementer bugfixer docs; do printf ', FAKE_AGENT_SLEEP_%s' "$a"; done)" \
+        > "$JORCH_CONFIG"
     export FAKE_AGENT_DIR="$T/agent"
     export JORCH_AGENT_ARGV="[\"$SRC/tests/orchestrate/fake-agent.sh\"]"
     export JORCH_JIRA_OFFLINE_DIR="$T/issues"
