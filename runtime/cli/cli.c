@@ -15,11 +15,33 @@
 
 /* ---------------------------------------------------------------- messages */
 
+/* Messages carry ids, names and failure text that came from outside (a
+ * script, an issue, an older store): escape sequences in them must not
+ * reach the terminal. Lines and tabs are kept. */
+static void put_message(const char *fmt, va_list ap) {
+    char small[4096];
+    va_list ap2;
+    va_copy(ap2, ap);
+    int n = vsnprintf(small, sizeof small, fmt, ap);
+    char *text = small;
+    if (n >= (int)sizeof small) {
+        text = malloc((size_t)n + 1);
+        if (text) vsnprintf(text, (size_t)n + 1, fmt, ap2);
+        else text = small; /* the message truncated, still escaped */
+    }
+    va_end(ap2);
+    jbuf b;
+    jbuf_init(&b, 0);
+    if (n >= 0 && text_escape(&b, text, strlen(text), true) == 0 && b.data) fputs(b.data, stderr);
+    jbuf_free(&b);
+    if (text != small) free(text);
+}
+
 void cli_errorf(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     fputs("jorch: ", stderr);
-    vfprintf(stderr, fmt, ap);
+    put_message(fmt, ap);
     fputc('\n', stderr);
     va_end(ap);
 }
@@ -28,7 +50,7 @@ int cli_usage_error(const char *verb, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     fputs("jorch: ", stderr);
-    vfprintf(stderr, fmt, ap);
+    put_message(fmt, ap);
     fputc('\n', stderr);
     va_end(ap);
     if (verb)

@@ -337,7 +337,8 @@ static int execute_local(store *s, const char *run_id, const cli_args *a, bool s
     }
     store_runner_opts ro = {.activities_dir = a->set[O_ACTIVITIES] ? a->val[O_ACTIVITIES] : NULL,
                             .follow_continue_as_new = true, .quiet = a->set[O_QUIET],
-                            .stop_on_task_failure = stop_on_task_failure, .config_json = conf.data};
+                            .stop_on_task_failure = stop_on_task_failure, .config_json = conf.data,
+                            .log_file = getenv("JORCH_LOG_FILE")};
     store_run fin;
     memset(&fin, 0, sizeof fin);
     jerr e = {0};
@@ -365,10 +366,12 @@ static int execute_local(store *s, const char *run_id, const cli_args *a, bool s
 /* Re-executes this binary as `jorch resume ID` in the background, with
  * output going to $JORCH_HOME/logs/ID.log. */
 static int spawn_background(const char *home, const char *wid, const cli_args *a) {
-    char logdir[1100], logpath[1500];
+    char logdir[1100], logpath[4300], fname[3100];
     snprintf(logdir, sizeof logdir, "%s/logs", home);
     mkdir(logdir, 0700);
-    snprintf(logpath, sizeof logpath, "%s/%s.log", logdir, wid);
+    /* the id is the user's; the file name must stay inside logs/ */
+    if (id_file_name(wid, fname, sizeof fname) != 0) snprintf(fname, sizeof fname, "run");
+    snprintf(logpath, sizeof logpath, "%s/%s.log", logdir, fname);
     pid_t pid = fork();
     if (pid < 0) {
         cli_errorf("cannot start a background process: %s", strerror(errno));
@@ -383,6 +386,8 @@ static int spawn_background(const char *home, const char *wid, const cli_args *a
             dup2(fd, 2);
         }
         if (nul >= 0) dup2(nul, 0);
+        /* tells the runner its output is this file, to rotate (runlog.c) */
+        if (fd >= 0) setenv("JORCH_LOG_FILE", logpath, 1);
         const char *argv[12];
         int n = 0;
         argv[n++] = "jorch";
@@ -415,6 +420,10 @@ static int start_common(int argc, char **argv, bool run_mode) {
     char type[256];
     engine_workflow_type(script, type, sizeof type);
     jerr e = {0};
+    if ((a.set[O_ID] && id_check("workflow id (--id)", a.val[O_ID], ID_MAX_BYTES, &e) != 0) ||
+        id_check("workflow type (the script's file name)", type, ID_MAX_BYTES, &e) != 0 ||
+        (a.set[O_TASK_QUEUE] && id_check("task queue", a.val[O_TASK_QUEUE], ID_MAX_BYTES, &e) != 0))
+        return cli_usage_error(verb, "%s", e.msg);
     Temporal__Api__Common__V1__Payloads *input = args_to_payloads(a.pos + 1, a.npos - 1, &e);
     if (!input) {
         cli_errorf("%s", e.msg);
@@ -546,6 +555,8 @@ int cli_verb_resume(int argc, char **argv) {
         return 0;
     }
     if (a.npos != 1) return cli_usage_error("resume", "expected one workflow id");
+    jerr ve = {0};
+    if (id_check("workflow id", a.pos[0], ID_MAX_BYTES, &ve) != 0) return cli_usage_error("resume", "%s", ve.msg);
     store *s = NULL;
     rc = open_store(a.set[O_HOME] ? a.val[O_HOME] : NULL, &s);
     if (rc) return rc;
@@ -583,6 +594,17 @@ static int client_prologue(const client_verb_spec *v, int argc, char **argv, cli
     if (a->npos < v->min_pos || a->npos > v->max_pos) return cli_usage_error(v->name, "wrong number of arguments");
     if (a->set[O_OUTPUT] && strcmp(a->val[O_OUTPUT], "json") != 0 && strcmp(a->val[O_OUTPUT], "text") != 0)
         return cli_usage_error(v->name, "--output must be 'json' or 'text'");
+    /* ids and names as Temporal accepts them; signal and query take a name second */
+    jerr ve = {0};
+    if (a->npos >= 1 && id_check("workflow id", a->pos[0], ID_MAX_BYTES, &ve) != 0)
+        return cli_usage_error(v->name, "%s", ve.msg);
+    if (a->npos >= 2 && (strcmp(v->name, "signal") == 0 || strcmp(v->name, "query") == 0)) {
+        char what[32];
+        snprintf(what, sizeof what, "%s name", v->name);
+        if (id_check(what, a->pos[1], ID_MAX_BYTES, &ve) != 0) return cli_usage_error(v->name, "%s", ve.msg);
+    }
+    if (a->set[O_REASON] && text_check_utf8("--reason", a->val[O_REASON], &ve) != 0)
+        return cli_usage_error(v->name, "%s", ve.msg);
     *c = client_for(a->set[O_TEMPORAL], a->set[O_HOME] ? a->val[O_HOME] : NULL, &rc);
     return *c ? 0 : rc;
 }
@@ -655,6 +677,20 @@ static void ts_text(const Google__Protobuf__Timestamp *t, char *buf, size_t len)
     else time_format_rfc3339(pb_timestamp_nanos(t), buf, len);
 }
 
+/* Text from the backend for a terminal: ids made by an older jorch (or
+ * any Temporal client) may hold control characters. Each slot is one
+ * escaped string, valid until the slot is used again. */
+#define ESC_SLOTS 6
+static jbuf esc_slot[ESC_SLOTS];
+static const char *esc(int slot, const char *s) {
+    jbuf *b = &esc_slot[slot];
+    if (!b->max) jbuf_init(b, 1u << 20);
+    jbuf_reset(b);
+    if (!s) return "";
+    if (text_escape(b, s, strlen(s), false) != 0 || !b->data) return "?";
+    return b->data;
+}
+
 static const char *status_text(int st) {
     static const char *names[] = {"Unspecified", "Running", "Completed", "Failed", "Canceled",
                                   "Terminated", "ContinuedAsNew", "TimedOut", "Paused"};
@@ -695,21 +731,46 @@ int cli_verb_describe(int argc, char **argv) {
         ts_text(i->close_time, t2, sizeof t2);
         printf("Workflow ID:  %s\nRun ID:       %s\nType:         %s\nStatus:       %s\nTask queue:   %s\n"
                "Started:      %s\nClosed:       %s\nHistory:      %" PRId64 " events\n",
-               i->execution ? i->execution->workflow_id : "", i->execution ? i->execution->run_id : "",
-               i->type ? i->type->name : "", status_text(i->status), i->task_queue, t1, t2, i->history_length);
+               esc(0, i->execution ? i->execution->workflow_id : ""), esc(1, i->execution ? i->execution->run_id : ""),
+               esc(2, i->type ? i->type->name : ""), status_text(i->status), esc(3, i->task_queue), t1, t2,
+               i->history_length);
         memo_value(i->memo, "jorch.script", sn, sizeof sn);
         memo_value(i->memo, "jorch.script_sha256", sha, sizeof sha);
-        if (strcmp(sn, "-") != 0) printf("Script:       %s (sha256 %s)\n", sn, sha);
+        if (strcmp(sn, "-") != 0) printf("Script:       %s (sha256 %s)\n", esc(0, sn), esc(1, sha));
         if (d->n_pending_activities) printf("Pending activities:\n");
         for (size_t k = 0; k < d->n_pending_activities; k++) {
             const Temporal__Api__Workflow__V1__PendingActivityInfo *p = d->pending_activities[k];
-            printf("  %s (id %s): attempt %d, %s%s%s\n", p->activity_type ? p->activity_type->name : "?",
-                   p->activity_id, p->attempt, p->state == 2 ? "started" : "scheduled",
-                   p->last_failure ? ", last failure: " : "", p->last_failure ? p->last_failure->message : "");
+            printf("  %s (id %s): attempt %d, %s%s%s\n", esc(0, p->activity_type ? p->activity_type->name : "?"),
+                   esc(1, p->activity_id), p->attempt, p->state == 2 ? "started" : "scheduled",
+                   p->last_failure ? ", last failure: " : "", esc(2, p->last_failure ? p->last_failure->message : ""));
         }
     }
     protobuf_c_message_free_unpacked(&d->base, NULL);
     return finish(c, out_rc);
+}
+
+/* One run whose id or type is not UTF-8 (made before jorch checked) must
+ * not make the JSON listing of the whole store fail: such a string is
+ * shown escaped ("bad\xff"), with a warning. */
+static void sanitize_field(char **field, const char *what) {
+    jerr e = {0};
+    if (!*field || text_check_utf8(what, *field, &e) == 0) return;
+    jbuf b;
+    jbuf_init(&b, 1u << 20);
+    if (text_escape(&b, *field, strlen(*field), false) == 0 && b.data) {
+        cli_errorf("a %s in the store is not valid UTF-8; listed escaped as '%s'", what, b.data);
+        pb_str_replace(field, b.data);
+    }
+    jbuf_free(&b);
+}
+
+static void sanitize_for_json(Temporal__Api__Workflow__V1__WorkflowExecutionInfo *i) {
+    if (i->execution) {
+        sanitize_field(&i->execution->workflow_id, "workflow id");
+        sanitize_field(&i->execution->run_id, "run id");
+    }
+    if (i->type) sanitize_field(&i->type->name, "workflow type");
+    sanitize_field(&i->task_queue, "task queue");
 }
 
 int cli_verb_list(int argc, char **argv) {
@@ -747,6 +808,7 @@ int cli_verb_list(int argc, char **argv) {
         if (json) {
             jbuf b;
             jbuf_init(&b, 0);
+            sanitize_for_json((Temporal__Api__Workflow__V1__WorkflowExecutionInfo *)i);
             if (protojson_write(&i->base, 0, &b, &e) == 0) {
                 printf("%s%s", first ? "" : ",", b.data);
                 first = false;
@@ -759,8 +821,9 @@ int cli_verb_list(int argc, char **argv) {
         } else {
             char t1[48];
             ts_text(i->start_time, t1, sizeof t1);
-            printf("%-32s %-36s %-16s %-15s %s\n", i->execution ? i->execution->workflow_id : "",
-                   i->execution ? i->execution->run_id : "", i->type ? i->type->name : "", status_text(i->status), t1);
+            printf("%-32s %-36s %-16s %-15s %s\n", esc(0, i->execution ? i->execution->workflow_id : ""),
+                   esc(1, i->execution ? i->execution->run_id : ""), esc(2, i->type ? i->type->name : ""),
+                   status_text(i->status), t1);
         }
         first = false;
     }

@@ -103,6 +103,39 @@ int pb_str_replace(char **field, const char *value);
 char *jstrdup(const char *s);
 char *jstrndup(const char *s, size_t n);
 
+/* ------------------------------------------------------- ids and text */
+
+/* Length of the well-formed UTF-8 character at s (1..4; RFC 3629: no
+ * overlongs, surrogates or code points above U+10FFFF), 0 if there is none. */
+size_t utf8_char_len(const char *s, size_t n);
+
+/* Temporal's default limit (limit.maxIDLength) on workflow ids, signal,
+ * query and activity names, task queues. */
+#define ID_MAX_BYTES 1000
+
+/* Checks an id or name the way Temporal does (not empty, at most max
+ * bytes, valid UTF-8) and also refuses control characters (C0, DEL, C1),
+ * which would forge lines in listings and logs or reach a terminal as
+ * escape sequences. `what` names it in the message ("workflow id"); the
+ * message shows the value escaped (text_escape). JERR_USAGE. */
+int id_check(const char *what, const char *s, size_t max, jerr *err);
+
+/* Appends s[0..len) for a terminal or a log line: control characters,
+ * DEL, C1 controls and bytes that are not UTF-8 become \n, \t, \r, \xNN
+ * or \u0085, so no byte sequence can move the cursor, recolour or forge
+ * a line (text for people: a backslash stays as it is). keep_lines keeps
+ * '\n' and '\t' (multi-line messages). Returns -1 when out is full. */
+int text_escape(jbuf *out, const char *s, size_t len, bool keep_lines);
+
+/* Free text (a reason): only valid UTF-8 is required. JERR_USAGE. */
+int text_check_utf8(const char *what, const char *s, jerr *err);
+
+/* A file name for an id (log files, artifacts): ASCII letters, digits,
+ * '.', '_' and '-' are kept, every other byte becomes %XX, and so does a
+ * leading '.', so the name is never "." or "..", never hidden, never a path,
+ * and two ids never share it. Returns -1 (out set to "") when it does not fit. */
+int id_file_name(const char *id, char *out, size_t cap);
+
 /* ---------------------------------------------------------------- logging */
 
 enum { JLOG_ERROR, JLOG_WARN, JLOG_INFO, JLOG_DEBUG };

@@ -129,6 +129,8 @@ static bool utf8_valid(const char *s, size_t len, size_t *bad) {
     return true;
 }
 
+size_t utf8_char_len(const char *s, size_t n) { return n ? utf8_seq((const unsigned char *)s, n) : 0; }
+
 static size_t utf8_put(uint32_t cp, char out[4]) {
     if (cp < 0x80) {
         out[0] = (char)cp;

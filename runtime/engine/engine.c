@@ -457,6 +457,8 @@ static int prim_schedule_activity(lua_State *L) {
     const char *name = luaL_checkstring(L, 1);
     luaL_checktype(L, 2, LUA_TTABLE);
     luaL_checktype(L, 3, LUA_TTABLE);
+    jerr ve = {0};
+    if (id_check("activity name", name, ID_MAX_BYTES, &ve) != 0) return raise_at_user(L, "workflow.execute_activity: ", ve.msg);
     char what[300];
     snprintf(what, sizeof what, "activity '%s'", name);
     check_known_keys(L, 3, activity_option_names, what);
@@ -473,6 +475,8 @@ static int prim_schedule_activity(lua_State *L) {
     lua_getfield(L, 3, "activity_id");
     if (!lua_isnil(L, -1)) {
         if (lua_type(L, -1) != LUA_TSTRING) raise_at_user(L, what, ": activity_id must be a string");
+        if (id_check("activity_id", lua_tostring(L, -1), ID_MAX_BYTES, &ve) != 0)
+            raise_at_user(L, "workflow.execute_activity: ", ve.msg);
         a->activity_id = lua_strdup_or_raise(L, lua_tostring(L, -1));
     } else {
         char id[32];
@@ -488,6 +492,8 @@ static int prim_schedule_activity(lua_State *L) {
     lua_getfield(L, 3, "task_queue");
     if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TSTRING)
         raise_at_user(L, what, ": task_queue must be a string");
+    if (lua_type(L, -1) == LUA_TSTRING && id_check("task_queue", lua_tostring(L, -1), ID_MAX_BYTES, &ve) != 0)
+        raise_at_user(L, "workflow.execute_activity: ", ve.msg);
     a->task_queue->name = lua_strdup_or_raise(L, str_or(lua_tostring(L, -1), r->task_queue));
     a->task_queue->kind = TEMPORAL__API__ENUMS__V1__TASK_QUEUE_KIND__TASK_QUEUE_KIND_NORMAL;
     lua_pop(L, 1);
@@ -2029,6 +2035,7 @@ static int do_query(lua_State *L, engine_run *r, void *ud) {
 
 int engine_run_query(engine_run *r, const char *name, const Payloads *args, Payloads **answer, jerr *err) {
     *answer = NULL;
+    if (id_check("query name", name, ID_MAX_BYTES, err) != 0) return -1;
     if (!r->sb || !r->main_started)
         return jerr_set(err, JERR_FAILED, "query '%s': the workflow has not started running yet", name);
     sandbox_begin_activation(r->sb);

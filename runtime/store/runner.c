@@ -62,36 +62,37 @@ static void status_clear_locked(runner *r) {
     }
 }
 
+/* One line "[prefix] text" through runlog (escaped, bounded, rotated). */
+static void out_line(runner *r, const char *open, const char *name, const char *text) {
+    char prefix[1100];
+    snprintf(prefix, sizeof prefix, "[%s%s] ", open, name);
+    pthread_mutex_lock(&out_mu);
+    status_clear_locked(r);
+    runlog_write(prefix, text);
+    pthread_mutex_unlock(&out_mu);
+}
+
 static void progress(runner *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void progress(runner *r, const char *fmt, ...) {
     if (r->o->quiet) return;
+    char text[4096];
     va_list ap;
     va_start(ap, fmt);
-    pthread_mutex_lock(&out_mu);
-    status_clear_locked(r);
-    fprintf(stderr, "[%s] ", r->run.workflow_id);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    pthread_mutex_unlock(&out_mu);
+    vsnprintf(text, sizeof text, fmt, ap);
     va_end(ap);
+    out_line(r, "", r->run.workflow_id, text);
 }
 
 static void wf_log(void *ud, const char *wid, const char *line) {
     runner *r = ud;
     if (r->o->quiet) return;
-    pthread_mutex_lock(&out_mu);
-    status_clear_locked(r);
-    fprintf(stderr, "[%s] %s\n", wid, line);
-    pthread_mutex_unlock(&out_mu);
+    out_line(r, "", wid, line);
 }
 
 static void act_log(void *ud, const char *activity_type, const char *line) {
     runner *r = ud;
     if (r->o->quiet) return;
-    pthread_mutex_lock(&out_mu);
-    status_clear_locked(r);
-    fprintf(stderr, "[activity %s] %s\n", activity_type, line);
-    pthread_mutex_unlock(&out_mu);
+    out_line(r, "activity ", activity_type, line);
 }
 
 /* The live line: redrawn at most five times a second. */
@@ -108,9 +109,13 @@ static void status_draw(runner *r, int running, int64_t due) {
         duration_human(left > 0 ? left : 0, human, sizeof human);
         snprintf(next, sizeof next, ", next timer or retry in %s", human);
     }
+    jbuf wid;
+    jbuf_init(&wid, 0);
+    text_escape(&wid, r->run.workflow_id, strlen(r->run.workflow_id), false);
     pthread_mutex_lock(&out_mu);
-    fprintf(stderr, "\r\033[K\033[2m%c %s: %d activit%s running%s\033[0m", spin[r->spin++ % 4], r->run.workflow_id,
-            running, running == 1 ? "y" : "ies", next);
+    fprintf(stderr, "\r\033[K\033[2m%c %s: %d activit%s running%s\033[0m", spin[r->spin++ % 4],
+            wid.data ? wid.data : "", running, running == 1 ? "y" : "ies", next);
+    jbuf_free(&wid);
     r->status_shown = true;
     pthread_mutex_unlock(&out_mu);
 }
@@ -1400,6 +1405,7 @@ int store_runner_execute(store *s, const char *run_id, const store_runner_opts *
     snprintf(r->run_id, sizeof r->run_id, "%s", run_id);
     const char *term = getenv("TERM");
     r->tty = isatty(2) && !(term && strcmp(term, "dumb") == 0);
+    if (r->o->log_file) runlog_configure(r->o->log_file);
     act_host_config hc = {.activities_dir = r->o->activities_dir, .threads = r->o->threads,
                           .on_heartbeat = on_heartbeat, .ud = r, .config_json = r->o->config_json,
                           .log_fn = act_log, .on_start = on_start};

@@ -427,6 +427,10 @@ int store_run_start(store *s, const store_new_run *nr, store_run *out, jerr *err
     sha256_hex(nr->script_src, nr->script_len, sha);
     char run_id[37], wid[256];
     if (uuid_random(run_id) != 0) return jerr_set(err, JERR_INTERNAL, "cannot generate a run id: no randomness");
+    if ((nr->workflow_id && *nr->workflow_id && id_check("workflow id", nr->workflow_id, ID_MAX_BYTES, err) != 0) ||
+        id_check("workflow type", nr->workflow_type, ID_MAX_BYTES, err) != 0 ||
+        (nr->task_queue && *nr->task_queue && id_check("task queue", nr->task_queue, ID_MAX_BYTES, err) != 0))
+        return -1;
     if (nr->workflow_id && *nr->workflow_id) {
         if (strlen(nr->workflow_id) >= sizeof wid)
             return jerr_set(err, JERR_USAGE, "workflow id is too long (at most %zu bytes)", sizeof wid - 1);
@@ -709,6 +713,10 @@ Payloads *payloads_copy(const Payloads *p) {
 
 int store_inbox_add(store *s, const char *run_id, int kind, const char *name, const Payloads *input,
                     const char *reason, jerr *err) {
+    /* a name or reason that is not UTF-8 would make the history unexportable for good */
+    if ((kind == INBOX_SIGNAL && id_check("signal name", name, ID_MAX_BYTES, err) != 0) ||
+        (reason && text_check_utf8("reason", reason, err) != 0))
+        return -1;
     sqlite3_stmt *q = prep(s, "INSERT INTO inbox(run_id,kind,name,input,reason) VALUES(?,?,?,?,?)", err);
     if (!q) return -1;
     sqlite3_bind_text(q, 1, run_id, -1, SQLITE_TRANSIENT);
@@ -934,6 +942,7 @@ int store_describe(store *s, const char *id, Temporal__Api__Workflowservice__V1_
 
 int store_query(store *s, const char *id, const char *name, const Payloads *args, Payloads **answer, jerr *err) {
     *answer = NULL;
+    if (id_check("query name", name, ID_MAX_BYTES, err) != 0) return -1;
     store_run r;
     if (store_run_find(s, id, &r, err) != 0) return -1;
     char *src = NULL, *sname = NULL;

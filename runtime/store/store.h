@@ -116,6 +116,7 @@ typedef struct store_runner_opts {
     bool quiet;                  /* no progress lines */
     bool stop_on_task_failure;   /* return when a workflow task fails (jorch run) */
     const char *config_json;     /* jorch.config for activities (see activity.h), or NULL */
+    const char *log_file;        /* stdout/stderr is this run log: rotate it (see runlog.c), or NULL */
 } store_runner_opts;
 
 /* Executes a run until it closes (following continue-as-new if asked), or a

@@ -52,4 +52,15 @@ int store_apply_inbox(store *s, const char *run_id, jerr *err);
 
 Payloads *payloads_copy(const Payloads *p);
 
+/* runlog.c: the executor's output lines. Each line's text is escaped (no
+ * control characters reach a terminal or forge a line) and cut at
+ * RUNLOG_LINE_MAX bytes with a marker; when stderr is the run's log file
+ * (runlog_configure), the file is rotated at RUNLOG_FILE_MAX bytes keeping
+ * RUNLOG_KEEP older ones (ID.log.1 ...). Callers serialise. */
+#define RUNLOG_LINE_MAX ((size_t)8 << 10)
+#define RUNLOG_FILE_MAX ((uint64_t)10 << 20)
+#define RUNLOG_KEEP 3
+void runlog_configure(const char *path);
+void runlog_write(const char *prefix, const char *text);
+
 #endif
