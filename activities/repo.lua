@@ -101,10 +101,8 @@ local function safe_git_env(repo)
   return git_env(settings)
 end
 
--- A git command (argv without "git") in repo; env from safe_git_env.
-local function run_git(args, cwd, env, what)
-  local argv = {"git"}
-  for _, a in ipairs(args) do argv[#argv + 1] = a end
+-- A git command (argv starting with "git") in repo; env from safe_git_env.
+local function run_git(argv, cwd, env, what)
   local r = exec(argv, cwd, env)
   if r.timed_out or r.status ~= 0 then
     fail("GitError", what .. " failed (" .. table.concat(argv, " ") .. " in " .. tostring(cwd)
@@ -113,9 +111,7 @@ local function run_git(args, cwd, env, what)
   return (r.stdout or ""):gsub("%s+$", "")
 end
 
-local function try_git(args, cwd, env)
-  local argv = {"git"}
-  for _, a in ipairs(args) do argv[#argv + 1] = a end
+local function try_git(argv, cwd, env)
   local r = exec(argv, cwd, env)
   return r.status == 0 and not r.timed_out, (r.stdout or ""):gsub("%s+$", "")
 end
@@ -141,15 +137,16 @@ end
 
 -- Commits made here need an identity; keep the user's own when they have one.
 local function identity_args(repo, env)
-  local ok, email = try_git({"config", "user.email"}, repo, env)
+  local ok, email = try_git({"git", "config", "user.email"}, repo, env)
   if ok and email ~= "" then return {} end
   return {"-c", "user.name=jorch", "-c", "user.email=jorch@localhost"}
 end
 
 local function git_commit(repo, env, message)
-  local args = identity_args(repo, env)
-  for _, a in ipairs({"commit", "--no-verify", "-q", "-m", message}) do args[#args + 1] = a end
-  run_git(args, repo, env, "committing")
+  local argv = {"git"}
+  for _, a in ipairs(identity_args(repo, env)) do argv[#argv + 1] = a end
+  for _, a in ipairs({"commit", "--no-verify", "-q", "-m", message}) do argv[#argv + 1] = a end
+  run_git(argv, repo, env, "committing")
 end
 
 local function demo_workspace(key)
@@ -173,10 +170,10 @@ local function demo_workspace(key)
   run({"cp", "-R", "--", template, dst}, nil, "copying the demo repository")
   run({"touch", dst .. "/.jorch-demo"}, nil, "marking the demo workspace")
   local env = git_env(GIT_SAFE)
-  run_git({"init", "-q", "-b", "main"}, dst, env, "git init")
-  run_git({"config", "user.name", "jorch demo"}, dst, env, "git config")
-  run_git({"config", "user.email", "demo@jorch.invalid"}, dst, env, "git config")
-  run_git({"add", "-A"}, dst, env, "git add")
+  run_git({"git", "init", "-q", "-b", "main"}, dst, env, "git init")
+  run_git({"git", "config", "user.name", "jorch demo"}, dst, env, "git config")
+  run_git({"git", "config", "user.email", "demo@jorch.invalid"}, dst, env, "git config")
+  run_git({"git", "add", "-A"}, dst, env, "git add")
   git_commit(dst, env, "Initial demo repository")
   return absolute(dst)
 end
@@ -196,7 +193,7 @@ function M.prepareWorkspace(args)
     return {path = path, demo = true, testCommand = {"sh", "run-tests.sh"}}
   end
   if type(repo) ~= "string" then fail("ValidationError", "repo must be a path string", true) end
-  local ok = try_git({"rev-parse", "--show-toplevel"}, repo, git_env(GIT_SAFE))
+  local ok = try_git({"git", "rev-parse", "--show-toplevel"}, repo, git_env(GIT_SAFE))
   if not ok then
     fail("ConfigurationError", "repository " .. repo .. " is not a git work tree (git init it, "
       .. "or point repo at one)", true)
@@ -211,8 +208,8 @@ function M.startBranch(repo, key)
   if type(prefix) ~= "string" or not prefix:match("^[%w._/-]*$") then prefix = "jorch/" end
   local branch = prefix .. key
   local env = safe_git_env(repo)
-  local base = run_git({"rev-parse", "HEAD"}, repo, env, "reading HEAD")
-  run_git({"checkout", "-q", "-B", branch}, repo, env, "creating branch " .. branch)
+  local base = run_git({"git", "rev-parse", "HEAD"}, repo, env, "reading HEAD")
+  run_git({"git", "checkout", "-q", "-B", branch}, repo, env, "creating branch " .. branch)
   return {branch = branch, base = base}
 end
 
@@ -223,19 +220,20 @@ function M.finishCommits(repo, key, base, agent_name)
   if type(base) ~= "string" or not base:match("^%x+$") then fail("ValidationError", "bad base commit", true) end
   if type(agent_name) ~= "string" or not agent_name:match("^[a-z][a-z0-9-]*$") then agent_name = "agent" end
   local env = safe_git_env(repo)
-  local status = run_git({"status", "--porcelain", "--ignore-submodules=dirty"}, repo, env, "git status")
+  local status = run_git({"git", "status", "--porcelain", "--ignore-submodules=dirty"}, repo, env,
+    "git status")
   if status ~= "" then
-    run_git({"add", "-A"}, repo, env, "git add")
+    run_git({"git", "add", "-A"}, repo, env, "git add")
     git_commit(repo, env, key .. ": uncommitted changes left by the " .. agent_name .. " agent")
   end
-  local log = run_git({"log", "--no-ext-diff", "--no-textconv", "--reverse", "--format=%H%x09%s",
+  local log = run_git({"git", "log", "--no-ext-diff", "--no-textconv", "--reverse", "--format=%H%x09%s",
     base .. "..HEAD"}, repo, env, "git log")
   local commits = {}
   for line in (log .. "\n"):gmatch("([^\n]*)\n") do
     local sha, subject = line:match("^(%x+)\t(.*)$")
     if sha then commits[#commits + 1] = {sha = sha, subject = subject} end
   end
-  return {commits = commits, head = run_git({"rev-parse", "HEAD"}, repo, env, "reading HEAD")}
+  return {commits = commits, head = run_git({"git", "rev-parse", "HEAD"}, repo, env, "reading HEAD")}
 end
 
 return M

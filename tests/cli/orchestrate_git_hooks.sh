@@ -20,7 +20,7 @@ make_repo "$T/repo" pass
 
 # Distinct values nobody else has; set only in jorch's environment (env
 # execs jorch in place, so no other ancestor of the children holds them).
-rnd() { od -An -N12 -tx1 /dev/urandom | tr -d ' \n'; }
+rnd() { head -c 32 /dev/urandom | sha256sum | cut -c1-24; }
 S1="jira-token-$(rnd)" S2="jira-bearer-$(rnd)" S3="https://hooks.invalid/$(rnd)" S4="temporal-key-$(rnd)"
 CANARY="canary-$(rnd)" OWN="agent-own-$(rnd)"
 input=$(printf '{"issueKey":"PROJ-1","repo":"%s","autoProceed":true,"testCommand":["sh","-c","env > %s/env-tests.txt; sh check.sh"]}' \
