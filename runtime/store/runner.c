@@ -7,6 +7,7 @@
  */
 #include "store/store_int.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
@@ -14,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "activity/activity.h"
@@ -32,6 +34,22 @@ typedef struct hb_slot {
     bool used;
 } hb_slot;
 
+/* Renews the run's lease every third of its length on a connection of its
+ * own, so a long workflow task never lets it lapse; notices when the run
+ * was taken over or the store files were deleted or replaced, and tells
+ * the main loop (failed + err). */
+typedef struct keeper {
+    store *s;                    /* its own connection */
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    char run_id[40];
+    int64_t gen;
+    int64_t period_ns;
+    bool running, stop, failed;
+    jerr err;
+} keeper;
+
 typedef struct runner {
     store *s;
     const store_runner_opts *o;
@@ -48,6 +66,8 @@ typedef struct runner {
     pthread_mutex_t mu;
     hb_slot slots[256];          /* one per attempt in the host; dispatch waits when full */
     uint32_t generation;         /* which run of a continue-as-new chain: part of each token */
+    int64_t lease_gen;           /* the fencing token of this process's lease on run_id */
+    keeper keep;
 } runner;
 
 /* Output: plain lines, and on a terminal also a live status line at the
@@ -252,6 +272,17 @@ static int q_done(runner *r, sqlite3_stmt *st, const char *what, jerr *err) {
     int rc = sqlite3_step(st);
     sqlite3_finalize(st);
     return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : store_db_error(r->s, what, err);
+}
+
+/* Every commit of the runner: only while this process still owns the run
+ * (checked inside the transaction, so no other process can have taken it
+ * between the check and the commit). */
+static int runner_commit(runner *r, jerr *err) {
+    if (store_lease_check(r->s, r->run_id, r->lease_gen, err) != 0) {
+        store_rollback(r->s);
+        return -1;
+    }
+    return store_commit(r->s, err);
 }
 
 /* ------------------------------------------------------------ commands -> events */
@@ -771,8 +802,15 @@ static int run_workflow_task(runner *r, char *new_run_id, jerr *err) {
     if (!r->eng && load_engine(r, err) != 0) return -1;
     HistoryEvent **ev = NULL;
     size_t n = 0;
-    if (store_history(r->s, r->run_id, r->fed, &ev, &n, err) != 0) return -1;
+    /* the new events and the next event id from one snapshot; the id is
+     * checked again inside the commit's transaction */
+    if (store_exec(r->s, "BEGIN", err) != 0) return -1;
+    if (store_history(r->s, r->run_id, r->fed, &ev, &n, err) != 0) {
+        store_rollback(r->s);
+        return -1;
+    }
     int64_t next_id = store_next_event_id(r->s, r->run_id);
+    store_rollback(r->s); /* ends the read */
     int64_t scheduled = 0;
     for (size_t i = n; i-- > 0;)
         if (ev[i]->event_type == ET(WORKFLOW_TASK_SCHEDULED)) {
@@ -835,7 +873,7 @@ static int run_workflow_task(runner *r, char *new_run_id, jerr *err) {
             fe = NULL;
         }
         if (sid < 0 || !fe || store_append(r->s, r->run_id, fe, err) < 0 ||
-            store_schedule_wft(r->s, r->run_id, err) != 0 || store_commit(r->s, err) != 0) {
+            store_schedule_wft(r->s, r->run_id, err) != 0 || runner_commit(r, err) != 0) {
             store_rollback(r->s);
             return -1;
         }
@@ -846,6 +884,19 @@ static int run_workflow_task(runner *r, char *new_run_id, jerr *err) {
     /* commit: started (exactly as fed), completed, command events */
     if (store_begin(r->s, err) != 0) {
         store_events_free(ev, n);
+        return -1;
+    }
+    int64_t now_next = store_next_event_id(r->s, r->run_id);
+    if (now_next != next_id) {
+        /* only another writer can move it: this process lost the run, or the store is damaged */
+        if (store_lease_check(r->s, r->run_id, r->lease_gen, err) == 0)
+            jerr_set(err, JERR_BACKEND, "run %s: its history changed while a workflow task ran (next event %" PRId64
+                     " expected, the store has %" PRId64 "); stopping without recording the task", r->run_id,
+                     next_id, now_next);
+        store_rollback(r->s);
+        store_events_free(ev, n);
+        engine_run_free(r->eng);
+        r->eng = NULL;
         return -1;
     }
     ev[n - 1] = NULL; /* ownership of started moves to the store */
@@ -870,7 +921,7 @@ static int run_workflow_task(runner *r, char *new_run_id, jerr *err) {
         return -1;
     }
     fault_point("task-before-commit");
-    if (store_commit(r->s, err) != 0) {
+    if (runner_commit(r, err) != 0) {
         store_rollback(r->s);
         store_events_free(ev, n);
         engine_run_free(r->eng);
@@ -939,7 +990,7 @@ static int dispatch_ready(runner *r, jerr *err) {
                 sqlite3_bind_int64(u, 3, now);
                 rc = q_done(r, u, "starting an activity", err);
             }
-            if (rc == 0 && store_commit(r->s, err) != 0) rc = -1;
+            if (rc == 0 && runner_commit(r, err) != 0) rc = -1;
             if (rc != 0) store_rollback(r->s);
         }
     }
@@ -1190,7 +1241,7 @@ static int on_outcome(runner *r, act_outcome *o, jerr *err) {
     protobuf_c_message_free_unpacked(&a->base, NULL);
     if (hb) protobuf_c_message_free_unpacked(&hb->base, NULL);
     fault_point("activity-before-commit");
-    if (rc != 0 || store_commit(r->s, err) != 0) {
+    if (rc != 0 || runner_commit(r, err) != 0) {
         store_rollback(r->s);
         return -1;
     }
@@ -1274,7 +1325,7 @@ static int fire_due_timers(runner *r, jerr *err) {
         progress(r, "timer %s fired", ids[i]);
     }
     fault_point("timer-before-commit");
-    if (store_schedule_wft(r->s, r->run_id, err) != 0 || store_commit(r->s, err) != 0) {
+    if (store_schedule_wft(r->s, r->run_id, err) != 0 || runner_commit(r, err) != 0) {
         store_rollback(r->s);
         return -1;
     }
@@ -1310,21 +1361,96 @@ static bool inbox_empty(runner *r) {
     return empty;
 }
 
+/* ------------------------------------------------------------ lease keeper */
+
+static void *keeper_main(void *arg) {
+    keeper *k = arg;
+    pthread_mutex_lock(&k->mu);
+    while (!k->stop) {
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        int64_t t = (int64_t)until.tv_nsec + k->period_ns;
+        until.tv_sec += (time_t)(t / NS);
+        until.tv_nsec = (long)(t % NS);
+        while (!k->stop && pthread_cond_timedwait(&k->cv, &k->mu, &until) != ETIMEDOUT) {
+        }
+        if (k->stop) break;
+        char run_id[40];
+        snprintf(run_id, sizeof run_id, "%s", k->run_id);
+        int64_t gen = k->gen;
+        pthread_mutex_unlock(&k->mu);
+        jerr e = {0};
+        int rc = store_lease_renew(k->s, run_id, gen, &e); /* transient failures: try again next period */
+        pthread_mutex_lock(&k->mu);
+        if (rc < 0) {
+            k->failed = true;
+            k->err = e;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&k->mu);
+    return NULL;
+}
+
+static int keeper_start(runner *r, jerr *err) {
+    keeper *k = &r->keep;
+    if (!k->s && store_open_peer(r->s, &k->s, err) != 0)
+        return jerr_prefix(err, "cannot start renewing the lease of run %s", r->run_id);
+    snprintf(k->run_id, sizeof k->run_id, "%s", r->run_id);
+    k->gen = r->lease_gen;
+    k->period_ns = store_lease_nanos() / 3;
+    k->stop = k->failed = false;
+    if (pthread_create(&k->thread, NULL, keeper_main, k) != 0)
+        return jerr_set(err, JERR_INTERNAL, "cannot start a thread to renew the lease of run %s: %s", r->run_id,
+                        strerror(errno));
+    k->running = true;
+    return 0;
+}
+
+static void keeper_stop(runner *r) {
+    keeper *k = &r->keep;
+    if (!k->running) return;
+    pthread_mutex_lock(&k->mu);
+    k->stop = true;
+    pthread_cond_signal(&k->cv);
+    pthread_mutex_unlock(&k->mu);
+    pthread_join(k->thread, NULL);
+    k->running = false;
+}
+
+/* -1 with the keeper's message once it found the run lost or the store damaged. */
+static int keeper_check(runner *r, jerr *err) {
+    keeper *k = &r->keep;
+    pthread_mutex_lock(&k->mu);
+    bool failed = k->failed;
+    if (failed) *err = k->err;
+    pthread_mutex_unlock(&k->mu);
+    if (failed) store_check_files(r->s, NULL); /* this connection must not copy its log into a damaged file either */
+    return failed ? -1 : 0;
+}
+
 /* ------------------------------------------------------------ main loop */
 
 static int execute_one(runner *r, char *new_run_id, jerr *err) {
     r->generation++;
     if (store_run_find(r->s, r->run_id, &r->run, err) != 0) return -1;
     if (r->run.status != RUN_RUNNING) return 0;
-    if (store_lease_acquire(r->s, r->run_id, err) != 0) return -1;
-    /* attempts in flight when an earlier process died run again */
-    q_done(r, q_prep(r, "UPDATE activities SET state=0 WHERE run_id=?1 AND state=1", err), "recovering activities", err);
-    int64_t last_renew = time_now_nanos();
-    int rc = 0;
+    if (store_lease_acquire(r->s, r->run_id, &r->lease_gen, err) != 0) return -1;
+    int rc = keeper_start(r, err);
+    if (rc == 0 && store_begin(r->s, err) == 0) {
+        /* attempts in flight when an earlier process died run again */
+        if (q_done(r, q_prep(r, "UPDATE activities SET state=0 WHERE run_id=?1 AND state=1", err),
+                   "recovering activities", err) != 0 || runner_commit(r, err) != 0) {
+            store_rollback(r->s);
+            rc = -1;
+        }
+    } else {
+        rc = -1;
+    }
     while (rc == 0) {
-        if (time_now_nanos() - last_renew > 3 * NS) {
-            store_lease_renew(r->s, r->run_id);
-            last_renew = time_now_nanos();
+        if (keeper_check(r, err) != 0) {
+            rc = -1;
+            break;
         }
         if (!inbox_empty(r)) {
             if (store_begin(r->s, err) != 0) {
@@ -1333,7 +1459,7 @@ static int execute_one(runner *r, char *new_run_id, jerr *err) {
             }
             int applied = store_apply_inbox(r->s, r->run_id, err);
             fault_point("inbox-before-commit");
-            if (applied < 0 || store_commit(r->s, err) != 0) {
+            if (applied < 0 || runner_commit(r, err) != 0) {
                 store_rollback(r->s);
                 rc = -1;
                 break;
@@ -1373,7 +1499,9 @@ static int execute_one(runner *r, char *new_run_id, jerr *err) {
         if (running == 0 && r->run.time_skip && due > 0 && inbox_empty(r)) {
             /* time skipping: nothing else can happen before the next deadline */
             int64_t now = store_run_now(r->s, r->run_id);
-            if (due > now && store_skip_time(r->s, r->run_id, due - now, err) != 0) {
+            if (due > now && (store_begin(r->s, err) != 0 || store_skip_time(r->s, r->run_id, due - now, err) != 0 ||
+                              runner_commit(r, err) != 0)) {
+                store_rollback(r->s);
                 rc = -1;
                 break;
             }
@@ -1391,18 +1519,28 @@ static int execute_one(runner *r, char *new_run_id, jerr *err) {
         }
     }
     cancel_generation(r);
-    store_lease_release(r->s, r->run_id);
+    keeper_stop(r);
+    store_lease_release(r->s, r->run_id, r->lease_gen);
     return rc;
 }
 
 int store_runner_execute(store *s, const char *run_id, const store_runner_opts *o, store_run *final, jerr *err) {
     static const store_runner_opts dflt = {0};
+    if (store_lease_nanos() < 0)
+        return jerr_set(err, JERR_USAGE, "JORCH_LEASE_SECONDS must be a whole number of seconds from 1 to 86400 "
+                        "(got '%s')", getenv("JORCH_LEASE_SECONDS"));
     runner *r = calloc(1, sizeof *r);
     if (!r) return jerr_oom(err, "starting a run");
     r->s = s;
     r->o = o ? o : &dflt;
     pthread_mutex_init(&r->mu, NULL);
     snprintf(r->run_id, sizeof r->run_id, "%s", run_id);
+    pthread_mutex_init(&r->keep.mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&r->keep.cv, &ca);
+    pthread_condattr_destroy(&ca);
     const char *term = getenv("TERM");
     r->tty = isatty(2) && !(term && strcmp(term, "dumb") == 0);
     if (r->o->log_file) runlog_configure(r->o->log_file);
@@ -1442,6 +1580,9 @@ int store_runner_execute(store *s, const char *run_id, const store_runner_opts *
     status_clear_locked(r);
     pthread_mutex_unlock(&out_mu);
     if (r->host) act_host_free(r->host);
+    store_close(r->keep.s);
+    pthread_cond_destroy(&r->keep.cv);
+    pthread_mutex_destroy(&r->keep.mu);
     for (size_t i = 0; i < sizeof r->slots / sizeof r->slots[0]; i++)
         if (r->slots[i].details) protobuf_c_message_free_unpacked(&r->slots[i].details->base, NULL);
     pthread_mutex_destroy(&r->mu);
@@ -1458,7 +1599,7 @@ int store_wait_closed(store *s, const char *id, int64_t timeout_ms, HistoryEvent
     snprintf(cur, sizeof cur, "%s", id);
     for (;;) {
         store_run r;
-        if (store_run_find(s, cur, &r, err) != 0) return -1;
+        if (store_check_files(s, err) != 0 || store_run_find(s, cur, &r, err) != 0) return -1;
         if (r.status != RUN_RUNNING) {
             HistoryEvent **ev = NULL;
             size_t n = 0;

@@ -16,7 +16,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define LEASE_NANOS (INT64_C(15) * 1000000000)
+#define LEASE_NANOS_DEFAULT (INT64_C(15) * 1000000000)
+#define SQLITE_HEADER_BYTES 100 /* a database file shorter than this is empty or truncated */
 
 static const char *const schema_sql =
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
@@ -44,6 +45,17 @@ static const char *const schema_sql =
     "CREATE TABLE IF NOT EXISTS inbox(id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL,"
     " kind INTEGER NOT NULL, name TEXT, input BLOB, reason TEXT);";
 
+/* Additive schema changes after version 1, applied in order by every jorch
+ * that opens an older store (and to a new one). Append only; the last entry
+ * is STORE_SCHEMA_VERSION. */
+static const struct {
+    int version;
+    const char *sql;
+} migrations[] = {
+    /* the fencing token of one-executor-per-run (store_lease_check) */
+    {2, "ALTER TABLE runs ADD COLUMN lease_gen INTEGER NOT NULL DEFAULT 0;"},
+};
+
 /* ------------------------------------------------------------ basics */
 
 int store_db_error(store *s, const char *what, jerr *err) {
@@ -54,6 +66,8 @@ int store_db_error(store *s, const char *what, jerr *err) {
     else if (code == SQLITE_CORRUPT || code == SQLITE_NOTADB) hint = " (the store file is damaged or not a jorch store)";
     else if (code == SQLITE_BUSY) hint = " (another jorch process holds the store; try again)";
     else if (code == SQLITE_FULL) hint = " (the disk is full)";
+    else if (code == SQLITE_IOERR || code == SQLITE_CANTOPEN)
+        hint = " (a store file may have been deleted, replaced or damaged while in use; check $JORCH_HOME)";
     return jerr_set(err, JERR_BACKEND, "store %s: %s failed: %s%s", s && s->home ? s->home : "?", what, m, hint);
 }
 
@@ -68,7 +82,13 @@ int store_exec(store *s, const char *sql, jerr *err) {
 }
 
 int store_begin(store *s, jerr *err) { return store_exec(s, "BEGIN IMMEDIATE", err); }
-int store_commit(store *s, jerr *err) { return store_exec(s, "COMMIT", err); }
+int store_commit(store *s, jerr *err) {
+    if (store_check_files(s, err) != 0) {
+        store_rollback(s);
+        return -1;
+    }
+    return store_exec(s, "COMMIT", err);
+}
 void store_rollback(store *s) { sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL); }
 
 static sqlite3_stmt *prep(store *s, const char *sql, jerr *err) {
@@ -82,6 +102,129 @@ static sqlite3_stmt *prep(store *s, const char *sql, jerr *err) {
 
 const char *store_home(const store *s) { return s->home; }
 
+static int db_path(const char *home, char *buf, size_t n, jerr *err) {
+    int len = snprintf(buf, n, "%s/jorch.db", home);
+    if (len < 0 || (size_t)len >= n)
+        return jerr_set(err, JERR_USAGE, "JORCH_HOME %s is too long (at most %zu bytes)", home, n - 16);
+    return 0;
+}
+
+/* Notes which file jorch.db-wal is (once the connection has it open). */
+static void wal_note(store *s) {
+    char path[1110];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/jorch.db-wal", s->home);
+    s->wal_known = stat(path, &st) == 0;
+    if (s->wal_known) {
+        s->wal_dev = st.st_dev;
+        s->wal_ino = st.st_ino;
+    }
+}
+
+/* Brings a store of an older schema up to STORE_SCHEMA_VERSION, in one
+ * transaction that re-reads the version (another process may be doing the
+ * same). A store newer than this jorch is refused. */
+static int store_migrate(store *s, jerr *err) {
+    bool in_txn = false;
+    for (;;) {
+        sqlite3_stmt *q = prep(s, "SELECT value FROM meta WHERE key='schema_version'", err);
+        if (!q) break;
+        int version = 0;
+        if (sqlite3_step(q) == SQLITE_ROW) version = sqlite3_column_int(q, 0);
+        sqlite3_finalize(q);
+        if (version > STORE_SCHEMA_VERSION) {
+            jerr_set(err, JERR_USAGE, "the store in %s was written by a newer jorch (schema %d, this jorch knows %d): "
+                     "upgrade jorch", s->home, version, STORE_SCHEMA_VERSION);
+            break;
+        }
+        /* a read-only store stays readable as it is; every write is refused anyway */
+        if (version == STORE_SCHEMA_VERSION || s->readonly) {
+            if (in_txn) store_rollback(s);
+            return 0;
+        }
+        if (!in_txn) {
+            /* read the version again holding the write lock: another process may be upgrading it */
+            if (store_begin(s, err) != 0) return -1;
+            in_txn = true;
+            continue;
+        }
+        for (size_t i = 0; i < sizeof migrations / sizeof migrations[0]; i++) {
+            if (migrations[i].version <= version) continue;
+            if (store_exec(s, migrations[i].sql, err) != 0) {
+                store_rollback(s);
+                return jerr_prefix(err, "upgrading the store to schema %d", migrations[i].version);
+            }
+        }
+        char sql[96];
+        snprintf(sql, sizeof sql, "INSERT OR REPLACE INTO meta(key,value) VALUES('schema_version','%d')",
+                 STORE_SCHEMA_VERSION);
+        if (store_exec(s, sql, err) != 0 || store_exec(s, "COMMIT", err) != 0) {
+            store_rollback(s);
+            return jerr_prefix(err, "upgrading the store to schema %d", STORE_SCHEMA_VERSION);
+        }
+        return 0;
+    }
+    if (in_txn) store_rollback(s);
+    return -1;
+}
+
+/* A new store is built under a temporary name and linked into place only
+ * when complete, so jorch.db never exists half-made: an empty jorch.db is
+ * always damage (a truncated store), never one being created. */
+static int store_create_file(const char *home, const char *path, jerr *err) {
+    char tmp[1200], side[1210];
+    snprintf(tmp, sizeof tmp, "%s.new-%ld", path, (long)getpid());
+    static const char *const sides[] = {"", "-wal", "-shm", "-journal"};
+    for (size_t i = 0; i < 4; i++) { /* leftovers of a crashed process with our pid */
+        snprintf(side, sizeof side, "%s%s", tmp, sides[i]);
+        unlink(side);
+    }
+    store t = {.home = (char *)home};
+    int rc = sqlite3_open_v2(tmp, &t.db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) == SQLITE_OK ? 0 : -1;
+    if (rc != 0) store_db_error(&t, "creating jorch.db", err);
+    if (rc == 0)
+        rc = store_exec(&t, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;", err) == 0 &&
+                     store_exec(&t, schema_sql, err) == 0 &&
+                     store_exec(&t, "INSERT OR REPLACE INTO meta(key,value) VALUES('schema_version','1')", err) == 0 &&
+                     store_migrate(&t, err) == 0
+                 ? 0
+                 : -1;
+    /* closing the only connection copies the log into the file and removes it */
+    if (t.db && sqlite3_close(t.db) != SQLITE_OK && rc == 0)
+        rc = jerr_set(err, JERR_BACKEND, "store %s: finishing a new jorch.db failed", home);
+    if (rc == 0 && link(tmp, path) != 0 && errno != EEXIST) {
+        if (errno == EPERM || errno == ENOTSUP || errno == ENOSYS) {
+            /* a filesystem without hard links: rename, unless another process won */
+            struct stat st;
+            if (stat(path, &st) != 0 && rename(tmp, path) != 0)
+                rc = jerr_set(err, JERR_USAGE, "cannot create the store %s: %s", path, strerror(errno));
+        } else {
+            rc = jerr_set(err, JERR_USAGE, "cannot create the store %s: %s (set JORCH_HOME to a writable directory)",
+                          path, strerror(errno));
+        }
+    }
+    for (size_t i = 0; i < 4; i++) {
+        snprintf(side, sizeof side, "%s%s", tmp, sides[i]);
+        unlink(side);
+    }
+    if (rc != 0) jerr_prefix(err, "cannot create the store");
+    return rc;
+}
+
+/* "pid@host pid:[inode]": the pid namespace makes the liveness check sound
+ * for processes on one host in different containers. */
+static void owner_init(store *s) {
+    char host[64] = "localhost", ns[64] = "";
+    gethostname(host, sizeof host - 1);
+    host[sizeof host - 1] = '\0';
+    for (char *p = host; *p; p++)
+        if (*p == ' ' || *p == '@') *p = '-';
+    ssize_t n = readlink("/proc/self/ns/pid", ns, sizeof ns - 1);
+    ns[n > 0 ? n : 0] = '\0';
+    if (strchr(ns, ' ')) ns[0] = '\0';
+    snprintf(s->owner, sizeof s->owner, "%ld@%s%s%s", (long)getpid(), host, ns[0] ? " " : "", ns);
+}
+
 int store_open(const char *home, store **out, jerr *err) {
     *out = NULL;
     struct stat st;
@@ -91,27 +234,37 @@ int store_open(const char *home, store **out, jerr *err) {
                         home, strerror(errno));
     if (stat(home, &st) != 0 || !S_ISDIR(st.st_mode))
         return jerr_set(err, JERR_USAGE, "JORCH_HOME %s is not a directory", home);
+    char path[1100];
+    if (db_path(home, path, sizeof path, err) != 0) return -1;
+    if (stat(path, &st) != 0) {
+        if (errno != ENOENT)
+            return jerr_set(err, JERR_USAGE, "cannot read the store %s: %s", path, strerror(errno));
+        if (store_create_file(home, path, err) != 0) return -1;
+        if (stat(path, &st) != 0) return jerr_set(err, JERR_BACKEND, "store %s vanished as it was created", path);
+    }
+    if (!S_ISREG(st.st_mode)) return jerr_set(err, JERR_USAGE, "the store %s is not a regular file", path);
+    if (st.st_size < SQLITE_HEADER_BYTES)
+        return jerr_set(err, JERR_BACKEND, "the store %s is empty or truncated (%lld bytes): its runs are lost. "
+                        "Restore it from a backup, or move it away to start a new store", path, (long long)st.st_size);
     store *s = calloc(1, sizeof *s);
     if (!s) return jerr_oom(err, "opening the store");
     s->home = jstrdup(home);
-    char host[64] = "localhost";
-    gethostname(host, sizeof host - 1);
-    host[sizeof host - 1] = '\0';
-    snprintf(s->owner, sizeof s->owner, "%ld@%s", (long)getpid(), host);
-    char path[1100];
-    snprintf(path, sizeof path, "%s/jorch.db", home);
-    if (!s->home || sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK) {
+    owner_init(s);
+    if (!s->home || sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK) {
         store_db_error(s, "opening jorch.db", err);
         store_close(s);
         return -1;
     }
+    s->readonly = sqlite3_db_readonly(s->db, "main") == 1;
     sqlite3_busy_timeout(s->db, 10000);
     /* WAL + FULL: a committed transaction survives a crash or power loss.
-     * Two processes opening a new store at once can see SQLITE_BUSY here
-     * without the busy handler being consulted (switching the journal mode
-     * needs an exclusive lock), so the set-up is retried for a while. */
+     * Two processes opening a store at once can see SQLITE_BUSY here without
+     * the busy handler being consulted (switching the journal mode needs an
+     * exclusive lock), so the set-up is retried - for a bounded time: a
+     * store that stays busy is reported, not waited on forever. */
     int setup_rc = -1;
-    for (int attempt = 0; attempt < 100 && setup_rc != 0; attempt++) {
+    int64_t deadline = time_now_nanos() + INT64_C(15) * 1000000000;
+    for (int attempt = 0; attempt < 100 && setup_rc != 0 && time_now_nanos() < deadline; attempt++) {
         if (attempt) {
             struct timespec ts = {0, 50 * 1000000};
             nanosleep(&ts, NULL);
@@ -123,31 +276,71 @@ int store_open(const char *home, store **out, jerr *err) {
         int code = sqlite3_errcode(s->db);
         if (setup_rc != 0 && code != SQLITE_BUSY && code != SQLITE_LOCKED) break;
     }
-    if (setup_rc != 0) {
+    if (setup_rc != 0 || store_migrate(s, err) != 0) {
         jerr_prefix(err, "cannot open the store");
         store_close(s);
         return -1;
     }
-    sqlite3_stmt *q = prep(s, "SELECT value FROM meta WHERE key='schema_version'", err);
-    if (!q) {
-        store_close(s);
-        return -1;
-    }
-    int version = 0;
-    if (sqlite3_step(q) == SQLITE_ROW) version = sqlite3_column_int(q, 0);
-    sqlite3_finalize(q);
-    if (version > STORE_SCHEMA_VERSION) {
-        jerr_set(err, JERR_USAGE, "the store in %s was written by a newer jorch (schema %d, this jorch knows %d): upgrade jorch",
-                 home, version, STORE_SCHEMA_VERSION);
-        store_close(s);
-        return -1;
-    }
-    if (version == 0 &&
-        store_exec(s, "INSERT OR REPLACE INTO meta(key,value) VALUES('schema_version','1')", err) != 0) {
-        store_close(s);
-        return -1;
-    }
+    wal_note(s);
     *out = s;
+    return 0;
+}
+
+int store_open_peer(const store *s, store **out, jerr *err) {
+    *out = NULL;
+    char path[1100];
+    if (db_path(s->home, path, sizeof path, err) != 0) return -1;
+    store *p = calloc(1, sizeof *p);
+    if (!p) return jerr_oom(err, "opening the store");
+    p->home = jstrdup(s->home);
+    memcpy(p->owner, s->owner, sizeof p->owner);
+    p->readonly = s->readonly;
+    if (!p->home || sqlite3_open_v2(path, &p->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK) {
+        store_db_error(p, "opening jorch.db", err);
+        store_close(p);
+        return -1;
+    }
+    sqlite3_busy_timeout(p->db, 10000);
+    /* the read opens the log, so that wal_note sees the file this connection uses */
+    if (store_exec(p, "PRAGMA synchronous=FULL; SELECT 1 FROM meta LIMIT 1;", err) != 0) {
+        store_close(p);
+        return -1;
+    }
+    wal_note(p);
+    *out = p;
+    return 0;
+}
+
+int store_check_files(store *s, jerr *err) {
+    int moved = 0;
+    if (sqlite3_file_control(s->db, "main", SQLITE_FCNTL_HAS_MOVED, &moved) == SQLITE_OK && moved)
+        return jerr_set(err, JERR_BACKEND, "store %s: jorch.db was deleted, moved or replaced while this process was "
+                        "using it; stopping without writing to it. Put the store back, or start over", s->home);
+    char path[1100];
+    struct stat st;
+    if (db_path(s->home, path, sizeof path, NULL) == 0 && stat(path, &st) == 0 && st.st_size < SQLITE_HEADER_BYTES) {
+        /* closing would copy the log into the empty file: a store that looks
+         * whole but is not. Leave the damage visible instead. */
+        sqlite3_db_config(s->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, (int *)NULL);
+        return jerr_set(err, JERR_BACKEND, "store %s: jorch.db was truncated to %lld bytes while this process was "
+                        "using it; stopping without writing to it. Restore the store from a backup",
+                        s->home, (long long)st.st_size);
+    }
+    char wal[1110];
+    snprintf(wal, sizeof wal, "%s-wal", path);
+    bool had = s->wal_known;
+    dev_t dev = s->wal_dev;
+    ino_t ino = s->wal_ino;
+    wal_note(s);
+    if (had && (!s->wal_known || s->wal_dev != dev || s->wal_ino != ino)) {
+        s->wal_known = had; /* keep reporting it */
+        s->wal_dev = dev;
+        s->wal_ino = ino;
+        return jerr_set(err, JERR_BACKEND, "store %s: its write-ahead log jorch.db-wal was deleted or replaced while "
+                            "this process was using it; stopping without writing more (what was committed before "
+                            "is copied back into jorch.db when this process exits, if it exits normally). "
+                            "Then check the run with 'jorch describe' and continue it with 'jorch resume'", s->home);
+    }
     return 0;
 }
 
@@ -615,79 +808,161 @@ int store_find_module(void *ud, const char *name, char **src, size_t *len, char 
 
 /* ------------------------------------------------------------ leases */
 
-static bool owner_alive(const char *owner, const char *self_host) {
-    long pid = 0;
-    char host[100] = "";
-    if (sscanf(owner, "%ld@%99s", &pid, host) != 2) return false;
-    if (strcmp(host, self_host) != 0) return true; /* another machine: trust the expiry */
-    if (pid <= 0) return false;
-    if (kill((pid_t)pid, 0) != 0 && errno != EPERM) return false;
+int64_t store_lease_nanos(void) {
+    const char *v = getenv("JORCH_LEASE_SECONDS");
+    if (!v || !*v) return LEASE_NANOS_DEFAULT;
+    char *end = NULL;
+    errno = 0;
+    long n = strtol(v, &end, 10);
+    if (errno != 0 || end == v || *end != '\0' || n < 1 || n > 86400) return -1;
+    return (int64_t)n * 1000000000;
+}
+
+static int64_t lease_length(void) {
+    int64_t n = store_lease_nanos();
+    return n > 0 ? n : LEASE_NANOS_DEFAULT;
+}
+
+enum { OWNER_DEAD, OWNER_ALIVE, OWNER_UNKNOWN };
+
+/* Whether the process named by a lease owner still runs. Only a process on
+ * this host in this pid namespace can be checked (OWNER_UNKNOWN otherwise);
+ * owners written before namespaces were recorded count as local. */
+static int owner_state(const char *owner, const char *self) {
+    long pid = 0, self_pid = 0;
+    char host[100] = "", ns[64] = "", self_host[100] = "", self_ns[64] = "";
+    if (sscanf(owner, "%ld@%99s %63s", &pid, host, ns) < 2) return OWNER_DEAD;
+    if (sscanf(self, "%ld@%99s %63s", &self_pid, self_host, self_ns) < 2) return OWNER_UNKNOWN;
+    if (strcmp(host, self_host) != 0) return OWNER_UNKNOWN;
+    if (ns[0] && self_ns[0] && strcmp(ns, self_ns) != 0) return OWNER_UNKNOWN;
+    if (pid <= 0) return OWNER_DEAD;
+    if (kill((pid_t)pid, 0) != 0 && errno != EPERM) return OWNER_DEAD;
     /* a killed process nobody has reaped yet still answers kill(pid, 0) */
     char path[64], buf[256];
     snprintf(path, sizeof path, "/proc/%ld/stat", pid);
     FILE *f = fopen(path, "r");
-    if (!f) return true;
+    if (!f) return OWNER_ALIVE;
     size_t n = fread(buf, 1, sizeof buf - 1, f);
     fclose(f);
     buf[n] = '\0';
     const char *rp = strrchr(buf, ')');
-    return !(rp && rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X'));
+    return rp && rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X') ? OWNER_DEAD : OWNER_ALIVE;
 }
 
-int store_lease_acquire(store *s, const char *run_id, jerr *err) {
-    if (store_begin(s, err) != 0) return -1;
-    sqlite3_stmt *q = prep(s, "SELECT lease_owner, lease_until FROM runs WHERE run_id=?", err);
-    if (!q) {
-        store_rollback(s);
-        return -1;
-    }
+/* The "pid@host" part of an owner, for messages. */
+#define OWNER_SHOWN(o) (int)strcspn((o), " "), (o)
+
+/* Inside a transaction: takes the run with a new lease generation (hold:
+ * this process holds it until lease_length() from now; otherwise the lease
+ * is left free). Returns 0, 1 when another process holds it (err says
+ * which), -1 on error. An executor takes over a lease that expired even if
+ * its owner looks alive (a pid can be reused; the generation fences the old
+ * owner out). idle_only, for requests from other terminals, never takes the
+ * run from an owner that may be alive: a stalled executor keeps its run and
+ * applies the requests itself when it continues. */
+static int lease_claim(store *s, const char *run_id, bool idle_only, bool hold, int64_t *gen, jerr *err) {
+    sqlite3_stmt *q = prep(s, "SELECT lease_owner, lease_until, lease_gen FROM runs WHERE run_id=?", err);
+    if (!q) return -1;
     sqlite3_bind_text(q, 1, run_id, -1, SQLITE_TRANSIENT);
-    if (sqlite3_step(q) != SQLITE_ROW) {
+    int rc = sqlite3_step(q);
+    if (rc != SQLITE_ROW) {
         sqlite3_finalize(q);
-        store_rollback(s);
-        return jerr_set(err, JERR_USAGE, "run %s not found", run_id);
+        if (rc == SQLITE_DONE) return jerr_set(err, JERR_USAGE, "run %s not found in the store %s", run_id, s->home);
+        return store_db_error(s, "reading the lease of a run", err);
     }
-    const char *owner = (const char *)sqlite3_column_text(q, 0);
+    char owner[128];
+    const char *o = (const char *)sqlite3_column_text(q, 0);
+    snprintf(owner, sizeof owner, "%s", o ? o : "");
     int64_t until = sqlite3_column_int64(q, 1);
-    char host[64] = "";
-    const char *at = strchr(s->owner, '@');
-    snprintf(host, sizeof host, "%s", at ? at + 1 : "");
-    if (owner && *owner && strcmp(owner, s->owner) != 0 && until > time_now_nanos() && owner_alive(owner, host)) {
-        jerr_set(err, JERR_USAGE, "run %s is being executed by process %s; wait for it, or stop that process first",
-                 run_id, owner);
+    int64_t g = sqlite3_column_int64(q, 2);
+    sqlite3_finalize(q);
+    if (owner[0] && strcmp(owner, s->owner) != 0) {
+        int st = owner_state(owner, s->owner);
+        bool expired = until <= time_now_nanos();
+        bool held = idle_only ? st == OWNER_ALIVE || (st == OWNER_UNKNOWN && !expired) : st != OWNER_DEAD && !expired;
+        if (held) {
+            jerr_set(err, JERR_USAGE, "run %s is being executed by process %.*s; wait for it, or stop that process first",
+                     run_id, OWNER_SHOWN(owner));
+            return 1;
+        }
+    }
+    q = prep(s, "UPDATE runs SET lease_owner=?1, lease_until=?2, lease_gen=?3 WHERE run_id=?4", err);
+    if (!q) return -1;
+    if (hold) sqlite3_bind_text(q, 1, s->owner, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(q, 2, hold ? time_now_nanos() + lease_length() : 0);
+    sqlite3_bind_int64(q, 3, g + 1);
+    sqlite3_bind_text(q, 4, run_id, -1, SQLITE_TRANSIENT);
+    rc = sqlite3_step(q);
+    sqlite3_finalize(q);
+    if (rc != SQLITE_DONE) return store_db_error(s, "taking the lease of a run", err);
+    *gen = g + 1;
+    return 0;
+}
+
+int store_lease_acquire(store *s, const char *run_id, int64_t *gen, jerr *err) {
+    if (s->readonly)
+        return jerr_set(err, JERR_BACKEND, "store %s is read-only: cannot execute run %s (make $JORCH_HOME and the "
+                        "files in it writable for this user)", s->home, run_id);
+    if (store_begin(s, err) != 0) return -1;
+    if (lease_claim(s, run_id, false, true, gen, err) != 0 || store_commit(s, err) != 0) {
+        store_rollback(s);
+        return -1;
+    }
+    return 0;
+}
+
+int store_lease_check(store *s, const char *run_id, int64_t gen, jerr *err) {
+    sqlite3_stmt *q = prep(s, "SELECT lease_gen, lease_owner FROM runs WHERE run_id=?", err);
+    if (!q) return -1;
+    sqlite3_bind_text(q, 1, run_id, -1, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(q);
+    if (rc != SQLITE_ROW) {
         sqlite3_finalize(q);
-        store_rollback(s);
-        return -1;
+        return rc == SQLITE_DONE ? jerr_set(err, JERR_USAGE, "run %s is no longer in the store %s", run_id, s->home)
+                                 : store_db_error(s, "checking the lease of a run", err);
     }
+    int64_t g = sqlite3_column_int64(q, 0);
+    char owner[128];
+    const char *o = (const char *)sqlite3_column_text(q, 1);
+    snprintf(owner, sizeof owner, "%s", o ? o : "");
     sqlite3_finalize(q);
-    q = prep(s, "UPDATE runs SET lease_owner=?, lease_until=? WHERE run_id=?", err);
-    if (!q) {
-        store_rollback(s);
-        return -1;
-    }
-    sqlite3_bind_text(q, 1, s->owner, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(q, 2, time_now_nanos() + LEASE_NANOS);
-    sqlite3_bind_text(q, 3, run_id, -1, SQLITE_TRANSIENT);
-    sqlite3_step(q);
-    sqlite3_finalize(q);
-    return store_commit(s, err);
+    if (g == gen && strcmp(owner, s->owner) == 0) return 0;
+    char who[160];
+    if (owner[0] && strcmp(owner, s->owner) != 0)
+        snprintf(who, sizeof who, "process %.*s took it over", OWNER_SHOWN(owner));
+    else
+        snprintf(who, sizeof who, "another process took it over (and has let it go)");
+    return jerr_set(err, JERR_USAGE, "run %s: this process (%.*s) no longer owns the run: %s after this process "
+                    "was stopped or stalled for longer than its lease (%lld s). Stopping without writing anything "
+                    "more; if no process executes the run now, 'jorch resume %s' continues it",
+                    run_id, OWNER_SHOWN(s->owner), who, (long long)(lease_length() / 1000000000), run_id);
 }
 
-void store_lease_renew(store *s, const char *run_id) {
-    sqlite3_stmt *q = prep(s, "UPDATE runs SET lease_until=? WHERE run_id=? AND lease_owner=?", NULL);
-    if (!q) return;
-    sqlite3_bind_int64(q, 1, time_now_nanos() + LEASE_NANOS);
+int store_lease_renew(store *s, const char *run_id, int64_t gen, jerr *err) {
+    if (store_check_files(s, err) != 0) return -1;
+    sqlite3_stmt *q = prep(s, "UPDATE runs SET lease_until=?1 WHERE run_id=?2 AND lease_gen=?3 AND lease_owner=?4", err);
+    if (!q) return 1;
+    sqlite3_bind_int64(q, 1, time_now_nanos() + lease_length());
     sqlite3_bind_text(q, 2, run_id, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(q, 3, s->owner, -1, SQLITE_TRANSIENT);
-    sqlite3_step(q);
+    sqlite3_bind_int64(q, 3, gen);
+    sqlite3_bind_text(q, 4, s->owner, -1, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(q);
     sqlite3_finalize(q);
+    if (rc != SQLITE_DONE) {
+        store_db_error(s, "renewing the lease of a run", err);
+        return 1;
+    }
+    if (sqlite3_changes(s->db) == 1) return 0;
+    return store_lease_check(s, run_id, gen, err) != 0 ? -1 : 1;
 }
 
-void store_lease_release(store *s, const char *run_id) {
-    sqlite3_stmt *q = prep(s, "UPDATE runs SET lease_owner=NULL, lease_until=0 WHERE run_id=? AND lease_owner=?", NULL);
+void store_lease_release(store *s, const char *run_id, int64_t gen) {
+    sqlite3_stmt *q = prep(s, "UPDATE runs SET lease_owner=NULL, lease_until=0 WHERE run_id=? AND lease_gen=? "
+                              "AND lease_owner=?", NULL);
     if (!q) return;
     sqlite3_bind_text(q, 1, run_id, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(q, 2, s->owner, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(q, 2, gen);
+    sqlite3_bind_text(q, 3, s->owner, -1, SQLITE_TRANSIENT);
     sqlite3_step(q);
     sqlite3_finalize(q);
 }
@@ -845,14 +1120,13 @@ int store_apply_inbox(store *s, const char *run_id, jerr *err) {
 
 void store_apply_if_idle(store *s, const char *run_id) {
     jerr e = {0};
-    if (store_lease_acquire(s, run_id, &e) != 0) return;
-    if (store_begin(s, &e) == 0) {
-        if (store_apply_inbox(s, run_id, &e) >= 0)
-            store_commit(s, &e);
-        else
-            store_rollback(s);
-    }
-    store_lease_release(s, run_id);
+    int64_t gen = 0;
+    if (s->readonly || store_begin(s, &e) != 0) return;
+    /* one transaction, with a lease generation of its own: an owner that
+     * comes back later finds it no longer owns the run */
+    if (lease_claim(s, run_id, true, false, &gen, &e) != 0 || store_apply_inbox(s, run_id, &e) < 0 ||
+        store_commit(s, &e) != 0)
+        store_rollback(s);
 }
 
 /* ------------------------------------------------------------ describe */

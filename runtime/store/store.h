@@ -20,7 +20,7 @@
 
 typedef struct store store;
 
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 2 /* = the last entry of migrations[] in store.c */
 
 /* Opens (creating if needed) the store in directory `home` ($JORCH_HOME,
  * default ".jorch"). Errors: missing parent directory, unwritable or corrupt

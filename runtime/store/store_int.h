@@ -7,6 +7,7 @@
 #define JORCH_STORE_INT_H
 
 #include <sqlite3.h>
+#include <sys/types.h>
 
 #include "engine/engine_int.h"
 #include "store/store.h"
@@ -14,7 +15,13 @@
 struct store {
     sqlite3 *db;
     char *home;
-    char owner[128]; /* "pid@host" of this process, for leases */
+    char owner[128]; /* "pid@host pid:[ns]" of this process, for leases */
+    bool readonly;   /* the database could only be opened for reading */
+    /* jorch.db-wal as this connection opened it (SQLite keeps it while any
+     * connection is open, so another file there means it was deleted) */
+    bool wal_known;
+    dev_t wal_dev;
+    ino_t wal_ino;
 };
 
 int store_exec(store *s, const char *sql, jerr *err);
@@ -40,11 +47,29 @@ int store_schedule_wft(store *s, const char *run_id, jerr *err);
 bool store_wft_pending(store *s, const char *run_id);
 void store_clear_wft(store *s, const char *run_id);
 
-/* Leases: one process executes a run at a time; a dead owner's lease is
- * free (same host: the pid is checked; otherwise it expires). */
-int store_lease_acquire(store *s, const char *run_id, jerr *err); /* 0 ok, -1 held/error */
-void store_lease_renew(store *s, const char *run_id);
-void store_lease_release(store *s, const char *run_id);
+/* Leases: one process executes a run at a time. Taking a lease bumps the
+ * run's lease generation, a fencing token: the holder checks it inside each
+ * of its transactions (store_lease_check), so a holder that lost the run -
+ * stalled past its lease, then taken over - can never write to it again.
+ * A dead owner's lease is free at once when its liveness can be checked
+ * (same host and pid namespace); otherwise it is free when it expires. */
+int64_t store_lease_nanos(void); /* JORCH_LEASE_SECONDS (default 15); -1 if that is invalid */
+/* 0 and the new generation in *gen; -1 when held by a live process or on error. */
+int store_lease_acquire(store *s, const char *run_id, int64_t *gen, jerr *err);
+/* Inside a transaction: 0 while generation gen still owns the run; -1
+ * (JERR_USAGE, saying who took it) when it does not. */
+int store_lease_check(store *s, const char *run_id, int64_t gen, jerr *err);
+/* 0 renewed; -1 the run was lost or the store files are damaged (err says
+ * which: stop); 1 a transient failure (try again later). */
+int store_lease_renew(store *s, const char *run_id, int64_t gen, jerr *err);
+void store_lease_release(store *s, const char *run_id, int64_t gen);
+
+/* A second connection to the same store, for another thread. */
+int store_open_peer(const store *s, store **out, jerr *err);
+/* -1 (JERR_BACKEND) when jorch.db or jorch.db-wal was deleted, replaced or
+ * truncated since this connection opened them: a commit into such a file
+ * would be lost without a trace. store_commit checks it. */
+int store_check_files(store *s, jerr *err);
 
 /* Applies pending inbox requests as history events. Returns the number
  * applied, -1 on error. */
