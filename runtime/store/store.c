@@ -690,7 +690,7 @@ int store_run_start(store *s, const store_new_run *nr, store_run *out, jerr *err
     a->workflow_task_timeout = pb_duration_new(INT64_C(10) * 1000000000);
     a->original_execution_run_id = jstrdup(run_id);
     a->first_execution_run_id = jstrdup(run_id);
-    a->identity = jstrdup(s->owner);
+    a->identity = jstrndup(s->owner, strcspn(s->owner, " ")); /* "pid@host", as before namespaces were recorded */
     a->attempt = 1;
     a->workflow_id = jstrdup(wid);
     a->memo = script_memo(nr->script_name, sha);
