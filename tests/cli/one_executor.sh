@@ -66,11 +66,11 @@ ms=$(( ($(date +%s%N) - t0) / 1000000 ))
 [ "$ms" -gt 0 ] || ms=1
 per_second=$(( n * 1000 / ms ))
 
-# 1. a workflow task of about three leases; a signal and a resume arrive
+# 1. a workflow task of about four leases; a signal and a resume arrive
 #    after the first lease would have run out, while the task still runs
 export MARK_FILE="$T_DIR/marks-long"
 : >"$MARK_FILE"
-"$JORCH" run --quiet --id long --activities "$ACTS" "$T_DIR/lease.lua" $((per_second * LEASE * 3)) 0 \
+"$JORCH" run --quiet --id long --activities "$ACTS" "$T_DIR/lease.lua" $((per_second * LEASE * 4)) 0 \
   >"$T_DIR/out-long" 2>"$T_DIR/err-long" &
 pid=$!
 wait_mark A || fail "long task: activity A ran"
@@ -88,7 +88,8 @@ for a in A B C; do expect_eq "long task: activity $a ran once" "$(count $a)" "1"
 check_history "long task" long
 
 # 2. the executor is stopped for longer than its lease while the run waits
-#    for a signal; `resume` takes the run over; the first executor continues
+#    for a signal; the signal is sent and `resume` takes the run over; the
+#    first executor continues while the new one runs the last activity
 export MARK_FILE="$T_DIR/marks-stop"
 : >"$MARK_FILE"
 "$JORCH" run --quiet --id stopped --activities "$ACTS" "$T_DIR/lease.lua" 0 $((per_second / 2)) \
@@ -98,14 +99,13 @@ wait_mark B || fail "stopped: activity B ran"
 sleep 0.5 # B's completion and the next workflow task are committed; the run waits for the signal
 kill -STOP $pid
 sleep $((LEASE + 1))
-"$JORCH" resume --quiet --activities "$ACTS" stopped >"$T_DIR/out-new" 2>"$T_DIR/err-new" &
-rpid=$!
-sleep 1 # the new executor has taken the run
-kill -CONT $pid
-# the old executor finds at once that it lost the run, and stops
-sleep 1
 run_jorch signal stopped go '"s"'
 expect_eq "stopped: signal accepted" "$RC" "0"
+MARK_DELAY=1 "$JORCH" resume --quiet --activities "$ACTS" stopped >"$T_DIR/out-new" 2>"$T_DIR/err-new" &
+rpid=$!
+wait_mark C || fail "stopped: the new executor runs C"
+kill -CONT $pid
+# the old executor finds at once that it lost the run, and stops
 wait $pid
 expect_eq "stopped: the stale executor exits 2" "$?" "2"
 expect_contains "stopped: the stale executor says why it stopped" "$(cat "$T_DIR/err-stale")" "no longer owns the run"
