@@ -79,24 +79,25 @@ static const cli_opt *find_opt(const cli_opt *opts, const char *name, size_t len
 int cli_parse(const char *verb, int argc, char **argv, const cli_opt *opts, bool options_first,
               cli_args *out) {
     memset(out, 0, sizeof *out);
-    bool only_positionals = false;
+    bool separator_seen = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        /* `run SCRIPT -- ARGS`: the conventional separator is not input */
-        if (options_first && only_positionals && out->npos == 1 && strcmp(a, "--") == 0 &&
-            strcmp(argv[i - 1], out->pos[0]) == 0)
+        if (!separator_seen && strcmp(a, "--") == 0) {
+            separator_seen = true;
             continue;
-        if (only_positionals || a[0] != '-' || a[1] == '\0' || (a[1] != '-' && !(a[1] >= 'a' && a[1] <= 'z'))) {
+        }
+        /* "-5" and "-" are values; "-x" and "--x" are options */
+        bool option_like = a[0] == '-' && a[1] != '\0' && (a[1] == '-' || (a[1] >= 'a' && a[1] <= 'z'));
+        if (separator_seen || !option_like) {
             if (out->npos >= CLI_MAX_POS) return cli_usage_error(verb, "too many arguments");
             out->pos[out->npos++] = argv[i];
-            /* run/start: what follows the script is the workflow's input */
-            if (options_first) only_positionals = true;
             continue;
         }
-        if (strcmp(a, "--") == 0) {
-            only_positionals = true;
-            continue;
-        }
+        if (options_first && out->npos > 0)
+            return cli_usage_error(verb,
+                                   "option '%s' after SCRIPT: options go before the script (jorch %s %s SCRIPT ...); "
+                                   "to pass '%s' to the workflow as input, put it after '--' (jorch %s SCRIPT -- %s)",
+                                   a, verb, a, a, verb, a);
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             out->help = true;
             continue;
@@ -118,6 +119,11 @@ int cli_parse(const char *verb, int argc, char **argv, const cli_opt *opts, bool
             return cli_usage_error(verb, "option '--%s' takes no value", o->name);
         }
         if (o->id < 0 || o->id >= CLI_MAX_OPTS) return cli_usage_error(verb, "internal option table error");
+        if (o->has_arg == CLI_REPEAT) {
+            if (out->nrep >= CLI_MAX_POS) return cli_usage_error(verb, "option '--%s' given too many times", o->name);
+            out->rep[out->nrep] = val;
+            out->rep_id[out->nrep++] = o->id;
+        }
         out->set[o->id] = true;
         out->val[o->id] = val ? val : "";
     }

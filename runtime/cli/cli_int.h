@@ -14,6 +14,11 @@
 #define CLI_MAX_POS 64
 #define CLI_MAX_OPTS 32
 
+/* has_arg: 0 a flag, 1 one value (the last one given wins), CLI_REPEAT a
+ * value that may be given several times, each kept in order in
+ * cli_args.rep (--input A --input B). */
+#define CLI_REPEAT 2
+
 typedef struct cli_opt {
     const char *name; /* long name without "--" */
     int has_arg;
@@ -25,11 +30,17 @@ typedef struct cli_args {
     int npos;
     bool set[CLI_MAX_OPTS];
     const char *val[CLI_MAX_OPTS];
+    const char *rep[CLI_MAX_POS]; /* values of CLI_REPEAT options, in order */
+    int rep_id[CLI_MAX_POS];      /* the option id of each */
+    int nrep;
     bool help;
 } cli_args;
 
-/* Parses argv[1..]: options anywhere, or (options_first) only before the
- * first positional, after which everything is positional (run/start). */
+/* Parses argv[1..]: options anywhere, or (options_first, run/start) only
+ * before the first positional (SCRIPT). There an option-like argument
+ * after SCRIPT is a usage error that says where options go: it would
+ * otherwise become workflow input unnoticed. "--" ends the options; what
+ * follows it is positional, even when it starts with "-". */
 int cli_parse(const char *verb, int argc, char **argv, const cli_opt *opts, bool options_first,
               cli_args *out);
 

@@ -195,39 +195,116 @@ static cli_client *client_for(bool temporal_flag, const char *home_opt, int *exi
 
 /* ------------------------------------------------------------ input, output */
 
-/* Each argument that parses as JSON is that value; anything else is a string. */
-static Temporal__Api__Common__V1__Payloads *args_to_payloads(const char *const *args, int n, jerr *err) {
+/* A text as a JSON string payload. */
+static Temporal__Api__Common__V1__Payload *string_payload(const char *text, jerr *err) {
+    jbuf b;
+    jbuf_init(&b, 16u << 20);
+    jbuf_putc(&b, '"');
+    for (const unsigned char *s = (const unsigned char *)text; *s; s++) {
+        if (*s == '"' || *s == '\\') {
+            jbuf_putc(&b, '\\');
+            jbuf_putc(&b, (char)*s);
+        } else if (*s < 0x20) {
+            jbuf_printf(&b, "\\u%04x", *s);
+        } else {
+            jbuf_putc(&b, (char)*s);
+        }
+    }
+    jbuf_putc(&b, '"');
+    Temporal__Api__Common__V1__Payload *p = payload_from_json(b.data, b.len, err);
+    jbuf_free(&b);
+    return p;
+}
+
+/* The parser's message from its position on: "at line 1, column 2:
+ * expected a string key" (without the lead "$.path: invalid JSON "). */
+static const char *json_error_text(const char *msg) {
+    const char *at = strstr(msg, "invalid JSON at ");
+    return at ? at + strlen("invalid JSON ") : msg;
+}
+
+/* One input argument given after SCRIPT (or NAME): JSON when it parses. An
+ * argument that starts like a JSON object, array or string ({ [ ") must
+ * parse: '{autoProceed: false}' passed on as text would silently change
+ * what runs. Anything else that does not parse is a string. */
+static Temporal__Api__Common__V1__Payload *arg_payload(const char *arg, int index, jerr *err) {
+    jerr perr = {0};
+    Temporal__Api__Common__V1__Payload *p = payload_from_json(arg, strlen(arg), &perr);
+    if (p) return p;
+    const char *t = arg + strspn(arg, " \t\r\n");
+    if (*t == '{' || *t == '[' || *t == '"') {
+        jerr_set(err, JERR_USAGE,
+                 "input argument %d '%.60s%s' starts with '%c' but is not valid JSON: %s. %sTo pass it as text, "
+                 "give it as a JSON string: --input '\"...\"'",
+                 index, arg, strlen(arg) > 60 ? "..." : "", *t, json_error_text(perr.msg),
+                 *t == '{' ? "Keys and strings need double quotes ('{\"autoProceed\": false}'). " : "");
+        return NULL;
+    }
+    p = string_payload(arg, err);
+    if (!p) {
+        jerr_prefix(err, "input argument %d", index);
+        err->code = JERR_USAGE;
+    }
+    return p;
+}
+
+/* One --input JSON or --input-file FILE value: exact JSON, never a string
+ * guessed from text that does not parse. */
+static Temporal__Api__Common__V1__Payload *exact_payload(const char *value, bool is_file, int index, jerr *err) {
+    jerr perr = {0};
+    Temporal__Api__Common__V1__Payload *p = NULL;
+    if (is_file) {
+        char *text = NULL;
+        size_t len = 0;
+        if (file_read_all(value, 16u << 20, &text, &len, &perr) != 0) {
+            jerr_set(err, JERR_USAGE, "--input-file %s: %s", value, perr.msg);
+            return NULL;
+        }
+        p = payload_from_json(text, len, &perr);
+        free(text);
+        if (!p) jerr_set(err, JERR_USAGE, "--input-file %s is not valid JSON: %s", value, json_error_text(perr.msg));
+        return p;
+    }
+    p = payload_from_json(value, strlen(value), &perr);
+    if (!p)
+        jerr_set(err, JERR_USAGE, "--input number %d '%.60s%s' is not valid JSON: %s (a string needs double quotes: "
+                 "--input '\"text\"')", index, value, strlen(value) > 60 ? "..." : "", json_error_text(perr.msg));
+    return p;
+}
+
+/* The input of run/start/signal/query: either the arguments after SCRIPT
+ * (NAME), or the --input/--input-file options, each one argument in the
+ * order given (as `temporal workflow start --input` does), not both. */
+static Temporal__Api__Common__V1__Payloads *input_payloads(const cli_args *a, int opt_input, int opt_input_file,
+                                                           const char *const *args, int n, jerr *err) {
+    bool exact = a->set[opt_input] || a->set[opt_input_file];
+    if (exact && n > 0) {
+        jerr_set(err, JERR_USAGE, "input given twice: as arguments (%s%s) and with --input/--input-file; use one",
+                 args[0], n > 1 ? " ..." : "");
+        return NULL;
+    }
     Temporal__Api__Common__V1__Payloads *ps = payloads_new();
     if (!ps) {
         jerr_oom(err, "reading arguments");
         return NULL;
     }
-    for (int i = 0; i < n; i++) {
-        jerr ignore = {0};
-        Temporal__Api__Common__V1__Payload *p = payload_from_json(args[i], strlen(args[i]), &ignore);
+    int count = exact ? 0 : n;
+    if (exact)
+        for (int i = 0; i < a->nrep; i++)
+            if (a->rep_id[i] == opt_input || a->rep_id[i] == opt_input_file) count++;
+    for (int i = 0, k = 0; k < count; i++) {
+        Temporal__Api__Common__V1__Payload *p = NULL;
+        if (!exact) {
+            p = arg_payload(args[i], i + 1, err);
+        } else if (a->rep_id[i] == opt_input || a->rep_id[i] == opt_input_file) {
+            p = exact_payload(a->rep[i], a->rep_id[i] == opt_input_file, k + 1, err);
+        } else {
+            continue;
+        }
+        k++;
         if (!p) {
-            jbuf b;
-            jbuf_init(&b, 16u << 20);
-            jbuf_putc(&b, '"');
-            for (const unsigned char *s = (const unsigned char *)args[i]; *s; s++) {
-                if (*s == '"' || *s == '\\') {
-                    jbuf_putc(&b, '\\');
-                    jbuf_putc(&b, (char)*s);
-                } else if (*s < 0x20) {
-                    jbuf_printf(&b, "\\u%04x", *s);
-                } else {
-                    jbuf_putc(&b, (char)*s);
-                }
-            }
-            jbuf_putc(&b, '"');
-            p = payload_from_json(b.data, b.len, err);
-            jbuf_free(&b);
-            if (!p) {
-                jerr_prefix(err, "argument %d", i + 1);
-                err->code = JERR_USAGE;
-                protobuf_c_message_free_unpacked(&ps->base, NULL);
-                return NULL;
-            }
+            protobuf_c_message_free_unpacked(&ps->base, NULL);
+            return NULL;
         }
         if (payloads_add(ps, p) != 0) {
             protobuf_c_message_free_unpacked(&p->base, NULL);
@@ -301,11 +378,11 @@ static int report_close(const char *id, const Temporal__Api__History__V1__Histor
 /* ------------------------------------------------------------ run / start / resume */
 
 enum { O_ID, O_DETACH, O_TIME_SKIP, O_ACTIVITIES, O_HOME, O_TEMPORAL, O_QUIET, O_TASK_QUEUE, O_OUTPUT,
-       O_REASON, O_STATUS, O_TIMEOUT };
+       O_REASON, O_STATUS, O_TIMEOUT, O_INPUT, O_INPUT_FILE };
 
 static const cli_opt run_opts[] = {
     {"activities", 1, O_ACTIVITIES}, {"detach", 0, O_DETACH}, {"home", 1, O_HOME}, {"id", 1, O_ID},
-    {"quiet", 0, O_QUIET}, {"task-queue", 1, O_TASK_QUEUE}, {"temporal", 0, O_TEMPORAL},
+    {"input", CLI_REPEAT, O_INPUT}, {"input-file", CLI_REPEAT, O_INPUT_FILE}, {"quiet", 0, O_QUIET}, {"task-queue", 1, O_TASK_QUEUE}, {"temporal", 0, O_TEMPORAL},
     {"time-skip", 0, O_TIME_SKIP}, {NULL, 0, 0}};
 
 static const char run_help[] =
@@ -316,9 +393,13 @@ static const char run_help[] =
     "(or a workflow task failed: fix the script or environment, then 'jorch resume ID').\n"
     "start only starts it and prints the workflow id (on the embedded backend, a\n"
     "background process executes it; see --detach).\n"
-    "Arguments that parse as JSON are passed as that value, others as strings.\n"
-    "Options (before SCRIPT; what follows SCRIPT is the workflow's input):\n"
+    "Each ARG is one workflow argument: JSON when it parses, otherwise a string; an\n"
+    "ARG that starts with { [ or \" must be valid JSON. Options go before SCRIPT; to\n"
+    "pass an ARG that starts with '-', put it after '--' (jorch run SCRIPT -- -x).\n"
+    "Options:\n"
     "  --id ID            workflow id (default TYPE-<random>)\n"
+    "  --input JSON       one workflow argument, exact JSON (repeat for more; instead of ARGs)\n"
+    "  --input-file FILE  one workflow argument, the JSON in FILE (repeatable, like --input)\n"
     "  --detach           run: execute in a background process, print the id\n"
     "  --time-skip        fire timers as soon as nothing else can happen (tests)\n"
     "  --activities DIR   where activity modules are (default ./activities)\n"
@@ -424,7 +505,7 @@ static int start_common(int argc, char **argv, bool run_mode) {
         id_check("workflow type (the script's file name)", type, ID_MAX_BYTES, &e) != 0 ||
         (a.set[O_TASK_QUEUE] && id_check("task queue", a.val[O_TASK_QUEUE], ID_MAX_BYTES, &e) != 0))
         return cli_usage_error(verb, "%s", e.msg);
-    Temporal__Api__Common__V1__Payloads *input = args_to_payloads(a.pos + 1, a.npos - 1, &e);
+    Temporal__Api__Common__V1__Payloads *input = input_payloads(&a, O_INPUT, O_INPUT_FILE, a.pos + 1, a.npos - 1, &e);
     if (!input) {
         cli_errorf("%s", e.msg);
         return CLI_USAGE;
@@ -584,8 +665,14 @@ typedef struct client_verb_spec {
     const char *help;
 } client_verb_spec;
 
-static int client_prologue(const client_verb_spec *v, int argc, char **argv, cli_args *a, cli_client **c) {
-    int rc = cli_parse(v->name, argc, argv, client_opts, false, a);
+/* signal and query also take their input as exact JSON */
+static const cli_opt input_client_opts[] = {
+    {"home", 1, O_HOME}, {"input", CLI_REPEAT, O_INPUT}, {"input-file", CLI_REPEAT, O_INPUT_FILE},
+    {"temporal", 0, O_TEMPORAL}, {NULL, 0, 0}};
+
+static int client_prologue_opts(const client_verb_spec *v, const cli_opt *opts, int argc, char **argv, cli_args *a,
+                                cli_client **c) {
+    int rc = cli_parse(v->name, argc, argv, opts, false, a);
     if (rc) return rc;
     if (a->help) {
         fputs(v->help, stdout);
@@ -609,6 +696,10 @@ static int client_prologue(const client_verb_spec *v, int argc, char **argv, cli
     return *c ? 0 : rc;
 }
 
+static int client_prologue(const client_verb_spec *v, int argc, char **argv, cli_args *a, cli_client **c) {
+    return client_prologue_opts(v, client_opts, argc, argv, a, c);
+}
+
 #define CLIENT_HELP_COMMON "  --home DIR      the embedded store (default $JORCH_HOME or ./.jorch)\n" \
                            "  --temporal      use Temporal (also FEATURE_TEMPORAL_ENABLED=true)\n"
 
@@ -619,13 +710,16 @@ static int finish(cli_client *c, int rc) {
 
 int cli_verb_signal(int argc, char **argv) {
     static const client_verb_spec v = {"signal", 2, 3,
-        "Usage: jorch signal ID NAME [JSON]\n\nSends signal NAME (with an optional JSON argument) to a running workflow.\n" CLIENT_HELP_COMMON};
+        "Usage: jorch signal ID NAME [ARG]\n\nSends signal NAME (with an optional argument) to a running workflow. ARG is\n"
+        "JSON when it parses, otherwise a string; one that starts with { [ or \" must be JSON.\n"
+        "  --input JSON      one signal argument, exact JSON (repeat for more; instead of ARG)\n"
+        "  --input-file FILE one signal argument, the JSON in FILE (repeatable)\n" CLIENT_HELP_COMMON};
     cli_args a;
     cli_client *c = NULL;
-    int rc = client_prologue(&v, argc, argv, &a, &c);
+    int rc = client_prologue_opts(&v, input_client_opts, argc, argv, &a, &c);
     if (rc) return rc < 0 ? 0 : rc;
     jerr e = {0};
-    Temporal__Api__Common__V1__Payloads *args = args_to_payloads(a.pos + 2, a.npos - 2, &e);
+    Temporal__Api__Common__V1__Payloads *args = input_payloads(&a, O_INPUT, O_INPUT_FILE, a.pos + 2, a.npos - 2, &e);
     if (!args || c->ops->signal(c, a.pos[0], a.pos[1], args, &e) != 0) {
         cli_errorf("%s", e.msg);
         rc = cli_exit_for(&e);
@@ -636,13 +730,16 @@ int cli_verb_signal(int argc, char **argv) {
 
 int cli_verb_query(int argc, char **argv) {
     static const client_verb_spec v = {"query", 2, 3,
-        "Usage: jorch query ID NAME [JSON]\n\nAsks a workflow (running or closed) a query; prints the answer as JSON.\n" CLIENT_HELP_COMMON};
+        "Usage: jorch query ID NAME [ARG]\n\nAsks a workflow (running or closed) a query; prints the answer as JSON.\n"
+        "ARG, --input and --input-file work as for signal.\n"
+        "  --input JSON      one query argument, exact JSON (repeatable; instead of ARG)\n"
+        "  --input-file FILE one query argument, the JSON in FILE (repeatable)\n" CLIENT_HELP_COMMON};
     cli_args a;
     cli_client *c = NULL;
-    int rc = client_prologue(&v, argc, argv, &a, &c);
+    int rc = client_prologue_opts(&v, input_client_opts, argc, argv, &a, &c);
     if (rc) return rc < 0 ? 0 : rc;
     jerr e = {0};
-    Temporal__Api__Common__V1__Payloads *args = args_to_payloads(a.pos + 2, a.npos - 2, &e);
+    Temporal__Api__Common__V1__Payloads *args = input_payloads(&a, O_INPUT, O_INPUT_FILE, a.pos + 2, a.npos - 2, &e);
     Temporal__Api__Common__V1__Payloads *res = NULL;
     if (!args || c->ops->query(c, a.pos[0], a.pos[1], args, &res, &e) != 0) {
         cli_errorf("%s", e.msg);

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Input that would silently change what runs is refused: an argument that
+# starts like JSON but does not parse, an option after SCRIPT; --input and
+# --input-file give exact input; a signal nobody handles (or one its
+# validator rejects) is reported to the sender.
+. "$(dirname "$0")/lib.sh"
+t_begin "cli input"
+W="$T_DIR/w"
+mkdir -p "$W"
+printf 'return function(...) return {...} end\n' >"$W/echo.lua"
+ORCH="$JORCH_SOURCE_DIR/workflows/orchestrate.lua"
+runs_in_store() { "$JORCH" list --output json 2>/dev/null | grep -o '"workflowId"' | wc -l; }
+RUNS=0
+no_run_started() { # nothing reached the store since the last call
+  local n
+  n=$(runs_in_store)
+  expect_eq "$1: no run was started" "$n" "$RUNS"
+}
+
+# --- JSON-looking arguments must be JSON
+run_jorch run "$ORCH" PROJ-123 '{autoProceed: false}'
+expect_eq "malformed JSON object argument: exit 2" "$RC" "2"
+expect_contains "names the argument" "$ERR" "input argument 2 '{autoProceed: false}'"
+expect_contains "names the position of the parse error" "$ERR" "line 1, column 2"
+no_run_started "malformed JSON object argument"
+run_jorch start "$W/echo.lua" '[1, 2'
+expect_eq "malformed JSON array on start: exit 2" "$RC" "2"
+expect_contains "array: position" "$ERR" "column 6"
+run_jorch run --quiet "$W/echo.lua" '"unterminated'
+expect_eq "malformed JSON string: exit 2" "$RC" "2"
+no_run_started "malformed JSON arguments"
+run_jorch run --quiet "$W/echo.lua" PROJ-1 '{"a": [1, 2]}' 7 true 'plain text' -5
+expect_eq "valid JSON and plain words still work" "$OUT" '["PROJ-1",{"a":[1,2]},7,true,"plain text",-5]'
+
+# --- exact input
+run_jorch run --quiet --input '{"issueKey": "PROJ-9"}' --input '"x"' "$W/echo.lua"
+expect_eq "--input: one argument each, in order" "$OUT" '[{"issueKey":"PROJ-9"},"x"]'
+printf '{"autoProceed": false,\n "skip": [1, 2]}\n' >"$W/in.json"
+run_jorch run --quiet --input-file "$W/in.json" --input 3 "$W/echo.lua"
+expect_eq "--input-file and --input mixed, in order" "$OUT" '[{"autoProceed":false,"skip":[1,2]},3]'
+RUNS=$(runs_in_store)
+run_jorch run --quiet --input 'PROJ-1' "$W/echo.lua"
+expect_eq "--input that is not JSON: exit 2" "$RC" "2"
+expect_contains "--input: says how to pass a string" "$ERR" "double quotes"
+printf '{"a": 1,\n "b": }\n' >"$W/bad.json"
+run_jorch run --quiet --input-file "$W/bad.json" "$W/echo.lua"
+expect_eq "--input-file with bad JSON: exit 2" "$RC" "2"
+expect_contains "--input-file: file and position" "$ERR" "bad.json is not valid JSON: at line 2, column"
+run_jorch run --quiet --input-file "$W/missing.json" "$W/echo.lua"
+expect_eq "--input-file missing: exit 2" "$RC" "2"
+run_jorch run --quiet --input 1 "$W/echo.lua" 2
+expect_eq "--input and arguments together: exit 2" "$RC" "2"
+expect_contains "--input and arguments: says so" "$ERR" "input given twice"
+no_run_started "refused --input"
+
+# --- options after SCRIPT
+run_jorch run "$ORCH" PROJ-123 --quiet
+expect_eq "option after SCRIPT: exit 2" "$RC" "2"
+expect_contains "option after SCRIPT: where options go" "$ERR" "jorch run --quiet SCRIPT"
+expect_contains "option after SCRIPT: the -- escape" "$ERR" "jorch run SCRIPT -- --quiet"
+run_jorch start "$W/echo.lua" a --id=x
+expect_eq "--opt=value after SCRIPT on start: exit 2" "$RC" "2"
+run_jorch run "$W/echo.lua" -q
+expect_eq "short option after SCRIPT: exit 2" "$RC" "2"
+no_run_started "options after SCRIPT"
+run_jorch run --quiet "$W/echo.lua" a -- --quiet -x --
+expect_eq "after --, dashes are input" "$OUT" '["a","--quiet","-x","--"]'
+run_jorch run --quiet -- "$W/echo.lua" --quiet
+expect_eq "-- before SCRIPT: what follows is input" "$OUT" '["--quiet"]'
+
+# --- signal and query arguments follow the same rules
+cat >"$W/sig.lua" <<'LUA'
+return function()
+  local got = {}
+  workflow.on_signal("add", function(...) got[#got + 1] = {...} end)
+  workflow.on_query("echo", function(...) return {...} end)
+  workflow.wait_condition(function() return #got >= 1 end)
+  return got
+end
+LUA
+"$JORCH" start --id s1 "$W/sig.lua" >/dev/null
+for _ in $(seq 100); do "$JORCH" query s1 echo >/dev/null 2>&1 && break; sleep 0.05; done
+run_jorch query s1 echo '{bad'
+expect_eq "query: malformed JSON argument: exit 2" "$RC" "2"
+run_jorch query s1 echo --input '{"k": 1}' --input '[2]'
+expect_eq "query --input" "$OUT" '[{"k":1},[2]]'
+run_jorch signal s1 add '{x: 1}'
+expect_eq "signal: malformed JSON argument: exit 2" "$RC" "2"
+run_jorch signal s1 add --input-file "$W/in.json" --input '"two"'
+expect_eq "signal --input-file/--input: exit 0" "$RC" "0"
+run_jorch result --timeout 20s s1
+expect_eq "signal arguments arrived exactly" "$OUT" '[[{"autoProceed":false,"skip":[1,2]},"two"]]'
+t_end
