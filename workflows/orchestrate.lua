@@ -128,18 +128,26 @@ return function(input, options)
     rejected = type(reason) == "table" and tostring(reason.reason or "rejected")
       or tostring(reason or "rejected")
   end)
-  workflow.on_signal("skipPhase", function(name)
+  local function phase_arg(name)
     if type(name) == "table" then name = name.phase or name.name end
-    name = type(name) == "string" and name:upper() or ""
+    return type(name) == "string" and name:upper() or ""
+  end
+  local function unknown_phase(name)
+    return "unknown phase " .. string.format("%q", name):sub(1, 40) .. " (one of " .. table.concat(PHASES, ", ") .. ")"
+  end
+  workflow.on_signal("skipPhase", function(name)
+    name = phase_arg(name)
     if is_phase(name) then
       skip[name] = true
       workflow.log("skipPhase: " .. name .. " will be skipped")
     else
       -- A bad signal must not fail the run; it is reported and ignored.
-      workflow.log("skipPhase: ignoring unknown phase " .. string.format("%q", name):sub(1, 40)
-        .. " (one of " .. table.concat(PHASES, ", ") .. ")")
+      workflow.log("skipPhase: ignoring " .. unknown_phase(name))
     end
-  end)
+  end, {validator = function(name)
+    -- `jorch signal ID skipPhase tset` is refused in the sender's terminal
+    if not is_phase(phase_arg(name)) then error(unknown_phase(phase_arg(name)), 0) end
+  end})
 
   workflow.on_query("getState", function() return state end)
   workflow.on_query("getPhase", function()

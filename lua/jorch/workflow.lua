@@ -156,6 +156,7 @@ end
 local main_thread = nil
 local outcome = nil        -- set when the main function ends
 local signal_handlers = {}
+local signal_validators = {} -- name -> validator (workflow.on_signal's option)
 local signal_buffer = {}   -- signals that arrived before a handler existed
 local query_handlers = {}
 local cancel_requested = false
@@ -304,6 +305,30 @@ function rt.query(name, ...)
   return t_unpack(r, 2, r.n)
 end
 
+-- The built-in query "__jorch_signal_check" (name, args...): what the
+-- sender of a signal should know before it is sent. The names this
+-- workflow handles, whether one handles `name` (its own or "*"), and the
+-- message of a validator that rejects the arguments. Read-only, like a
+-- query: it produces no command.
+function rt.signal_check(name, ...)
+  local names = {}
+  for k in pairs(signal_handlers) do names[#names + 1] = k end
+  table.sort(names)
+  local own = signal_handlers[name] ~= nil
+  local res = {handled = own or signal_handlers["*"] ~= nil, signals = names}
+  local v = own and signal_validators[name] or (not own and signal_validators["*"]) or nil
+  if res.handled and v then
+    in_query = true
+    local ok, e
+    if own then ok, e = pcall(v, ...) else ok, e = pcall(v, name, ...) end
+    in_query = false
+    if not ok then
+      res.rejected = is_error(e) and tostring(e.message or e) or tostring(e)
+    end
+  end
+  return res
+end
+
 function rt.stack_trace()
   local parts = {}
   for _, th in ipairs(threads) do
@@ -435,11 +460,27 @@ end
 --- Registers a signal handler; it runs as its own coroutine for each signal
 --- (signals that arrived earlier are delivered now, in order). Name "*"
 --- catches signals that have no handler of their own (handler gets the name first).
-function workflow.on_signal(name, fn)
+--- Option `validator`: a function called with the signal's arguments where the
+--- sender sends it (`jorch signal`, embedded backend), before anything is sent:
+--- an error it raises refuses the signal with that message, like a Temporal
+--- update validator. Read-only, like a query handler; never called in the run.
+function workflow.on_signal(name, fn, opts)
   if type(name) ~= "string" or type(fn) ~= "function" then
     error("workflow.on_signal expects a name and a function", 2)
   end
+  local validator = nil
+  if opts ~= nil then
+    if type(opts) ~= "table" then error("workflow.on_signal: options must be a table {validator = fn}", 2) end
+    for k in pairs(opts) do
+      if k ~= "validator" then error("workflow.on_signal: unknown option '" .. tostring(k) .. "'", 2) end
+    end
+    validator = opts.validator
+    if validator ~= nil and type(validator) ~= "function" then
+      error("workflow.on_signal: validator must be a function", 2)
+    end
+  end
   signal_handlers[name] = fn
+  signal_validators[name] = validator
 end
 
 --- Registers a read-only query handler.

@@ -420,13 +420,16 @@ static void join_names(const modlist *m, jbuf *b) {
     }
 }
 
+/* An unknown activity is retryable, as on Temporal: it is a deployment
+ * mistake (a missing module, a wrong --activities), and a run must survive
+ * it until the activity exists. */
 static void not_found(act_attempt *a, const modlist *m) {
     jbuf b;
     jbuf_init(&b, MSG_MAX);
     jbuf_printf(&b, "unknown activity '%s' (looked in %s/: ", a->activity_type, a->host->dir);
     join_names(m, &b);
     jbuf_puts(&b, ")");
-    set_app_failure(a, "ActivityNotFound", b.data ? b.data : "unknown activity", true, NULL, NULL);
+    set_app_failure(a, "ActivityNotFound", b.data ? b.data : "unknown activity", false, NULL, NULL);
     jbuf_free(&b);
 }
 
@@ -443,7 +446,7 @@ static void not_in_module(lua_State *L, act_attempt *a, const char *file, const 
         lua_pop(L, 1);
     }
     jbuf_puts(&b, ")");
-    set_app_failure(a, "ActivityNotFound", b.data ? b.data : "unknown activity", true, NULL, NULL);
+    set_app_failure(a, "ActivityNotFound", b.data ? b.data : "unknown activity", false, NULL, NULL);
     jbuf_free(&b);
 }
 

@@ -3,9 +3,13 @@
  * the client verbs, which go through a cli_client (embedded store or
  * Temporal) and format the Temporal API messages it returns.
  */
+#define _DEFAULT_SOURCE /* realpath */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +17,8 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
+
+#include <cjson/cJSON.h>
 
 #include "cli/cli_int.h"
 #include "engine/engine.h"
@@ -77,9 +83,75 @@ static int local_request(cli_client *c, const char *id, int kind, const char *na
     return 0;
 }
 
+static Temporal__Api__Common__V1__Payload *string_payload(const char *text, jerr *err);
+
+/* What the run's script says about a signal before it is sent (the
+ * ENGINE_SIGNAL_CHECK_QUERY, answered by replaying the run like a query):
+ * *handled, the names it handles (", "-joined into names), and a
+ * validator's rejection (returned as a JERR_USAGE error). A run whose state
+ * cannot be replayed (not started yet, a failing script) is not checked. */
+static int local_signal_check(cli_client *c, const store_run *r, const char *name,
+                              const Temporal__Api__Common__V1__Payloads *args, bool *handled, jbuf *names, jerr *err) {
+    *handled = true;
+    jerr qe = {0};
+    size_t n = args ? args->n_payloads : 0;
+    Temporal__Api__Common__V1__Payload **arr = calloc(n + 1, sizeof *arr);
+    Temporal__Api__Common__V1__Payload *np = arr ? string_payload(name, &qe) : NULL;
+    if (!np) {
+        free(arr);
+        return 0;
+    }
+    arr[0] = np;
+    for (size_t i = 0; i < n; i++) arr[i + 1] = args->payloads[i];
+    Temporal__Api__Common__V1__Payloads q;
+    temporal__api__common__v1__payloads__init(&q);
+    q.n_payloads = n + 1;
+    q.payloads = arr;
+    Temporal__Api__Common__V1__Payloads *ans = NULL;
+    int qrc = store_query(ls(c), r->run_id, ENGINE_SIGNAL_CHECK_QUERY, &q, &ans, &qe);
+    protobuf_c_message_free_unpacked(&np->base, NULL);
+    free(arr);
+    if (qrc != 0) return 0;
+    jbuf b;
+    jbuf_init(&b, 0);
+    cJSON *res = payloads_to_json(ans, true, &b, &qe) == 0 && b.data ? cJSON_Parse(b.data) : NULL;
+    jbuf_free(&b);
+    protobuf_c_message_free_unpacked(&ans->base, NULL);
+    if (!res) return 0;
+    *handled = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(res, "handled"));
+    const cJSON *sig = NULL;
+    cJSON_ArrayForEach(sig, cJSON_GetObjectItemCaseSensitive(res, "signals")) {
+        if (!cJSON_IsString(sig)) continue;
+        if (names->len) jbuf_puts(names, ", ");
+        jbuf_puts(names, sig->valuestring);
+    }
+    const cJSON *rej = cJSON_GetObjectItemCaseSensitive(res, "rejected");
+    int rc = 0;
+    if (cJSON_IsString(rej))
+        rc = jerr_set(err, JERR_USAGE, "workflow '%s' refuses signal '%s': %s (nothing was sent)", r->workflow_id,
+                      name, rej->valuestring);
+    cJSON_Delete(res);
+    return rc;
+}
+
+/* A signal no handler takes is still delivered, as on Temporal (a handler
+ * registered later receives it), with a warning naming what the workflow
+ * handles: usually the name has a typo. A validator's "no" refuses it. */
 static int local_signal(cli_client *c, const char *id, const char *name, Temporal__Api__Common__V1__Payloads *args,
                         jerr *err) {
-    return local_request(c, id, INBOX_SIGNAL, name, args, NULL, err);
+    store_run r;
+    if (store_run_find(ls(c), id, &r, err) != 0) return -1;
+    bool handled = true;
+    jbuf names;
+    jbuf_init(&names, 8192);
+    int rc = r.status == RUN_RUNNING ? local_signal_check(c, &r, name, args, &handled, &names, err) : 0;
+    if (rc == 0) rc = local_request(c, id, INBOX_SIGNAL, name, args, NULL, err);
+    if (rc == 0 && !handled)
+        cli_errorf("warning: workflow '%s' has no handler for signal '%s' (it handles: %s). The signal was delivered "
+                   "anyway and waits in the run for a handler of that name, as on Temporal; if the name is a typo, "
+                   "send the right one.", id, name, names.len ? names.data : "no signals");
+    jbuf_free(&names);
+    return rc;
 }
 
 static int local_query(cli_client *c, const char *id, const char *name, Temporal__Api__Common__V1__Payloads *args,
@@ -141,9 +213,37 @@ static int local_history(cli_client *c, const char *id, Temporal__Api__History__
     return 0;
 }
 
+/* Waits in slices of a second; between them, a run that no process
+ * executes is reported once (on stderr) instead of waited on silently: it
+ * will not close until someone resumes it. The first check comes after a
+ * second, so a `start` whose background process is still starting is not
+ * reported. */
 static int local_result(cli_client *c, const char *id, int64_t timeout_ms,
                         Temporal__Api__History__V1__HistoryEvent **close_event, jerr *err) {
-    return store_wait_closed(ls(c), id, timeout_ms, close_event, err);
+    int64_t deadline = timeout_ms < 0 ? INT64_MAX : time_now_nanos() / 1000000 + timeout_ms;
+    bool told = false;
+    for (;;) {
+        int64_t left = deadline - time_now_nanos() / 1000000;
+        int64_t slice = left < 1000 ? (left > 0 ? left : 0) : 1000;
+        jerr e = {0};
+        if (store_wait_closed(ls(c), id, slice, close_event, &e) == 0) return 0;
+        /* JERR_FAILED is "still running" after the slice; anything else is an error */
+        if (e.code != JERR_FAILED || time_now_nanos() / 1000000 >= deadline) {
+            *err = e;
+            return -1;
+        }
+        store_run r;
+        if (store_run_find(ls(c), id, &r, &e) != 0 || r.status != RUN_RUNNING) continue;
+        bool executed = store_run_has_executor(ls(c), r.run_id);
+        /* the command must name the store when it is not the default one */
+        bool other_home = strcmp(store_home(ls(c)), home_dir(NULL)) != 0;
+        if (!executed && !told)
+            cli_errorf("no process executes workflow '%s': it stays open, its timers and activities waiting, until "
+                       "'jorch resume%s%s %s' continues it (from this or another terminal). Still waiting for it to "
+                       "close%s.", r.workflow_id, other_home ? " --home " : "", other_home ? store_home(ls(c)) : "",
+                       r.workflow_id, timeout_ms < 0 ? " (Ctrl-C stops waiting)" : "");
+        told = !executed;
+    }
 }
 
 static int local_cancel(cli_client *c, const char *id, const char *reason, jerr *err) {
@@ -408,6 +508,83 @@ static const char run_help[] =
     "  --temporal         use Temporal (also FEATURE_TEMPORAL_ENABLED=true)\n"
     "  --quiet            no progress lines\n";
 
+/* Ctrl-C while a run executes (or `run --temporal` waits): say how to go on.
+ * The text is made before the handler is installed; the handler only
+ * writes it and then dies of SIGINT as before. That is safe: every state
+ * change is committed in one transaction, and a dead process's lease is
+ * free at once for `jorch resume`. */
+static char interrupt_msg[4096];
+static size_t interrupt_len;
+static struct sigaction interrupt_old;
+static bool interrupt_installed;
+
+static void on_interrupt(int sig) {
+    ssize_t w = write(STDERR_FILENO, interrupt_msg, interrupt_len);
+    (void)w;
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static void interrupt_notice(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void interrupt_notice(const char *fmt, ...) {
+    struct sigaction old;
+    /* started with SIGINT ignored (nohup, a background job): keep it so */
+    if (sigaction(SIGINT, NULL, &old) != 0 || old.sa_handler == SIG_IGN) return;
+    /* on a terminal, erase the live status line (and the echoed ^C) first */
+    int n = snprintf(interrupt_msg, sizeof interrupt_msg, "%s", isatty(STDERR_FILENO) ? "\r\033[K" : "");
+    va_list ap;
+    va_start(ap, fmt);
+    int m = vsnprintf(interrupt_msg + n, sizeof interrupt_msg - (size_t)n, fmt, ap);
+    va_end(ap);
+    if (m < 0) return;
+    interrupt_len = strlen(interrupt_msg);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_interrupt;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGINT, &sa, &interrupt_old) == 0) interrupt_installed = true;
+}
+
+static void interrupt_notice_off(void) {
+    if (interrupt_installed) sigaction(SIGINT, &interrupt_old, NULL);
+    interrupt_installed = false;
+}
+
+/* The activities directory as an absolute path (the store remembers it for
+ * `resume` from any directory). --activities must name a directory; the
+ * default ./activities may be absent (a workflow without activities): then
+ * out is "" and nothing is remembered. */
+static int activities_dir_abs(const cli_args *a, char *out, size_t outlen) {
+    const char *dir = a->set[O_ACTIVITIES] ? a->val[O_ACTIVITIES] : "activities";
+    struct stat st;
+    out[0] = '\0';
+    errno = 0;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        if (!a->set[O_ACTIVITIES]) return 0;
+        cli_errorf("--activities %s: %s", dir, errno == ENOENT ? "no such directory" : "not a directory");
+        return CLI_USAGE;
+    }
+    char resolved[PATH_MAX];
+    int n;
+    if (realpath(dir, resolved)) {
+        n = snprintf(out, outlen, "%s", resolved);
+    } else if (dir[0] == '/') {
+        n = snprintf(out, outlen, "%s", dir);
+    } else {
+        char cwd[PATH_MAX];
+        if (!getcwd(cwd, sizeof cwd)) {
+            cli_errorf("cannot resolve the activities directory %s: the current directory: %s", dir, strerror(errno));
+            return CLI_USAGE;
+        }
+        n = snprintf(out, outlen, "%s/%s", cwd, dir);
+    }
+    if (n < 0 || (size_t)n >= outlen) {
+        cli_errorf("the activities directory path %s is too long (at most %zu bytes)", dir, outlen - 1);
+        return CLI_USAGE;
+    }
+    return 0;
+}
+
 static int execute_local(store *s, const char *run_id, const cli_args *a, bool stop_on_task_failure) {
     jbuf conf;
     jerr cerr = {0};
@@ -416,14 +593,49 @@ static int execute_local(store *s, const char *run_id, const cli_args *a, bool s
         jbuf_free(&conf);
         return CLI_USAGE;
     }
-    store_runner_opts ro = {.activities_dir = a->set[O_ACTIVITIES] ? a->val[O_ACTIVITIES] : NULL,
+    /* --activities wins and is remembered for the next resume; without it,
+     * the directory the run was started (or last resumed) with */
+    store_run cur;
+    char adir[sizeof cur.activities_dir] = "";
+    if (store_run_find(s, run_id, &cur, &cerr) != 0) {
+        cli_errorf("%s", cerr.msg);
+        jbuf_free(&conf);
+        return cli_exit_for(&cerr);
+    }
+    if (a->set[O_ACTIVITIES]) {
+        int arc = activities_dir_abs(a, adir, sizeof adir);
+        if (arc == 0 && strcmp(adir, cur.activities_dir) != 0 &&
+            store_run_set_activities_dir(s, cur.run_id, adir, &cerr) != 0) {
+            cli_errorf("%s", cerr.msg);
+            arc = cli_exit_for(&cerr);
+        }
+        if (arc) {
+            jbuf_free(&conf);
+            return arc;
+        }
+    } else if (cur.activities_dir[0]) {
+        snprintf(adir, sizeof adir, "%s", cur.activities_dir);
+        struct stat st;
+        if (stat(adir, &st) != 0 && !a->set[O_QUIET])
+            cli_errorf("warning: the activities directory of run %s, %s, is gone (%s): its activities fail and are "
+                       "retried until you give 'jorch resume --activities DIR %s'",
+                       cur.workflow_id, adir, strerror(errno), cur.workflow_id);
+    }
+    store_runner_opts ro = {.activities_dir = adir[0] ? adir : NULL,
                             .follow_continue_as_new = true, .quiet = a->set[O_QUIET],
                             .stop_on_task_failure = stop_on_task_failure, .config_json = conf.data,
                             .log_file = getenv("JORCH_LOG_FILE")};
     store_run fin;
     memset(&fin, 0, sizeof fin);
     jerr e = {0};
+    const char *home_opt = a->set[O_HOME] ? " --home " : "";
+    const char *home_val = a->set[O_HOME] ? a->val[O_HOME] : "";
+    interrupt_notice("[%s] interrupted. The run stays open in the store and nothing is lost, but no process "
+                     "executes it now: its timers and activities wait until 'jorch resume%s%s %s' continues it. "
+                     "'jorch signal', 'query' and 'cancel' still work meanwhile.\n",
+                     cur.workflow_id, home_opt, home_val, cur.workflow_id);
     int xrc = store_runner_execute(s, run_id, &ro, &fin, &e);
+    interrupt_notice_off();
     jbuf_free(&conf);
     if (xrc != 0) {
         if (e.code == JERR_FAILED) {
@@ -557,9 +769,17 @@ static int start_common(int argc, char **argv, bool run_mode) {
         char *src2 = NULL;
         size_t len2 = 0;
         cli_read_script(script, &src2, &len2, &e);
+        char adir[sizeof ((store_run *)0)->activities_dir];
+        rc = activities_dir_abs(&a, adir, sizeof adir);
+        if (rc) {
+            free(src2);
+            protobuf_c_message_free_unpacked(&input->base, NULL);
+            store_close(s);
+            return rc;
+        }
         store_new_run nr = {.workflow_id = so.workflow_id, .workflow_type = type, .task_queue = so.task_queue,
                             .script_name = script, .script_src = src2, .script_len = len2, .input = input,
-                            .time_skip = a.set[O_TIME_SKIP]};
+                            .time_skip = a.set[O_TIME_SKIP], .activities_dir = adir[0] ? adir : NULL};
         store_run r;
         int src_rc = src2 ? store_run_start(s, &nr, &r, &e) : -1;
         free(src2);
@@ -605,7 +825,11 @@ static int start_common(int argc, char **argv, bool run_mode) {
         if (!a.set[O_QUIET])
             fprintf(stderr, "[%s] started on Temporal; waiting for a worker to run it (Ctrl-C stops waiting, "
                             "the workflow keeps running)\n", wid);
-        if (c->ops->result(c, wid, -1, &ce, &e) != 0) {
+        interrupt_notice("[%s] stopped waiting; the workflow keeps running on Temporal. 'jorch result --temporal %s' "
+                         "waits for it again; 'jorch signal --temporal %s NAME' still reaches it.\n", wid, wid, wid);
+        int wrc = c->ops->result(c, wid, -1, &ce, &e);
+        interrupt_notice_off();
+        if (wrc != 0) {
             cli_errorf("%s", e.msg);
             rc = cli_exit_for(&e);
         } else {

@@ -2021,6 +2021,10 @@ static int do_query(lua_State *L, engine_run *r, void *ud) {
     if (strcmp(q->name, "__stack_trace") == 0) {
         push_rt_fn(L, r, "stack_trace");
         lua_call(L, 0, 1);
+    } else if (strcmp(q->name, ENGINE_SIGNAL_CHECK_QUERY) == 0) {
+        push_rt_fn(L, r, "signal_check");
+        int n = push_payloads(r, L, q->args, "signal check arguments");
+        lua_call(L, n, 1);
     } else {
         push_rt_fn(L, r, "query");
         lua_pushstring(L, q->name);

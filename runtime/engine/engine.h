@@ -86,6 +86,11 @@ int engine_run_check_end(engine_run *r, engine_output *out, jerr *err);
 
 /* Answers a query against the state reached by the events fed so far.
  * Handlers may not block or produce commands. "__stack_trace" is built in. */
+/* Built-in query with the arguments (signal name, signal args...): one JSON
+ * object {handled, signals[], rejected?}: whether a handler (or "*") takes
+ * the signal, the names the workflow handles, and the message of the
+ * handler's validator when it rejects the arguments. */
+#define ENGINE_SIGNAL_CHECK_QUERY "__jorch_signal_check"
 int engine_run_query(engine_run *r, const char *name,
                      const Temporal__Api__Common__V1__Payloads *args,
                      Temporal__Api__Common__V1__Payloads **answer, jerr *err);

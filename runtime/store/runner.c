@@ -641,8 +641,8 @@ static int start_continued(runner *r, const char *new_run_id, jerr *err) {
     const Temporal__Api__History__V1__WorkflowExecutionStartedEventAttributes *first =
         ev[0]->workflow_execution_started_event_attributes;
     sqlite3_stmt *q = q_prep(r, "INSERT INTO runs(run_id,workflow_id,workflow_type,task_queue,script_name,script_sha,status,"
-                                "start_time,next_event_id,time_skip,skip_offset,seq) SELECT ?2,workflow_id,workflow_type,"
-                                "task_queue,script_name,script_sha,1,?3,1,time_skip,skip_offset,"
+                                "start_time,next_event_id,time_skip,skip_offset,activities_dir,seq) SELECT ?2,workflow_id,"
+                                "workflow_type,task_queue,script_name,script_sha,1,?3,1,time_skip,skip_offset,activities_dir,"
                                 "(SELECT MAX(seq)+1 FROM runs) FROM runs WHERE run_id=?1", err);
     if (!q) {
         store_events_free(ev, n);
@@ -1210,8 +1210,11 @@ static int on_outcome(runner *r, act_outcome *o, jerr *err) {
         } else {
             char human[48];
             duration_human(backoff, human, sizeof human);
-            progress(r, "activity %s (id %s) failed on attempt %d, retrying in %s: %s", name, a->activity_id, attempt,
-                     human, msg);
+            /* a missing activity is a deployment mistake: say how to fix it without ending the run */
+            bool missing = type && strcmp(type, "ActivityNotFound") == 0;
+            progress(r, "activity %s (id %s) failed on attempt %d, retrying in %s: %s%s%s%s", name, a->activity_id, attempt,
+                     human, msg, missing ? ". Add it, or stop this process and 'jorch resume --activities DIR " : "",
+                     missing ? r->run.workflow_id : "", missing ? "'" : "");
             sqlite3_stmt *u = q_prep(r, "UPDATE activities SET attempt=attempt+1, state=0, ready_at=?3, last_failure=?4,"
                                         " heartbeat_details=?5 WHERE run_id=?1 AND scheduled_event_id=?2", err);
             if (!u) rc = -1;

@@ -54,6 +54,8 @@ static const struct {
 } migrations[] = {
     /* the fencing token of one-executor-per-run (store_lease_check) */
     {2, "ALTER TABLE runs ADD COLUMN lease_gen INTEGER NOT NULL DEFAULT 0;"},
+    /* each run's activities directory, so `resume` finds its activities */
+    {3, "ALTER TABLE runs ADD COLUMN activities_dir TEXT;"},
 };
 
 /* ------------------------------------------------------------ basics */
@@ -529,9 +531,11 @@ static void row_to_run(sqlite3_stmt *q, store_run *r) {
     r->close_time = sqlite3_column_int64(q, 8);
     r->history_length = sqlite3_column_int64(q, 9) - 1;
     r->time_skip = sqlite3_column_int(q, 10) != 0;
+    const char *adir = (const char *)sqlite3_column_text(q, 11);
+    snprintf(r->activities_dir, sizeof r->activities_dir, "%s", adir ? adir : "");
 }
 
-#define RUN_COLUMNS "run_id, workflow_id, workflow_type, task_queue, script_name, script_sha, status, start_time, close_time, next_event_id, time_skip"
+#define RUN_COLUMNS "run_id, workflow_id, workflow_type, task_queue, script_name, script_sha, status, start_time, close_time, next_event_id, time_skip, activities_dir"
 
 int store_run_find(store *s, const char *id, store_run *out, jerr *err) {
     sqlite3_stmt *q = prep(s, "SELECT " RUN_COLUMNS " FROM runs WHERE run_id=?1 OR workflow_id=?1 ORDER BY (run_id=?1) DESC, seq DESC LIMIT 1", err);
@@ -571,6 +575,16 @@ int store_run_list(store *s, int status, store_run **out, size_t *n, jerr *err) 
     }
     sqlite3_finalize(q);
     return rc == SQLITE_DONE ? 0 : store_db_error(s, "listing runs", err);
+}
+
+int store_run_set_activities_dir(store *s, const char *run_id, const char *dir, jerr *err) {
+    sqlite3_stmt *q = prep(s, "UPDATE runs SET activities_dir=? WHERE run_id=?", err);
+    if (!q) return -1;
+    sqlite3_bind_text(q, 1, dir, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(q, 2, run_id, -1, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(q) == SQLITE_DONE ? 0 : store_db_error(s, "recording the activities directory", err);
+    sqlite3_finalize(q);
+    return rc;
 }
 
 static int save_script(store *s, const char *sha, const char *name, const char *src, size_t len, jerr *err) {
@@ -644,7 +658,7 @@ int store_run_start(store *s, const store_new_run *nr, store_run *out, jerr *err
     sqlite3_finalize(q);
     if (save_script(s, sha, nr->script_name, nr->script_src, nr->script_len, err) != 0) goto fail;
     q = prep(s, "INSERT INTO runs(run_id,workflow_id,workflow_type,task_queue,script_name,script_sha,status,"
-                "start_time,next_event_id,time_skip,seq) VALUES(?,?,?,?,?,?,1,?,1,?,"
+                "start_time,next_event_id,time_skip,activities_dir,seq) VALUES(?,?,?,?,?,?,1,?,1,?,?,"
                 "(SELECT COALESCE(MAX(seq),0)+1 FROM runs))", err);
     if (!q) goto fail;
     int64_t now = time_now_nanos();
@@ -657,6 +671,7 @@ int store_run_start(store *s, const store_new_run *nr, store_run *out, jerr *err
     sqlite3_bind_text(q, 6, sha, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int64(q, 7, now);
     sqlite3_bind_int(q, 8, nr->time_skip ? 1 : 0);
+    if (nr->activities_dir) sqlite3_bind_text(q, 9, nr->activities_dir, -1, SQLITE_TRANSIENT);
     if (sqlite3_step(q) != SQLITE_DONE) {
         sqlite3_finalize(q);
         store_db_error(s, "creating a run", err);
@@ -851,6 +866,22 @@ static int owner_state(const char *owner, const char *self) {
 
 /* The "pid@host" part of an owner, for messages. */
 #define OWNER_SHOWN(o) (int)strcspn((o), " "), (o)
+
+bool store_run_has_executor(store *s, const char *run_id) {
+    sqlite3_stmt *q = prep(s, "SELECT lease_owner, lease_until FROM runs WHERE run_id=?", NULL);
+    if (!q) return true; /* cannot tell: assume it is executed, say nothing */
+    sqlite3_bind_text(q, 1, run_id, -1, SQLITE_TRANSIENT);
+    bool held = true;
+    if (sqlite3_step(q) == SQLITE_ROW) {
+        const char *owner = (const char *)sqlite3_column_text(q, 0);
+        int64_t until = sqlite3_column_int64(q, 1);
+        /* as lease_claim judges it: a dead owner, or one that cannot be checked and whose lease expired */
+        int st = owner && *owner ? owner_state(owner, s->owner) : OWNER_DEAD;
+        held = st == OWNER_ALIVE || (st == OWNER_UNKNOWN && until > time_now_nanos());
+    }
+    sqlite3_finalize(q);
+    return held;
+}
 
 /* Inside a transaction: takes the run with a new lease generation (hold:
  * this process holds it until lease_length() from now; otherwise the lease

@@ -20,7 +20,7 @@
 
 typedef struct store store;
 
-#define STORE_SCHEMA_VERSION 2 /* = the last entry of migrations[] in store.c */
+#define STORE_SCHEMA_VERSION 3 /* = the last entry of migrations[] in store.c */
 
 /* Opens (creating if needed) the store in directory `home` ($JORCH_HOME,
  * default ".jorch"). Errors: missing parent directory, unwritable or corrupt
@@ -46,6 +46,7 @@ typedef struct store_run {
     int64_t start_time, close_time; /* nanos */
     int64_t history_length;
     bool time_skip;
+    char activities_dir[1024]; /* absolute; "" when not recorded (runs of schema 1) */
 } store_run;
 
 typedef struct store_new_run {
@@ -57,6 +58,7 @@ typedef struct store_new_run {
     size_t script_len;
     const Temporal__Api__Common__V1__Payloads *input;
     bool time_skip;
+    const char *activities_dir; /* recorded for resume; NULL: none */
 } store_new_run;
 
 /* Starts a run: records the script version and writes WorkflowExecutionStarted
@@ -67,6 +69,10 @@ int store_run_start(store *s, const store_new_run *nr, store_run *out, jerr *err
 /* Finds a run by run id, or the newest run of a workflow id. JERR_USAGE
  * "workflow 'x' not found" when there is none. */
 int store_run_find(store *s, const char *id, store_run *out, jerr *err);
+
+/* Records the activities directory `resume` uses for a run (and the runs
+ * it continues as). */
+int store_run_set_activities_dir(store *s, const char *run_id, const char *dir, jerr *err);
 
 /* Every run, newest first; status 0 = any. */
 int store_run_list(store *s, int status, store_run **out, size_t *n, jerr *err);
@@ -125,6 +131,9 @@ typedef struct store_runner_opts {
  * that ended (for continue-as-new chains, the last one). */
 int store_runner_execute(store *s, const char *run_id, const store_runner_opts *o, store_run *final,
                          jerr *err);
+
+/* True when a live process executes the run (holds its lease). */
+bool store_run_has_executor(store *s, const char *run_id);
 
 /* Waits until the run (following continue-as-new) is closed; timeout_ms < 0
  * waits forever. Returns its close event. */

@@ -2,7 +2,7 @@
 # Input that would silently change what runs is refused: an argument that
 # starts like JSON but does not parse, an option after SCRIPT; --input and
 # --input-file give exact input; a signal nobody handles (or one its
-# validator rejects) is reported to the sender.
+# validator rejects) is reported in the sender's terminal.
 . "$(dirname "$0")/lib.sh"
 t_begin "cli input"
 W="$T_DIR/w"
@@ -90,4 +90,42 @@ run_jorch signal s1 add --input-file "$W/in.json" --input '"two"'
 expect_eq "signal --input-file/--input: exit 0" "$RC" "0"
 run_jorch result --timeout 20s s1
 expect_eq "signal arguments arrived exactly" "$OUT" '[[{"autoProceed":false,"skip":[1,2]},"two"]]'
+
+# --- signals nobody handles, and validators (item 6)
+cat >"$W/gate.lua" <<'LUA'
+local PHASES = {PLAN = true, CODE = true}
+return function()
+  local got = {}
+  workflow.on_signal("proceed", function() got[#got + 1] = "proceed" end)
+  workflow.on_signal("skipPhase", function(p) got[#got + 1] = "skip " .. p end, {validator = function(p)
+    if not PHASES[p] then error("unknown phase " .. tostring(p) .. " (one of CODE, PLAN)", 0) end
+  end})
+  workflow.on_query("got", function() return got end)
+  workflow.wait_condition(function() return #got >= 2 end)
+  return got
+end
+LUA
+"$JORCH" run --quiet --id g1 "$W/gate.lua" >"$T_DIR/g1.out" 2>"$T_DIR/g1.err" &
+gpid=$!
+for _ in $(seq 100); do "$JORCH" query g1 got >/dev/null 2>&1 && break; sleep 0.05; done
+run_jorch signal g1 procede
+expect_eq "signal without a handler: still delivered (exit 0)" "$RC" "0"
+expect_contains "signal without a handler: warning on the sender's terminal" "$ERR" "has no handler for signal 'procede'"
+expect_contains "signal without a handler: lists the names handled" "$ERR" "it handles: proceed, skipPhase"
+run_jorch signal g1 skipPhase TEST
+expect_eq "validator rejects: exit 2" "$RC" "2"
+expect_contains "validator rejects: its message on the sender's terminal" "$ERR" "unknown phase TEST (one of CODE, PLAN)"
+expect_contains "validator rejects: says nothing was sent" "$ERR" "nothing was sent"
+run_jorch signal g1 skipPhase CODE
+expect_eq "validator accepts: exit 0, no warning" "$RC:$ERR" "0:"
+"$JORCH" signal g1 proceed
+wait $gpid
+expect_eq "run got the accepted signals only" "$(cat "$T_DIR/g1.out")" '["skip CODE","proceed"]'
+expect_eq "the rejected signal never reached history" \
+  "$("$JORCH" history g1 --output json | grep -c EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED)" "3"
+run_jorch signal g1 proceed
+expect_eq "signal to a closed run: exit 2" "$RC" "2"
+printf 'return function()\n  workflow.on_signal("x", function() end, {validatr = print})\n  return 1\nend\n' >"$W/badopt.lua"
+run_jorch run --quiet "$W/badopt.lua"
+expect_contains "on_signal rejects an unknown option" "$ERR" "unknown option 'validatr'"
 t_end

@@ -155,14 +155,16 @@ export FAKE_AGENT_SLEEP_triage=3
 id=$(start_bg --id orch-skip "${ACTS[@]}" "$WF" "$(input "$T/r7" ',"autoProceed":true')" 2>/dev/null)
 check "skipPhase: triage running" agent_running triage
 rm -f "$T/agent/prompt-implementer.txt"
-sig "$id" skipPhase '"NOPE"' >/dev/null
+sig "$id" skipPhase '"NOPE"' >/dev/null 2>"$T/skip-nope.err"
+check "skipPhase: a bad name is refused where it is sent (exit 2)" [ $? -eq 2 ]
+check "skipPhase: the refusal lists the phases" grep -q 'unknown phase "NOPE" (one of EXPLORE, PLAN' "$T/skip-nope.err"
 sig "$id" skipPhase '"test"' >/dev/null
 sig "$id" skipPhase '{"phase":"CODE"}' >/dev/null
 result_of "$id" >/dev/null 2>&1
 check "skipPhase: completes" [ $? -eq 0 ]
 check "skipPhase: TEST skipped, no FIX" state_is "$id" 'v["status"]=="completed" and v["phaseResults"]["TEST"]["status"]=="skipped" and v["fixAttempts"]==0 and "FIX" not in v["phaseResults"] and v["phaseResults"]["DOCUMENT"]["status"]=="completed"'
 check "skipPhase: the test command never ran" [ ! -e "$JORCH_HOME/artifacts/orch-skip/TEST-0.output.txt" ]
-check "skipPhase: bad name ignored and logged" grep -q 'ignoring unknown phase "NOPE"' "$JORCH_HOME/logs/orch-skip.log"
+check "skipPhase: the refused name never reached the run" sh -c "! grep -q 'NOPE' '$JORCH_HOME/logs/orch-skip.log'"
 check "skipPhase: CODE skipped, no implementer" sh -c "[ ! -e '$T/agent/prompt-implementer.txt' ]"
 check "skipPhase: DOCUMENT committed on the issue branch" [ "$(git -C "$T/r7" log --format=%s main..jorch/PROJ-1 2>/dev/null)" = "fake: docs" ]
 unset FAKE_AGENT_SLEEP_triage
