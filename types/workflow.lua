@@ -160,12 +160,18 @@ function workflow.await_all(futures) end
 ---@return any ...
 function workflow.await_any(futures) end
 
+---Options of workflow.on_signal.
+---@class jorch.SignalOptions
+---@field validator? fun(...) called with the signal's arguments where it is sent (`jorch signal`), before anything is sent; an error it raises refuses the signal with that message. Read-only, like a query handler.
+
 ---Registers a signal handler; it runs as its own coroutine for each signal
 ---(signals that arrived earlier are delivered now, in order). Name "*"
 ---catches signals without a handler of their own (fn gets the name first).
+---opts.validator refuses bad arguments in the sender's terminal.
 ---@param name string
 ---@param fn fun(...)
-function workflow.on_signal(name, fn) end
+---@param opts? jorch.SignalOptions
+function workflow.on_signal(name, fn, opts) end
 
 ---Registers a read-only query handler (it may not wait or start activities).
 ---@param name string
