@@ -604,7 +604,8 @@ static int execute_local(store *s, const char *run_id, const cli_args *a, bool s
     }
     if (a->set[O_ACTIVITIES]) {
         int arc = activities_dir_abs(a, adir, sizeof adir);
-        if (arc == 0 && strcmp(adir, cur.activities_dir) != 0 &&
+        /* not while another process executes the run: the runner refuses this one anyway */
+        if (arc == 0 && strcmp(adir, cur.activities_dir) != 0 && !store_run_has_executor(s, cur.run_id) &&
             store_run_set_activities_dir(s, cur.run_id, adir, &cerr) != 0) {
             cli_errorf("%s", cerr.msg);
             arc = cli_exit_for(&cerr);

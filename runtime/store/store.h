@@ -46,7 +46,7 @@ typedef struct store_run {
     int64_t start_time, close_time; /* nanos */
     int64_t history_length;
     bool time_skip;
-    char activities_dir[1024]; /* absolute; "" when not recorded (runs of schema 1) */
+    char activities_dir[1024]; /* absolute; "" when not recorded (older runs, no ./activities) */
 } store_run;
 
 typedef struct store_new_run {

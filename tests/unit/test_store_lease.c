@@ -189,8 +189,9 @@ static void test_old_store_is_upgraded(void) {
     char run[40];
     start_run(s, run);
     CHECK_INT(schema_version(s), STORE_SCHEMA_VERSION);
-    /* make it a store of schema 1: no lease generations */
-    sql(s, "ALTER TABLE runs DROP COLUMN lease_gen; UPDATE meta SET value='1' WHERE key='schema_version'");
+    /* make it a store of schema 1: no lease generations (2), no activities directories (3) */
+    sql(s, "ALTER TABLE runs DROP COLUMN lease_gen; ALTER TABLE runs DROP COLUMN activities_dir;"
+           " UPDATE meta SET value='1' WHERE key='schema_version'");
     store_close(s);
     s = open_store();
     CHECK(s != NULL);
