@@ -96,7 +96,13 @@ export MARK_FILE="$T_DIR/marks-stop"
   >"$T_DIR/out-stale" 2>"$T_DIR/err-stale" &
 pid=$!
 wait_mark B || fail "stopped: activity B ran"
-sleep 0.5 # B's completion and the next workflow task are committed; the run waits for the signal
+# B's completion and the next workflow task are committed: the run waits for
+# the signal, and the executor is in no transaction when it is stopped
+for _ in $(seq 400); do
+  [ "$("$JORCH" history stopped --output json | grep -c EVENT_TYPE_WORKFLOW_TASK_COMPLETED)" -ge 3 ] && break
+  sleep 0.05
+done
+sleep 0.2
 kill -STOP $pid
 sleep $((LEASE + 1))
 run_jorch signal stopped go '"s"'
