@@ -978,6 +978,11 @@ static int prim_log(lua_State *L) {
 static int prim_traceback(lua_State *L) {
     lua_State *co = lua_tothread(L, 1);
     const char *msg = lua_tostring(L, 2);
+    char text[1024];
+    if (msg == NULL && !lua_isnoneornil(L, 2)) { /* an object: its __tostring, safely */
+        sandbox_error_text(L, 2, text, sizeof text);
+        msg = text;
+    }
     if (!co) {
         lua_pushvalue(L, 2);
         return 1;
@@ -1024,6 +1029,9 @@ static int run_protected(engine_run *r, int (*fn)(lua_State *L, engine_run *r, v
     lua_State *L = r->L;
     int top = lua_gettop(L);
     pcall_ctx c = {r, fn, ud};
+    /* Work between activations (resolutions, signals, queries) gets limits
+     * of its own, not the rest of an earlier activation's (long past) ones. */
+    if (!r->in_activation) sandbox_begin_activation(r->sb);
     lua_pushcfunction(L, pcall_tramp);
     lua_pushlightuserdata(L, &c);
     int st = lua_pcall(L, 1, 0, 0);
@@ -1032,8 +1040,9 @@ static int run_protected(engine_run *r, int (*fn)(lua_State *L, engine_run *r, v
         if (sandbox_tripped(r->sb, &lim)) {
             jerr_set(err, JERR_FAILED, "%s", lim.msg);
         } else {
-            const char *m = lua_tostring(L, -1);
-            jerr_set(err, JERR_FAILED, "%s", m ? m : sandbox_tostring(L, -1));
+            char m[sizeof err->msg];
+            sandbox_error_text(L, -1, m, sizeof m);
+            jerr_set(err, JERR_FAILED, "%s", m);
         }
         lua_settop(L, top);
         discard_building(r);

@@ -132,49 +132,87 @@ static bool deadline_passed(const sandbox *sb) {
     return now.tv_nsec >= sb->deadline.tv_nsec;
 }
 
+/* The script position to blame: in a hook, level 0 is the Lua function
+ * running; in a library function written in C, its caller. */
+static bool blame_frame(lua_State *L, lua_Debug *ar) {
+    for (int level = 0; level <= 1; level++)
+        if (lua_getstack(L, level, ar) && lua_getinfo(L, "Sl", ar) && ar->currentline > 0)
+            return true;
+    return false;
+}
+
+static void sb_hook(lua_State *L, lua_Debug *ar_unused);
+
 static void trip_here(lua_State *L, sandbox *sb, int kind, const char *reason) {
     lua_Debug ar;
     sb->trip = kind;
     snprintf(sb->trip_reason, sizeof sb->trip_reason, "%s", reason);
-    /* Level 0 inside a hook is the function being executed. */
-    if (lua_getstack(L, 0, &ar) && lua_getinfo(L, "Sl", &ar) && ar.currentline > 0)
+    if (blame_frame(L, &ar))
         snprintf(sb->trip_msg, sizeof sb->trip_msg, "%s:%d: %s", ar.short_src, ar.currentline,
                  reason);
     else
         snprintf(sb->trip_msg, sizeof sb->trip_msg, "%s", reason);
 }
 
+/* Trips the instruction budget or the wall clock if either ran out. */
+static void check_limits(lua_State *L, sandbox *sb) {
+    if (sb->lim.instruction_budget != 0 && sb->instructions > sb->lim.instruction_budget) {
+        trip_here(L, sb, TRIP_INSTRUCTIONS, "instruction budget exceeded (possible infinite loop)");
+    } else if (deadline_passed(sb)) {
+        char reason[96];
+        snprintf(reason, sizeof reason, "wall-clock limit of %g s exceeded",
+                 sb->lim.wall_clock_limit);
+        trip_here(L, sb, TRIP_WALL_CLOCK, reason);
+    }
+}
+
+/* Sticky: from now on this thread (and the main thread, where a
+ * coroutine's error surfaces) raises at its very next instruction, so a
+ * pcall or coroutine.resume around the work cannot swallow the trip.
+ * Other suspended coroutines get here within SB_HOOK_COUNT instructions. */
+static int raise_trip(lua_State *L, sandbox *sb) {
+    lua_Debug ar;
+    lua_sethook(L, sb_hook, LUA_MASKCOUNT, 1);
+    if (L != sb->L) lua_sethook(sb->L, sb_hook, LUA_MASKCOUNT, 1);
+    if (blame_frame(L, &ar))
+        lua_pushfstring(L, "%s:%d: %s", ar.short_src, ar.currentline, sb->trip_reason);
+    else
+        lua_pushstring(L, sb->trip_reason);
+    return lua_error(L);
+}
+
 static void sb_hook(lua_State *L, lua_Debug *ar_unused) {
     sandbox *sb = sb_from(L);
-    lua_Debug ar;
     (void)ar_unused;
     if (sb->trip == TRIP_NONE) {
         int count = lua_gethookcount(L);
         sb->instructions += count > 0 ? (uint64_t)count : 0;
         /* A thread left at count 1 by an earlier trip goes back to normal. */
         if (count != SB_HOOK_COUNT) lua_sethook(L, sb_hook, LUA_MASKCOUNT, SB_HOOK_COUNT);
-        if (sb->lim.instruction_budget != 0 && sb->instructions > sb->lim.instruction_budget) {
-            trip_here(L, sb, TRIP_INSTRUCTIONS,
-                      "instruction budget exceeded (possible infinite loop)");
-        } else if (deadline_passed(sb)) {
-            char reason[96];
-            snprintf(reason, sizeof reason, "wall-clock limit of %g s exceeded",
-                     sb->lim.wall_clock_limit);
-            trip_here(L, sb, TRIP_WALL_CLOCK, reason);
-        }
+        check_limits(L, sb);
         if (sb->trip == TRIP_NONE) return;
     }
-    /* Sticky: from now on this thread (and the main thread, where a
-     * coroutine's error surfaces) raises at its very next instruction, so
-     * a pcall or coroutine.resume around the work cannot swallow the trip.
-     * Other suspended coroutines get here within SB_HOOK_COUNT instructions. */
-    lua_sethook(L, sb_hook, LUA_MASKCOUNT, 1);
-    if (L != sb->L) lua_sethook(sb->L, sb_hook, LUA_MASKCOUNT, 1);
-    if (lua_getstack(L, 0, &ar) && lua_getinfo(L, "Sl", &ar) && ar.currentline > 0)
-        lua_pushfstring(L, "%s:%d: %s", ar.short_src, ar.currentline, sb->trip_reason);
-    else
-        lua_pushstring(L, sb->trip_reason);
-    lua_error(L);
+    raise_trip(L, sb);
+}
+
+/* Library functions whose loops run in C, where the count hook never
+ * fires, charge their iterations here (one instruction each) in batches
+ * of SB_STEP_BATCH, so the budget and the wall clock hold inside them. */
+#define SB_STEP_BATCH 1024
+
+static void charge_steps(lua_State *L, uint64_t steps) {
+    sandbox *sb = sb_from(L);
+    if (sb->trip == TRIP_NONE) {
+        sb->instructions += steps;
+        check_limits(L, sb);
+        if (sb->trip == TRIP_NONE) return;
+    }
+    raise_trip(L, sb);
+}
+
+/* One iteration of a C loop; *n counts them. */
+static void step(lua_State *L, uint64_t *n) {
+    if ((++*n % SB_STEP_BATCH) == 0) charge_steps(L, SB_STEP_BATCH);
 }
 
 static void set_deadline(sandbox *sb) {
@@ -739,6 +777,165 @@ static int sb_sort(lua_State *L) {
     return 0;
 }
 
+/* ---------------------------------------------- bounded library loops */
+
+/* The table functions below replace Lua's own so that their loops, which
+ * run in C where no hook fires, charge the instruction budget and watch
+ * the wall clock (table.move({}, 1, 1 << 50, 1, {}) would otherwise run
+ * for days). Arguments, results, errors and the order of element reads
+ * and writes (so of metamethod calls) are as the Lua 5.4 manual gives
+ * them. */
+
+enum { TAB_READ = 1, TAB_WRITE = 2, TAB_LEN = 4 };
+
+/* A table, or a value whose metatable has the metamethods `need` asks for. */
+static void check_tab(lua_State *L, int arg, int need) {
+    static const struct { int flag; const char *name; } mm[] = {
+        {TAB_READ, "__index"}, {TAB_WRITE, "__newindex"}, {TAB_LEN, "__len"}};
+    if (lua_type(L, arg) == LUA_TTABLE) return;
+    if (lua_getmetatable(L, arg)) {
+        bool ok = true;
+        for (size_t i = 0; i < 3 && ok; i++) {
+            if (!(need & mm[i].flag)) continue;
+            lua_pushstring(L, mm[i].name);
+            ok = lua_rawget(L, -2) != LUA_TNIL;
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+        if (ok) return;
+    }
+    luaL_checktype(L, arg, LUA_TTABLE); /* raises "table expected" */
+}
+
+/* table.move(a1, f, e, t [, a2]) */
+static int sb_move(lua_State *L) {
+    uint64_t steps = 0;
+    lua_Integer f = luaL_checkinteger(L, 2);
+    lua_Integer e = luaL_checkinteger(L, 3);
+    lua_Integer t = luaL_checkinteger(L, 4);
+    int dst = lua_isnoneornil(L, 5) ? 1 : 5;
+    check_tab(L, 1, TAB_READ);
+    check_tab(L, dst, TAB_WRITE);
+    if (e >= f) {
+        luaL_argcheck(L, f > 0 || e < LUA_MAXINTEGER + f, 3, "too many elements to move");
+        lua_Integer last = e - f; /* offset of the last element */
+        luaL_argcheck(L, t <= LUA_MAXINTEGER - last, 4, "destination wrap around");
+        /* Copying upwards inside one table must start at the top. */
+        bool down = !(t > e || t <= f || (dst != 1 && !lua_compare(L, 1, dst, LUA_OPEQ)));
+        for (lua_Integer k = 0; k <= last; k++) {
+            lua_Integer off = down ? last - k : k;
+            lua_geti(L, 1, f + off);
+            lua_seti(L, dst, t + off);
+            step(L, &steps);
+        }
+    }
+    lua_pushvalue(L, dst);
+    return 1;
+}
+
+/* table.concat(list [, sep [, i [, j]]]) */
+static int sb_concat(lua_State *L) {
+    uint64_t steps = 0;
+    luaL_Buffer b;
+    size_t seplen;
+    check_tab(L, 1, TAB_READ | TAB_LEN);
+    lua_Integer last = luaL_len(L, 1);
+    const char *sep = luaL_optlstring(L, 2, "", &seplen);
+    lua_Integer i = luaL_optinteger(L, 3, 1);
+    last = luaL_optinteger(L, 4, last);
+    luaL_buffinit(L, &b);
+    for (; i <= last; i++) {
+        lua_geti(L, 1, i);
+        if (!lua_isstring(L, -1))
+            return luaL_error(L, "invalid value (at index %I) in table for 'concat'",
+                              (LUAI_UACINT)i);
+        luaL_addvalue(&b);
+        if (i == last) break; /* also keeps i + 1 from overflowing */
+        luaL_addlstring(&b, sep, seplen);
+        step(L, &steps);
+    }
+    luaL_pushresult(&b);
+    return 1;
+}
+
+/* table.unpack(list [, i [, j]]) */
+static int sb_unpack(lua_State *L) {
+    uint64_t steps = 0;
+    lua_Integer i = luaL_optinteger(L, 2, 1);
+    lua_Integer e = lua_isnoneornil(L, 3) ? luaL_len(L, 1) : luaL_checkinteger(L, 3);
+    if (i > e) return 0;
+    lua_Unsigned n = (lua_Unsigned)e - (lua_Unsigned)i; /* one less than the count */
+    if (n >= (lua_Unsigned)INT_MAX || !lua_checkstack(L, (int)(n + 1)))
+        return luaL_error(L, "too many results to unpack");
+    for (lua_Unsigned k = 0; k <= n; k++) {
+        lua_geti(L, 1, (lua_Integer)((lua_Unsigned)i + k));
+        step(L, &steps);
+    }
+    return (int)(n + 1);
+}
+
+/* table.insert(list, [pos,] value) */
+static int sb_insert(lua_State *L) {
+    uint64_t steps = 0;
+    check_tab(L, 1, TAB_READ | TAB_WRITE | TAB_LEN);
+    lua_Integer end = luaL_len(L, 1);
+    end = (lua_Integer)((lua_Unsigned)end + 1u); /* the first free slot (wraps as Lua's does) */
+    lua_Integer pos;
+    switch (lua_gettop(L)) {
+    case 2:
+        pos = end;
+        break;
+    case 3:
+        pos = luaL_checkinteger(L, 2);
+        luaL_argcheck(L, (lua_Unsigned)pos - 1u < (lua_Unsigned)end, 2, "position out of bounds");
+        for (lua_Integer k = end; k > pos; k--) { /* shift up, from the top */
+            lua_geti(L, 1, k - 1);
+            lua_seti(L, 1, k);
+            step(L, &steps);
+        }
+        break;
+    default:
+        return luaL_error(L, "wrong number of arguments to 'insert'");
+    }
+    lua_seti(L, 1, pos);
+    return 0;
+}
+
+/* table.remove(list [, pos]) */
+static int sb_remove(lua_State *L) {
+    uint64_t steps = 0;
+    check_tab(L, 1, TAB_READ | TAB_WRITE | TAB_LEN);
+    lua_Integer size = luaL_len(L, 1);
+    lua_Integer pos = luaL_optinteger(L, 2, size);
+    if (pos != size)
+        luaL_argcheck(L, (lua_Unsigned)pos - 1u <= (lua_Unsigned)size, 2, "position out of bounds");
+    lua_geti(L, 1, pos); /* the result */
+    for (; pos < size; pos++) { /* shift down */
+        lua_geti(L, 1, pos + 1);
+        lua_seti(L, 1, pos);
+        step(L, &steps);
+    }
+    lua_pushnil(L);
+    lua_seti(L, 1, pos);
+    return 1;
+}
+
+/* string.rep(s, n [, sep]): Lua's own, except that an empty result is
+ * returned at once (Lua loops n times even when every piece is empty;
+ * any other result is as long as its loop and bounded by the memory
+ * limit, which is checked before the loop starts). */
+static int sb_rep(lua_State *L) {
+    size_t len, seplen;
+    luaL_checklstring(L, 1, &len);
+    lua_Integer n = luaL_checkinteger(L, 2);
+    luaL_optlstring(L, 3, "", &seplen);
+    if (n <= 0 || (len == 0 && seplen == 0)) {
+        lua_pushliteral(L, "");
+        return 1;
+    }
+    return lua_tocfunction(L, lua_upvalueindex(1))(L);
+}
+
 /* --------------------------------------------------------- math.random */
 
 static uint64_t rotl64(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
@@ -1128,6 +1325,9 @@ static int build_env(lua_State *L) {
     lua_getfield(L, real, "format");
     lua_pushcclosure(L, sb_format, 1);
     lua_setfield(L, -2, "format");
+    lua_getfield(L, real, "rep");
+    lua_pushcclosure(L, sb_rep, 1);
+    lua_setfield(L, -2, "rep");
     lock_table(L, LUA_STRLIBNAME);
     /* The per-state string metatable: methods come from the run's copy and
      * getmetatable("") gives "locked", not the host's string table. */
@@ -1143,6 +1343,11 @@ static int build_env(lua_State *L) {
 
     open_copy(L, LUA_TABLIBNAME, luaopen_table, table_allowed);
     set_cfunction(L, "sort", sb_sort);
+    set_cfunction(L, "move", sb_move);
+    set_cfunction(L, "concat", sb_concat);
+    set_cfunction(L, "unpack", sb_unpack);
+    set_cfunction(L, "insert", sb_insert);
+    set_cfunction(L, "remove", sb_remove);
     lock_table(L, LUA_TABLIBNAME);
     lua_setfield(L, env, LUA_TABLIBNAME);
     lua_settop(L, env);
@@ -1188,6 +1393,71 @@ static int sb_panic(lua_State *L) {
     jlog(JLOG_ERROR, "unprotected error in a workflow sandbox (a jorch bug): %s",
          msg ? msg : "(error object is not a string)");
     return 0; /* Lua aborts */
+}
+
+/* Runs under lua_pcall in sandbox_error_text: the value's text as the
+ * script's tostring gives it (which may run its __tostring). */
+static int error_text_protected(lua_State *L) {
+    sandbox_tostring(L, 1);
+    return 1;
+}
+
+void sandbox_error_text(lua_State *L, int idx, char *buf, size_t buflen) {
+    sandbox *sb = sb_from(L);
+    int t = lua_type(L, idx);
+    idx = lua_absindex(L, idx);
+    if (buflen == 0) return;
+    switch (t) {
+    case LUA_TSTRING: /* no conversion, no allocation */
+        snprintf(buf, buflen, "%s", lua_tostring(L, idx));
+        return;
+    case LUA_TNUMBER: /* formatted here: lua_tostring would allocate */
+        if (lua_isinteger(L, idx))
+            snprintf(buf, buflen, "%lld", (long long)lua_tointeger(L, idx));
+        else
+            snprintf(buf, buflen, "%.14g", (double)lua_tonumber(L, idx));
+        return;
+    case LUA_TNIL:
+        snprintf(buf, buflen, "nil");
+        return;
+    case LUA_TBOOLEAN:
+        snprintf(buf, buflen, "%s", lua_toboolean(L, idx) ? "true" : "false");
+        return;
+    default:
+        break;
+    }
+    /* A table or other object: its __tostring is script code, run like any
+     * other under the limits; whatever it does, the host gets text. */
+    int top = lua_gettop(L);
+    if (lua_checkstack(L, 3)) {
+        lua_pushcfunction(L, error_text_protected);
+        lua_pushvalue(L, idx);
+        int status = lua_pcall(L, 1, 1, 0);
+        if (status == LUA_OK && lua_type(L, -1) == LUA_TSTRING) {
+            snprintf(buf, buflen, "%s", lua_tostring(L, -1));
+            lua_settop(L, top);
+            return;
+        }
+        if (sb->trip != TRIP_NONE && sb->trip != TRIP_CLOSING) {
+            snprintf(buf, buflen, "(error object of type %s; converting it to text failed: %s)",
+                     lua_typename(L, t), sb->trip_msg);
+            lua_settop(L, top);
+            return;
+        }
+        if (status != LUA_OK) {
+            if (lua_type(L, -1) == LUA_TSTRING)
+                snprintf(buf, buflen, "(error object of type %s; its __tostring failed: %s)",
+                         lua_typename(L, t), lua_tostring(L, -1));
+            else
+                snprintf(buf, buflen, "(error object of type %s; its __tostring failed with "
+                         "another error object)", lua_typename(L, t));
+            lua_settop(L, top);
+            return;
+        }
+    }
+    lua_settop(L, top);
+    snprintf(buf, buflen, "(error object of type %s that cannot be converted to text)",
+             lua_typename(L, t));
 }
 
 static const char *error_text(lua_State *L) {

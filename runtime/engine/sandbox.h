@@ -77,6 +77,12 @@ size_t sandbox_memory_used(sandbox *sb);
  * addresses). Pushes the string. Must run inside a protected call. */
 const char *sandbox_tostring(lua_State *L, int idx);
 
+/* The text of an error value (the one at idx) for a host message, never
+ * raising: strings and numbers as they are, objects through their
+ * __tostring run in a protected call under the run's limits, with a fixed
+ * text when that fails. Safe to call outside any protected call. */
+void sandbox_error_text(lua_State *L, int idx, char *buf, size_t buflen);
+
 /* While replaying, the host can silence side-effect-free output. */
 void sandbox_set_replaying(sandbox *sb, bool replaying);
 
