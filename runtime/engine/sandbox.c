@@ -200,7 +200,7 @@ static void sb_hook(lua_State *L, lua_Debug *ar_unused) {
  * of SB_STEP_BATCH, so the budget and the wall clock hold inside them. */
 #define SB_STEP_BATCH 1024
 
-static void charge_steps(lua_State *L, uint64_t steps) {
+void sandbox_charge(lua_State *L, uint64_t steps) {
     sandbox *sb = sb_from(L);
     if (sb->trip == TRIP_NONE) {
         sb->instructions += steps;
@@ -212,7 +212,7 @@ static void charge_steps(lua_State *L, uint64_t steps) {
 
 /* One iteration of a C loop; *n counts them. */
 static void step(lua_State *L, uint64_t *n) {
-    if ((++*n % SB_STEP_BATCH) == 0) charge_steps(L, SB_STEP_BATCH);
+    if ((++*n % SB_STEP_BATCH) == 0) sandbox_charge(L, SB_STEP_BATCH);
 }
 
 static void set_deadline(sandbox *sb) {
@@ -847,8 +847,8 @@ static int sb_concat(lua_State *L) {
     for (; i <= last; i++) {
         lua_geti(L, 1, i);
         if (!lua_isstring(L, -1))
-            return luaL_error(L, "invalid value (at index %I) in table for 'concat'",
-                              (LUAI_UACINT)i);
+            return luaL_error(L, "invalid value (%s) at index %I in table for 'concat'",
+                              luaL_typename(L, -1), (LUAI_UACINT)i);
         luaL_addvalue(&b);
         if (i == last) break; /* also keeps i + 1 from overflowing */
         luaL_addlstring(&b, sep, seplen);
@@ -907,8 +907,8 @@ static int sb_remove(lua_State *L) {
     check_tab(L, 1, TAB_READ | TAB_WRITE | TAB_LEN);
     lua_Integer size = luaL_len(L, 1);
     lua_Integer pos = luaL_optinteger(L, 2, size);
-    if (pos != size)
-        luaL_argcheck(L, (lua_Unsigned)pos - 1u <= (lua_Unsigned)size, 2, "position out of bounds");
+    if (pos != size) /* Lua 5.4.4 blames argument 1 here */
+        luaL_argcheck(L, (lua_Unsigned)pos - 1u <= (lua_Unsigned)size, 1, "position out of bounds");
     lua_geti(L, 1, pos); /* the result */
     for (; pos < size; pos++) { /* shift down */
         lua_geti(L, 1, pos + 1);
@@ -1291,6 +1291,21 @@ static void set_cfunction(lua_State *L, const char *name, lua_CFunction fn) {
     lua_setfield(L, -2, name);
 }
 
+/* Functions the sandbox replaces with its own bounded versions. */
+static const char *const string_replaced[] = {"rep", "find", "match", "gmatch", "gsub", NULL};
+static const char *const table_replaced[] = {"move", "concat", "unpack", "insert", "remove", NULL};
+
+/* Lua names a C function in an argument error by finding it in the loaded
+ * libraries ("bad argument #1 to 'table.move'"); the host's real library
+ * table (at `real`, never visible to scripts) gets the replacements from
+ * the copy on top of the stack so those messages stay as they were. */
+static void name_replacements(lua_State *L, int real, const char *const *names) {
+    for (size_t i = 0; names[i] != NULL; i++) {
+        lua_getfield(L, -1, names[i]);
+        lua_setfield(L, real, names[i]);
+    }
+}
+
 /* Opens one library the host way and pushes the per-run copy of its
  * allow-listed fields (locked, with forbidden_index). The real library
  * table stays at the returned index for the caller's use. */
@@ -1328,6 +1343,8 @@ static int build_env(lua_State *L) {
     lua_getfield(L, real, "rep");
     lua_pushcclosure(L, sb_rep, 1);
     lua_setfield(L, -2, "rep");
+    sandbox_set_pattern_functions(L);
+    name_replacements(L, real, string_replaced);
     lock_table(L, LUA_STRLIBNAME);
     /* The per-state string metatable: methods come from the run's copy and
      * getmetatable("") gives "locked", not the host's string table. */
@@ -1341,13 +1358,14 @@ static int build_env(lua_State *L) {
     lua_setfield(L, env, LUA_STRLIBNAME);
     lua_settop(L, env);
 
-    open_copy(L, LUA_TABLIBNAME, luaopen_table, table_allowed);
+    real = open_copy(L, LUA_TABLIBNAME, luaopen_table, table_allowed);
     set_cfunction(L, "sort", sb_sort);
     set_cfunction(L, "move", sb_move);
     set_cfunction(L, "concat", sb_concat);
     set_cfunction(L, "unpack", sb_unpack);
     set_cfunction(L, "insert", sb_insert);
     set_cfunction(L, "remove", sb_remove);
+    name_replacements(L, real, table_replaced);
     lock_table(L, LUA_TABLIBNAME);
     lua_setfield(L, env, LUA_TABLIBNAME);
     lua_settop(L, env);

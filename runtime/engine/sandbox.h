@@ -69,6 +69,16 @@ void sandbox_begin_activation(sandbox *sb);
  * infinite loop)" or "memory limit of 64 MiB exceeded". */
 bool sandbox_tripped(sandbox *sb, jerr *err);
 
+/* Charges steps of a library function's C loop (where the count hook
+ * never fires) to the instruction budget as that many instructions, and
+ * checks the wall clock; raises the limit error as the hook would. Call
+ * only from a C function the script called. */
+void sandbox_charge(lua_State *L, uint64_t steps);
+
+/* sandbox_pattern.c: sets find, match, gmatch and gsub (step-charged
+ * versions of Lua's) in the table on top of the stack. */
+void sandbox_set_pattern_functions(lua_State *L);
+
 /* Bytes of Lua heap in use by this run. */
 size_t sandbox_memory_used(sandbox *sb);
 

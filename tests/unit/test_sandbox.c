@@ -747,6 +747,150 @@ static void trick_poison_another_run(void) {
     sandbox_free(b);
 }
 
+/* ------------------------------------------ C loops, error values */
+
+static void trick_library_loops_are_bounded(void) {
+    static const char *const hangs[] = {
+        "table.move({}, 1, 1 << 50, 1, {})",
+        "return table.concat(setmetatable({}, {__index = table.concat}), '', 1, 1 << 50)",
+        "table.insert(setmetatable({}, {__len = function() return 1 << 50 end}), 1, 'x')",
+        "table.remove(setmetatable({}, {__len = function() return 1 << 50 end}), 1)",
+        "return ('a'):rep(30000):find('.-.-.-.-b')",
+        "return ('a'):rep(30000):match('(a*)*b')",
+        "return (('a'):rep(30000):gsub('.-.-.-.-b', ''))",
+        "for x in ('a'):rep(30000):gmatch('.-.-.-.-b') do end",
+        "return ('('):rep(1e6):find('%b()')",
+    };
+    sandbox *sb = new_sb_limits((size_t)64 << 20, 2000000, 30.0, 1);
+    if (!sb) return;
+    jerr err = {0, ""};
+    for (size_t i = 0; i < sizeof hangs / sizeof hangs[0]; i++) {
+        sandbox_begin_activation(sb);
+        RUN_ERR(sb, hangs[i], "test.lua:1: instruction budget exceeded (possible infinite loop)");
+        CHECK_MSG(sandbox_tripped(sb, &err), "not tripped: %s", hangs[i]);
+    }
+    sandbox_begin_activation(sb);
+    /* The sticky trip also holds for the library functions. */
+    RUN_ERR(sb, "pcall(table.move, {}, 1, 1 << 50, 1, {}) return table.concat({'a', 'b'})",
+            "instruction budget exceeded");
+    sandbox_begin_activation(sb);
+    /* Lua's own string.rep loops n times even for an empty result. */
+    RUN_OK(sb, "return #string.rep('', math.maxinteger) .. #('x'):rep(0) .. ('ab'):rep(2, ',')",
+           "00ab,ab");
+    sandbox_free(sb);
+
+    /* Without a budget, the wall clock stops them. */
+    sb = new_sb_limits((size_t)64 << 20, 0, 0.3, 1);
+    if (!sb) return;
+    RUN_ERR(sb, "table.move({}, 1, 1 << 50, 1, {})", "test.lua:1: wall-clock limit of 0.3 s exceeded");
+    sandbox_begin_activation(sb);
+    RUN_ERR(sb, "local s = ('a'):rep(30000)\nreturn s:find('.-.-.-.-.-b')",
+            "test.lua:2: wall-clock limit of 0.3 s exceeded");
+    sandbox_free(sb);
+}
+
+static char *read_source(const char *rel, size_t *len) {
+    const char *dir = getenv("JORCH_SOURCE_DIR");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir ? dir : ".", rel);
+    char *buf = NULL;
+    jerr err = {0, ""};
+    if (file_read_all(path, 1u << 20, &buf, len, &err) != 0) {
+        fprintf(stderr, "%s\n", err.msg);
+        return NULL;
+    }
+    return buf;
+}
+
+/* The sandbox's own string.find/match/gmatch/gsub, table.move/concat/
+ * unpack/insert/remove and string.rep against Lua's: the probe scripts
+ * return a transcript of many calls (results, errors, metamethod calls),
+ * which must be the same text in a plain Lua state and in a sandbox. */
+static void library_functions_agree_with_lua(void) {
+    static const char *const probes[] = {"tests/sandbox/library/patterns.lua",
+                                         "tests/sandbox/library/tables.lua"};
+    for (size_t i = 0; i < sizeof probes / sizeof probes[0]; i++) {
+        size_t len = 0;
+        char *src = read_source(probes[i], &len);
+        CHECK(src != NULL);
+        if (!src) continue;
+        lua_State *plain = luaL_newstate();
+        luaL_openlibs(plain);
+        int st = luaL_loadbufferx(plain, src, len, "=probe", "t");
+        if (st == LUA_OK) st = lua_pcall(plain, 0, 1, 0);
+        CHECK_MSG(st == LUA_OK, "plain Lua: %s", lua_tostring(plain, -1));
+        sandbox *sb = new_sb();
+        jerr err = {0, ""};
+        CHECK(sb != NULL && sandbox_load(sb, "probe", src, len, &err) == 0);
+        if (sb && st == LUA_OK) {
+            lua_State *L = sandbox_state(sb);
+            int sst = lua_pcall(L, 0, 1, 0);
+            CHECK_MSG(sst == LUA_OK, "sandbox: %s", lua_tostring(L, -1));
+            size_t a = 0, b = 0;
+            const char *want = lua_tolstring(plain, -1, &a);
+            const char *got = lua_tolstring(L, -1, &b);
+            CHECK_MSG(want && got && a == b && memcmp(want, got, a) == 0,
+                      "%s: the sandbox's transcript differs from Lua's", probes[i]);
+            if (want && got && (a != b || memcmp(want, got, a) != 0)) {
+                size_t k = 0;
+                while (k < a && k < b && want[k] == got[k]) k++;
+                size_t from = k > 200 ? k - 200 : 0;
+                fprintf(stderr, "  first difference at byte %zu:\n  lua:     %.300s\n  sandbox: %.300s\n",
+                        k, want + from, got + from);
+            }
+        }
+        if (sb) sandbox_free(sb);
+        lua_close(plain);
+        free(src);
+    }
+}
+
+/* Error objects whose __tostring fails (or never ends) still give the host
+ * text, outside any protected call, and leave the state usable. */
+static void error_values_become_text_safely(void) {
+    sandbox *sb = new_sb_limits((size_t)64 << 20, 1000000, 30.0, 1);
+    if (!sb) return;
+    lua_State *L = sandbox_state(sb);
+    char text[256];
+    bool ok;
+    static const struct {
+        const char *src;
+        const char *want;
+    } cases[] = {
+        {"return 'plain'", "plain"},
+        {"return 42", "42"},
+        {"return 2.5", "2.5"},
+        {"return nil", "nil"},
+        {"return setmetatable({}, {__tostring = function() return 'custom' end})", "custom"},
+        {"return setmetatable({}, {__tostring = function() error('inner') end})",
+         "(error object of type table; its __tostring failed: test.lua:1: inner)"},
+        {"local e = setmetatable({}, {__tostring = function() error({}) end})\n"
+         "return setmetatable({}, {__tostring = function() error(e) end})",
+         "(error object of type table; its __tostring failed with another error object)"},
+        {"return setmetatable({}, {__tostring = function() while true do end end})",
+         "(error object of type table; converting it to text failed: test.lua:1: instruction "
+         "budget exceeded"},
+        {"return setmetatable({}, {__tostring = function() return {} end})",
+         "(error object of type table; its __tostring failed: '__tostring' must return a string)"},
+        {"return function() end", "function: #"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        sandbox_begin_activation(sb);
+        jerr err = {0, ""};
+        CHECK(sandbox_load(sb, "test.lua", cases[i].src, strlen(cases[i].src), &err) == 0);
+        ok = lua_pcall(L, 0, 1, 0) == LUA_OK;
+        CHECK(ok);
+        int top = lua_gettop(L);
+        sandbox_error_text(L, -1, text, sizeof text);
+        CHECK_CONTAINS(text, cases[i].want);
+        CHECK_INT(lua_gettop(L), top);
+        lua_settop(L, 0);
+    }
+    sandbox_begin_activation(sb);
+    RUN_OK(sb, "return 1 + 1", "2");
+    sandbox_free(sb);
+}
+
 TEST_MAIN(TEST_CASE(trick_forbidden_globals), TEST_CASE(trick_getmetatable_string_index_dump),
           TEST_CASE(trick_env_metatable_removal), TEST_CASE(reachable_from_G_is_the_allow_list),
           TEST_CASE(pairs_order_is_canonical), TEST_CASE(pairs_order_matches_child_processes),
@@ -758,4 +902,6 @@ TEST_MAIN(TEST_CASE(trick_forbidden_globals), TEST_CASE(trick_getmetatable_strin
           TEST_CASE(trick_pcall_swallows_the_budget),
           TEST_CASE(trick_coroutine_wrap_swallows_the_budget), TEST_CASE(trick_wall_clock),
           TEST_CASE(trick_memory_bomb), TEST_CASE(trick_pcall_swallows_the_memory_limit),
-          TEST_CASE(trick_deep_recursion), TEST_CASE(trick_poison_another_run))
+          TEST_CASE(trick_deep_recursion), TEST_CASE(trick_poison_another_run),
+          TEST_CASE(trick_library_loops_are_bounded), TEST_CASE(library_functions_agree_with_lua),
+          TEST_CASE(error_values_become_text_safely))
