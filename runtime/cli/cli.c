@@ -11,6 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
 #include "engine/engine.h"
 
 /* ---------------------------------------------------------------- messages */
@@ -257,6 +259,57 @@ static int verb_replay(int argc, char **argv) {
     return worst;
 }
 
+/* ------------------------------------------------------------------ limits */
+
+/* The limits: mapping of the configuration file at path. */
+static int limits_from_yaml(engine_limits *l, const char *path, jerr *err) {
+    jbuf json;
+    jbuf_init(&json, 0);
+    if (config_load_yaml_as_json(path, &json, err) != 0) {
+        jbuf_free(&json);
+        return -1;
+    }
+    cJSON *root = cJSON_ParseWithLength(json.data ? json.data : "{}", json.data ? json.len : 2);
+    jbuf_free(&json);
+    if (root == NULL) return jerr_set(err, JERR_INTERNAL, "%s: the YAML converter produced invalid JSON", path);
+    int rc = 0;
+    const cJSON *t = cJSON_IsObject(root) ? cJSON_GetObjectItemCaseSensitive(root, "limits") : NULL;
+    if (t != NULL && !cJSON_IsNull(t) && !cJSON_IsObject(t))
+        rc = jerr_set(err, JERR_USAGE, "%s: limits: must be a mapping (memory_mb:, instruction_budget:, "
+                      "wall_clock:)", path);
+    for (const cJSON *kv = cJSON_IsObject(t) ? t->child : NULL; kv != NULL && rc == 0; kv = kv->next) {
+        char source[1200], num[64];
+        const char *value;
+        snprintf(source, sizeof source, "%s: limits.%.60s", path, kv->string);
+        if (cJSON_IsNull(kv)) continue; /* "key:" with nothing: not set */
+        if (cJSON_IsNumber(kv)) {
+            snprintf(num, sizeof num, "%.17g", kv->valuedouble);
+            value = num;
+        } else if (cJSON_IsString(kv)) {
+            value = kv->valuestring;
+        } else {
+            rc = jerr_set(err, JERR_USAGE, "%s must be a number (or a duration for wall_clock)", source);
+            break;
+        }
+        if (engine_limits_set(l, kv->string, value, source, err) != 0) rc = -1;
+    }
+    cJSON_Delete(root);
+    return rc;
+}
+
+/* The limits of workflow code for this process: built-in, then jorch.yaml
+ * (limits:), then the JORCH_* environment variables, which win. */
+static int configure_limits(jerr *err) {
+    engine_limits l = engine_limits_builtin();
+    const char *path = NULL;
+    int found = config_locate(&path, err);
+    if (found < 0) return -1;
+    if (found == 1 && limits_from_yaml(&l, path, err) != 0) return -1;
+    if (engine_limits_from_env(&l, err) != 0) return -1;
+    engine_limits_use(&l);
+    return 0;
+}
+
 /* ------------------------------------------------------------------- verbs */
 
 typedef struct cli_verb {
@@ -309,7 +362,15 @@ int cli_main(int argc, char **argv) {
         printf("jorch %s\n", JORCH_VERSION);
         return 0;
     }
-    for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++)
-        if (strcmp(verbs[i].name, v) == 0) return verbs[i].fn(argc - 1, argv + 1);
+    for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++) {
+        if (strcmp(verbs[i].name, v) != 0) continue;
+        jerr e = {0};
+        /* every verb but activity may run workflow code here or in a runner it starts */
+        if (verbs[i].fn != verb_activity && configure_limits(&e) != 0) {
+            cli_errorf("%s", e.msg);
+            return CLI_USAGE;
+        }
+        return verbs[i].fn(argc - 1, argv + 1);
+    }
     return cli_usage_error(NULL, "unknown verb '%s'", v);
 }

@@ -177,6 +177,8 @@ static void user_where(lua_State *L, char *buf, size_t buflen) {
 static int raise_at_user(lua_State *L, const char *fmt, const char *detail) {
     char where[256];
     user_where(L, where, sizeof where);
+    if (strcmp(where, "?") == 0) /* no script line (tail calls): Lua's own position */
+        return luaL_error(L, "%s%s", fmt, detail ? detail : "");
     return luaL_error(L, "%s: %s%s", where, fmt, detail ? detail : "");
 }
 
@@ -864,8 +866,10 @@ static int prim_upsert_search_attributes(lua_State *L) {
         lua_pushvalue(L, -1);
         lua_rawseti(L, keys, ++nk);
     }
-    for (lua_Integer i = 1; i <= nk; i++) /* insertion sort: few keys */
+    uint64_t steps = 0;
+    for (lua_Integer i = 1; i <= nk; i++) /* insertion sort: few keys (charged: a script may pass many) */
         for (lua_Integer j = i; j > 1; j--) {
+            if (++steps % 1024 == 0) sandbox_charge(L, 1024);
             lua_rawgeti(L, keys, j - 1);
             lua_rawgeti(L, keys, j);
             bool swap = strcmp(lua_tostring(L, -2), lua_tostring(L, -1)) > 0;
@@ -909,7 +913,18 @@ static int prim_now(lua_State *L) {
 static int prim_time_iso(lua_State *L) {
     engine_run *r = run_of(L);
     int64_t ns = r->now;
-    if (!lua_isnoneornil(L, 1)) ns = (int64_t)llround(luaL_checknumber(L, 1) * 1e3) * 1000000;
+    if (!lua_isnoneornil(L, 1)) {
+        /* What int64 nanoseconds hold (years 1678 to 2261); beyond, or NaN,
+         * the conversion below would overflow. */
+        double secs = luaL_checknumber(L, 1);
+        if (!(secs >= -9.2e9 && secs <= 9.2e9)) {
+            char msg[160];
+            snprintf(msg, sizeof msg, ": %g is not a time it can format (seconds since 1970, "
+                     "from -9.2e9 to 9.2e9)", secs);
+            return raise_at_user(L, "workflow.time_iso", msg);
+        }
+        ns = (int64_t)llround(secs * 1e3) * 1000000;
+    }
     char buf[48];
     time_format_rfc3339(ns, buf, sizeof buf);
     lua_pushstring(L, buf);

@@ -22,7 +22,24 @@ typedef struct engine_limits {
     payload_limits payload;
 } engine_limits;
 
+/* The limits runs get: those engine_limits_use set, else the built-in ones
+ * with valid JORCH_* environment overrides (an invalid one is ignored with
+ * a warning). The CLI configures them once at start (jorch.yaml limits:,
+ * then the environment), refusing invalid values. */
 engine_limits engine_limits_default(void);
+/* 64 MiB, 200 million instructions, 30 s. */
+engine_limits engine_limits_builtin(void);
+/* Sets one limit from text: key memory_mb (MiB, 1 to 1048576),
+ * instruction_budget (1 to 1e18) or wall_clock (seconds above 0, at most
+ * 1e6, or a duration like "2 minutes"). source names where the value came
+ * from, for the message. JERR_USAGE on a bad key or value. */
+int engine_limits_set(engine_limits *l, const char *key, const char *value, const char *source,
+                      jerr *err);
+/* Applies JORCH_MEMORY_LIMIT_MB, JORCH_INSTRUCTION_BUDGET and
+ * JORCH_WALL_CLOCK_LIMIT where set; JERR_USAGE on an invalid value. */
+int engine_limits_from_env(engine_limits *l, jerr *err);
+/* What engine_limits_default returns from now on (process-wide). */
+void engine_limits_use(const engine_limits *l);
 
 #include "temporal/api/command/v1/message.pb-c.h"
 

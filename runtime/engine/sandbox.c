@@ -1615,29 +1615,113 @@ int sandbox_preload(sandbox *sb, const char *name, const char *chunkname, const 
     return 0;
 }
 
-/* ------------------------------------------------------------- defaults */
+/* ------------------------------------------------------------- limits */
 
-/* A positive number from the environment, or dflt (with a warning once if
- * the variable is set but is not a positive number). */
-static double env_positive(const char *name, double dflt) {
-    const char *v = getenv(name);
-    if (!v || !*v) return dflt;
+/* The largest limits accepted: beyond them a value is a typo, and a byte
+ * count computed from a huge MiB value would wrap around to "no limit". */
+#define LIMIT_MAX_MEMORY_MB 1048576.0 /* 1 TiB */
+#define LIMIT_MAX_INSTRUCTIONS 1e18
+#define LIMIT_MAX_WALL_CLOCK_S 1e6
+
+static bool limits_configured;
+static engine_limits configured_limits;
+
+engine_limits engine_limits_builtin(void) {
+    engine_limits l;
+    l.memory_limit = (size_t)64 << 20;
+    l.instruction_budget = 200000000;
+    l.wall_clock_limit = 30.0;
+    l.payload = payload_default_limits;
+    return l;
+}
+
+static bool parse_number(const char *v, double *out) {
     char *end = NULL;
-    double d = strtod(v, &end);
-    if (end == v || *end != '\0' || !(d > 0)) {
-        jlog(JLOG_WARN, "ignoring %s=%s: expected a positive number", name, v);
-        return dflt;
+    if (v == NULL || *v == '\0') return false;
+    *out = strtod(v, &end);
+    return end != v && *end == '\0' && isfinite(*out);
+}
+
+int engine_limits_set(engine_limits *l, const char *key, const char *value, const char *source,
+                      jerr *err) {
+    double d = 0;
+    if (strcmp(key, "memory_mb") == 0) {
+        if (!parse_number(value, &d) || !(d >= 1) || d > LIMIT_MAX_MEMORY_MB)
+            return jerr_set(err, JERR_USAGE,
+                            "%s: the memory limit '%.40s' is not a number of MiB from 1 to %.0f "
+                            "(e.g. 64)", source, value, LIMIT_MAX_MEMORY_MB);
+        l->memory_limit = (size_t)(d * 1048576.0);
+        return 0;
     }
-    return d;
+    if (strcmp(key, "instruction_budget") == 0) {
+        if (!parse_number(value, &d) || !(d >= 1) || d > LIMIT_MAX_INSTRUCTIONS || floor(d) != d)
+            return jerr_set(err, JERR_USAGE,
+                            "%s: the instruction budget '%.40s' is not a whole number from 1 to "
+                            "1e18 (e.g. 200000000)", source, value);
+        l->instruction_budget = (uint64_t)d;
+        return 0;
+    }
+    if (strcmp(key, "wall_clock") == 0) {
+        int64_t ns = 0;
+        jerr derr = {0, ""};
+        if (parse_number(value, &d)) {
+            /* seconds */
+        } else if (value != NULL && duration_parse(value, &ns, &derr) == 0) {
+            d = (double)ns / 1e9; /* "30s", "2 minutes" */
+        } else {
+            d = -1;
+        }
+        if (!(d > 0) || d > LIMIT_MAX_WALL_CLOCK_S)
+            return jerr_set(err, JERR_USAGE,
+                            "%s: the wall-clock limit '%.40s' is not a duration above 0 and at most "
+                            "%.0f seconds (e.g. 30 or \"2 minutes\")", source, value,
+                            LIMIT_MAX_WALL_CLOCK_S);
+        l->wall_clock_limit = d;
+        return 0;
+    }
+    return jerr_set(err, JERR_USAGE,
+                    "%s: unknown limit '%.60s' (known: memory_mb, instruction_budget, wall_clock)",
+                    source, key);
+}
+
+static const struct {
+    const char *var;
+    const char *key;
+} limit_vars[] = {
+    {"JORCH_MEMORY_LIMIT_MB", "memory_mb"},
+    {"JORCH_INSTRUCTION_BUDGET", "instruction_budget"},
+    {"JORCH_WALL_CLOCK_LIMIT", "wall_clock"},
+};
+
+int engine_limits_from_env(engine_limits *l, jerr *err) {
+    for (size_t i = 0; i < sizeof limit_vars / sizeof limit_vars[0]; i++) {
+        const char *v = getenv(limit_vars[i].var);
+        char source[64];
+        if (v == NULL || *v == '\0') continue;
+        snprintf(source, sizeof source, "environment variable %s", limit_vars[i].var);
+        if (engine_limits_set(l, limit_vars[i].key, v, source, err) != 0) return -1;
+    }
+    return 0;
+}
+
+void engine_limits_use(const engine_limits *l) {
+    configured_limits = *l;
+    limits_configured = true;
 }
 
 engine_limits engine_limits_default(void) {
-    engine_limits l;
-    /* JORCH_MEMORY_LIMIT_MB, JORCH_INSTRUCTION_BUDGET and
-     * JORCH_WALL_CLOCK_LIMIT (seconds) override the defaults */
-    l.memory_limit = (size_t)env_positive("JORCH_MEMORY_LIMIT_MB", 64) << 20;
-    l.instruction_budget = (uint64_t)env_positive("JORCH_INSTRUCTION_BUDGET", 200000000);
-    l.wall_clock_limit = env_positive("JORCH_WALL_CLOCK_LIMIT", 30.0);
-    l.payload = payload_default_limits;
+    if (limits_configured) return configured_limits;
+    /* Not configured by the CLI (a library user, a unit test): the
+     * environment where it is valid, with a warning where it is not. */
+    engine_limits l = engine_limits_builtin();
+    for (size_t i = 0; i < sizeof limit_vars / sizeof limit_vars[0]; i++) {
+        const char *v = getenv(limit_vars[i].var);
+        jerr err = {0, ""};
+        char source[64];
+        if (v == NULL || *v == '\0') continue;
+        snprintf(source, sizeof source, "environment variable %s", limit_vars[i].var);
+        if (engine_limits_set(&l, limit_vars[i].key, v, source, &err) != 0)
+            jlog(JLOG_WARN, "ignoring %s", err.msg);
+    }
     return l;
 }

@@ -206,6 +206,14 @@ int tc_config_check(tc_config *c, jerr *err) {
         free(c->api_key);
         c->api_key = NULL;
     }
+    if (c->api_key != NULL && strlen(c->api_key) > TC_MAX_API_KEY)
+        return jerr_set(err, JERR_USAGE,
+                        "the Temporal API key is %zu bytes long, more than the %d bytes a key can be "
+                        "(check TEMPORAL_API_KEY or temporal.api_key_file: it must hold the key alone)",
+                        strlen(c->api_key), TC_MAX_API_KEY);
+    if (strlen(c->namespace_) > TC_MAX_NAMESPACE)
+        return jerr_set(err, JERR_USAGE, "the Temporal namespace is %zu bytes long, more than %d (check "
+                        "TEMPORAL_NAMESPACE)", strlen(c->namespace_), TC_MAX_NAMESPACE);
     if (c->api_key != NULL && strpbrk(c->api_key, "\r\n") != NULL)
         return jerr_set(err, JERR_USAGE, "the Temporal API key contains a line break (check TEMPORAL_API_KEY)");
     if ((c->tls_client_cert == NULL) != (c->tls_client_key == NULL))

@@ -236,7 +236,7 @@ static int add_header(struct curl_slist **list, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
 static int add_header(struct curl_slist **list, const char *fmt, ...) {
-    char line[2048];
+    char line[TC_MAX_HEADER];
     va_list ap;
     va_start(ap, fmt);
     int n = vsnprintf(line, sizeof line, fmt, ap);

@@ -39,6 +39,11 @@
 
 /* Largest message accepted or sent, as sdk-go allows (grpc_dialer.go). */
 #define TC_MAX_MESSAGE ((size_t)128 * 1024 * 1024)
+/* Longest API key and namespace accepted: both travel in one HTTP/2 header
+ * line (tc_transport.c builds each in a buffer of TC_MAX_HEADER bytes). */
+#define TC_MAX_API_KEY 8192
+#define TC_MAX_NAMESPACE 1000
+#define TC_MAX_HEADER 8448
 /* Default deadline of an ordinary call, and of a long poll (sdk-go uses
  * 70 s for polls; the server answers empty after ~20 s). */
 #define TC_DEFAULT_TIMEOUT_MS 10000
