@@ -10,14 +10,18 @@
  * and wall-clock deadline). A tripped limit is sticky until the next
  * activation so the script cannot swallow it with pcall or coroutines.
  */
+#define _GNU_SOURCE /* MAP_ANONYMOUS, MAP_NORESERVE, MADV_DONTNEED */
 #include "engine/sandbox.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <lauxlib.h>
 #include <lualib.h>
@@ -35,7 +39,128 @@ typedef struct required_module {
     size_t len;
 } required_module;
 
+/* ------------------------------------------------------------- the heap
+ *
+ * Lua hashes a table key that is an object (a table, function, coroutine)
+ * by its address, the low 32 bits of it (point2uint in Lua's sources). Where
+ * such keys land decides when a table rehashes, and so its array size and
+ * what `#t` gives for a table with holes. With malloc those addresses
+ * differ from process to process, so a replay could branch differently from
+ * the original run. Each run therefore allocates from its own heap: one
+ * reservation whose start is a multiple of 4 GiB, carved up by a
+ * deterministic allocator (size classes, LIFO free lists, a bump pointer).
+ * The low 32 bits of every address are then its offset in the heap, which
+ * depends only on the run's sequence of allocations and frees: the same in
+ * every process, on every machine, whatever the ASLR. (Keys that are strings
+ * are hashed with Lua's per-process seed instead, which no host can set; see
+ * docs/workflows.md.) */
+
+#define HEAP_ALIGN ((uintptr_t)1 << 32)
+#define HEAP_SMALL_MAX 512 /* classes every 16 bytes up to here, then 4 per doubling */
+#define HEAP_CLASSES (32 + 4 * 55)
+#define HEAP_RELEASE_MIN ((size_t)64 << 10) /* freed blocks this big give their pages back */
+
+typedef struct heap {
+    char *base;   /* a multiple of HEAP_ALIGN */
+    size_t size;  /* bytes reserved */
+    size_t top;   /* bytes handed out by the bump pointer */
+    void *free_list[HEAP_CLASSES];
+} heap;
+
+/* The size class of an n-byte block (n > 0) and the class's block size. */
+static int heap_class(size_t n, size_t *class_size) {
+    if (n <= HEAP_SMALL_MAX) {
+        size_t c = (n + 15) / 16;
+        *class_size = c * 16;
+        return (int)c - 1;
+    }
+    unsigned e = 63u - (unsigned)__builtin_clzll((unsigned long long)(n - 1)); /* 2^e < n <= 2^(e+1) */
+    size_t quarter = (size_t)1 << (e - 2);
+    size_t k = (n - ((size_t)1 << e) + quarter - 1) / quarter; /* 1..4 */
+    *class_size = ((size_t)1 << e) + k * quarter;
+    return 32 + (int)(e - 9) * 4 + (int)(k - 1);
+}
+
+static void *heap_alloc(heap *h, size_t n) {
+    size_t size;
+    if (n > h->size) return NULL;
+    int c = heap_class(n, &size);
+    void *p = h->free_list[c];
+    if (p != NULL) {
+        h->free_list[c] = *(void **)p;
+        return p;
+    }
+    if (size > h->size - h->top) return NULL;
+    p = h->base + h->top;
+    h->top += size;
+    return p;
+}
+
+static void heap_free(heap *h, void *p, size_t n) {
+    size_t size;
+    int c = heap_class(n, &size);
+    if (size >= HEAP_RELEASE_MIN) {
+        /* The pages past the free-list link go back to the system. */
+        size_t page = (size_t)sysconf(_SC_PAGESIZE);
+        uintptr_t from = ((uintptr_t)p + sizeof(void *) + page - 1) & ~(uintptr_t)(page - 1);
+        uintptr_t to = ((uintptr_t)p + size) & ~(uintptr_t)(page - 1);
+        if (to > from) madvise((void *)from, to - from, MADV_DONTNEED);
+    }
+    *(void **)p = h->free_list[c];
+    h->free_list[c] = p;
+}
+
+/* Lua's realloc contract on the heap; a shrink that finds no smaller block
+ * keeps the old one (Lua then knows it by its new, smaller size). */
+static void *heap_realloc(heap *h, void *p, size_t osize, size_t nsize) {
+    size_t osz, nsz;
+    if (p == NULL) return heap_alloc(h, nsize);
+    if (heap_class(osize, &osz) == heap_class(nsize, &nsz)) return p;
+    void *q = heap_alloc(h, nsize);
+    if (q == NULL) return nsize < osize ? p : NULL;
+    memcpy(q, p, osize < nsize ? osize : nsize);
+    heap_free(h, p, osize);
+    return q;
+}
+
+/* Reserves the heap: room for fragmentation beyond the memory limit, at an
+ * address that is a multiple of HEAP_ALIGN (reserve HEAP_ALIGN more, keep
+ * the aligned part). Address space only: pages are used as touched. */
+static int heap_init(heap *h, size_t limit) {
+    const size_t slack = (size_t)64 << 20, most = (size_t)1 << 46;
+    size_t tries[3];
+    tries[0] = limit < (most - slack) / 8 ? limit * 8 + slack : most;
+    tries[1] = limit < (most - slack) / 2 ? limit * 2 + slack : most;
+    tries[2] = limit < most - slack ? limit + slack : most;
+    memset(h, 0, sizeof *h);
+    for (size_t i = 0; i < 3; i++) {
+        size_t page = (size_t)sysconf(_SC_PAGESIZE);
+        size_t size = (tries[i] + page - 1) & ~(page - 1);
+        size_t total = size + HEAP_ALIGN;
+        char *m = mmap(NULL, total, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (m == MAP_FAILED) continue;
+        uintptr_t start = ((uintptr_t)m + HEAP_ALIGN - 1) & ~(HEAP_ALIGN - 1);
+        size_t head = (size_t)(start - (uintptr_t)m), tail = total - head - size;
+        if (head) munmap(m, head);
+        if (tail) munmap((char *)start + size, tail);
+        if (mprotect((void *)start, size, PROT_READ | PROT_WRITE) != 0) {
+            munmap((void *)start, size);
+            continue;
+        }
+        h->base = (char *)start;
+        h->size = size;
+        return 0;
+    }
+    return -1;
+}
+
+static void heap_destroy(heap *h) {
+    if (h->base != NULL) munmap(h->base, h->size);
+    h->base = NULL;
+}
+
 struct sandbox {
+    heap heap;
     lua_State *L;
     engine_limits lim;
     size_t mem_used;
@@ -67,6 +192,15 @@ static sandbox *sb_from(lua_State *L) {
     return ud;
 }
 
+/* Pushes fn as a C closure, an object on the run's heap: a light C
+ * function used as a table key is hashed by its code address, which ASLR
+ * makes differ between processes (see "the heap" above). The upvalue is
+ * only there to make it a closure. */
+static void push_cfunction_object(lua_State *L, lua_CFunction fn) {
+    lua_pushboolean(L, 1);
+    lua_pushcclosure(L, fn, 1);
+}
+
 /* ------------------------------------------------------------- memory */
 
 static void format_bytes(size_t n, char *buf, size_t buflen) {
@@ -95,7 +229,7 @@ static void *sb_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     sandbox *sb = ud;
     size_t old = ptr ? osize : 0;
     if (nsize == 0) {
-        free(ptr);
+        if (ptr != NULL) heap_free(&sb->heap, ptr, osize);
         sb->mem_used -= old;
         return NULL;
     }
@@ -109,8 +243,12 @@ static void *sb_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
             return NULL;
         }
     }
-    void *p = realloc(ptr, nsize);
-    if (p == NULL) return nsize <= old ? ptr : NULL; /* a failed shrink keeps the block */
+    void *p = heap_realloc(&sb->heap, ptr, old, nsize);
+    if (p == NULL) {
+        /* Below the limit but out of heap: fragmentation used up the reservation. */
+        trip_memory(sb);
+        return nsize <= old ? ptr : NULL; /* a failed shrink keeps the block */
+    }
     sb->mem_used = sb->mem_used - old + nsize;
     return p;
 }
@@ -584,7 +722,7 @@ static void guard_metatable(lua_State *L, int mt) {
         int locked = lua_rawget(L, -2) != LUA_TNIL;
         lua_pop(L, 1);
         if (!has && !locked) {
-            lua_pushcfunction(L, sb_metatable_guard);
+            push_cfunction_object(L, sb_metatable_guard);
             lua_setfield(L, -2, "__newindex");
         }
         lua_pop(L, 1);
@@ -593,7 +731,7 @@ static void guard_metatable(lua_State *L, int mt) {
     if (lua_rawgetp(L, LUA_REGISTRYINDEX, &GUARD_KEY) != LUA_TTABLE) {
         lua_pop(L, 1);
         lua_createtable(L, 0, 1);
-        lua_pushcfunction(L, sb_metatable_guard);
+        push_cfunction_object(L, sb_metatable_guard);
         lua_setfield(L, -2, "__newindex");
         lua_pushvalue(L, -1);
         lua_rawsetp(L, LUA_REGISTRYINDEX, &GUARD_KEY);
@@ -1276,19 +1414,96 @@ static const char *const coroutine_allowed[] = {
 
 /* Copies the allow-listed fields of the table at `from` into the table on
  * top of the stack; a missing one means a Lua we were not built for. */
+/* Replaces a light C function on top of the stack by a closure object. */
+static bool objectify_cfunction(lua_State *L) {
+    if (!lua_iscfunction(L, -1)) return false;
+    if (lua_getupvalue(L, -1, 1) != NULL) { /* already a closure */
+        lua_pop(L, 1);
+        return false;
+    }
+    lua_CFunction fn = lua_tocfunction(L, -1);
+    lua_pop(L, 1);
+    push_cfunction_object(L, fn);
+    return true;
+}
+
+/* Copies the allow-listed fields of the table at `from` into the table on
+ * top of the stack; a missing one means a Lua we were not built for. C
+ * functions become closure objects, also in `from` (the host's table, which
+ * Lua searches to name a function in error messages and tracebacks). */
 static void copy_allowed(lua_State *L, int from, const char *lib, const char *const *names) {
     for (size_t i = 0; names[i] != NULL; i++) {
         lua_pushstring(L, names[i]);
         if (lua_rawget(L, from) == LUA_TNIL)
             luaL_error(L, "this Lua has no %s%s%s (jorch needs Lua 5.4)", lib ? lib : "",
                        lib ? "." : "", names[i]);
+        if (objectify_cfunction(L)) {
+            lua_pushvalue(L, -1);
+            lua_setfield(L, from, names[i]);
+        }
         lua_setfield(L, -2, names[i]);
     }
 }
 
 static void set_cfunction(lua_State *L, const char *name, lua_CFunction fn) {
-    lua_pushcfunction(L, fn);
+    push_cfunction_object(L, fn);
     lua_setfield(L, -2, name);
+}
+
+/* ipairs and utf8.codes return an iterator that is a light C function;
+ * these return it as a closure object instead (upvalue 1: the library's
+ * function; 2 and 3: iterator objects for the results it gives). */
+static int sb_iterator_maker(lua_State *L) {
+    int n = lua_gettop(L);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, n, LUA_MULTRET);
+    if (lua_gettop(L) >= 1 && lua_iscfunction(L, 1)) {
+        lua_CFunction got = lua_tocfunction(L, 1);
+        for (int up = 2; up <= 3; up++) {
+            if (lua_tocfunction(L, lua_upvalueindex(up)) == got) {
+                lua_pushvalue(L, lua_upvalueindex(up));
+                lua_replace(L, 1);
+                break;
+            }
+        }
+    }
+    return lua_gettop(L);
+}
+
+/* Sets field `name` of the copy on top of the stack to an iterator maker
+ * around the (already objectified) function there; probes are two calls
+ * whose iterators are learnt (pushed by the caller as functions taking no
+ * arguments that return the library's iterator). */
+static void wrap_iterator_maker(lua_State *L, const char *name, lua_CFunction probe_a,
+                                lua_CFunction probe_b) {
+    lua_getfield(L, -1, name);
+    lua_CFunction probes[2] = {probe_a, probe_b};
+    for (int i = 0; i < 2; i++) {
+        lua_pushcfunction(L, probes[i]);
+        lua_pushvalue(L, -2 - i);
+        lua_call(L, 1, 1);
+        if (!objectify_cfunction(L)) luaL_error(L, "%s: unexpected iterator (jorch needs Lua 5.4)", name);
+    }
+    lua_pushcclosure(L, sb_iterator_maker, 3);
+    lua_setfield(L, -2, name);
+}
+
+static int probe_ipairs(lua_State *L) {
+    lua_newtable(L);
+    lua_call(L, 1, 1);
+    return 1;
+}
+static int probe_codes_strict(lua_State *L) {
+    lua_pushliteral(L, "");
+    lua_call(L, 1, 1);
+    return 1;
+}
+static int probe_codes_lax(lua_State *L) {
+    lua_pushliteral(L, "");
+    lua_pushboolean(L, 1);
+    lua_call(L, 2, 1);
+    return 1;
 }
 
 /* Functions the sandbox replaces with its own bounded versions. */
@@ -1325,6 +1540,7 @@ static int build_env(lua_State *L) {
     lua_newtable(L);
     int env = lua_gettop(L);
     copy_allowed(L, base, NULL, base_allowed);
+    wrap_iterator_maker(L, "ipairs", probe_ipairs, probe_ipairs);
     set_cfunction(L, "pairs", sb_pairs);
     set_cfunction(L, "next", sb_next);
     set_cfunction(L, "tostring", sb_tostring);
@@ -1377,6 +1593,7 @@ static int build_env(lua_State *L) {
     lua_settop(L, env);
 
     open_copy(L, LUA_UTF8LIBNAME, luaopen_utf8, utf8_allowed);
+    wrap_iterator_maker(L, "codes", probe_codes_strict, probe_codes_lax);
     lock_table(L, LUA_UTF8LIBNAME);
     lua_setfield(L, env, LUA_UTF8LIBNAME);
     lua_settop(L, env);
@@ -1494,8 +1711,18 @@ sandbox *sandbox_new(const engine_limits *lim, uint64_t seed, sandbox_module_fin
     sb->finder = finder;
     sb->finder_ud = finder_ud;
     rng_seed(sb, seed);
+    if (heap_init(&sb->heap, sb->lim.memory_limit) != 0) {
+        char limit[48];
+        format_bytes(sb->lim.memory_limit, limit, sizeof limit);
+        jerr_set(err, JERR_INTERNAL,
+                 "cannot reserve address space for a workflow run's heap (memory limit %s): %s "
+                 "(lower the memory limit or check ulimit -v)", limit, strerror(errno));
+        free(sb);
+        return NULL;
+    }
     sb->L = lua_newstate(sb_alloc, sb);
     if (sb->L == NULL) {
+        heap_destroy(&sb->heap);
         char limit[48];
         format_bytes(sb->lim.memory_limit, limit, sizeof limit);
         jerr_set(err, JERR_INTERNAL,
@@ -1525,6 +1752,7 @@ void sandbox_free(sandbox *sb) {
     snprintf(sb->trip_reason, sizeof sb->trip_reason, "the workflow run is being closed");
     lua_sethook(sb->L, sb_hook, LUA_MASKCOUNT, 1);
     lua_close(sb->L);
+    heap_destroy(&sb->heap);
     for (size_t i = 0; i < sb->n_required; i++) {
         free(sb->required[i].name);
         free(sb->required[i].chunkname);
