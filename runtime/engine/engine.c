@@ -947,7 +947,11 @@ static int prim_uuid(lua_State *L) {
 }
 
 static void set_str(lua_State *L, const char *k, const char *v) {
-    lua_pushstring(L, v ? v : "");
+    /* pushlstring: lua_pushstring caches long strings by their C address,
+     * so whether it allocates would differ between processes (see the
+     * heap in sandbox.c) */
+    if (!v) v = "";
+    lua_pushlstring(L, v, strlen(v));
     lua_setfield(L, -2, k);
 }
 
@@ -1226,7 +1230,7 @@ static int do_resolve(lua_State *L, engine_run *r, void *ud) {
 static int do_signal(lua_State *L, engine_run *r, void *ud) {
     const Temporal__Api__History__V1__WorkflowExecutionSignaledEventAttributes *s = ud;
     push_rt_fn(L, r, "signal");
-    lua_pushstring(L, s->signal_name);
+    lua_pushlstring(L, s->signal_name, strlen(s->signal_name)); /* not pushstring: see set_str */
     int n = push_payloads(r, L, s->input, "signal input");
     lua_call(L, 1 + n, 0);
     return 0;
@@ -2051,7 +2055,7 @@ static int do_query(lua_State *L, engine_run *r, void *ud) {
         lua_call(L, n, 1);
     } else {
         push_rt_fn(L, r, "query");
-        lua_pushstring(L, q->name);
+        lua_pushlstring(L, q->name, strlen(q->name)); /* not pushstring: see set_str */
         int n = push_payloads(r, L, q->args, "query arguments");
         lua_call(L, 1 + n, 1);
     }

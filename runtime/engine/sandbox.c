@@ -315,7 +315,7 @@ static int raise_trip(lua_State *L, sandbox *sb) {
     if (blame_frame(L, &ar))
         lua_pushfstring(L, "%s:%d: %s", ar.short_src, ar.currentline, sb->trip_reason);
     else
-        lua_pushstring(L, sb->trip_reason);
+        lua_pushlstring(L, sb->trip_reason, strlen(sb->trip_reason));
     return lua_error(L);
 }
 
@@ -1219,7 +1219,7 @@ struct found_module {
  * run under lua_pcall so the caller can free them whatever happens. */
 static int push_found_module(lua_State *L) {
     const struct found_module *f = lua_touserdata(L, 1);
-    lua_pushstring(L, f->chunkname);
+    lua_pushlstring(L, f->chunkname, strlen(f->chunkname));
     lua_pushlstring(L, f->src, f->len);
     return 2;
 }
@@ -1414,6 +1414,11 @@ static const char *const coroutine_allowed[] = {
 
 /* Copies the allow-listed fields of the table at `from` into the table on
  * top of the stack; a missing one means a Lua we were not built for. */
+/* Host code pushes C strings with lua_pushlstring, never lua_pushstring:
+ * the latter caches long strings by their C address, so whether it
+ * allocates (and so every later address on the heap) would depend on where
+ * the C string happens to live in this process. */
+
 /* Replaces a light C function on top of the stack by a closure object. */
 static bool objectify_cfunction(lua_State *L) {
     if (!lua_iscfunction(L, -1)) return false;
@@ -1814,11 +1819,13 @@ static int preload_protected(lua_State *L) {
     const struct preload_args *a = lua_touserdata(L, 1);
     lua_rawgetp(L, LUA_REGISTRYINDEX, &reg_preload);
     lua_createtable(L, 2, 0);
-    lua_pushstring(L, a->chunkname);
+    lua_pushlstring(L, a->chunkname, strlen(a->chunkname));
     lua_rawseti(L, -2, 1);
     lua_pushlstring(L, a->src, a->len);
     lua_rawseti(L, -2, 2);
-    lua_setfield(L, -2, a->name);
+    lua_pushlstring(L, a->name, strlen(a->name)); /* not lua_setfield: see "Host code pushes C strings" */
+    lua_insert(L, -2);
+    lua_rawset(L, -3);
     return 0;
 }
 
