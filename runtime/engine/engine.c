@@ -1345,7 +1345,7 @@ struct activation_result {
     int kind; /* 0 blocked, 1 complete, 2 fail, 3 cancelled, 4 continue-as-new, 5 task error */
 };
 
-static Failure *failure_from_error(lua_State *L, engine_run *r, int idx, int depth);
+static void failure_from_error(lua_State *L, engine_run *r, int idx, int depth, Failure **slot);
 
 static char *field_str(lua_State *L, int t, const char *k) {
     lua_getfield(L, t, k);
@@ -1356,32 +1356,34 @@ static char *field_str(lua_State *L, int t, const char *k) {
     return d;
 }
 
-/* Failure for an error object from workflow.lua (fields type, message,
- * non_retryable, details, cause). Built into r->building's tree. */
-static Failure *failure_from_error(lua_State *L, engine_run *r, int idx, int depth) {
+/* Fills *slot with the Failure for an error object from workflow.lua
+ * (fields type, message, non_retryable, details, cause). slot is already
+ * part of r->building's tree and each piece is attached as soon as it is
+ * allocated, so a Lua error half way (the script's __index or __tostring
+ * may raise) frees what was built with the command. */
+static void failure_from_error(lua_State *L, engine_run *r, int idx, int depth, Failure **slot) {
     idx = lua_absindex(L, idx);
     Failure *f = malloc(sizeof *f);
     if (!f) {
         luaL_error(L, "out of memory");
-        return NULL;
+        return;
     }
     temporal__api__failure__v1__failure__init(f);
+    *slot = f;
+    f->source = jstrdup("jorch");
+    if (!f->source) luaL_error(L, "out of memory");
     if (!lua_istable(L, idx)) {
-        const char *m = sandbox_tostring(L, idx);
-        f->message = jstrdup(m);
+        f->message = jstrdup(sandbox_tostring(L, idx));
         lua_pop(L, 1);
-        f->source = jstrdup("jorch");
-        return f;
+        if (!f->message) luaL_error(L, "out of memory");
+        return;
     }
     f->message = field_str(L, idx, "message");
-    f->source = jstrdup("jorch");
     f->stack_trace = field_str(L, idx, "stack_trace");
     Temporal__Api__Failure__V1__ApplicationFailureInfo *ai = malloc(sizeof *ai);
-    if (!ai || !f->source) {
-        free(ai);
-        protobuf_c_message_free_unpacked(&f->base, NULL);
+    if (!ai) {
         luaL_error(L, "out of memory");
-        return NULL;
+        return;
     }
     temporal__api__failure__v1__application_failure_info__init(ai);
     f->failure_info_case = FAILURE_INFO(APPLICATION);
@@ -1397,9 +1399,8 @@ static Failure *failure_from_error(lua_State *L, engine_run *r, int idx, int dep
     }
     lua_pop(L, 1);
     lua_getfield(L, idx, "cause");
-    if (lua_istable(L, -1) && depth < 16) f->cause = failure_from_error(L, r, -1, depth + 1);
+    if (lua_istable(L, -1) && depth < 16) failure_from_error(L, r, -1, depth + 1, &f->cause);
     lua_pop(L, 1);
-    return f;
 }
 
 static int do_activate(lua_State *L, engine_run *r, void *ud) {
@@ -1457,7 +1458,7 @@ static int do_activate(lua_State *L, engine_run *r, void *ud) {
                   temporal__api__command__v1__fail_workflow_execution_command_attributes__init);
         c->attributes_case = CMD_ATTR(FAIL_WORKFLOW_EXECUTION);
         c->fail_workflow_execution_command_attributes = a;
-        a->failure = failure_from_error(L, r, -1, 0);
+        failure_from_error(L, r, -1, 0, &a->failure);
     } else if (strcmp(kind, "cancelled") == 0) {
         res->kind = 3;
         Command *c = command_begin(r, L, CT(CANCEL_WORKFLOW_EXECUTION));
