@@ -333,9 +333,11 @@ static const cli_verb verbs[] = {
     {"result", cli_verb_result, "result ID                   wait for a run and print its result"},
     {"resume", cli_verb_resume, "resume ID                   continue a run whose process stopped"},
     {"run", cli_verb_run, "run SCRIPT [ARG...]         run a workflow to completion"},
+    {"scripts", cli_verb_scripts, "scripts [--prune]           list stored script versions, prune unused ones"},
     {"signal", cli_verb_signal, "signal ID NAME [JSON]       send a signal to a run"},
     {"start", cli_verb_start, "start SCRIPT|TYPE [ARG...]  start a run, print its id"},
     {"terminate", cli_verb_terminate, "terminate ID [--reason R]   end a run now"},
+    {"upgrade", cli_verb_upgrade, "upgrade ID [--to SCRIPT]    move a run to a new script version (checked by replay)"},
     {"worker", cli_verb_worker, "worker                      serve workflows/ and activities/ on Temporal"},
 };
 

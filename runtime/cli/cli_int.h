@@ -68,6 +68,9 @@ int cli_verb_history(int argc, char **argv);
 int cli_verb_result(int argc, char **argv);
 int cli_verb_cancel(int argc, char **argv);
 int cli_verb_terminate(int argc, char **argv);
+/* cli_upgrade.c: script versions on the embedded backend. */
+int cli_verb_upgrade(int argc, char **argv);
+int cli_verb_scripts(int argc, char **argv);
 
 /* For `jorch worker` (cli_worker.c), from cli_temporal.c: the Temporal
  * configuration as the client verbs build it (jorch.yaml's temporal:

@@ -478,7 +478,7 @@ static int report_close(const char *id, const Temporal__Api__History__V1__Histor
 /* ------------------------------------------------------------ run / start / resume */
 
 enum { O_ID, O_DETACH, O_TIME_SKIP, O_ACTIVITIES, O_HOME, O_TEMPORAL, O_QUIET, O_TASK_QUEUE, O_OUTPUT,
-       O_REASON, O_STATUS, O_TIMEOUT, O_INPUT, O_INPUT_FILE };
+       O_REASON, O_STATUS, O_TIMEOUT, O_INPUT, O_INPUT_FILE, O_VERSION };
 
 static const cli_opt run_opts[] = {
     {"activities", 1, O_ACTIVITIES}, {"detach", 0, O_DETACH}, {"home", 1, O_HOME}, {"id", 1, O_ID},
@@ -490,7 +490,8 @@ static const char run_help[] =
     "       jorch start [OPTIONS] SCRIPT|TYPE [ARG...]\n\n"
     "run starts a workflow and executes it to the end in this process: progress on\n"
     "stderr, the result as JSON on stdout; exit 0 when it completed, 1 when it failed\n"
-    "(or a workflow task failed: fix the script or environment, then 'jorch resume ID').\n"
+    "(or a workflow task failed: fix the environment, or fix the script and\n"
+    "'jorch upgrade ID'; then 'jorch resume ID').\n"
     "start only starts it and prints the workflow id (on the embedded backend, a\n"
     "background process executes it; see --detach).\n"
     "Each ARG is one workflow argument: JSON when it parses, otherwise a string; an\n"
@@ -641,7 +642,10 @@ static int execute_local(store *s, const char *run_id, const cli_args *a, bool s
     if (xrc != 0) {
         if (e.code == JERR_FAILED) {
             cli_errorf("%s", e.msg);
-            cli_errorf("the run is still open: fix the problem, then 'jorch resume %s'", fin.workflow_id[0] ? fin.workflow_id : run_id);
+            const char *wid = fin.workflow_id[0] ? fin.workflow_id : run_id;
+            cli_errorf("the run is still open. A script bug: fix the script, then 'jorch upgrade %s' (the run is "
+                       "pinned to the version it started with) and 'jorch resume %s'. Anything else: fix it, then "
+                       "'jorch resume %s'", wid, wid, wid);
             return CLI_FAILED;
         }
         cli_errorf("%s", e.msg);
@@ -882,7 +886,7 @@ int cli_verb_resume(int argc, char **argv) {
 
 static const cli_opt client_opts[] = {
     {"home", 1, O_HOME}, {"output", 1, O_OUTPUT}, {"reason", 1, O_REASON}, {"status", 1, O_STATUS},
-    {"temporal", 0, O_TEMPORAL}, {"timeout", 1, O_TIMEOUT}, {NULL, 0, 0}};
+    {"temporal", 0, O_TEMPORAL}, {"timeout", 1, O_TIMEOUT}, {"version", 1, O_VERSION}, {NULL, 0, 0}};
 
 typedef struct client_verb_spec {
     const char *name;
@@ -904,6 +908,7 @@ static int client_prologue_opts(const client_verb_spec *v, const cli_opt *opts, 
         return -1;
     }
     if (a->npos < v->min_pos || a->npos > v->max_pos) return cli_usage_error(v->name, "wrong number of arguments");
+    if (a->set[O_VERSION] && strcmp(v->name, "list") != 0) return cli_usage_error(v->name, "unknown option '--version'");
     if (a->set[O_OUTPUT] && strcmp(a->val[O_OUTPUT], "json") != 0 && strcmp(a->val[O_OUTPUT], "text") != 0)
         return cli_usage_error(v->name, "--output must be 'json' or 'text'");
     /* ids and names as Temporal accepts them; signal and query take a name second */
@@ -1059,6 +1064,9 @@ int cli_verb_describe(int argc, char **argv) {
         memo_value(i->memo, "jorch.script", sn, sizeof sn);
         memo_value(i->memo, "jorch.script_sha256", sha, sizeof sha);
         if (strcmp(sn, "-") != 0) printf("Script:       %s (sha256 %s)\n", esc(0, sn), esc(1, sha));
+        char label[80];
+        memo_value(i->memo, "jorch.script_version", label, sizeof label);
+        if (strcmp(label, "-") != 0) printf("Version:      %s\n", esc(0, label));
         if (d->n_pending_activities) printf("Pending activities:\n");
         for (size_t k = 0; k < d->n_pending_activities; k++) {
             const Temporal__Api__Workflow__V1__PendingActivityInfo *p = d->pending_activities[k];
@@ -1097,8 +1105,9 @@ static void sanitize_for_json(Temporal__Api__Workflow__V1__WorkflowExecutionInfo
 
 int cli_verb_list(int argc, char **argv) {
     static const client_verb_spec v = {"list", 0, 0,
-        "Usage: jorch list [--status S] [--output json]\n\nLists workflows, newest first; --status filters "
-        "(Running, Completed, Failed, Canceled, Terminated, ContinuedAsNew).\n" CLIENT_HELP_COMMON};
+        "Usage: jorch list [--status S] [--version SHA] [--output json]\n\nLists workflows, newest first; --status filters "
+        "(Running, Completed, Failed, Canceled, Terminated, ContinuedAsNew);\n--version keeps runs whose script "
+        "SHA-256 starts with SHA (see 'jorch scripts').\n" CLIENT_HELP_COMMON};
     cli_args a;
     cli_client *c = NULL;
     int rc = client_prologue(&v, argc, argv, &a, &c);
@@ -1127,6 +1136,11 @@ int cli_verb_list(int argc, char **argv) {
     for (size_t k = 0; k < l->n_executions; k++) {
         const Temporal__Api__Workflow__V1__WorkflowExecutionInfo *i = l->executions[k];
         if (want && (int)i->status != want) continue;
+        if (a.set[O_VERSION]) {
+            char sha[80];
+            memo_value(i->memo, "jorch.script_sha256", sha, sizeof sha);
+            if (!*a.val[O_VERSION] || strncmp(sha, a.val[O_VERSION], strlen(a.val[O_VERSION])) != 0) continue;
+        }
         if (json) {
             jbuf b;
             jbuf_init(&b, 0);

@@ -1945,6 +1945,10 @@ static int handle_event(engine_run *r, HistoryEvent **events, size_t n, size_t i
     }
     case ET(WORKFLOW_EXECUTION_SIGNALED):
         if (!r->sb) return jerr_set(err, JERR_FAILED, "signal before the workflow started");
+        /* a backend's record of a version change, not the script's business */
+        if (e->workflow_execution_signaled_event_attributes->signal_name &&
+            strcmp(e->workflow_execution_signaled_event_attributes->signal_name, ENGINE_UPGRADE_SIGNAL) == 0)
+            return 0;
         if (run_protected(r, do_signal, e->workflow_execution_signaled_event_attributes, err) != 0) {
             out->failure = ENGINE_TASK_FAILED;
             return -1;

@@ -63,6 +63,11 @@ typedef struct engine_run_config {
     void *log_ud;
 } engine_run_config;
 
+/* The signal name with which a backend records in history that a run moved
+ * to another script version (jorch upgrade). The engine never delivers it
+ * to the script; clients may not send it. */
+#define ENGINE_UPGRADE_SIGNAL "__jorch_upgrade"
+
 /* Failure kinds of a workflow task (what a backend reports). */
 enum {
     ENGINE_TASK_OK = 0,

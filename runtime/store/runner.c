@@ -809,6 +809,19 @@ static int run_workflow_task(runner *r, char *new_run_id, jerr *err) {
         store_rollback(r->s);
         return -1;
     }
+    if (r->fed && store_version_changed(ev, n)) {
+        /* jorch upgrade re-pinned the run: replay it all with the new version */
+        store_events_free(ev, n);
+        ev = NULL;
+        n = 0;
+        engine_run_free(r->eng);
+        r->eng = NULL;
+        if (store_run_find(r->s, r->run_id, &r->run, err) != 0 || load_engine(r, err) != 0 ||
+            store_history(r->s, r->run_id, 0, &ev, &n, err) != 0) {
+            store_rollback(r->s);
+            return -1;
+        }
+    }
     int64_t next_id = store_next_event_id(r->s, r->run_id);
     store_rollback(r->s); /* ends the read */
     int64_t scheduled = 0;

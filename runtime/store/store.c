@@ -1020,6 +1020,9 @@ Payloads *payloads_copy(const Payloads *p) {
 int store_inbox_add(store *s, const char *run_id, int kind, const char *name, const Payloads *input,
                     const char *reason, jerr *err) {
     /* a name or reason that is not UTF-8 would make the history unexportable for good */
+    if (kind == INBOX_SIGNAL && name && strcmp(name, ENGINE_UPGRADE_SIGNAL) == 0)
+        return jerr_set(err, JERR_USAGE, "signal name '%s' is reserved for jorch's own records: use 'jorch upgrade' "
+                        "to move a run to another script version", name);
     if ((kind == INBOX_SIGNAL && id_check("signal name", name, ID_MAX_BYTES, err) != 0) ||
         (reason && text_check_utf8("reason", reason, err) != 0))
         return -1;
@@ -1064,6 +1067,21 @@ int store_apply_inbox(store *s, const char *run_id, jerr *err) {
         const char *name = (const char *)sqlite3_column_text(q, 2);
         const char *reason = (const char *)sqlite3_column_text(q, 4);
         HistoryEvent *e = NULL;
+        if (kind == INBOX_SIGNAL && name && strcmp(name, ENGINE_UPGRADE_SIGNAL) == 0) {
+            /* jorch upgrade (store_versions.c): checked and applied here, in this transaction */
+            Payloads *in = sqlite3_column_type(q, 3) == SQLITE_BLOB
+                               ? temporal__api__common__v1__payloads__unpack(NULL, (size_t)sqlite3_column_bytes(q, 3),
+                                                                             sqlite3_column_blob(q, 3))
+                               : NULL;
+            int up = store_version_apply(s, run_id, in, err);
+            if (in) protobuf_c_message_free_unpacked(&in->base, NULL);
+            if (up < 0 || (up > 0 && store_schedule_wft(s, run_id, err) != 0)) {
+                sqlite3_finalize(q);
+                return -1;
+            }
+            applied += up;
+            continue;
+        }
         if (kind == INBOX_SIGNAL) {
             e = store_event_new(ET(WORKFLOW_EXECUTION_SIGNALED));
             Temporal__Api__History__V1__WorkflowExecutionSignaledEventAttributes *a = malloc(sizeof *a);
@@ -1198,6 +1216,7 @@ int store_describe(store *s, const char *id, Temporal__Api__Workflowservice__V1_
     info->history_length = r.history_length;
     info->task_queue = jstrdup(r.task_queue);
     info->memo = script_memo(r.script_name, r.script_sha);
+    store_version_memo(s, r.script_sha, info->memo);
     /* pending activities */
     sqlite3_stmt *q = prep(s, "SELECT attempt, state, attrs, heartbeat_details, last_failure, scheduled_at, started_at, last_heartbeat "
                               "FROM activities WHERE run_id=? ORDER BY scheduled_event_id", err);

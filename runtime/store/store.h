@@ -113,6 +113,56 @@ int store_query(store *s, const char *id, const char *name,
                 const Temporal__Api__Common__V1__Payloads *args,
                 Temporal__Api__Common__V1__Payloads **answer, jerr *err);
 
+/* ---------------------------------------------------------------- versions
+ * (store_versions.c). A version is a script and the workflow modules it
+ * requires, each stored by SHA-256; the version's name is the script's
+ * SHA-256, its label what a `-- jorch: version LABEL` line in the script's
+ * first 20 lines declares (empty if none). */
+void store_version_label(const char *src, size_t len, char *out, size_t outlen);
+
+typedef struct store_upgrade_opts {
+    const char *script_path;   /* the new version; its modules are read from its directory */
+    const char *script_src;
+    size_t script_len;
+    bool dry_run;              /* check only */
+} store_upgrade_opts;
+
+typedef struct store_upgrade_result {
+    char run_id[40];
+    char old_sha[65], new_sha[65];
+    char label[64];
+    int64_t checked_events;    /* the history replayed (events 1..this) */
+    size_t n_modules;          /* modules of the new version the replay required */
+    bool unchanged;            /* the run already has this version */
+    bool queued;               /* a live executor has not applied it yet */
+} store_upgrade_result;
+
+/* jorch upgrade: replays the run's whole history (and its pending workflow
+ * task, if any) against the new version; when clean (and not dry_run)
+ * re-pins the run and records ENGINE_UPGRADE_SIGNAL in its history. A
+ * replay that fails returns -1 with err->code JERR_FAILED and the engine's
+ * report (event, command, script line); nothing changes. */
+int store_upgrade(store *s, const char *id, const store_upgrade_opts *o, store_upgrade_result *res, jerr *err);
+
+/* Applies a queued upgrade request inside the transaction of the process
+ * holding the run (called by store_apply_inbox): checks again, re-pins,
+ * appends the event. 1 applied, 0 dropped (said on stderr), -1 error. */
+int store_version_apply(store *s, const char *run_id, const Temporal__Api__Common__V1__Payloads *input,
+                        jerr *err);
+
+typedef struct store_version_info {
+    char sha[65];
+    char name[1024];
+    char label[64];
+    int open_runs, all_runs;
+    char open_ids[1024];       /* up to 20 open runs' workflow ids, space-separated */
+} store_version_info;
+/* Stored script versions (scripts runs were started or upgraded with, and
+ * scripts no run references). */
+int store_versions_list(store *s, store_version_info **out, size_t *n, jerr *err);
+/* Deletes every stored script and module no open run needs. */
+int store_versions_prune(store *s, size_t *removed, jerr *err);
+
 /* ---------------------------------------------------------------- runner */
 
 typedef struct store_runner_opts {

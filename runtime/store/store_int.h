@@ -77,6 +77,12 @@ int store_apply_inbox(store *s, const char *run_id, jerr *err);
 
 Payloads *payloads_copy(const Payloads *p);
 
+/* store_versions.c: adds the version label ("jorch.script_version") of
+ * script `sha` to a describe memo, when the script declares one. */
+void store_version_memo(store *s, const char *sha, Temporal__Api__Common__V1__Memo *memo);
+/* True if one of the events records an upgrade (ENGINE_UPGRADE_SIGNAL). */
+bool store_version_changed(HistoryEvent *const *ev, size_t n);
+
 /* runlog.c: the executor's output lines. Each line's text is escaped (no
  * control characters reach a terminal or forge a line) and cut at
  * RUNLOG_LINE_MAX bytes with a marker; when stderr is the run's log file

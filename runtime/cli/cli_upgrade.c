@@ -1,0 +1,235 @@
+/*
+ * cli_upgrade.c - script versions on the embedded backend: `jorch upgrade`
+ * (move runs to a new version, checked by replay) and `jorch scripts`
+ * (list stored versions, prune the ones no open run needs).
+ */
+#include "cli/cli_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "store/store.h"
+
+enum { U_TO, U_DRY_RUN, U_ALL_OF, U_HOME, U_TEMPORAL, U_PRUNE };
+
+static const cli_opt upgrade_opts[] = {{"all-of", 1, U_ALL_OF}, {"dry-run", 0, U_DRY_RUN}, {"home", 1, U_HOME},
+                                       {"temporal", 0, U_TEMPORAL}, {"to", 1, U_TO}, {NULL, 0, 0}};
+
+static const char upgrade_help[] =
+    "Usage: jorch upgrade ID [--to SCRIPT] [--dry-run]\n"
+    "       jorch upgrade --all-of SHA [--to SCRIPT] [--dry-run]\n\n"
+    "Moves an open run to a new version of its workflow script (the script and the\n"
+    "workflow modules it requires). The run's whole history is replayed against the\n"
+    "new version first (and its pending workflow task, if one failed); only when that\n"
+    "replay is clean is the run re-pinned, and the re-pin is recorded in its history.\n"
+    "Otherwise the nondeterminism report (event, command, script line) is printed and\n"
+    "nothing changes. After a script bug failed a workflow task: fix the script,\n"
+    "'jorch upgrade ID', then 'jorch resume ID'. See docs/versioning.md.\n"
+    "  --to SCRIPT     the new version (default: the run's script path, as it is now)\n"
+    "  --all-of SHA    every open run of that version (a SHA-256 or a unique prefix\n"
+    "                  of at least 8 hex digits, as 'jorch scripts' shows)\n"
+    "  --dry-run       check only\n"
+    "  --home DIR      the embedded store (default $JORCH_HOME or ./.jorch)\n"
+    "Exit 0 upgraded (or would be), 1 the new version does not replay, 2 usage.\n";
+
+static const char *home_of(const cli_args *a) {
+    if (a->set[U_HOME] && *a->val[U_HOME]) return a->val[U_HOME];
+    const char *e = getenv("JORCH_HOME");
+    return e && *e ? e : ".jorch";
+}
+
+static bool temporal_wanted(const cli_args *a) {
+    const char *e = getenv("FEATURE_TEMPORAL_ENABLED");
+    return a->set[U_TEMPORAL] ||
+           (e && (strcasecmp(e, "true") == 0 || strcmp(e, "1") == 0 || strcasecmp(e, "yes") == 0));
+}
+
+static int open_home(const cli_args *a, store **s) {
+    jerr e = {0};
+    if (store_open(home_of(a), s, &e) != 0) {
+        cli_errorf("%s", e.msg);
+        return cli_exit_for(&e);
+    }
+    return 0;
+}
+
+/* One run: 0 upgraded/unchanged/would be, 1 refused, 2 usage, 3 store. */
+static int upgrade_one(store *s, const char *id, const char *to, bool dry_run) {
+    store_run r;
+    jerr e = {0};
+    if (store_run_find(s, id, &r, &e) != 0) {
+        cli_errorf("%s", e.msg);
+        return cli_exit_for(&e);
+    }
+    const char *path = to ? to : r.script_name;
+    char *src = NULL;
+    size_t len = 0;
+    if (cli_read_script(path, &src, &len, &e) != 0) {
+        cli_errorf("%s%s", e.msg, to ? "" : " (give the new version with --to SCRIPT)");
+        return CLI_USAGE;
+    }
+    store_upgrade_opts o = {.script_path = path, .script_src = src, .script_len = len, .dry_run = dry_run};
+    store_upgrade_result res;
+    int rc = store_upgrade(s, id, &o, &res, &e);
+    free(src);
+    if (rc != 0) {
+        if (e.code == JERR_FAILED) {
+            cli_errorf("cannot upgrade workflow '%s' to %s (sha256 %.12s): its history does not replay against "
+                       "that version; nothing changed (the run keeps version %.12s).\n%s",
+                       id, path, res.new_sha, res.old_sha, e.msg);
+            return CLI_FAILED;
+        }
+        cli_errorf("%s", e.msg);
+        return cli_exit_for(&e);
+    }
+    char label[80] = "";
+    if (res.label[0]) snprintf(label, sizeof label, " (version %s)", res.label);
+    if (res.unchanged)
+        printf("workflow '%s' already runs %s%s (sha256 %.12s); nothing to do\n", id, path, label, res.new_sha);
+    else if (dry_run)
+        printf("workflow '%s' can be upgraded from %.12s to %s%s (sha256 %.12s): %lld events replay cleanly\n", id,
+               res.old_sha, path, label, res.new_sha, (long long)res.checked_events);
+    else if (res.queued)
+        printf("workflow '%s': upgrade to %s%s (sha256 %.12s) checked and queued; the process executing the run "
+               "applies it\n",
+               id, path, label, res.new_sha);
+    else
+        printf("upgraded workflow '%s' from %.12s to %s%s (sha256 %.12s): %lld events replayed cleanly\n", id,
+               res.old_sha, path, label, res.new_sha, (long long)res.checked_events);
+    return CLI_OK;
+}
+
+static bool hex_prefix(const char *s) {
+    size_t n = strlen(s);
+    if (n < 8 || n > 64) return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) return false;
+    return true;
+}
+
+static int upgrade_all_of(store *s, const char *sha, const char *to, bool dry_run) {
+    if (!hex_prefix(sha))
+        return cli_usage_error("upgrade", "--all-of needs a SHA-256 (or a prefix of at least 8 lowercase hex "
+                                          "digits) as 'jorch scripts' shows, not '%s'", sha);
+    store_run *runs = NULL;
+    size_t n = 0;
+    jerr e = {0};
+    if (store_run_list(s, RUN_RUNNING, &runs, &n, &e) != 0) {
+        cli_errorf("%s", e.msg);
+        return cli_exit_for(&e);
+    }
+    /* the prefix must name one version */
+    char full[65] = "";
+    for (size_t i = 0; i < n; i++) {
+        if (strncmp(runs[i].script_sha, sha, strlen(sha)) != 0) continue;
+        if (full[0] && strcmp(full, runs[i].script_sha) != 0) {
+            free(runs);
+            return cli_usage_error("upgrade", "'%s' is the prefix of more than one version: give more digits", sha);
+        }
+        snprintf(full, sizeof full, "%s", runs[i].script_sha);
+    }
+    int worst = CLI_OK, done = 0, refused = 0;
+    for (size_t i = 0; full[0] && i < n; i++) {
+        if (strcmp(runs[i].script_sha, full) != 0) continue;
+        int rc = upgrade_one(s, runs[i].run_id, to, dry_run);
+        if (rc == CLI_OK) done++;
+        else refused++;
+        if (rc > worst) worst = rc;
+    }
+    free(runs);
+    if (!full[0]) {
+        printf("no open run has version %s; nothing to do\n", sha);
+        return CLI_OK;
+    }
+    fprintf(stderr, "%d run%s %s, %d refused\n", done, done == 1 ? "" : "s", dry_run ? "can be upgraded" : "upgraded",
+            refused);
+    return worst;
+}
+
+int cli_verb_upgrade(int argc, char **argv) {
+    cli_args a;
+    int rc = cli_parse("upgrade", argc, argv, upgrade_opts, false, &a);
+    if (rc) return rc;
+    if (a.help) {
+        fputs(upgrade_help, stdout);
+        return 0;
+    }
+    if (temporal_wanted(&a))
+        return cli_usage_error("upgrade", "upgrade works on the embedded backend only so far; on Temporal, a "
+                                          "worker runs every workflow task with the scripts in its workflows/ "
+                                          "(see docs/versioning.md)");
+    if (a.set[U_ALL_OF] ? a.npos != 0 : a.npos != 1)
+        return cli_usage_error("upgrade", "expected either one workflow ID or --all-of SHA");
+    jerr ve = {0};
+    if (a.npos == 1 && id_check("workflow id", a.pos[0], ID_MAX_BYTES, &ve) != 0)
+        return cli_usage_error("upgrade", "%s", ve.msg);
+    store *s = NULL;
+    rc = open_home(&a, &s);
+    if (rc) return rc;
+    const char *to = a.set[U_TO] ? a.val[U_TO] : NULL;
+    rc = a.set[U_ALL_OF] ? upgrade_all_of(s, a.val[U_ALL_OF], to, a.set[U_DRY_RUN])
+                         : upgrade_one(s, a.pos[0], to, a.set[U_DRY_RUN]);
+    store_close(s);
+    return rc;
+}
+
+/* ------------------------------------------------------------ scripts */
+
+static const cli_opt scripts_opts[] = {{"home", 1, U_HOME}, {"prune", 0, U_PRUNE}, {NULL, 0, 0}};
+
+int cli_verb_scripts(int argc, char **argv) {
+    cli_args a;
+    int rc = cli_parse("scripts", argc, argv, scripts_opts, false, &a);
+    if (rc) return rc;
+    if (a.help) {
+        printf("Usage: jorch scripts [--prune]\n\n"
+               "Lists the script versions in the embedded store: SHA-256, the label the script\n"
+               "declares (a '-- jorch: version LABEL' line), how many open runs use it and which,\n"
+               "and the script's path. --prune deletes every stored script and module that no\n"
+               "open run needs (closed runs whose version is pruned can no longer be queried).\n"
+               "  --home DIR      the embedded store (default $JORCH_HOME or ./.jorch)\n");
+        return 0;
+    }
+    if (a.npos != 0) return cli_usage_error("scripts", "unexpected argument '%s'", a.pos[0]);
+    store *s = NULL;
+    rc = open_home(&a, &s);
+    if (rc) return rc;
+    jerr e = {0};
+    if (a.set[U_PRUNE]) {
+        size_t removed = 0;
+        if (store_versions_prune(s, &removed, &e) != 0) {
+            cli_errorf("%s", e.msg);
+            store_close(s);
+            return cli_exit_for(&e);
+        }
+        printf("pruned %zu stored script%s and module%s no open run needs\n", removed, removed == 1 ? "" : "s",
+               removed == 1 ? "" : "s");
+    }
+    store_version_info *v = NULL;
+    size_t n = 0;
+    if (store_versions_list(s, &v, &n, &e) != 0) {
+        cli_errorf("%s", e.msg);
+        store_close(s);
+        return cli_exit_for(&e);
+    }
+    printf("%-64s %-10s %-9s %s\n", "SHA256", "LABEL", "OPEN RUNS", "SCRIPT");
+    jbuf b;
+    jbuf_init(&b, 1u << 16);
+    for (size_t i = 0; i < n; i++) {
+        jbuf_reset(&b);
+        text_escape(&b, v[i].name, strlen(v[i].name), false);
+        printf("%-64s %-10s %-9d %s\n", v[i].sha, v[i].label[0] ? v[i].label : "-", v[i].open_runs,
+               b.data ? b.data : "?");
+        if (v[i].open_ids[0]) {
+            jbuf_reset(&b);
+            text_escape(&b, v[i].open_ids, strlen(v[i].open_ids), false);
+            printf("%-64s   open: %s%s\n", "", b.data ? b.data : "?", v[i].open_runs > 20 ? " ..." : "");
+        }
+    }
+    jbuf_free(&b);
+    free(v);
+    store_close(s);
+    return CLI_OK;
+}
