@@ -10,6 +10,33 @@ for json in "$H"/*.json; do
   check "replays: $name" "$JORCH" replay --quiet "$H/$name.lua" "$json"
 done
 
+# The replay gate: recorded runs of the real workflows (scripts/record-fixture)
+# replay against the CURRENT workflows/TYPE.lua and engine.
+n_wf=0
+for json in "$H"/workflows/*/*.json; do
+  [ -e "$json" ] || continue
+  type=$(basename "$(dirname "$json")")
+  n_wf=$((n_wf + 1))
+  check "replays against workflows/$type.lua: $(basename "$json" .json)" \
+    "$JORCH" replay --quiet "$JORCH_SOURCE_DIR/workflows/$type.lua" "$json"
+done
+check "the gate has orchestrator fixtures ($n_wf)" test "$(ls "$H"/workflows/orchestrate/*.json 2>/dev/null | wc -l)" -ge 7
+
+# an incompatible edit of a copy of orchestrate.lua (the workspace prepared
+# before the issue is fetched) fails the gate with the report
+mkdir -p "$T_DIR/wf"
+awk '/issue = act\("jira.getIssue"/ {hold=$0; next} /repo = act\("repo.prepareWorkspace"/ {print; print hold; next} {print}' \
+  "$JORCH_SOURCE_DIR/workflows/orchestrate.lua" >"$T_DIR/wf/orchestrate.lua"
+check "the edit changed the copy" test -n "$(diff "$JORCH_SOURCE_DIR/workflows/orchestrate.lua" "$T_DIR/wf/orchestrate.lua")"
+for json in "$H"/workflows/orchestrate/*.json; do
+  [ -e "$json" ] || continue
+  run_jorch replay "$T_DIR/wf/orchestrate.lua" "$json"
+  expect_eq "edited orchestrate.lua fails $(basename "$json" .json)" "$RC" "1"
+  expect_contains "report names the event: $(basename "$json" .json)" "$ERR" "ActivityTaskScheduled (activity 'jira.getIssue'"
+  expect_contains "report names the command: $(basename "$json" .json)" "$ERR" "ScheduleActivityTask (activity 'repo.prepareWorkspace'"
+  expect_contains "report names the line: $(basename "$json" .json)" "$ERR" "orchestrate.lua:"
+done
+
 # reorder two activities of pipeline.lua
 edited="$T_DIR/pipeline.lua"
 awk '/local source = acts.fetch/ {hold=$0; next} /local artifact = acts.build/ {print; print hold; next} {print}' \
