@@ -111,7 +111,13 @@ static int local_signal_check(cli_client *c, const store_run *r, const char *nam
     int qrc = store_query(ls(c), r->run_id, ENGINE_SIGNAL_CHECK_QUERY, &q, &ans, &qe);
     protobuf_c_message_free_unpacked(&np->base, NULL);
     free(arr);
-    if (qrc != 0) return 0;
+    if (qrc != 0) {
+        /* before its first workflow task a run has no handlers to check against */
+        if (!strstr(qe.msg, "has not started running yet"))
+            cli_errorf("warning: signal '%s' is sent unchecked: checking it against workflow '%s' failed: %.400s",
+                       name, r->workflow_id, qe.msg);
+        return 0;
+    }
     jbuf b;
     jbuf_init(&b, 0);
     cJSON *res = payloads_to_json(ans, true, &b, &qe) == 0 && b.data ? cJSON_Parse(b.data) : NULL;

@@ -125,6 +125,23 @@ expect_eq "the rejected signal never reached history" \
   "$("$JORCH" history g1 --output json | grep -c EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED)" "3"
 run_jorch signal g1 proceed
 expect_eq "signal to a closed run: exit 2" "$RC" "2"
+# a validator that never returns: the check gives up at the limits, says so, sends
+cat >"$W/loop.lua" <<'LUA'
+return function()
+  local n = 0
+  workflow.on_signal("x", function() n = n + 1 end, {validator = function() while true do end end})
+  workflow.on_query("n", function() return n end)
+  workflow.wait_condition(function() return n >= 1 end)
+  return n
+end
+LUA
+"$JORCH" start --id loop1 "$W/loop.lua" >/dev/null
+for _ in $(seq 100); do "$JORCH" query loop1 n >/dev/null 2>&1 && break; sleep 0.05; done
+JORCH_INSTRUCTION_BUDGET=2000000 run_jorch signal loop1 x
+expect_eq "hanging validator: sent anyway (exit 0)" "$RC" "0"
+expect_contains "hanging validator: says the signal went unchecked" "$ERR" "sent unchecked"
+run_jorch result --timeout 20s loop1
+expect_eq "hanging validator: the run got the signal" "$OUT" "1"
 printf 'return function()\n  workflow.on_signal("x", function() end, {validatr = print})\n  return 1\nend\n' >"$W/badopt.lua"
 run_jorch run --quiet "$W/badopt.lua"
 expect_contains "on_signal rejects an unknown option" "$ERR" "unknown option 'validatr'"
