@@ -1073,6 +1073,9 @@ int cli_verb_describe(int argc, char **argv) {
         char label[80];
         memo_value(i->memo, "jorch.script_version", label, sizeof label);
         if (strcmp(label, "-") != 0) printf("Version:      %s\n", esc(0, label));
+        char autou[1100];
+        memo_value(i->memo, "jorch.auto_upgrade", autou, sizeof autou);
+        if (strcmp(autou, "-") != 0) printf("Auto-upgrade: %s\n", esc(0, autou));
         if (d->n_pending_activities) printf("Pending activities:\n");
         for (size_t k = 0; k < d->n_pending_activities; k++) {
             const Temporal__Api__Workflow__V1__PendingActivityInfo *p = d->pending_activities[k];

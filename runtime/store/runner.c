@@ -1488,6 +1488,16 @@ static int execute_one(runner *r, char *new_run_id, jerr *err) {
         }
         if (r->run.status != RUN_RUNNING) break;
         if (store_wft_pending(r->s, r->run_id)) {
+            /* auto_upgrade scripts: a newer version that replays is queued
+             * now and applied (and replayed) before this task runs */
+            char said[1200];
+            int moved = store_version_auto(r->s, r->run_id, said, sizeof said, err);
+            if (said[0]) progress(r, "%s", said);
+            if (moved < 0) {
+                rc = -1;
+                break;
+            }
+            if (moved > 0) continue;
             int t = run_workflow_task(r, new_run_id, err);
             if (t == -2) {
                 progress(r, "workflow task failed: %s", err->msg);

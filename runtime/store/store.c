@@ -1216,7 +1216,7 @@ int store_describe(store *s, const char *id, Temporal__Api__Workflowservice__V1_
     info->history_length = r.history_length;
     info->task_queue = jstrdup(r.task_queue);
     info->memo = script_memo(r.script_name, r.script_sha);
-    store_version_memo(s, r.script_sha, info->memo);
+    store_version_memo(s, &r, info->memo);
     /* pending activities */
     sqlite3_stmt *q = prep(s, "SELECT attempt, state, attrs, heartbeat_details, last_failure, scheduled_at, started_at, last_heartbeat "
                               "FROM activities WHERE run_id=? ORDER BY scheduled_event_id", err);

@@ -144,6 +144,18 @@ typedef struct store_upgrade_result {
  * report (event, command, script line); nothing changes. */
 int store_upgrade(store *s, const char *id, const store_upgrade_opts *o, store_upgrade_result *res, jerr *err);
 
+/* The check of store_upgrade for a run already looked up, queueing the
+ * request without applying it or waiting (the executing process itself). */
+int store_upgrade_queue(store *s, const store_run *r, const store_upgrade_opts *o, store_upgrade_result *res,
+                        jerr *err);
+
+/* auto_upgrade: when the run's version declares `-- jorch: auto_upgrade`
+ * and the file at its script path now holds another version, checks it as
+ * jorch upgrade does and queues the move (1) or leaves the run pinned and
+ * notes why for describe (0; a refused version is not checked again).
+ * `said` gets a line for the run's output, or "". -1 on store errors. */
+int store_version_auto(store *s, const char *run_id, char *said, size_t saidlen, jerr *err);
+
 /* Applies a queued upgrade request inside the transaction of the process
  * holding the run (called by store_apply_inbox): checks again, re-pins,
  * appends the event. 1 applied, 0 dropped (said on stderr), -1 error. */

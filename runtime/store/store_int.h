@@ -78,8 +78,9 @@ int store_apply_inbox(store *s, const char *run_id, jerr *err);
 Payloads *payloads_copy(const Payloads *p);
 
 /* store_versions.c: adds the version label ("jorch.script_version") of
- * script `sha` to a describe memo, when the script declares one. */
-void store_version_memo(store *s, const char *sha, Temporal__Api__Common__V1__Memo *memo);
+ * the run's script to a describe memo when the script declares one, and
+ * for auto_upgrade scripts what the policy did ("jorch.auto_upgrade"). */
+void store_version_memo(store *s, const store_run *r, Temporal__Api__Common__V1__Memo *memo);
 /* True if one of the events records an upgrade (ENGINE_UPGRADE_SIGNAL). */
 bool store_version_changed(HistoryEvent *const *ev, size_t n);
 

@@ -398,13 +398,10 @@ static bool recorded_after(store *s, const char *run_id, int64_t after, const ch
     return found;
 }
 
-int store_upgrade(store *s, const char *id, const store_upgrade_opts *o, store_upgrade_result *res, jerr *err) {
-    memset(res, 0, sizeof *res);
-    store_run r;
-    if (store_run_find(s, id, &r, err) != 0) return -1;
-    if (r.status != RUN_RUNNING)
-        return jerr_set(err, JERR_USAGE, "workflow '%s' is not running (status %s): only open runs can be upgraded",
-                        id, store_status_name(r.status));
+/* Checks and (unless dry_run or unchanged) queues the request; 0 or -1. */
+static int upgrade_check_queue(store *s, const store_run *rp, const store_upgrade_opts *o, store_upgrade_result *res,
+                               jerr *err) {
+    const store_run r = *rp;
     snprintf(res->run_id, sizeof res->run_id, "%s", r.run_id);
     snprintf(res->old_sha, sizeof res->old_sha, "%s", r.script_sha);
     sha256_hex(o->script_src, o->script_len, res->new_sha);
@@ -441,7 +438,26 @@ int store_upgrade(store *s, const char *id, const store_upgrade_opts *o, store_u
     if (!json) return jerr_oom(err, "queueing an upgrade");
     int rc = queue_request(s, r.run_id, json, err);
     cJSON_free(json);
-    if (rc != 0) return -1;
+    res->checked_events = checked;
+    return rc;
+}
+
+int store_upgrade_queue(store *s, const store_run *r, const store_upgrade_opts *o, store_upgrade_result *res,
+                        jerr *err) {
+    memset(res, 0, sizeof *res);
+    return upgrade_check_queue(s, r, o, res, err);
+}
+
+int store_upgrade(store *s, const char *id, const store_upgrade_opts *o, store_upgrade_result *res, jerr *err) {
+    memset(res, 0, sizeof *res);
+    store_run r;
+    if (store_run_find(s, id, &r, err) != 0) return -1;
+    if (r.status != RUN_RUNNING)
+        return jerr_set(err, JERR_USAGE, "workflow '%s' is not running (status %s): only open runs can be upgraded",
+                        id, store_status_name(r.status));
+    if (upgrade_check_queue(s, &r, o, res, err) != 0) return -1;
+    if (res->unchanged || o->dry_run) return 0;
+    int64_t checked = res->checked_events;
     /* applied here when no process executes the run; else by that process
      * within a fraction of a second */
     store_apply_if_idle(s, r.run_id);
@@ -530,31 +546,47 @@ int store_versions_prune(store *s, size_t *removed, jerr *err) {
     return store_commit(s, err);
 }
 
-void store_version_memo(store *s, const char *sha, Temporal__Api__Common__V1__Memo *memo) {
+static int memo_add(Temporal__Api__Common__V1__Memo *memo, const char *key, const char *value) {
+    Temporal__Api__Common__V1__Memo__FieldsEntry **grown =
+        realloc(memo->fields, (memo->n_fields + 1) * sizeof *memo->fields);
+    if (!grown) return -1;
+    memo->fields = grown;
+    Temporal__Api__Common__V1__Memo__FieldsEntry *e = malloc(sizeof *e);
+    if (!e) return -1;
+    temporal__api__common__v1__memo__fields_entry__init(e);
+    cJSON *str = cJSON_CreateString(value);
+    char *json = str ? cJSON_PrintUnformatted(str) : NULL;
+    cJSON_Delete(str);
+    e->key = jstrdup(key);
+    e->value = json ? payload_new_json(json, strlen(json)) : NULL;
+    cJSON_free(json);
+    if (!e->key || !e->value) {
+        protobuf_c_message_free_unpacked(&e->base, NULL);
+        return -1;
+    }
+    memo->fields[memo->n_fields++] = e;
+    return 0;
+}
+
+static bool auto_declared(const char *src, size_t len);
+static int note_get(store *s, const char *run_id, char *out, size_t outlen);
+
+void store_version_memo(store *s, const store_run *r, Temporal__Api__Common__V1__Memo *memo) {
     if (!memo) return;
     char *src = NULL;
     size_t len = 0;
     char label[64];
-    if (store_script(s, sha, NULL, &src, &len, NULL) != 0) return;
+    if (store_script(s, r->script_sha, NULL, &src, &len, NULL) != 0) return;
     store_version_label(src, len, label, sizeof label);
+    bool follows = auto_declared(src, len);
     free(src);
-    if (!label[0]) return;
-    Temporal__Api__Common__V1__Memo__FieldsEntry **grown =
-        realloc(memo->fields, (memo->n_fields + 1) * sizeof *memo->fields);
-    if (!grown) return;
-    memo->fields = grown;
-    Temporal__Api__Common__V1__Memo__FieldsEntry *e = malloc(sizeof *e);
-    if (!e) return;
-    temporal__api__common__v1__memo__fields_entry__init(e);
-    char json[80];
-    snprintf(json, sizeof json, "\"%s\"", label); /* [A-Za-z0-9._+-] only: no escaping needed */
-    e->key = jstrdup("jorch.script_version");
-    e->value = payload_new_json(json, strlen(json));
-    if (!e->key || !e->value) {
-        protobuf_c_message_free_unpacked(&e->base, NULL);
-        return;
+    if (label[0]) memo_add(memo, "jorch.script_version", label);
+    if (follows) {
+        char note[1024];
+        if (note_get(s, r->run_id, note, sizeof note) != 0 || !note[0])
+            snprintf(note, sizeof note, "follows the newest version of its script (checked at each workflow task)");
+        memo_add(memo, "jorch.auto_upgrade", note);
     }
-    memo->fields[memo->n_fields++] = e;
 }
 
 bool store_version_changed(HistoryEvent *const *ev, size_t n) {
@@ -566,4 +598,95 @@ bool store_version_changed(HistoryEvent *const *ev, size_t n) {
             return true;
     }
     return false;
+}
+
+/* ------------------------------------------------------------ auto_upgrade */
+
+/* `-- jorch: auto_upgrade` among the first 20 lines. */
+static bool auto_declared(const char *src, size_t len) {
+    static const char tag[] = "-- jorch: auto_upgrade";
+    const size_t tlen = sizeof tag - 1;
+    size_t pos = 0;
+    for (int line = 0; line < 20 && pos < len; line++) {
+        const char *p = src + pos;
+        const char *nl = memchr(p, '\n', len - pos);
+        size_t n = nl ? (size_t)(nl - p) : len - pos;
+        while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\r' || p[n - 1] == '\t')) n--;
+        if (n == tlen && memcmp(p, tag, tlen) == 0) return true;
+        pos += (nl ? (size_t)(nl - p) : len - pos) + 1;
+    }
+    return false;
+}
+
+/* Why an auto_upgrade run stays where it is: kept in meta (no schema change). */
+static int note_get(store *s, const char *run_id, char *out, size_t outlen) {
+    out[0] = '\0';
+    sqlite3_stmt *q = NULL;
+    char key[80];
+    snprintf(key, sizeof key, "auto_upgrade:%s", run_id);
+    if (sqlite3_prepare_v2(s->db, "SELECT value FROM meta WHERE key=?", -1, &q, NULL) != SQLITE_OK) return -1;
+    sqlite3_bind_text(q, 1, key, -1, SQLITE_TRANSIENT);
+    if (sqlite3_step(q) == SQLITE_ROW) snprintf(out, outlen, "%s", (const char *)sqlite3_column_text(q, 0));
+    sqlite3_finalize(q);
+    return 0;
+}
+
+static void note_set(store *s, const char *run_id, const char *text) {
+    sqlite3_stmt *q = NULL;
+    char key[80];
+    snprintf(key, sizeof key, "auto_upgrade:%s", run_id);
+    if (sqlite3_prepare_v2(s->db, "INSERT OR REPLACE INTO meta(key,value) VALUES(?,?)", -1, &q, NULL) != SQLITE_OK)
+        return;
+    sqlite3_bind_text(q, 1, key, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(q, 2, text, -1, SQLITE_TRANSIENT);
+    sqlite3_step(q);
+    sqlite3_finalize(q);
+}
+
+int store_version_auto(store *s, const char *run_id, char *said, size_t saidlen, jerr *err) {
+    if (saidlen) said[0] = '\0';
+    store_run r;
+    if (store_run_find(s, run_id, &r, err) != 0) return -1;
+    char *old = NULL;
+    size_t old_len = 0;
+    if (store_script(s, r.script_sha, NULL, &old, &old_len, err) != 0) return -1;
+    bool follows = auto_declared(old, old_len);
+    free(old);
+    if (!follows) return 0;
+    char *src = NULL;
+    size_t len = 0;
+    jerr rerr = {0};
+    char note[1024];
+    if (file_read_all(r.script_name, 16u << 20, &src, &len, &rerr) != 0) {
+        snprintf(note, sizeof note, "stays on %.12s: cannot read %s to look for a newer version", r.script_sha,
+                 r.script_name);
+        note_set(s, run_id, note);
+        return 0;
+    }
+    char sha[65];
+    sha256_hex(src, len, sha);
+    char prev[1024];
+    note_get(s, run_id, prev, sizeof prev);
+    /* unchanged, or this very version was already refused: nothing to check */
+    if (strcmp(sha, r.script_sha) == 0 || strstr(prev, sha)) {
+        free(src);
+        return 0;
+    }
+    store_upgrade_opts o = {.script_path = r.script_name, .script_src = src, .script_len = len};
+    store_upgrade_result res;
+    jerr uerr = {0};
+    int rc = store_upgrade_queue(s, &r, &o, &res, &uerr);
+    free(src);
+    if (rc != 0) {
+        snprintf(note, sizeof note, "stays on %.12s: version %s does not replay its history: %s", r.script_sha, sha,
+                 uerr.msg);
+        note_set(s, run_id, note);
+        snprintf(said, saidlen, "auto_upgrade: %s", note);
+        return 0;
+    }
+    snprintf(note, sizeof note, "follows the newest version of its script; moved from %.12s to %.12s",
+             r.script_sha, sha);
+    note_set(s, run_id, note);
+    snprintf(said, saidlen, "auto_upgrade: moving from %.12s to %.12s (its history replays)", r.script_sha, sha);
+    return 1;
 }
