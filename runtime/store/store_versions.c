@@ -286,10 +286,17 @@ int store_version_apply(store *s, const char *run_id, const Payloads *input, jer
     size_t len = 0;
     int64_t checked = 0;
     jerr why = {0};
-    if (rc != 0 || store_run_find(s, run_id, &r, err) != 0 || store_script(s, sha, NULL, &src, &len, err) != 0) {
+    if (rc != 0 || store_run_find(s, run_id, &r, err) != 0) {
         bundle_free(&b);
         cJSON_Delete(o);
         return -1;
+    }
+    if (store_script(s, sha, NULL, &src, &len, &why) != 0) {
+        /* pruned between the check and now: the request is void, the run unharmed */
+        fprintf(stderr, "jorch: the upgrade of run %s to version %.12s was not applied: %s\n", run_id, sha, why.msg);
+        bundle_free(&b);
+        cJSON_Delete(o);
+        return 0;
     }
     /* checked again here, inside the transaction that re-pins: events
      * committed since the upgrading process checked are covered too */
