@@ -84,6 +84,13 @@ expect_eq "body: table.move over 2^50 elements fails the task" "$RC" "1"
 expect_contains "body: at the wall-clock limit, naming the line" "$ERR" \
   "hang_body.lua:1: wall-clock limit of 2 s exceeded"
 check "body: within seconds ($took s)" test "$took" -le 10
+start=$(date +%s)
+OUT=$(timeout 30 "$JORCH" resume --quiet hang 2>"$T_DIR/stderr"); RC=$?
+ERR=$(cat "$T_DIR/stderr")
+took=$(($(date +%s) - start))
+expect_eq "resume of the hanging run fails the task again" "$RC" "1"
+expect_contains "resume: at the wall-clock limit" "$ERR" "hang_body.lua:1: wall-clock limit of 2 s exceeded"
+check "resume: within seconds ($took s)" test "$took" -le 10
 "$JORCH" signal other approve '"zed"' >/dev/null 2>&1
 wait "$other"
 expect_eq "another run meanwhile completes" "$?" "0"
