@@ -891,6 +891,49 @@ static void error_values_become_text_safely(void) {
     sandbox_free(sb);
 }
 
+/* `#t` of a table with holes keyed by tables, functions and coroutines
+ * depends on where Lua hashes those keys, i.e. on their addresses. Each
+ * run's heap makes those the same whatever its base address: three runs
+ * alive at once (so at three different places) agree. With malloc they
+ * did not (tests/sandbox/determinism/table_keys_length.lua checks the same
+ * across processes). */
+static void object_keys_length_is_the_same_in_every_heap(void) {
+    static const char churn[] =
+        "local seed = 7\n"
+        "local function rnd(n) seed = (seed * 1103515245 + 12345) % 2147483648 "
+        "return (seed >> 8) % n + 1 end\n"
+        "local cf = {string.len, math.abs, next, (ipairs({}))}\n"
+        "local h = 0\n"
+        "for range = 8, 64, 8 do for trial = 1, 4 do\n"
+        "  local t, keys = {}, {}\n"
+        "  for step = 1, 200 do\n"
+        "    local op = rnd(6)\n"
+        "    if op <= 2 then\n"
+        "      local k = step % 4 == 0 and {} or step % 4 == 1 and function() return step end\n"
+        "        or step % 4 == 2 and coroutine.create(function() end) or cf[step % #cf + 1]\n"
+        "      keys[#keys + 1] = k t[k] = true\n"
+        "    elseif op == 3 and #keys > 0 then t[keys[rnd(#keys)]] = nil\n"
+        "    elseif op == 4 then t[rnd(range)] = true\n"
+        "    elseif op == 5 then t[rnd(range)] = nil\n"
+        "    else h = (h * 31 + #t) % 1000000007 end\n"
+        "  end\n"
+        "end end\n"
+        "return h";
+    sandbox *sbs[3];
+    char results[3][64];
+    for (int i = 0; i < 3; i++) sbs[i] = new_sb(); /* alive together: three heaps */
+    for (int i = 0; i < 3; i++) {
+        bool ok = false;
+        CHECK(sbs[i] != NULL);
+        if (!sbs[i]) return;
+        snprintf(results[i], sizeof results[i], "%s", run(sbs[i], churn, &ok));
+        CHECK_MSG(ok, "script failed: %s", results[i]);
+    }
+    CHECK_STREQ(results[1], results[0]);
+    CHECK_STREQ(results[2], results[0]);
+    for (int i = 0; i < 3; i++) sandbox_free(sbs[i]);
+}
+
 TEST_MAIN(TEST_CASE(trick_forbidden_globals), TEST_CASE(trick_getmetatable_string_index_dump),
           TEST_CASE(trick_env_metatable_removal), TEST_CASE(reachable_from_G_is_the_allow_list),
           TEST_CASE(pairs_order_is_canonical), TEST_CASE(pairs_order_matches_child_processes),
@@ -904,4 +947,5 @@ TEST_MAIN(TEST_CASE(trick_forbidden_globals), TEST_CASE(trick_getmetatable_strin
           TEST_CASE(trick_memory_bomb), TEST_CASE(trick_pcall_swallows_the_memory_limit),
           TEST_CASE(trick_deep_recursion), TEST_CASE(trick_poison_another_run),
           TEST_CASE(trick_library_loops_are_bounded), TEST_CASE(library_functions_agree_with_lua),
-          TEST_CASE(error_values_become_text_safely))
+          TEST_CASE(error_values_become_text_safely),
+          TEST_CASE(object_keys_length_is_the_same_in_every_heap))
