@@ -332,7 +332,8 @@ static int list_modules(const char *dir, modlist *out, jerr *err) {
         out->n++;
     }
     closedir(d);
-    qsort(out->names, out->n, sizeof(char *), cmp_str);
+    if (out->n > 1) /* qsort's array may not be NULL, even for 0 elements */
+        qsort(out->names, out->n, sizeof(char *), cmp_str);
     return 0;
 oom:
     closedir(d);
