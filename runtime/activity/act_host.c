@@ -728,7 +728,19 @@ static void classify_error(lua_State *L, act_attempt *a, int idx) {
     lua_getfield(L, idx, "details");
     if (!lua_isnil(L, -1)) {
         jerr err = {0};
-        details = payloads_from_lua(L, -1, 1, NULL, &err);
+        /* details are a list of payloads on the wire: a Lua list sends one
+         * payload per element (as the SDKs' ApplicationError(msg, *details));
+         * any other value is one payload */
+        size_t nd = lua_istable(L, -1) ? lua_rawlen(L, -1) : 0;
+        if (nd > 0 && nd <= 1000) {
+            int t = lua_gettop(L);
+            luaL_checkstack(L, (int)nd + 4, "too many error details");
+            for (size_t i = 1; i <= nd; i++) lua_rawgeti(L, t, (lua_Integer)i);
+            details = payloads_from_lua(L, t + 1, (int)nd, NULL, &err);
+            lua_settop(L, t);
+        } else {
+            details = payloads_from_lua(L, -1, 1, NULL, &err);
+        }
         if (!details) {
             snprintf(note, sizeof note, "%s (its details were dropped: %s)", msg, err.msg);
             msg = note;

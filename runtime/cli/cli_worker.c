@@ -493,6 +493,14 @@ static void handle_wft(worker *w, const WftTask *t) {
     req.namespace_ = w->cfg.namespace_;
     req.query_results = qa.ptrs;
     req.n_query_results = qa.n;
+    /* runtime flags this task used first, and jorch's name on the first task */
+    if (engine_task_metadata(&out, &req.sdk_metadata, &err) != 0) {
+        fail_task(w, t, FAILED_UNHANDLED, err.msg);
+        answers_free(&qa);
+        engine_run_free(run);
+        history_free(&h);
+        return;
+    }
     char what[400];
     snprintf(what, sizeof what, "completing the workflow task of '%.300s'", wid);
     int code = 0;
@@ -515,6 +523,7 @@ static void handle_wft(worker *w, const WftTask *t) {
         wlog("the server refused the commands of %s (new events arrived meanwhile, e.g. a signal): it schedules "
              "another workflow task", wid);
     }
+    if (req.sdk_metadata) protobuf_c_message_free_unpacked(&req.sdk_metadata->base, NULL);
     answers_free(&qa);
     engine_run_free(run);
     history_free(&h);

@@ -47,11 +47,21 @@ extern const struct lua_embedded lua_embedded_modules[];
 #define SIDE_EFFECT_ID_KEY "side-effect-id"
 #define SIDE_EFFECT_DATA_KEY "data"
 
-enum { M_ACTIVITY = 1, M_TIMER, M_OTHER };
+enum { M_ACTIVITY = 1, M_TIMER, M_OTHER, M_KINDS };
+
+#define FLAG_BIT(f) (UINT32_C(1) << (f))
+/* Flags a run takes on at its first workflow task or never (they change
+ * ids and values the whole run must agree on); the others are taken on by
+ * the first task that needs them. */
+#define START_FLAGS (FLAG_BIT(ENGINE_FLAG_KIND_IDS) | FLAG_BIT(ENGINE_FLAG_DETAILS_LIST))
+#define CORE_FLAG_ID_AND_TYPE_CHECKS 1 /* sdk-core's IdAndTypeDeterminismChecks */
+#define CORE_FLAG_UPSERT_ON_PATCH 2    /* sdk-core's UpsertSearchAttributeOnPatch */
+#define CHANGE_VERSION_SA "TemporalChangeVersion"
 
 /* An activity or timer the script started, indexed by its sequence number. */
 typedef struct machine {
     int kind;
+    int64_t id;       /* the number in its command id (activity_id, timer_id, side-effect-id) */
     int64_t event_id; /* ACTIVITY_TASK_SCHEDULED / TIMER_STARTED event, once matched */
     bool done;
 } machine;
@@ -67,6 +77,7 @@ typedef struct pending_cmd {
 typedef struct patch_memo {
     char *id;
     bool value;
+    bool marker;      /* its marker was recorded (listed in TemporalChangeVersion) */
 } patch_memo;
 
 struct engine_run {
@@ -105,6 +116,15 @@ struct engine_run {
     int64_t gap_event_id;
     char gap_event[400];
     bool skipped_patch;       /* last command event skipped was a deprecated patch marker */
+
+    /* Runtime flags (docs/development.md): bit n = flag n in effect for this
+     * run; flags_new = first used by the task being executed (recorded in
+     * its completion). core_history: the run was recorded by an sdk-core
+     * SDK (its flags are sdk-core's, read as such). */
+    uint32_t flags, flags_new;
+    bool seen_completion;     /* a WorkflowTaskCompleted was read: not the first task */
+    bool core_history;
+    int64_t kind_seq[M_KINDS]; /* per-kind id counters (ENGINE_FLAG_KIND_IDS) */
 
     machine *machines;        /* [seq], seq starts at 1 */
     size_t n_machines, cap_machines;
@@ -194,8 +214,22 @@ static int64_t machine_new(engine_run *r, int kind) {
         if (r->n_machines == 0) r->n_machines = 1; /* slot 0 unused: seq starts at 1 */
     }
     int64_t seq = (int64_t)r->n_machines++;
-    r->machines[seq] = (machine){.kind = kind};
+    /* sdk-core numbers each kind of command on its own (A1, T1, A2); jorch
+     * before flag 1 used one counter for all (A1, T2, A3). */
+    int64_t id = (r->flags & FLAG_BIT(ENGINE_FLAG_KIND_IDS)) ? ++r->kind_seq[kind] : seq;
+    r->machines[seq] = (machine){.kind = kind, .id = id};
     return seq;
+}
+
+/* Whether the run may use a flag that is not a start flag: yes if history
+ * has it; while replaying a task recorded without it, no; in a new task,
+ * yes, and the task records it. */
+static bool flag_use(engine_run *r, int flag) {
+    if (r->flags & FLAG_BIT(flag)) return true;
+    if (r->replaying || r->core_history) return false;
+    r->flags |= FLAG_BIT(flag);
+    r->flags_new |= FLAG_BIT(flag);
+    return true;
 }
 
 static machine *machine_get(engine_run *r, int64_t seq) {
@@ -482,7 +516,7 @@ static int prim_schedule_activity(lua_State *L) {
         a->activity_id = lua_strdup_or_raise(L, lua_tostring(L, -1));
     } else {
         char id[32];
-        snprintf(id, sizeof id, "%" PRId64, seq);
+        snprintf(id, sizeof id, "%" PRId64, machine_get(r, seq)->id);
         a->activity_id = lua_strdup_or_raise(L, id);
     }
     lua_pop(L, 1);
@@ -538,7 +572,7 @@ static int prim_start_timer(lua_State *L) {
     c->attributes_case = CMD_ATTR(START_TIMER);
     c->start_timer_command_attributes = a;
     char id[32];
-    snprintf(id, sizeof id, "%" PRId64, seq);
+    snprintf(id, sizeof id, "%" PRId64, machine_get(r, seq)->id);
     a->timer_id = lua_strdup_or_raise(L, id);
     a->start_to_fire_timeout = pb_duration_new(ns);
     if (!a->start_to_fire_timeout) return luaL_error(L, "out of memory");
@@ -576,7 +610,8 @@ static machine *cancel_target(lua_State *L, engine_run *r, int kind, const char 
 static int prim_cancel_timer(lua_State *L) {
     engine_run *r = run_of(L);
     int64_t seq;
-    if (!cancel_target(L, r, M_TIMER, "cancelling a timer", &seq)) return 0;
+    machine *m = cancel_target(L, r, M_TIMER, "cancelling a timer", &seq);
+    if (!m) return 0;
     Command *c = command_begin(r, L, CT(CANCEL_TIMER));
     Temporal__Api__Command__V1__CancelTimerCommandAttributes *a;
     ALLOC_MSG(L, a, Temporal__Api__Command__V1__CancelTimerCommandAttributes,
@@ -584,7 +619,7 @@ static int prim_cancel_timer(lua_State *L) {
     c->attributes_case = CMD_ATTR(CANCEL_TIMER);
     c->cancel_timer_command_attributes = a;
     char id[32];
-    snprintf(id, sizeof id, "%" PRId64, seq);
+    snprintf(id, sizeof id, "%" PRId64, m->id);
     a->timer_id = lua_strdup_or_raise(L, id);
     queue_push(r, L, seq);
     return 0;
@@ -722,6 +757,82 @@ static int patch_memo_find(engine_run *r, const char *id) {
     return -1;
 }
 
+/* sdk-core's companion of a patch marker: TemporalChangeVersion (a
+ * KeywordList) set to every patch id whose marker the run recorded. */
+static void upsert_change_version(engine_run *r, lua_State *L) {
+    lua_createtable(L, (int)r->n_patches, 0);
+    lua_Integer k = 0;
+    for (size_t i = 0; i < r->n_patches; i++) {
+        if (!r->patches[i].marker) continue;
+        lua_pushstring(L, r->patches[i].id);
+        lua_rawseti(L, -2, ++k);
+    }
+    jbuf b;
+    jbuf_init(&b, 256);
+    jerr e = {0};
+    if (payload_lua_to_json(L, -1, &r->limits.payload, &b, &e) != 0) {
+        jbuf_free(&b);
+        luaL_error(L, "workflow.patched: %s", e.msg);
+        return;
+    }
+    lua_pop(L, 1);
+    Payload *p = payload_new_json(b.data, b.len);
+    jbuf_free(&b);
+    if (!p) {
+        luaL_error(L, "out of memory");
+        return;
+    }
+    static const char kl[] = "KeywordList";
+    Temporal__Api__Common__V1__Payload__MetadataEntry **md = realloc(p->metadata, (p->n_metadata + 1) * sizeof *md);
+    Temporal__Api__Common__V1__Payload__MetadataEntry *me = malloc(sizeof *me);
+    uint8_t *v = malloc(sizeof kl - 1);
+    if (md) p->metadata = md;
+    if (!md || !me || !v) {
+        free(me);
+        free(v);
+        protobuf_c_message_free_unpacked(&p->base, NULL);
+        luaL_error(L, "out of memory");
+        return;
+    }
+    temporal__api__common__v1__payload__metadata_entry__init(me);
+    me->key = jstrdup("type");
+    memcpy(v, kl, sizeof kl - 1);
+    me->value.data = v;
+    me->value.len = sizeof kl - 1;
+    p->metadata[p->n_metadata++] = me;
+    if (!me->key) {
+        protobuf_c_message_free_unpacked(&p->base, NULL);
+        luaL_error(L, "out of memory");
+        return;
+    }
+    Command *c = command_begin(r, L, CT(UPSERT_WORKFLOW_SEARCH_ATTRIBUTES));
+    Temporal__Api__Command__V1__UpsertWorkflowSearchAttributesCommandAttributes *a = malloc(sizeof *a);
+    Temporal__Api__Common__V1__SearchAttributes *sa = malloc(sizeof *sa);
+    Temporal__Api__Common__V1__SearchAttributes__IndexedFieldsEntry **fe = malloc(sizeof *fe);
+    Temporal__Api__Common__V1__SearchAttributes__IndexedFieldsEntry *f = malloc(sizeof *f);
+    if (!a || !sa || !fe || !f) {
+        free(a);
+        free(sa);
+        free(fe);
+        free(f);
+        protobuf_c_message_free_unpacked(&p->base, NULL);
+        luaL_error(L, "out of memory");
+        return;
+    }
+    temporal__api__command__v1__upsert_workflow_search_attributes_command_attributes__init(a);
+    temporal__api__common__v1__search_attributes__init(sa);
+    temporal__api__common__v1__search_attributes__indexed_fields_entry__init(f);
+    c->attributes_case = CMD_ATTR(UPSERT_WORKFLOW_SEARCH_ATTRIBUTES);
+    c->upsert_workflow_search_attributes_command_attributes = a;
+    a->search_attributes = sa;
+    sa->indexed_fields = fe;
+    fe[0] = f;
+    sa->n_indexed_fields = 1;
+    f->value = p;
+    f->key = lua_strdup_or_raise(L, CHANGE_VERSION_SA);
+    queue_push(r, L, 0);
+}
+
 /* eng.patched(id, deprecated) -> bool (sdk-core patch semantics) */
 static int prim_patched(lua_State *L) {
     engine_run *r = run_of(L);
@@ -773,6 +884,8 @@ static int prim_patched(lua_State *L) {
         jbuf_free(&b);
         marker_add_detail(L, a, PATCH_DETAILS_KEY, payloads_of_json(L, json));
         queue_push(r, L, 0);
+        r->patches[r->n_patches - 1].marker = true;
+        if (flag_use(r, ENGINE_FLAG_PATCH_UPSERT)) upsert_change_version(r, L);
     }
     lua_pushboolean(L, value);
     return 1;
@@ -786,7 +899,7 @@ static int prim_side_effect(lua_State *L) {
     int64_t seq = machine_new(r, M_OTHER);
     if (seq < 0) return luaL_error(L, "out of memory");
     char idjson[32];
-    snprintf(idjson, sizeof idjson, "%" PRId64, seq);
+    snprintf(idjson, sizeof idjson, "%" PRId64, machine_get(r, seq)->id);
     if (r->replaying) {
         for (size_t k = 0; k < r->n_upcoming; k++) {
             HistoryEvent *e = r->upcoming[k];
@@ -1117,8 +1230,16 @@ static void push_failure(lua_State *L, engine_run *r, const Failure *f, int dept
             lua_pushboolean(L, f->application_failure_info->non_retryable);
             lua_setfield(L, -2, "non_retryable");
             if (f->application_failure_info->details && f->application_failure_info->details->n_payloads) {
-                int n = push_payloads(r, L, f->application_failure_info->details, "failure details");
-                if (n > 1) lua_pop(L, n - 1);
+                if (r->flags & FLAG_BIT(ENGINE_FLAG_DETAILS_LIST)) {
+                    /* details are a list of payloads: one list element each */
+                    lua_newtable(L);
+                    int t = lua_gettop(L);
+                    int n = push_payloads(r, L, f->application_failure_info->details, "failure details");
+                    for (int k = n; k >= 1; k--) lua_rawseti(L, t, k);
+                } else {
+                    int n = push_payloads(r, L, f->application_failure_info->details, "failure details");
+                    if (n > 1) lua_pop(L, n - 1);
+                }
                 lua_setfield(L, -2, "details");
             }
             break;
@@ -1356,6 +1477,18 @@ static char *field_str(lua_State *L, int t, const char *k) {
     return d;
 }
 
+/* A table read as a list of error details: a sequence (or empty). A map
+ * such as {k = 1} is one detail. */
+static bool is_list(lua_State *L, int idx) {
+    if (!lua_istable(L, idx)) return false;
+    if (lua_rawlen(L, idx) > 0) return true;
+    int t = lua_absindex(L, idx);
+    lua_pushnil(L);
+    if (lua_next(L, t) == 0) return true;
+    lua_pop(L, 2);
+    return false;
+}
+
 /* Fills *slot with the Failure for an error object from workflow.lua
  * (fields type, message, non_retryable, details, cause). slot is already
  * part of r->building's tree and each piece is attached as soon as it is
@@ -1395,7 +1528,10 @@ static void failure_from_error(lua_State *L, engine_run *r, int idx, int depth, 
     lua_getfield(L, idx, "details");
     if (!lua_isnil(L, -1)) {
         jerr e = {0};
-        ai->details = payloads_from_lua(L, lua_gettop(L), 1, &r->limits.payload, &e);
+        if ((r->flags & FLAG_BIT(ENGINE_FLAG_DETAILS_LIST)) && is_list(L, -1))
+            ai->details = payloads_from_table(r, L, -1, "error details");
+        else
+            ai->details = payloads_from_lua(L, lua_gettop(L), 1, &r->limits.payload, &e);
     }
     lua_pop(L, 1);
     lua_getfield(L, idx, "cause");
@@ -1837,10 +1973,51 @@ static int on_resolution(engine_run *r, const HistoryEvent *e, int kind, int64_t
     return 0;
 }
 
-static int64_t timer_seq(const char *timer_id) {
+/* The timer machine whose id is timer_id (the newest, should ids repeat). */
+static int64_t timer_seq(engine_run *r, const char *timer_id) {
     char *end;
     long long v = strtoll(timer_id, &end, 10);
-    return (*end == '\0' && v > 0) ? v : 0;
+    if (*end != '\0' || v <= 0) return 0;
+    for (size_t i = r->n_machines; i-- > 1;)
+        if (r->machines[i].kind == M_TIMER && r->machines[i].id == v) return (int64_t)i;
+    return 0;
+}
+
+/* Takes the runtime flags a WorkflowTaskCompleted event records. The run's
+ * first completion also says who recorded the run: sdk-core based SDKs
+ * (Python, TypeScript, .NET, Ruby) write their name and core's flags; jorch
+ * writes "jorch"; jorch before flags wrote no metadata at all. */
+static int read_flags(engine_run *r, const HistoryEvent *e, engine_output *out, jerr *err) {
+    const Temporal__Api__History__V1__WorkflowTaskCompletedEventAttributes *a = e->workflow_task_completed_event_attributes;
+    const Temporal__Api__Sdk__V1__WorkflowTaskCompletedMetadata *md = a ? a->sdk_metadata : NULL;
+    if (!r->seen_completion) {
+        /* jorch names itself in a run's first completion (and lists the
+         * sdk-core flags whose behaviour it shares: engine_task_metadata) */
+        bool named = md && md->sdk_name && *md->sdk_name;
+        r->core_history = md && (named ? strcmp(md->sdk_name, ENGINE_SDK_NAME) != 0 : md->n_core_used_flags > 0);
+        /* what sdk-core always does: ids per kind, details as payload lists */
+        if (r->core_history) r->flags |= START_FLAGS;
+    }
+    if (!md) return 0;
+    if (r->core_history) {
+        for (size_t i = 0; i < md->n_core_used_flags; i++)
+            if (md->core_used_flags[i] == CORE_FLAG_UPSERT_ON_PATCH) r->flags |= FLAG_BIT(ENGINE_FLAG_PATCH_UPSERT);
+        return 0;
+    }
+    for (size_t i = 0; i < md->n_lang_used_flags; i++) {
+        uint32_t f = md->lang_used_flags[i];
+        if (f == 0 || f > ENGINE_FLAG_MAX) {
+            out->failure = ENGINE_TASK_FAILED;
+            out->failed_event_id = e->event_id;
+            return jerr_set(err, JERR_FAILED,
+                            "history event %" PRId64 " (WorkflowTaskCompleted) records runtime flag %" PRIu32
+                            ", which this jorch (" JORCH_VERSION ", flags 1-%d) does not know: the run was "
+                            "recorded by a newer jorch; run or replay it with that version",
+                            e->event_id, f, (int)ENGINE_FLAG_MAX);
+        }
+        r->flags |= FLAG_BIT(f);
+    }
+    return 0;
 }
 
 static int handle_event(engine_run *r, HistoryEvent **events, size_t n, size_t i, engine_output *out, jerr *err) {
@@ -1874,6 +2051,8 @@ static int handle_event(engine_run *r, HistoryEvent **events, size_t n, size_t i
         if (i + 1 < n) {
             HistoryEvent *next = events[i + 1];
             if (next->event_type == ET(WORKFLOW_TASK_COMPLETED)) {
+                /* the flags this task ran with are in its completion */
+                if (read_flags(r, next, out, err) != 0) return -1;
                 /* lookahead (patches, side effects): up to the next task */
                 size_t j = i + 2;
                 while (j < n && events[j]->event_type != ET(WORKFLOW_TASK_STARTED)) j++;
@@ -1883,7 +2062,17 @@ static int handle_event(engine_run *r, HistoryEvent **events, size_t n, size_t i
             return 0;
         }
         out->has_task = true;
+        r->flags_new = 0;
+        if (!r->seen_completion && !r->core_history) {
+            /* a new run: it takes on every start flag now */
+            r->flags_new = START_FLAGS & ~r->flags;
+            r->flags |= r->flags_new;
+        }
         if (activate(r, e, false, NULL, 0, out, err) != 0) return -1;
+        out->first_task = !r->seen_completion;
+        out->n_new_flags = 0;
+        for (int f = 1; f <= ENGINE_FLAG_MAX; f++)
+            if (r->flags_new & FLAG_BIT(f)) out->new_flags[out->n_new_flags++] = (uint32_t)f;
         /* the reply: everything queued and not dropped */
         size_t cnt = 0;
         for (size_t k = r->q_head; k < r->q_len; k++)
@@ -1901,6 +2090,8 @@ static int handle_event(engine_run *r, HistoryEvent **events, size_t n, size_t i
         return 0;
     }
     case ET(WORKFLOW_TASK_COMPLETED):
+        if (read_flags(r, e, out, err) != 0) return -1;
+        r->seen_completion = true;
         r->matching = true;
         r->gap_event_id = 0;
         return 0;
@@ -1926,7 +2117,7 @@ static int handle_event(engine_run *r, HistoryEvent **events, size_t n, size_t i
     case ET(ACTIVITY_TASK_CANCELED):
         return on_resolution(r, e, M_ACTIVITY, e->activity_task_canceled_event_attributes->scheduled_event_id, err, out);
     case ET(TIMER_FIRED): {
-        int64_t seq = timer_seq(e->timer_fired_event_attributes->timer_id);
+        int64_t seq = timer_seq(r, e->timer_fired_event_attributes->timer_id);
         machine *m = machine_get(r, seq);
         if (!m || m->kind != M_TIMER) {
             out->failure = ENGINE_NONDETERMINISM;
@@ -2192,5 +2383,45 @@ int engine_find_module_in_dir(void *ud, const char *name, char **src, size_t *le
         *src = NULL;
         return jerr_oom(err, "loading a module");
     }
+    return 0;
+}
+
+int engine_task_metadata(const engine_output *out, Temporal__Api__Sdk__V1__WorkflowTaskCompletedMetadata **md,
+                         jerr *err) {
+    *md = NULL;
+    if (!out->first_task && out->n_new_flags == 0) return 0;
+    Temporal__Api__Sdk__V1__WorkflowTaskCompletedMetadata *m = malloc(sizeof *m);
+    if (!m) return jerr_oom(err, "recording runtime flags");
+    temporal__api__sdk__v1__workflow_task_completed_metadata__init(m);
+    if (out->n_new_flags) {
+        m->lang_used_flags = malloc(out->n_new_flags * sizeof *m->lang_used_flags);
+        m->core_used_flags = malloc(out->n_new_flags * sizeof *m->core_used_flags);
+        if (!m->lang_used_flags || !m->core_used_flags) {
+            free(m->lang_used_flags);
+            free(m->core_used_flags);
+            free(m);
+            return jerr_oom(err, "recording runtime flags");
+        }
+        memcpy(m->lang_used_flags, out->new_flags, out->n_new_flags * sizeof *m->lang_used_flags);
+        m->n_lang_used_flags = out->n_new_flags;
+        /* sdk-core replayers (the Python SDK's Replayer) follow core's flags:
+         * list the ones whose behaviour jorch's flag shares, so they replay
+         * a jorch run the way jorch ran it */
+        for (size_t i = 0; i < out->n_new_flags; i++) {
+            if (out->new_flags[i] == ENGINE_FLAG_KIND_IDS)
+                m->core_used_flags[m->n_core_used_flags++] = CORE_FLAG_ID_AND_TYPE_CHECKS;
+            else if (out->new_flags[i] == ENGINE_FLAG_PATCH_UPSERT)
+                m->core_used_flags[m->n_core_used_flags++] = CORE_FLAG_UPSERT_ON_PATCH;
+        }
+    }
+    if (out->first_task) {
+        m->sdk_name = jstrdup(ENGINE_SDK_NAME);
+        m->sdk_version = jstrdup(JORCH_VERSION);
+        if (!m->sdk_name || !m->sdk_version) {
+            protobuf_c_message_free_unpacked(&m->base, NULL);
+            return jerr_oom(err, "recording runtime flags");
+        }
+    }
+    *md = m;
     return 0;
 }

@@ -75,6 +75,18 @@ enum {
     ENGINE_NONDETERMINISM = 2,    /* replay produced different commands */
 };
 
+/* jorch's runtime flags: recorded in a workflow task completion's
+ * sdk_metadata.lang_used_flags the first time a run uses them; replay
+ * follows the flags in history (docs/development.md, "Runtime flags").
+ * Numbers are forever: never reuse one. */
+enum {
+    ENGINE_FLAG_KIND_IDS = 1,     /* command ids numbered per kind (A1, T1, A2), as sdk-core */
+    ENGINE_FLAG_PATCH_UPSERT = 2, /* patched() upserts TemporalChangeVersion after its marker */
+    ENGINE_FLAG_DETAILS_LIST = 3, /* error details: one Lua list element per payload */
+    ENGINE_FLAG_MAX = 3,
+};
+#define ENGINE_SDK_NAME "jorch"
+
 typedef struct engine_output {
     /* Commands for the workflow task at the end of the fed history, in order.
      * Borrowed: valid until the next call on the run. */
@@ -83,7 +95,21 @@ typedef struct engine_output {
     bool has_task;   /* the history ended in an open workflow task (started, not completed) */
     int failure;     /* ENGINE_TASK_* */
     int64_t failed_event_id; /* for nondeterminism: the event that did not match (0 if none) */
+    /* With has_task: runtime flags this task used first (to record in its
+     * completion), and whether it is the run's first completed task. */
+    uint32_t new_flags[ENGINE_FLAG_MAX];
+    size_t n_new_flags;
+    bool first_task;
 } engine_output;
+
+#include "temporal/api/sdk/v1/task_complete_metadata.pb-c.h"
+
+/* The sdk_metadata to send with (or record in) the completion of the task
+ * in out: the new flags, and sdk_name/sdk_version on the first task. Sets
+ * *md to NULL when there is nothing to record. Free with
+ * protobuf_c_message_free_unpacked. */
+int engine_task_metadata(const engine_output *out, Temporal__Api__Sdk__V1__WorkflowTaskCompletedMetadata **md,
+                         jerr *err);
 
 typedef struct engine_run engine_run;
 

@@ -916,6 +916,11 @@ static int run_workflow_task(runner *r, char *new_run_id, jerr *err) {
     store_clear_wft(r->s, r->run_id);
     int64_t sid = store_append(r->s, r->run_id, started, err);
     HistoryEvent *ce = wft_event(ET(WORKFLOW_TASK_COMPLETED), scheduled, sid);
+    /* the runtime flags this task used first (as a worker sends them) */
+    if (ce && engine_task_metadata(&out, &ce->workflow_task_completed_event_attributes->sdk_metadata, err) != 0) {
+        protobuf_c_message_free_unpacked(&ce->base, NULL);
+        ce = NULL;
+    }
     int64_t cid = -1;
     if (sid > 0 && ce)
         cid = store_append(r->s, r->run_id, ce, err);

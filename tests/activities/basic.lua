@@ -13,6 +13,10 @@ function M.typed()
                    details = { field = "x" } }
 end
 
+function M.typed_list()
+  activity.error { type = "BadInput", message = "two details", details = { "a", { n = 1 } } }
+end
+
 function M.plain() error("boom") end
 
 function M.bad_result() return { ok = true, fn = function() end } end

@@ -22,6 +22,13 @@ expect_contains "event order as on a Temporal server" "$(types cb)" \
 canceled=$("$JORCH" history cb --output json | jq -c '.events[] | select(.eventType == "EVENT_TYPE_ACTIVITY_TASK_CANCELED") | .activityTaskCanceledEventAttributes | {s: .scheduledEventId, c: .latestCancelRequestedEventId, d: .details.payloads[0].data}')
 expect_eq "ActivityTaskCanceled attributes as the server writes them" "$canceled" \
   '{"s":"5","c":"11","d":"IkFDVElWSVRZX0lEX05PVF9TVEFSVEVEIg=="}'
+# runtime flags (docs/development.md): a new run records flags 1 and 3 and
+# jorch's name in its first completion, nothing in later ones; ids per kind
+md=$("$JORCH" history cb --output json | jq -c '[.events[] | select(.eventType == "EVENT_TYPE_WORKFLOW_TASK_COMPLETED")
+  | .workflowTaskCompletedEventAttributes.sdkMetadata | {f: (.langUsedFlags // []), n: (.sdkName // "")}]')
+expect_eq "runtime flags recorded in the first completion" "$md" '[{"f":[1,3],"n":"jorch"},{"f":[],"n":""},{"f":[],"n":""},{"f":[],"n":""}]'
+ids=$("$JORCH" history cb --output json | jq -r '[.events[] | (.activityTaskScheduledEventAttributes.activityId // .timerStartedEventAttributes.timerId // empty)] | join(",")')
+expect_eq "command ids per kind (activity 1, timer 1, activity 2)" "$ids" "1,1,2"
 "$JORCH" history cb --output json >"$T_DIR/cb.json"
 check "its history replays" "$JORCH" replay --quiet "$WFS/cancel_backoff.lua" "$T_DIR/cb.json"
 check "a history in the old order (WorkflowTaskScheduled among command events) replays" \

@@ -137,6 +137,14 @@ static void test_typed_error(void) {
         CHECK_CONTAINS(o.failure->stack_trace, "basic.lua");
     }
     act_outcome_clear(&o);
+    /* a list of details is a list of payloads: one per element */
+    run1("typed_list", NULL, 0, &o);
+    expect_failure(&o, "BadInput");
+    if (IS_APP(o.failure)) {
+        CHECK_INT(o.failure->application_failure_info->details->n_payloads, 2);
+        CHECK_STREQ(details_json(o.failure->application_failure_info->details), "[\"a\",{\"n\":1}]");
+    }
+    act_outcome_clear(&o);
 }
 
 static void test_plain_error(void) {

@@ -427,8 +427,9 @@ static void patched_new_run_emits_marker(void) {
     hb_open_task(&h);
     fed f = feed_script(src, &h);
     CHECK_MSG(f.rc == 0, "%s", f.err.msg);
-    CHECK_INT(f.out.n_commands, 2);
-    if (f.out.n_commands == 2) {
+    /* marker, TemporalChangeVersion upsert (runtime flag 2), completion */
+    CHECK_INT(f.out.n_commands, 3);
+    if (f.out.n_commands == 3) {
         const Command *m = f.out.commands[0];
         CHECK_INT(m->command_type, CT(RECORD_MARKER));
         CHECK_STREQ(m->record_marker_command_attributes->marker_name, "core_patch");
@@ -436,8 +437,9 @@ static void patched_new_run_emits_marker(void) {
         const ProtobufCBinaryData *d = &m->record_marker_command_attributes->details[0]->value->payloads[0]->data;
         CHECK(d->len == strlen("{\"deprecated\":false,\"id\":\"v2\"}") &&
               memcmp(d->data, "{\"deprecated\":false,\"id\":\"v2\"}", d->len) == 0);
+        CHECK_INT(f.out.commands[1]->command_type, CT(UPSERT_WORKFLOW_SEARCH_ATTRIBUTES));
         char buf[64];
-        CHECK_STREQ(cmd_payload_json(f.out.commands[1], buf, sizeof buf), "[\"new\"]");
+        CHECK_STREQ(cmd_payload_json(f.out.commands[2], buf, sizeof buf), "[\"new\"]");
     }
     fed_free(&f);
     hb_free(&h);
@@ -726,7 +728,269 @@ static void out_of_order_history_is_rejected(void) {
     hb_free(&h);
 }
 
-TEST_MAIN(TEST_CASE(first_task_schedules_activity), TEST_CASE(replay_then_complete),
+
+/* ------------------------------------------------------------ runtime flags */
+
+/* Marks the last WorkflowTaskCompleted of h with jorch's metadata and flags
+ * (n == 0: jorch's name only). */
+static void hb_jorch_flags(hb *h, const uint32_t *flags, size_t n) {
+    HistoryEvent *e = NULL;
+    for (size_t i = h->n; i-- > 0;)
+        if (h->ev[i]->event_type == ET(WORKFLOW_TASK_COMPLETED)) {
+            e = h->ev[i];
+            break;
+        }
+    Temporal__Api__Sdk__V1__WorkflowTaskCompletedMetadata *m = malloc(sizeof *m);
+    temporal__api__sdk__v1__workflow_task_completed_metadata__init(m);
+    m->sdk_name = jstrdup("jorch");
+    if (n) {
+        m->lang_used_flags = malloc(n * sizeof *flags);
+        memcpy(m->lang_used_flags, flags, n * sizeof *flags);
+        m->n_lang_used_flags = n;
+    }
+    e->workflow_task_completed_event_attributes->sdk_metadata = m;
+}
+
+/* Task 1 of this script: activity, timer; task 2 (open): another activity. */
+static const char *ids_script =
+    "return function()\n"
+    "  local f = workflow.start_activity('a', {}, {start_to_close_timeout = '10s'})\n"
+    "  workflow.sleep(1)\n"
+    "  return workflow.execute_activity('b', {}, {start_to_close_timeout = '10s'})\n"
+    "end\n";
+
+static void ids_history(hb *h, const char *timer_id, const uint32_t *flags, size_t nflags, bool meta) {
+    hb_init(h);
+    hb_started(h, "test", NULL, 0);
+    hb_task(h);
+    if (meta) hb_jorch_flags(h, flags, nflags);
+    hb_activity_scheduled(h, "1", "a");
+    int64_t t = hb_timer_started(h, timer_id, INT64_C(1000000000));
+    hb_timer_fired(h, timer_id, t);
+    hb_open_task(h);
+}
+
+static void flag1_new_run_records_kind_ids(void) {
+    hb h;
+    hb_init(&h);
+    hb_started(&h, "test", NULL, 0);
+    hb_open_task(&h);
+    fed f = feed_script(ids_script, &h);
+    CHECK_MSG(f.rc == 0, "%s", f.err.msg);
+    CHECK_INT(f.out.n_commands, 2);
+    if (f.out.n_commands == 2)
+        CHECK_STREQ(f.out.commands[1]->start_timer_command_attributes->timer_id, "1");
+    CHECK(f.out.first_task);
+    Temporal__Api__Sdk__V1__WorkflowTaskCompletedMetadata *md = NULL;
+    jerr e = {0};
+    CHECK(engine_task_metadata(&f.out, &md, &e) == 0 && md);
+    if (md) {
+        CHECK_STREQ(md->sdk_name, "jorch");
+        bool has1 = false;
+        for (size_t i = 0; i < md->n_lang_used_flags; i++) has1 |= md->lang_used_flags[i] == ENGINE_FLAG_KIND_IDS;
+        CHECK(has1);
+        protobuf_c_message_free_unpacked(&md->base, NULL);
+    }
+    fed_free(&f);
+    hb_free(&h);
+}
+
+static void flag1_without_replays_shared_counter(void) {
+    hb h;
+    ids_history(&h, "2", NULL, 0, false); /* jorch before flags: A1, T2 */
+    fed f = feed_script(ids_script, &h);
+    CHECK_MSG(f.rc == 0, "%s", f.err.msg);
+    CHECK_INT(f.out.n_commands, 1);
+    if (f.out.n_commands == 1)
+        CHECK_STREQ(f.out.commands[0]->schedule_activity_task_command_attributes->activity_id, "3");
+    CHECK_INT(f.out.n_new_flags, 0); /* an old run never takes on start flags */
+    fed_free(&f);
+    hb_free(&h);
+}
+
+static void flag1_with_replays_kind_ids(void) {
+    hb h;
+    const uint32_t fl[] = {ENGINE_FLAG_KIND_IDS};
+    ids_history(&h, "1", fl, 1, true); /* A1, T1 */
+    fed f = feed_script(ids_script, &h);
+    CHECK_MSG(f.rc == 0, "%s", f.err.msg);
+    CHECK_INT(f.out.n_commands, 1);
+    if (f.out.n_commands == 1)
+        CHECK_STREQ(f.out.commands[0]->schedule_activity_task_command_attributes->activity_id, "2");
+    fed_free(&f);
+    hb_free(&h);
+    /* the same history without the flag is nondeterministic: timer '2' expected */
+    ids_history(&h, "1", NULL, 0, false);
+    f = feed_script(ids_script, &h);
+    CHECK(f.rc != 0);
+    CHECK_INT(f.out.failure, ENGINE_NONDETERMINISM);
+    fed_free(&f);
+    hb_free(&h);
+}
+
+static void flag1_core_history_uses_kind_ids(void) {
+    /* recorded by an sdk-core SDK: its name and core's flags, no jorch flags */
+    hb h;
+    ids_history(&h, "1", NULL, 0, false);
+    for (size_t i = 0; i < h.n; i++)
+        if (h.ev[i]->event_type == ET(WORKFLOW_TASK_COMPLETED)) {
+            Temporal__Api__Sdk__V1__WorkflowTaskCompletedMetadata *m = malloc(sizeof *m);
+            temporal__api__sdk__v1__workflow_task_completed_metadata__init(m);
+            m->sdk_name = jstrdup("temporal-python");
+            m->core_used_flags = malloc(2 * sizeof(uint32_t));
+            m->core_used_flags[0] = 1;
+            m->core_used_flags[1] = 2;
+            m->n_core_used_flags = 2;
+            h.ev[i]->workflow_task_completed_event_attributes->sdk_metadata = m;
+            break;
+        }
+    fed f = feed_script(ids_script, &h);
+    CHECK_MSG(f.rc == 0, "%s", f.err.msg);
+    if (f.out.n_commands == 1)
+        CHECK_STREQ(f.out.commands[0]->schedule_activity_task_command_attributes->activity_id, "2");
+    fed_free(&f);
+    hb_free(&h);
+}
+
+static void unknown_flag_fails_the_task(void) {
+    hb h;
+    const uint32_t fl[] = {ENGINE_FLAG_MAX + 1};
+    ids_history(&h, "1", fl, 1, true);
+    fed f = feed_script(ids_script, &h);
+    CHECK(f.rc != 0);
+    CHECK_INT(f.out.failure, ENGINE_TASK_FAILED);
+    CHECK_CONTAINS(f.err.msg, "records runtime flag 4");
+    CHECK_CONTAINS(f.err.msg, "newer jorch");
+    fed_free(&f);
+    hb_free(&h);
+}
+
+static const char *patch_script =
+    "return function()\n"
+    "  workflow.sleep(1)\n"
+    "  if workflow.patched('p1') then return 'new' end\n"
+    "  return 'old'\n"
+    "end\n";
+
+static void flag2_patch_upsert(void) {
+    /* task 1 recorded without flag 2; task 2 (new) takes it on and records it */
+    hb h;
+    hb_init(&h);
+    hb_started(&h, "test", NULL, 0);
+    hb_task(&h);
+    hb_jorch_flags(&h, NULL, 0);
+    int64_t t = hb_timer_started(&h, "1", INT64_C(1000000000));
+    hb_timer_fired(&h, "1", t);
+    hb_open_task(&h);
+    fed f = feed_script(patch_script, &h);
+    CHECK_MSG(f.rc == 0, "%s", f.err.msg);
+    CHECK_INT(f.out.n_commands, 3);
+    if (f.out.n_commands == 3) {
+        const Command *u = f.out.commands[1];
+        CHECK_INT(u->command_type, CT(UPSERT_WORKFLOW_SEARCH_ATTRIBUTES));
+        const Temporal__Api__Common__V1__SearchAttributes *sa =
+            u->upsert_workflow_search_attributes_command_attributes->search_attributes;
+        CHECK_STREQ(sa->indexed_fields[0]->key, "TemporalChangeVersion");
+        const ProtobufCBinaryData *d = &sa->indexed_fields[0]->value->data;
+        CHECK(d->len == 6 && memcmp(d->data, "[\"p1\"]", 6) == 0);
+    }
+    CHECK_INT(f.out.n_new_flags, 1);
+    if (f.out.n_new_flags == 1) CHECK_INT(f.out.new_flags[0], ENGINE_FLAG_PATCH_UPSERT);
+    fed_free(&f);
+    hb_free(&h);
+
+    /* replay: task 2 recorded without flag 2 (marker only) replays the old way */
+    hb_init(&h);
+    hb_started(&h, "test", NULL, 0);
+    hb_task(&h);
+    hb_jorch_flags(&h, NULL, 0);
+    t = hb_timer_started(&h, "1", INT64_C(1000000000));
+    hb_timer_fired(&h, "1", t);
+    hb_task(&h);
+    hb_patch_marker(&h, "p1", 0);
+    hb_completed(&h, "\"new\"");
+    f = feed_script(patch_script, &h);
+    CHECK_MSG(f.rc == 0, "%s", f.err.msg);
+    engine_output o;
+    CHECK_MSG(engine_run_check_end(f.r, &o, &f.err) == 0, "%s", f.err.msg);
+    fed_free(&f);
+    /* ... and with flag 2 recorded, the upsert must be there */
+    const uint32_t fl[] = {ENGINE_FLAG_PATCH_UPSERT};
+    hb_jorch_flags(&h, fl, 1); /* the last completion: task 2 */
+    f = feed_script(patch_script, &h);
+    CHECK(f.rc != 0);
+    CHECK_INT(f.out.failure, ENGINE_NONDETERMINISM);
+    CHECK_CONTAINS(f.err.msg, "UpsertWorkflowSearchAttributes");
+    fed_free(&f);
+    hb_free(&h);
+}
+
+static const char *details_script =
+    "return function()\n"
+    "  local ok, e = pcall(workflow.execute_activity, 'a', {}, {start_to_close_timeout = '10s'})\n"
+    "  return e.cause.details\n"
+    "end\n";
+
+static void details_history(hb *h, const uint32_t *flags, size_t n) {
+    hb_init(h);
+    hb_started(h, "test", NULL, 0);
+    hb_task(h);
+    hb_jorch_flags(h, flags, n);
+    int64_t s = hb_activity_scheduled(h, "1", "a");
+    hb_activity_failed(h, s, "E", "boom", 1);
+    /* two detail payloads on the failure */
+    HistoryEvent *e = h->ev[h->n - 1];
+    Temporal__Api__Failure__V1__Failure *c = e->activity_task_failed_event_attributes->failure;
+    Temporal__Api__Failure__V1__ApplicationFailureInfo *ai =
+        c->cause ? c->cause->application_failure_info : c->application_failure_info;
+    ai->details = hb_payloads("{\"k\":1}");
+    payloads_add(ai->details, payload_new_json("\"second\"", 8));
+    hb_open_task(h);
+}
+
+static void flag3_details_list(void) {
+    hb h;
+    details_history(&h, NULL, 0); /* a jorch run without flag 3: the first payload */
+    fed f = feed_script(details_script, &h);
+    CHECK_MSG(f.rc == 0, "%s", f.err.msg);
+    char buf[128];
+    if (f.out.n_commands == 1) CHECK_STREQ(cmd_payload_json(f.out.commands[0], buf, sizeof buf), "[{\"k\":1}]");
+    fed_free(&f);
+    hb_free(&h);
+    const uint32_t fl[] = {ENGINE_FLAG_DETAILS_LIST};
+    details_history(&h, fl, 1); /* with flag 3: one list element per payload */
+    f = feed_script(details_script, &h);
+    CHECK_MSG(f.rc == 0, "%s", f.err.msg);
+    if (f.out.n_commands == 1)
+        CHECK_STREQ(cmd_payload_json(f.out.commands[0], buf, sizeof buf), "[[{\"k\":1},\"second\"]]");
+    fed_free(&f);
+    hb_free(&h);
+}
+
+static void flag3_error_details_as_payloads(void) {
+    static const char *src =
+        "return function()\n"
+        "  error(workflow.ApplicationError{type = 'E', message = 'm', details = {'d1', {k = 1}}})\n"
+        "end\n";
+    hb h;
+    hb_init(&h);
+    hb_started(&h, "test", NULL, 0);
+    hb_open_task(&h);
+    fed f = feed_script(src, &h);
+    CHECK_MSG(f.rc == 0, "%s", f.err.msg);
+    if (f.out.n_commands == 1) {
+        const Temporal__Api__Failure__V1__Failure *fl =
+            f.out.commands[0]->fail_workflow_execution_command_attributes->failure;
+        CHECK_INT(fl->application_failure_info->details->n_payloads, 2);
+    }
+    fed_free(&f);
+    hb_free(&h);
+}
+
+TEST_MAIN(TEST_CASE(first_task_schedules_activity), TEST_CASE(flag1_new_run_records_kind_ids),
+          TEST_CASE(flag1_without_replays_shared_counter), TEST_CASE(flag1_with_replays_kind_ids),
+          TEST_CASE(flag1_core_history_uses_kind_ids), TEST_CASE(unknown_flag_fails_the_task),
+          TEST_CASE(flag2_patch_upsert), TEST_CASE(flag3_details_list), TEST_CASE(flag3_error_details_as_payloads), TEST_CASE(replay_then_complete),
           TEST_CASE(closed_history_replays_to_the_end), TEST_CASE(timer_cancel_replays),
           TEST_CASE(incremental_feed_matches_like_full), TEST_CASE(nondeterminism_names_event_command_and_line),
           TEST_CASE(missing_command_is_nondeterminism), TEST_CASE(extra_command_is_nondeterminism),
