@@ -1042,8 +1042,10 @@ static bool type_listed(const Temporal__Api__Common__V1__RetryPolicy *rp, const 
     return false;
 }
 
+/* cancel_req: the ActivityTaskCancelRequested event id (0 if none), which
+ * the server names in ActivityTaskCanceled. */
 static int activity_final_event(runner *r, int64_t sched, int attempt, const act_outcome *o, int retry_state,
-                                Payloads *hb_details, jerr *err) {
+                                Payloads *hb_details, int64_t cancel_req, jerr *err) {
     HistoryEvent *st = store_event_new(ET(ACTIVITY_TASK_STARTED));
     Temporal__Api__History__V1__ActivityTaskStartedEventAttributes *sa = malloc(sizeof *sa);
     if (!st || !sa) {
@@ -1084,6 +1086,7 @@ static int activity_final_event(runner *r, int64_t sched, int attempt, const act
             a->details = COPY(Payloads, o->details ? o->details : hb_details);
             a->scheduled_event_id = sched;
             a->started_event_id = sid;
+            a->latest_cancel_requested_event_id = cancel_req;
             a->identity = jstrdup("jorch");
         } else {
             free(a);
@@ -1178,7 +1181,8 @@ static int on_outcome(runner *r, act_outcome *o, jerr *err) {
         temporal__api__command__v1__schedule_activity_task_command_attributes__unpack(
             NULL, (size_t)sqlite3_column_bytes(q, 1), sqlite3_column_blob(q, 1));
     int64_t scheduled_at = sqlite3_column_int64(q, 2);
-    bool cancel_requested = sqlite3_column_int64(q, 3) != 0;
+    int64_t cancel_req = sqlite3_column_int64(q, 3);
+    bool cancel_requested = cancel_req != 0;
     sqlite3_finalize(q);
     if (!a) {
         jerr_set(err, JERR_BACKEND, "store: activity %" PRId64 " cannot be decoded", sched);
@@ -1193,10 +1197,10 @@ static int on_outcome(runner *r, act_outcome *o, jerr *err) {
     int rc = 0;
     if (o->kind == ACT_COMPLETED) {
         progress(r, "activity %s (id %s) completed", name, a->activity_id);
-        rc = activity_final_event(r, sched, attempt, o, 0, hb, err);
+        rc = activity_final_event(r, sched, attempt, o, 0, hb, cancel_req, err);
     } else if (o->kind == ACT_CANCELED && cancel_requested) {
         progress(r, "activity %s (id %s) cancelled", name, a->activity_id);
-        rc = activity_final_event(r, sched, attempt, o, 0, hb, err);
+        rc = activity_final_event(r, sched, attempt, o, 0, hb, cancel_req, err);
     } else {
         const Temporal__Api__Common__V1__RetryPolicy *rp = a->retry_policy;
         const Failure *f = o->failure;
@@ -1224,7 +1228,7 @@ static int on_outcome(runner *r, act_outcome *o, jerr *err) {
         const char *msg = f && f->message ? f->message : "";
         if (retry_state) {
             progress(r, "activity %s (id %s) failed on attempt %d, not retried: %s", name, a->activity_id, attempt, msg);
-            rc = activity_final_event(r, sched, attempt, o, retry_state, hb, err);
+            rc = activity_final_event(r, sched, attempt, o, retry_state, hb, cancel_req, err);
         } else {
             char human[48];
             duration_human(backoff, human, sizeof human);

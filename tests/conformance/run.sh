@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# tests/conformance/run.sh - jorch's histories against Temporal's and
+# sdk-core's (issue 8). Every workflow shape is written twice, in Lua
+# (shapes/NAME.lua) and with the official Python SDK (shapes.py), and run on
+# a real Temporal dev server: the Lua one by `jorch worker`, the Python one by
+# a Python worker. Then, per shape:
+#  (a) the Python-recorded history replays with `jorch replay` against the
+#      Lua script, and the jorch-recorded one with the Python SDK's Replayer;
+#  (b) the embedded backend's history of the Lua shape has the same event
+#      types in the same order with the same key attributes as the server's
+#      (conform.py compare);
+#  and both languages and both backends return the same result.
+#
+#   JORCH=build/jorch JORCH_SOURCE_DIR=. bash tests/conformance/run.sh
+#
+# To add a shape: shapes/NAME.lua, the same workflow (name NAME) in
+# shapes.py with its input in SHAPES, and NAME in the list below. Keep each
+# shape free of races between workers (e.g. space parallel activities'
+# completions a second apart), so both backends write one order.
+# Needs the temporal CLI and the temporalio Python package (scripts/setup);
+# fails, never skips, without them.
+
+PASSED=0
+FAILED=0
+if [ -z "${JORCH_SOURCE_DIR:-}" ] || [ ! -f "$JORCH_SOURCE_DIR/tests/integration/lib.sh" ]; then
+    echo "FAIL: set JORCH_SOURCE_DIR to the jorch source tree (got '${JORCH_SOURCE_DIR:-}')" >&2
+    echo "0 passed, 1 failed"
+    exit 1
+fi
+SRC=$(cd "$JORCH_SOURCE_DIR" && pwd)
+C=$SRC/tests/conformance
+. "$SRC/tests/integration/lib.sh"
+it_require
+if ! python3 -c 'import temporalio' 2>/dev/null; then
+    echo "FAIL: the temporalio Python package is missing: run scripts/setup (pip install temporalio)" >&2
+    echo "0 passed, 1 failed"
+    exit 1
+fi
+temporal_dev_start
+set +e +o pipefail
+unset TEMPORAL_NAMESPACE TEMPORAL_TASK_QUEUE FEATURE_TEMPORAL_ENABLED
+export JORCH_CONFIG=$TC_TMP/jorch.yaml
+: >"$JORCH_CONFIG"
+export JORCH_HOME=$TC_TMP/home
+OUT=$TC_TMP/out
+mkdir -p "$OUT" "$JORCH_HOME"
+
+ok() { PASSED=$((PASSED + 1)); echo "ok   - $1"; }
+bad() {
+    FAILED=$((FAILED + 1))
+    echo "FAIL - $1" >&2
+    shift
+    for d in "$@"; do printf '%s\n' "$d" | sed 's/^/       /' >&2; done
+}
+
+WPID=""
+stop_worker() {
+    if [ -n "$WPID" ]; then
+        kill -TERM "$WPID" 2>/dev/null
+        for _ in $(seq 1 100); do kill -0 "$WPID" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$WPID" 2>/dev/null
+        WPID=""
+    fi
+}
+trap 'stop_worker; tc_cleanup' EXIT
+
+"$JORCH" worker --workflows "$C/shapes" --activities "$C/activities" --task-queue conform-lua \
+    >"$TC_TMP/worker.log" 2>&1 &
+WPID=$!
+for _ in $(seq 1 150); do grep -qs "^worker: polling task queue conform-lua" "$TC_TMP/worker.log" && break; sleep 0.1; done
+
+SHAPES="sequential timer timer_activity signal_gate wait_timeout parallel retry_twice cancel_backoff cancel_running
+patch continue_as_new"
+
+# The embedded backend runs every Lua shape at the same time as the server.
+embedded() { # NAME
+    local n=$1 args=()
+    [ "$n" = continue_as_new ] && args=(0)
+    if [ "$n" = signal_gate ]; then
+        "$JORCH" start --id "emb-$n" --activities "$C/activities" "$C/shapes/$n.lua" >/dev/null 2>&1
+        for _ in $(seq 1 200); do
+            "$JORCH" history "emb-$n" --output json 2>/dev/null | grep -q EVENT_TYPE_WORKFLOW_TASK_COMPLETED && break
+            sleep 0.05
+        done
+        "$JORCH" signal "emb-$n" go '"yes"' >/dev/null 2>&1
+        timeout 60 "$JORCH" result "emb-$n" >"$OUT/emb-$n.result" 2>"$OUT/emb-$n.err"
+    else
+        timeout 60 "$JORCH" run --quiet --id "emb-$n" --activities "$C/activities" "$C/shapes/$n.lua" "${args[@]}" \
+            >"$OUT/emb-$n.result" 2>"$OUT/emb-$n.err"
+    fi
+    "$JORCH" history "emb-$n" --output json >"$OUT/emb-$n.json" 2>>"$OUT/emb-$n.err"
+}
+EPIDS=()
+for n in $SHAPES; do embedded "$n" & EPIDS+=($!); done
+
+echo "# $(date +%T) servers up; running the shapes"
+timeout 120 python3 "$C/conform.py" run "$TEMPORAL_ADDRESS" "$OUT" >"$TC_TMP/driver.log" 2>&1
+rc=$?
+for p in "${EPIDS[@]}"; do wait "$p"; done
+if [ $rc -ne 0 ]; then bad "the Python driver ran every shape on the dev server" "$(tail -20 "$TC_TMP/driver.log")"; fi
+
+echo "# $(date +%T) shapes done; replaying and comparing"
+for n in $SHAPES; do
+    py=$(jq -r --arg k "py-$n" '.[$k] // "missing"' "$OUT/results.json" 2>/dev/null)
+    lua=$(jq -r --arg k "lua-$n" '.[$k] // "missing"' "$OUT/results.json" 2>/dev/null)
+    emb=$(jq -c -S . "$OUT/emb-$n.result" 2>/dev/null)
+    if [ "$py" = "$lua" ] && [ "$py" = "$emb" ] && [ "${py#ERROR}" = "$py" ]; then
+        ok "$n: the same result in Python, on jorch worker and embedded: $py"
+    else
+        bad "$n: results differ" "python: $py" "jorch worker: $lua" "embedded: $emb $(head -3 "$OUT/emb-$n.err")"
+    fi
+    # (a) Python-recorded history -> jorch replay against the Lua script
+    for h in "$OUT/py-$n.json" "$OUT/py-$n.2.json"; do
+        [ -f "$h" ] || continue
+        if out=$("$JORCH" replay --quiet "$C/shapes/$n.lua" "$h" 2>&1); then
+            ok "$n: the Python-recorded $(basename "$h") replays with jorch replay"
+        else
+            bad "$n: the Python-recorded $(basename "$h") does not replay with jorch replay" "$out"
+        fi
+    done
+    # (b) embedded history = server history of the same Lua shape
+    srv=$OUT/lua-$n.json
+    [ "$n" = continue_as_new ] && srv=$OUT/lua-$n.2.json
+    if out=$(python3 "$C/conform.py" compare "$srv" "$OUT/emb-$n.json" 2>&1); then
+        ok "$n: the embedded history has the server's events, order and key attributes"
+    else
+        bad "$n: the embedded history differs from the server's" "$out"
+    fi
+done
+# (a) jorch-recorded (jorch worker) histories -> the Python SDK's Replayer
+while IFS= read -r line; do
+    case "$line" in
+        ok*) ok "${line#ok   }" ;;
+        FAIL*) bad "${line#FAIL }" ;;
+    esac
+done < <(python3 "$C/conform.py" replay "$OUT"/lua-*.json 2>&1)
+
+if grep -qi "Sanitizer\|runtime error" "$TC_TMP/worker.log" "$OUT"/*.err 2>/dev/null; then
+    bad "sanitizer reports" "$(grep -i -A5 "Sanitizer\|runtime error" "$TC_TMP/worker.log" "$OUT"/*.err | head -40)"
+fi
+stop_worker
+echo "$PASSED passed, $FAILED failed"
+[ "$FAILED" -eq 0 ]
