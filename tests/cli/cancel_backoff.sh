@@ -27,8 +27,8 @@ expect_eq "ActivityTaskCanceled attributes as the server writes them" "$canceled
 md=$("$JORCH" history cb --output json | jq -c '[.events[] | select(.eventType == "EVENT_TYPE_WORKFLOW_TASK_COMPLETED")
   | .workflowTaskCompletedEventAttributes.sdkMetadata | {f: (.langUsedFlags // []), n: (.sdkName // "")}]')
 expect_eq "runtime flags recorded in the first completion" "$md" '[{"f":[1,3],"n":"jorch"},{"f":[],"n":""},{"f":[],"n":""},{"f":[],"n":""}]'
-ids=$("$JORCH" history cb --output json | jq -r '[.events[] | (.activityTaskScheduledEventAttributes.activityId // .timerStartedEventAttributes.timerId // empty)] | join(",")')
-expect_eq "command ids per kind (activity 1, timer 1, activity 2)" "$ids" "1,1,2"
+ids=$("$JORCH" history cb --output json | jq -c '[.events[] | (.activityTaskScheduledEventAttributes.activityId // .timerStartedEventAttributes.timerId // empty)]')
+expect_eq "command ids per kind (activity 1, timer 1, activity 2)" "$ids" '["1","1","2"]'
 "$JORCH" history cb --output json >"$T_DIR/cb.json"
 check "its history replays" "$JORCH" replay --quiet "$WFS/cancel_backoff.lua" "$T_DIR/cb.json"
 check "a history in the old order (WorkflowTaskScheduled among command events) replays" \

@@ -3,7 +3,8 @@
 # the build or the tests reads outside the repository (the shared folder next
 # to the checkout), every program a test, scripts/test or the demo runs is
 # in the program table of scripts/setup, and every Python module a test
-# imports is in Python's standard library.
+# imports is in Python's standard library, in scripts/setup's python_modules
+# table (installed with pip) or a file next to the importing one.
 #
 # Programs are found by reading the files: the command words of the shell
 # scripts (after ; | && ( $( then do ...), the argv[0] literals of the C
@@ -96,24 +97,28 @@ check "the scan finds the programs it must (lua5.4, jq, openssl, git, pkill)" \
   bash -c 'for p in lua5.4 jq openssl git pkill; do grep -qxF "$p" <<<"$1" || exit 1; done' _ \
   "$(printf '%s\n' $words $c_words $c_sys $lua_words)"
 
-# --- 3. Python modules the tests import are in the standard library
+# --- 3. Python modules the tests import are in the standard library (or
+# installed by scripts/setup from PyPI, or the test's own files)
 py_files=$(find tests -name '*.py')
+pip_modules=$(bash -c 'eval "$(sed -n "/^python_modules=(/,/^)/p" scripts/setup)"; printf "%s\n" "${python_modules[@]%%:*}"')
 # shellcheck disable=SC2086
-nonstd=$(python3 - $shell_files $py_files <<'PY'
-import re, sys
-std = set(sys.stdlib_module_names)
+nonstd=$(PIP_MODULES="$pip_modules" python3 - $shell_files $py_files <<'PY'
+import os, re, sys
+std = set(sys.stdlib_module_names) | set(os.environ.get('PIP_MODULES', '').split())
 bad = set()
 for path in sys.argv[1:]:
+    local = {f[:-3] for f in os.listdir(os.path.dirname(path) or '.') if f.endswith('.py')}
     text = open(path, errors='replace').read()
     for m in re.finditer(r'(?:^|[;\'"]\s*)\s*(?:import\s+([\w., ]+)|from\s+([\w.]+)\s+import)', text, re.M):
         names = m.group(1).split(',') if m.group(1) else [m.group(2)]
         for n in names:
             top = n.strip().split('.')[0].split(' ')[0]
-            if top and top not in std:
+            if top and top not in std and top not in local:
                 bad.add('%s (%s)' % (top, path))
 print(' '.join(sorted(bad)))
 PY
 )
-expect_eq "Python modules the tests import are all in the standard library" "$nonstd" ""
+expect_eq "Python modules the tests import are in the standard library or scripts/setup's python_modules" "$nonstd" ""
+check "scripts/setup has a python_modules table" test -n "$pip_modules"
 
 t_end

@@ -6,6 +6,9 @@
                                     write OUTDIR/{py,lua}-NAME.json (history of the
                                     first run, NAME.2.json of the next one) and
                                     OUTDIR/results.json
+  conform.py again ADDRESS OUTDIR NAME TAG
+                                    run shape NAME once more on the jorch worker only,
+                                    as lua-NAME-TAG (a retry after a timing race)
   conform.py replay FILE...         replay jorch-recorded histories with the
                                     Python SDK's Replayer (file name: lua-NAME*.json)
   conform.py compare A.json B.json  the same event types in the same order with the
@@ -35,9 +38,9 @@ async def first_task_done(client, wid):
     raise RuntimeError(f"{wid}: the first workflow task never completed")
 
 
-async def run_one(client, name, args, prefix, queue, out):
+async def run_one(client, name, args, prefix, queue, out, tag=""):
     from datetime import timedelta
-    wid = f"{prefix}-{name}"
+    wid = f"{prefix}-{name}" + (f"-{tag}" if tag else "")
     h = await client.start_workflow(name, args=args, id=wid, task_queue=queue,
                                     execution_timeout=timedelta(seconds=60))
     if name == "signal_gate":
@@ -55,6 +58,14 @@ async def run_one(client, name, args, prefix, queue, out):
         with open(os.path.join(out, f"{wid}.2.json"), "w") as f:
             f.write(last.to_json())
     return wid, result
+
+
+async def again(address, out, name, tag):
+    import shapes
+    from temporalio.client import Client
+    client = await Client.connect(address)
+    wid, result = await run_one(client, name, shapes.SHAPES[name], "lua", "conform-lua", out, tag)
+    print(result)
 
 
 async def run(address, out):
@@ -159,6 +170,8 @@ def compare(pa, pb):
 def main():
     if len(sys.argv) >= 4 and sys.argv[1] == "run":
         asyncio.run(run(sys.argv[2], sys.argv[3]))
+    elif len(sys.argv) == 6 and sys.argv[1] == "again":
+        asyncio.run(again(*sys.argv[2:6]))
     elif len(sys.argv) >= 3 and sys.argv[1] == "replay":
         sys.exit(1 if asyncio.run(replay(sys.argv[2:])) else 0)
     elif len(sys.argv) == 4 and sys.argv[1] == "compare":

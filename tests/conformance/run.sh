@@ -8,7 +8,10 @@
 #      Lua script, and the jorch-recorded one with the Python SDK's Replayer;
 #  (b) the embedded backend's history of the Lua shape has the same event
 #      types in the same order with the same key attributes as the server's
-#      (conform.py compare);
+#      (conform.py compare). Where events of two workers meet (an activity
+#      completing while a workflow task waits for a worker), a loaded
+#      machine can order them differently on the two backends: a shape that
+#      differs runs again on both, up to twice, before it fails;
 #  and both languages and both backends return the same result.
 #
 #   JORCH=build/jorch JORCH_SOURCE_DIR=. bash tests/conformance/run.sh
@@ -32,7 +35,7 @@ C=$SRC/tests/conformance
 . "$SRC/tests/integration/lib.sh"
 it_require
 if ! python3 -c 'import temporalio' 2>/dev/null; then
-    echo "FAIL: the temporalio Python package is missing: run scripts/setup (pip install temporalio)" >&2
+    echo "FAIL: the temporalio Python package is missing: run scripts/setup, which installs it with pip" >&2
     echo "0 passed, 1 failed"
     exit 1
 fi
@@ -69,35 +72,37 @@ trap 'stop_worker; tc_cleanup' EXIT
 WPID=$!
 for _ in $(seq 1 150); do grep -qs "^worker: polling task queue conform-lua" "$TC_TMP/worker.log" && break; sleep 0.1; done
 
-SHAPES="sequential timer timer_activity signal_gate wait_timeout parallel retry_twice cancel_backoff cancel_running
-patch continue_as_new"
+SHAPES="sequential timer timer_activity signal_gate wait_timeout parallel retry_twice cancel_backoff"
+SHAPES="$SHAPES cancel_running patch continue_as_new"
 
-# The embedded backend runs every Lua shape at the same time as the server.
-embedded() { # NAME
-    local n=$1 args=()
+# Runs a Lua shape on the embedded backend as emb-NAME (or emb-NAME-SUFFIX).
+embedded() { # NAME [ID-SUFFIX]
+    local n=$1 id="emb-$1${2:+-$2}" args=()
     [ "$n" = continue_as_new ] && args=(0)
     if [ "$n" = signal_gate ]; then
-        "$JORCH" start --id "emb-$n" --activities "$C/activities" "$C/shapes/$n.lua" >/dev/null 2>&1
+        "$JORCH" start --id "$id" --activities "$C/activities" "$C/shapes/$n.lua" >/dev/null 2>&1
         for _ in $(seq 1 200); do
-            "$JORCH" history "emb-$n" --output json 2>/dev/null | grep -q EVENT_TYPE_WORKFLOW_TASK_COMPLETED && break
+            "$JORCH" history "$id" --output json 2>/dev/null | grep -q EVENT_TYPE_WORKFLOW_TASK_COMPLETED && break
             sleep 0.05
         done
-        "$JORCH" signal "emb-$n" go '"yes"' >/dev/null 2>&1
-        timeout 60 "$JORCH" result "emb-$n" >"$OUT/emb-$n.result" 2>"$OUT/emb-$n.err"
+        "$JORCH" signal "$id" go '"yes"' >/dev/null 2>&1
+        timeout 60 "$JORCH" result "$id" >"$OUT/$id.result" 2>"$OUT/$id.err"
     else
-        timeout 60 "$JORCH" run --quiet --id "emb-$n" --activities "$C/activities" "$C/shapes/$n.lua" "${args[@]}" \
-            >"$OUT/emb-$n.result" 2>"$OUT/emb-$n.err"
+        timeout 60 "$JORCH" run --quiet --id "$id" --activities "$C/activities" "$C/shapes/$n.lua" "${args[@]}" \
+            >"$OUT/$id.result" 2>"$OUT/$id.err"
     fi
-    "$JORCH" history "emb-$n" --output json >"$OUT/emb-$n.json" 2>>"$OUT/emb-$n.err"
+    "$JORCH" history "$id" --output json >"$OUT/$id.json" 2>>"$OUT/$id.err"
 }
-EPIDS=()
-for n in $SHAPES; do embedded "$n" & EPIDS+=($!); done
 
-echo "# $(date +%T) servers up; running the shapes"
+echo "# $(date +%T) servers up; running the shapes on the dev server"
 timeout 120 python3 "$C/conform.py" run "$TEMPORAL_ADDRESS" "$OUT" >"$TC_TMP/driver.log" 2>&1
 rc=$?
-for p in "${EPIDS[@]}"; do wait "$p"; done
 if [ $rc -ne 0 ]; then bad "the Python driver ran every shape on the dev server" "$(tail -20 "$TC_TMP/driver.log")"; fi
+# then on the embedded backend (not at the same time: less load, fewer races)
+echo "# $(date +%T) running the Lua shapes on the embedded backend"
+EPIDS=()
+for n in $SHAPES; do embedded "$n" & EPIDS+=($!); done
+for p in "${EPIDS[@]}"; do wait "$p"; done
 
 echo "# $(date +%T) shapes done; replaying and comparing"
 for n in $SHAPES; do
@@ -121,7 +126,17 @@ for n in $SHAPES; do
     # (b) embedded history = server history of the same Lua shape
     srv=$OUT/lua-$n.json
     [ "$n" = continue_as_new ] && srv=$OUT/lua-$n.2.json
-    if out=$(python3 "$C/conform.py" compare "$srv" "$OUT/emb-$n.json" 2>&1); then
+    out=$(python3 "$C/conform.py" compare "$srv" "$OUT/emb-$n.json" 2>&1)
+    same=$?
+    for try in r1 r2; do
+        [ $same -ne 0 ] && [ "$n" != continue_as_new ] || break
+        echo "# $n: the histories differ; running it again on both backends ($try)"
+        timeout 60 python3 "$C/conform.py" again "$TEMPORAL_ADDRESS" "$OUT" "$n" "$try" >>"$TC_TMP/driver.log" 2>&1
+        embedded "$n" "$try"
+        out=$(python3 "$C/conform.py" compare "$OUT/lua-$n-$try.json" "$OUT/emb-$n-$try.json" 2>&1)
+        same=$?
+    done
+    if [ $same -eq 0 ]; then
         ok "$n: the embedded history has the server's events, order and key attributes"
     else
         bad "$n: the embedded history differs from the server's" "$out"
