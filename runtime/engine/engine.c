@@ -58,6 +58,17 @@ enum { M_ACTIVITY = 1, M_TIMER, M_OTHER, M_KINDS };
 #define CORE_FLAG_UPSERT_ON_PATCH 2    /* sdk-core's UpsertSearchAttributeOnPatch */
 #define CHANGE_VERSION_SA "TemporalChangeVersion"
 
+/* Temporal's size limits on what one workflow task sends (the server's
+ * limit.blobSize.warn / .error on each command's payloads, and the 4 MiB
+ * gRPC message that carries a whole task completion). Past an error limit
+ * the server fails the workflow; so does the engine, on both backends,
+ * before anything is sent or stored. */
+#define PAYLOAD_WARN_BYTES ((size_t)512 << 10)
+#define PAYLOAD_ERROR_BYTES ((size_t)2 << 20)
+#define TASK_PAYLOAD_ERROR_BYTES ((size_t)4 << 20)
+/* How such a failure's message starts: replay recognises it by this. */
+#define SIZE_FAILURE_PREFIX "payload size limit: "
+
 /* An activity or timer the script started, indexed by its sequence number. */
 typedef struct machine {
     int kind;
@@ -143,6 +154,10 @@ struct engine_run {
 
     uint64_t uuid_state;
     jerr *err;                /* where primitives report task-level failures */
+
+    size_t task_bytes;        /* encoded size of the commands queued in this activation */
+    char *size_failure;       /* set when a command broke a size limit: the workflow fails */
+    bool size_exempt;         /* queueing that failure itself: no limit applies */
 };
 
 /* ------------------------------------------------------------ small helpers */
@@ -251,6 +266,54 @@ static void pending_free(pending_cmd *p) {
     p->where = NULL;
 }
 
+static void describe_command(const Command *c, char *buf, size_t len);
+static void discard_building(engine_run *r);
+
+/* Enforces the size limits on r->building (see PAYLOAD_ERROR_BYTES): a
+ * command over a limit is dropped, the workflow is to fail (r->size_failure,
+ * acted on when the activation ends) and the script gets an error, as does
+ * every later command of this activation, so nothing piles up however
+ * often the script catches it. */
+static void check_command_size(engine_run *r, lua_State *L, const char *where) {
+    if (r->size_exempt) return;
+    if (r->size_failure) {
+        discard_building(r);
+        luaL_error(L, "%s", r->size_failure);
+        return;
+    }
+    size_t sz = protobuf_c_message_get_packed_size(&r->building->base);
+    char what[400];
+    describe_command(r->building, what, sizeof what);
+    char msg[1200];
+    msg[0] = '\0';
+    if (sz > PAYLOAD_ERROR_BYTES) {
+        snprintf(msg, sizeof msg,
+                 SIZE_FAILURE_PREFIX "%s at %s is %.1f MiB, over the 2 MiB limit on one command "
+                 "(Temporal's blob size limit); the workflow fails. Keep large data out of workflow "
+                 "values: store it in a file or a database and pass its name",
+                 what, where, (double)sz / 1048576.0);
+    } else if (sz > TASK_PAYLOAD_ERROR_BYTES - r->task_bytes) {
+        snprintf(msg, sizeof msg,
+                 SIZE_FAILURE_PREFIX "%s at %s brings this workflow task's commands to %.1f MiB, over the "
+                 "4 MiB limit on one workflow task (Temporal's gRPC message limit); the workflow fails. "
+                 "Keep large data out of workflow values",
+                 what, where, (double)(r->task_bytes + sz) / 1048576.0);
+    }
+    if (msg[0]) {
+        discard_building(r);
+        r->size_failure = jstrdup(msg);
+        luaL_error(L, "%s", msg);
+        return;
+    }
+    r->task_bytes += sz;
+    if (sz > PAYLOAD_WARN_BYTES && !r->replaying) {
+        snprintf(msg, sizeof msg, "warning: %s at %s is %zu KiB; Temporal warns above 512 KiB and fails the "
+                 "workflow above 2 MiB", what, where, sz >> 10);
+        if (r->log_fn) r->log_fn(r->log_ud, r->workflow_id, msg);
+        else fprintf(stderr, "[%s] %s\n", r->workflow_id ? r->workflow_id : "workflow", msg);
+    }
+}
+
 /* Moves r->building into the queue. Called with a complete command. */
 static int queue_push(engine_run *r, lua_State *L, int64_t seq) {
     if (r->q_head > 0 && r->q_head == r->q_len) {
@@ -265,6 +328,7 @@ static int queue_push(engine_run *r, lua_State *L, int64_t seq) {
     }
     char where[256];
     user_where(L, where, sizeof where);
+    check_command_size(r, L, where);
     char *w = jstrdup(where);
     if (!w) return luaL_error(L, "out of memory queueing a command");
     r->queue[r->q_len++] = (pending_cmd){.cmd = r->building, .seq = seq, .where = w};
@@ -312,6 +376,7 @@ static engine_run *run_of(lua_State *L) { return lua_touserdata(L, lua_upvaluein
 
 static void check_not_closed(lua_State *L, engine_run *r, const char *what) {
     if (r->closed) raise_at_user(L, what, " called after the workflow already finished");
+    if (r->size_failure) luaL_error(L, "%s", r->size_failure); /* the workflow is failing: no more work */
     if (!r->in_activation)
         raise_at_user(L, what, " cannot be called outside the workflow's own execution (e.g. in a query handler)");
 }
@@ -891,6 +956,19 @@ static int prim_patched(lua_State *L) {
     return 1;
 }
 
+/* The message of a size-limit failure this (replayed) task recorded, or NULL. */
+static const char *recorded_size_failure(engine_run *r) {
+    for (size_t k = 0; k < r->n_upcoming; k++) {
+        const HistoryEvent *e = r->upcoming[k];
+        if (e->event_type != ET(WORKFLOW_EXECUTION_FAILED) || !e->workflow_execution_failed_event_attributes) continue;
+        const Failure *f = e->workflow_execution_failed_event_attributes->failure;
+        if (f && f->failure_info_case == FAILURE_INFO(SERVER) && f->message &&
+            strncmp(f->message, SIZE_FAILURE_PREFIX, strlen(SIZE_FAILURE_PREFIX)) == 0)
+            return f->message;
+    }
+    return NULL;
+}
+
 /* eng.side_effect(fn) -> value */
 static int prim_side_effect(lua_State *L) {
     engine_run *r = run_of(L);
@@ -930,6 +1008,12 @@ static int prim_side_effect(lua_State *L) {
             queue_push(r, L, seq);
             lua_settop(L, 0);
             return push_payloads(r, L, data, "a recorded side effect");
+        }
+        /* its result broke a size limit when it first ran: that failed the workflow */
+        const char *sf = recorded_size_failure(r);
+        if (sf) {
+            r->size_failure = jstrdup(sf);
+            return luaL_error(L, "%s", sf);
         }
         char msg[200];
         snprintf(msg, sizeof msg, "nondeterminism: workflow.side_effect #%" PRId64
@@ -1686,6 +1770,33 @@ static void watchdog_arm(engine_run *r) {
 
 static void watchdog_disarm(void) { atomic_store(&watchdog_deadline, 0); }
 
+/* FailWorkflowExecution with the size failure (a ServerFailure, not
+ * retryable, like the one a Temporal server records). */
+static int do_size_failure(lua_State *L, engine_run *r, void *ud) {
+    (void)ud;
+    Command *c = command_begin(r, L, CT(FAIL_WORKFLOW_EXECUTION));
+    Temporal__Api__Command__V1__FailWorkflowExecutionCommandAttributes *a;
+    ALLOC_MSG(L, a, Temporal__Api__Command__V1__FailWorkflowExecutionCommandAttributes,
+              temporal__api__command__v1__fail_workflow_execution_command_attributes__init);
+    c->attributes_case = CMD_ATTR(FAIL_WORKFLOW_EXECUTION);
+    c->fail_workflow_execution_command_attributes = a;
+    ALLOC_MSG(L, a->failure, Failure, temporal__api__failure__v1__failure__init);
+    Temporal__Api__Failure__V1__ServerFailureInfo *si;
+    ALLOC_MSG(L, si, Temporal__Api__Failure__V1__ServerFailureInfo,
+              temporal__api__failure__v1__server_failure_info__init);
+    si->non_retryable = true;
+    a->failure->failure_info_case = FAILURE_INFO(SERVER);
+    a->failure->server_failure_info = si;
+    a->failure->message = lua_strdup_or_raise(L, r->size_failure);
+    a->failure->source = lua_strdup_or_raise(L, "jorch");
+    /* not counted against the limits: it is the limit's own outcome */
+    r->size_exempt = true;
+    int rc = queue_push(r, L, 0);
+    r->size_exempt = false;
+    r->closed = true;
+    return rc;
+}
+
 static int activate(engine_run *r, const HistoryEvent *started, bool replaying, HistoryEvent **upcoming,
                     size_t n_upcoming, engine_output *out, jerr *err) {
     if (r->closed) return 0;
@@ -1702,6 +1813,7 @@ static int activate(engine_run *r, const HistoryEvent *started, bool replaying, 
     sandbox_set_replaying(r->sb, replaying);
     sandbox_begin_activation(r->sb);
     r->in_activation = true;
+    r->task_bytes = 0;
     struct activation_result res = {0};
     watchdog_arm(r);
     int rc = run_protected(r, do_activate, &res, err);
@@ -1709,8 +1821,13 @@ static int activate(engine_run *r, const HistoryEvent *started, bool replaying, 
     r->in_activation = false;
     r->upcoming = NULL;
     r->n_upcoming = 0;
+    if (r->size_failure && !r->closed) {
+        /* whatever the script did with the error: the workflow fails, as on a Temporal server */
+        memset(err, 0, sizeof *err);
+        rc = run_protected(r, do_size_failure, NULL, err);
+    }
     jerr lim = {0};
-    if (rc == 0 && sandbox_tripped(r->sb, &lim)) {
+    if (rc == 0 && !r->size_failure && sandbox_tripped(r->sb, &lim)) {
         /* the script swallowed the limit error: the task fails all the same */
         jerr_set(err, JERR_FAILED, "%s", lim.msg);
         rc = -1;
@@ -2342,6 +2459,7 @@ void engine_run_free(engine_run *r) {
     free(r->first_run_id);
     free(r->original_run_id);
     free(r->continued_run_id);
+    free(r->size_failure);
     free(r);
 }
 

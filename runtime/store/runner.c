@@ -68,6 +68,7 @@ typedef struct runner {
     uint32_t generation;         /* which run of a continue-as-new chain: part of each token */
     int64_t lease_gen;           /* the fencing token of this process's lease on run_id */
     keeper keep;
+    bool warned_count, warned_size; /* history limit warnings already printed */
 } runner;
 
 /* Output: plain lines, and on a terminal also a live status line at the
@@ -1456,6 +1457,51 @@ static int keeper_check(runner *r, jerr *err) {
 
 /* ------------------------------------------------------------ main loop */
 
+/* Temporal's per-run history limits, with its defaults (limit.historyCount
+ * and limit.historySize, .warn and .error). Past a warning limit: one line.
+ * Past an error limit the run is terminated, with the reason a Temporal
+ * server gives, through the inbox like `jorch terminate` (applied by the
+ * loop at once). Checked after each workflow task, as the server checks
+ * after each update. */
+#define HISTORY_COUNT_WARN 10240
+#define HISTORY_COUNT_ERROR 51200
+#define HISTORY_SIZE_WARN (INT64_C(10) << 20)
+#define HISTORY_SIZE_ERROR (INT64_C(50) << 20)
+
+static int history_limits(runner *r, jerr *err) {
+    store_run now;
+    if (store_run_find(r->s, r->run_id, &now, err) != 0) return -1;
+    if (now.status != RUN_RUNNING) return 0;
+    sqlite3_stmt *q = q_prep(r, "SELECT count(*), COALESCE(sum(length(data)), 0) FROM events WHERE run_id=?1", err);
+    if (!q) return -1;
+    int64_t count = 0, size = 0;
+    if (sqlite3_step(q) == SQLITE_ROW) {
+        count = sqlite3_column_int64(q, 0);
+        size = sqlite3_column_int64(q, 1);
+    }
+    sqlite3_finalize(q);
+    const char *reason = NULL;
+    if (count > HISTORY_COUNT_ERROR) reason = "Workflow history count exceeds limit.";
+    else if (size > HISTORY_SIZE_ERROR) reason = "Workflow history size exceeds limit.";
+    if (reason) {
+        progress(r, "history limit: %" PRId64 " events, %.1f MiB, over Temporal's limit of %d events or 50 MiB; "
+                 "terminating the run (use continue-as-new to keep long-lived workflows small)",
+                 count, (double)size / 1048576.0, HISTORY_COUNT_ERROR);
+        return store_inbox_add(r->s, r->run_id, INBOX_TERMINATE, NULL, NULL, reason, err);
+    }
+    if (count > HISTORY_COUNT_WARN && !r->warned_count) {
+        r->warned_count = true;
+        progress(r, "warning: the history has %" PRId64 " events; Temporal warns above %d and terminates the run "
+                 "above %d (use continue-as-new)", count, HISTORY_COUNT_WARN, HISTORY_COUNT_ERROR);
+    }
+    if (size > HISTORY_SIZE_WARN && !r->warned_size) {
+        r->warned_size = true;
+        progress(r, "warning: the history is %.1f MiB; Temporal warns above 10 MiB and terminates the run above "
+                 "50 MiB (use continue-as-new)", (double)size / 1048576.0);
+    }
+    return 0;
+}
+
 static int execute_one(runner *r, char *new_run_id, jerr *err) {
     r->generation++;
     if (store_run_find(r->s, r->run_id, &r->run, err) != 0) return -1;
@@ -1517,6 +1563,10 @@ static int execute_one(runner *r, char *new_run_id, jerr *err) {
                 continue;
             }
             if (t != 0) {
+                rc = -1;
+                break;
+            }
+            if (history_limits(r, err) != 0) {
                 rc = -1;
                 break;
             }
