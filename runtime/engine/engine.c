@@ -1299,6 +1299,18 @@ static const char *retry_state_name(int s) {
     }
 }
 
+/* With flag 3, sets field `key` of the table on top to the list of the
+ * payloads' values (heartbeat details of a timeout, details of a
+ * cancellation): one element per payload. */
+static void push_details_list(lua_State *L, engine_run *r, const Payloads *ps, const char *key) {
+    if (!(r->flags & FLAG_BIT(ENGINE_FLAG_DETAILS_LIST)) || !ps || ps->n_payloads == 0) return;
+    lua_newtable(L);
+    int t = lua_gettop(L);
+    int n = push_payloads(r, L, ps, key);
+    for (int k = n; k >= 1; k--) lua_rawseti(L, t, k);
+    lua_setfield(L, -2, key);
+}
+
 /* Pushes an error object (workflow.lua's error metatable) for a Failure. */
 static void push_failure(lua_State *L, engine_run *r, const Failure *f, int depth) {
     luaL_checkstack(L, 8, "failure too deep");
@@ -1330,10 +1342,12 @@ static void push_failure(lua_State *L, engine_run *r, const Failure *f, int dept
         case FAILURE_INFO(TIMEOUT):
             type = "TimeoutError";
             set_str(L, "timeout_type", timeout_type_name(f->timeout_failure_info->timeout_type));
+            push_details_list(L, r, f->timeout_failure_info->last_heartbeat_details, "last_heartbeat_details");
             break;
         case FAILURE_INFO(CANCELED):
             type = "CancelledError";
             kind = "cancelled";
+            push_details_list(L, r, f->canceled_failure_info->details, "details");
             break;
         case FAILURE_INFO(TERMINATED):
             type = "TerminatedError";
@@ -1404,6 +1418,8 @@ static int do_resolve(lua_State *L, engine_run *r, void *ud) {
             canceled.message = (char *)"activity cancelled";
             canceled.failure_info_case = FAILURE_INFO(CANCELED);
             canceled.canceled_failure_info = &cinfo;
+            /* what the activity (or the server) said: its last heartbeat details */
+            cinfo.details = e->activity_task_canceled_event_attributes->details;
             cause = &canceled;
             what = "was cancelled";
         }

@@ -967,6 +967,42 @@ static void flag3_details_list(void) {
     hb_free(&h);
 }
 
+static void flag3_heartbeat_details_list(void) {
+    static const char *src =
+        "return function()\n"
+        "  local ok, e = pcall(workflow.execute_activity, 'a', {}, {start_to_close_timeout = '10s'})\n"
+        "  return e.cause.last_heartbeat_details or 'none'\n"
+        "end\n";
+    for (int with = 0; with <= 1; with++) {
+        hb h;
+        hb_init(&h);
+        hb_started(&h, "test", NULL, 0);
+        hb_task(&h);
+        const uint32_t fl[] = {ENGINE_FLAG_DETAILS_LIST};
+        hb_jorch_flags(&h, fl, with ? 1 : 0);
+        int64_t sch = hb_activity_scheduled(&h, "1", "a");
+        hb_activity_failed(&h, sch, "E", "late", 0);
+        Temporal__Api__Failure__V1__Failure *c = h.ev[h.n - 1]->activity_task_failed_event_attributes->failure;
+        /* a heartbeat timeout with two detail payloads */
+        protobuf_c_message_free_unpacked(&c->application_failure_info->base, NULL);
+        c->application_failure_info = NULL;
+        c->timeout_failure_info = malloc(sizeof *c->timeout_failure_info);
+        temporal__api__failure__v1__timeout_failure_info__init(c->timeout_failure_info);
+        c->failure_info_case = FAILURE_INFO(TIMEOUT);
+        c->timeout_failure_info->timeout_type = 4;
+        c->timeout_failure_info->last_heartbeat_details = hb_payloads("{\"at\":3}");
+        payloads_add(c->timeout_failure_info->last_heartbeat_details, payload_new_json("7", 1));
+        hb_open_task(&h);
+        fed f = feed_script(src, &h);
+        CHECK_MSG(f.rc == 0, "%s", f.err.msg);
+        char buf[128];
+        if (f.out.n_commands == 1)
+            CHECK_STREQ(cmd_payload_json(f.out.commands[0], buf, sizeof buf), with ? "[[{\"at\":3},7]]" : "[\"none\"]");
+        fed_free(&f);
+        hb_free(&h);
+    }
+}
+
 static void flag3_error_details_as_payloads(void) {
     static const char *src =
         "return function()\n"
@@ -990,7 +1026,7 @@ static void flag3_error_details_as_payloads(void) {
 TEST_MAIN(TEST_CASE(first_task_schedules_activity), TEST_CASE(flag1_new_run_records_kind_ids),
           TEST_CASE(flag1_without_replays_shared_counter), TEST_CASE(flag1_with_replays_kind_ids),
           TEST_CASE(flag1_core_history_uses_kind_ids), TEST_CASE(unknown_flag_fails_the_task),
-          TEST_CASE(flag2_patch_upsert), TEST_CASE(flag3_details_list), TEST_CASE(flag3_error_details_as_payloads), TEST_CASE(replay_then_complete),
+          TEST_CASE(flag2_patch_upsert), TEST_CASE(flag3_details_list), TEST_CASE(flag3_heartbeat_details_list), TEST_CASE(flag3_error_details_as_payloads), TEST_CASE(replay_then_complete),
           TEST_CASE(closed_history_replays_to_the_end), TEST_CASE(timer_cancel_replays),
           TEST_CASE(incremental_feed_matches_like_full), TEST_CASE(nondeterminism_names_event_command_and_line),
           TEST_CASE(missing_command_is_nondeterminism), TEST_CASE(extra_command_is_nondeterminism),
