@@ -167,13 +167,24 @@ def compare(pa, pb):
     return 1
 
 
+def leave(code):
+    """Exits without the interpreter's finalization: the SDK's native
+    threads can still hold the GIL machinery then, and Python aborts
+    ("PyGILState_Release ... finalizing") after all the work is done."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def main():
     if len(sys.argv) >= 4 and sys.argv[1] == "run":
         asyncio.run(run(sys.argv[2], sys.argv[3]))
+        leave(0)
     elif len(sys.argv) == 6 and sys.argv[1] == "again":
         asyncio.run(again(*sys.argv[2:6]))
+        leave(0)
     elif len(sys.argv) >= 3 and sys.argv[1] == "replay":
-        sys.exit(1 if asyncio.run(replay(sys.argv[2:])) else 0)
+        leave(1 if asyncio.run(replay(sys.argv[2:])) else 0)
     elif len(sys.argv) == 4 and sys.argv[1] == "compare":
         sys.exit(compare(sys.argv[2], sys.argv[3]))
     else:
