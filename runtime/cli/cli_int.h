@@ -72,6 +72,14 @@ int cli_verb_terminate(int argc, char **argv);
 int cli_verb_upgrade(int argc, char **argv);
 int cli_verb_scripts(int argc, char **argv);
 
+/* cli_pin.c: script versions on Temporal. The memo `jorch start --temporal
+ * SCRIPT.lua` gives the run (name, SHA-256, label, source); and, from a
+ * run's history, its pinned source (1), none (0: started by another
+ * client), or -1 with err when the record is inconsistent. */
+Temporal__Api__Common__V1__Memo *cli_pin_memo(const char *path, jerr *err);
+int cli_pin_from_history(Temporal__Api__History__V1__HistoryEvent *const *events, size_t n, char **src,
+                         size_t *len, char sha[65], char **name, jerr *err);
+
 /* For `jorch worker` (cli_worker.c), from cli_temporal.c: the Temporal
  * configuration as the client verbs build it (jorch.yaml's temporal:
  * section, then TEMPORAL_* variables, checked; free with tc_config_free),

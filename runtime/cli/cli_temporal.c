@@ -167,6 +167,13 @@ static int op_start(cli_client *c, const cli_start_opts *o, char **run_id, jerr 
     req.input = o->input;
     req.identity = cfg->identity;
     req.request_id = request_id;
+    /* the run carries its script version, so every worker replays it alike */
+    Temporal__Api__Common__V1__Memo *memo = NULL;
+    if (o->script_path) {
+        memo = cli_pin_memo(o->script_path, err);
+        if (!memo) return -1;
+        req.memo = memo;
+    }
 
     tc_status st;
     tc_status_init(&st);
@@ -176,6 +183,7 @@ static int op_start(cli_client *c, const cli_start_opts *o, char **run_id, jerr 
     if (tc_unary(conn_of(c), "StartWorkflowExecution", &req.base,
                  &temporal__api__workflowservice__v1__start_workflow_execution_response__descriptor, &opts,
                  &resp, &st) != 0) {
+        if (memo) protobuf_c_message_free_unpacked(&memo->base, NULL);
         if (st.code == TC_ALREADY_EXISTS) {
             Temporal__Api__Errordetails__V1__WorkflowExecutionAlreadyStartedFailure *f = (void *)tc_status_detail(
                 &st, &temporal__api__errordetails__v1__workflow_execution_already_started_failure__descriptor);
@@ -189,6 +197,7 @@ static int op_start(cli_client *c, const cli_start_opts *o, char **run_id, jerr 
         tc_status_clear(&st);
         return -1;
     }
+    if (memo) protobuf_c_message_free_unpacked(&memo->base, NULL);
     Temporal__Api__Workflowservice__V1__StartWorkflowExecutionResponse *r = (void *)resp;
     *run_id = jstrdup(r->run_id);
     protobuf_c_message_free_unpacked(resp, NULL);

@@ -76,6 +76,7 @@ typedef struct worker {
     const char *task_queue;
     const char *wf_dir;
     const char *act_dir;
+    bool require_known;  /* --require-known-scripts */
     tc_conn *wf_conn;   /* the workflow thread's */
     tc_conn *act_conn;  /* the activity thread's */
     tc_conn *hb_conn;   /* heartbeats, under hb_mu */
@@ -441,13 +442,46 @@ static void handle_wft(worker *w, const WftTask *t) {
         free(src);
         return;
     }
+    /* a run started with its script version replays on that version */
+    char *pinned_src = NULL, *pinned_name = NULL;
+    size_t pinned_len = 0;
+    char pinned_sha[65];
+    int pinned = cli_pin_from_history(h.events, h.n, &pinned_src, &pinned_len, pinned_sha, &pinned_name, &err);
+    if (pinned > 0) {
+        char own_sha[65];
+        sha256_hex(src, len, own_sha);
+        if (w->require_known && strcmp(own_sha, pinned_sha) != 0) {
+            snprintf(msg, sizeof msg, "workflow '%.200s' runs script version %.12s (%.200s), which is not this "
+                     "worker's %.300s (sha256 %.12s): with --require-known-scripts the worker runs only the scripts "
+                     "in its own workflows directory; deploy that version to it, or serve the run with another worker",
+                     wid, pinned_sha, pinned_name, path, own_sha);
+            pinned = -1;
+        } else {
+            free(src);
+            src = pinned_src;
+            len = pinned_len;
+            pinned_src = NULL;
+        }
+    } else if (pinned < 0) {
+        snprintf(msg, sizeof msg, "%s", err.msg);
+    }
+    free(pinned_src);
+    if (pinned < 0) {
+        fail_task(w, t, FAILED_UNHANDLED, msg);
+        free(pinned_name);
+        free(src);
+        history_free(&h);
+        return;
+    }
     engine_run_config ec = {
-        .script_name = path, .script_src = src, .script_len = len, .limits = engine_limits_default(),
+        .script_name = pinned > 0 ? pinned_name : path, .script_src = src, .script_len = len,
+        .limits = engine_limits_default(),
         .finder = engine_find_module_in_dir, .finder_ud = (void *)w->wf_dir, .namespace_ = w->cfg.namespace_,
         .workflow_id = wid, .run_id = t->workflow_execution->run_id, .log_fn = wf_log, .log_ud = w,
     };
     engine_run *run = engine_run_new(&ec, &err);
     free(src);
+    free(pinned_name);
     if (run == NULL) {
         fail_task(w, t, FAILED_UNHANDLED, err.msg);
         history_free(&h);
@@ -894,10 +928,11 @@ static void *activity_thread(void *arg) {
 
 /* ---------------------------------------------------------------- verb */
 
-enum { O_WORKFLOWS, O_ACTIVITIES, O_TASK_QUEUE };
+enum { O_WORKFLOWS, O_ACTIVITIES, O_TASK_QUEUE, O_REQUIRE_KNOWN };
 
 static const cli_opt worker_opts[] = {
-    {"workflows", 1, O_WORKFLOWS}, {"activities", 1, O_ACTIVITIES}, {"task-queue", 1, O_TASK_QUEUE}, {NULL, 0, 0}};
+    {"workflows", 1, O_WORKFLOWS}, {"activities", 1, O_ACTIVITIES}, {"task-queue", 1, O_TASK_QUEUE},
+    {"require-known-scripts", 0, O_REQUIRE_KNOWN}, {NULL, 0, 0}};
 
 static const char worker_help[] =
     "Usage: jorch worker [--workflows DIR] [--activities DIR] [--task-queue Q]\n\n"
@@ -905,12 +940,14 @@ static const char worker_help[] =
     "SIGTERM. A workflow of type T runs DIR/T.lua from --workflows; activities are\n"
     "the modules in --activities. Workflows started with\n"
     "'jorch start --temporal SCRIPT' (or 'temporal workflow start --type T') on the\n"
-    "same task queue run here, unchanged.\n"
+    "same task queue run here, unchanged. A run started with 'jorch start --temporal\n"
+    "SCRIPT.lua' carries its script version and replays on it, whatever DIR holds.\n"
     "Options:\n"
     "  --workflows DIR    workflow scripts (default ./workflows)\n"
     "  --activities DIR   activity modules (default ./activities)\n"
     "  --task-queue Q     task queue (default $TEMPORAL_TASK_QUEUE, temporal.task_queue\n"
-    "                     in jorch.yaml, or jira-orchestration)\n"
+    "                     in jorch.yaml, or jira-orchestration)\n"    "  --require-known-scripts  fail the workflow task of a run whose script version\n"
+    "                     is not DIR/TYPE.lua (only reviewed scripts run)\n"
     "Connection: TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS*\n"
     "and the temporal: section of jorch.yaml, as for 'jorch start --temporal'.\n"
     "Activities see jorch.yaml as jorch.config, with home = $JORCH_HOME or ./.jorch.\n"
@@ -958,6 +995,7 @@ int cli_verb_worker(int argc, char **argv) {
     atomic_init(&w.stop, false);
     w.wf_dir = a.set[O_WORKFLOWS] ? a.val[O_WORKFLOWS] : "workflows";
     w.act_dir = a.set[O_ACTIVITIES] ? a.val[O_ACTIVITIES] : "activities";
+    w.require_known = a.set[O_REQUIRE_KNOWN];
     if (w.wf_dir[0] == '\0' || !is_dir(w.wf_dir)) {
         cli_errorf("workflows directory '%s' not found (run in the project directory or pass --workflows DIR)",
                    w.wf_dir);
