@@ -79,6 +79,10 @@ int cli_verb_scripts(int argc, char **argv);
 Temporal__Api__Common__V1__Memo *cli_pin_memo(const char *path, jerr *err);
 int cli_pin_from_history(Temporal__Api__History__V1__HistoryEvent *const *events, size_t n, char **src,
                          size_t *len, char sha[65], char **name, jerr *err);
+/* jorch upgrade --temporal: replays the run's history (from the server)
+ * against SCRIPT; when clean and not dry_run, records the version with its
+ * source as ENGINE_UPGRADE_SIGNAL. JERR_FAILED with the report otherwise. */
+int cli_pin_upgrade_temporal(cli_client *c, const char *id, const char *path, bool dry_run, jerr *err);
 
 /* For `jorch worker` (cli_worker.c), from cli_temporal.c: the Temporal
  * configuration as the client verbs build it (jorch.yaml's temporal:

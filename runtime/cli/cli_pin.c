@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/engine.h"
 #include "store/store.h"
 
 /* A memo field whose payload is the JSON string `value`. */
@@ -79,6 +80,34 @@ static char *memo_string(const Temporal__Api__Common__V1__Memo *m, const char *k
     return NULL;
 }
 
+/* The last jorch upgrade recorded in history that took effect: its signal
+ * must directly follow the history its check replayed (checkedThroughEvent
+ * + 1); one that arrived after other events is void, so every worker
+ * decides alike from history alone. */
+static cJSON *last_upgrade(Temporal__Api__History__V1__HistoryEvent *const *events, size_t n) {
+    cJSON *found = NULL;
+    for (size_t i = 0; i < n; i++) {
+        const Temporal__Api__History__V1__WorkflowExecutionSignaledEventAttributes *a =
+            events[i]->workflow_execution_signaled_event_attributes;
+        if (events[i]->event_type != TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED || !a ||
+            !a->signal_name || strcmp(a->signal_name, ENGINE_UPGRADE_SIGNAL) != 0 || !a->input ||
+            a->input->n_payloads < 1)
+            continue;
+        const ProtobufCBinaryData *d = &a->input->payloads[0]->data;
+        cJSON *o = cJSON_ParseWithLength((const char *)d->data, d->len);
+        const cJSON *checked = o ? cJSON_GetObjectItemCaseSensitive(o, "checkedThroughEvent") : NULL;
+        const cJSON *src = o ? cJSON_GetObjectItemCaseSensitive(o, "source") : NULL;
+        if (!cJSON_IsNumber(checked) || !cJSON_IsString(src) ||
+            (int64_t)checked->valuedouble + 1 != events[i]->event_id) {
+            cJSON_Delete(o);
+            continue;
+        }
+        cJSON_Delete(found);
+        found = o;
+    }
+    return found;
+}
+
 int cli_pin_from_history(Temporal__Api__History__V1__HistoryEvent *const *events, size_t n, char **src,
                          size_t *len, char sha[65], char **name, jerr *err) {
     *src = NULL;
@@ -86,25 +115,131 @@ int cli_pin_from_history(Temporal__Api__History__V1__HistoryEvent *const *events
     sha[0] = '\0';
     if (n == 0 || !events[0]->workflow_execution_started_event_attributes) return 0;
     const Temporal__Api__Common__V1__Memo *m = events[0]->workflow_execution_started_event_attributes->memo;
-    char *s = memo_string(m, "jorch.script_source");
-    char *claimed = memo_string(m, "jorch.script_sha256");
+    char *s = NULL, *claimed = NULL;
+    cJSON *up = last_upgrade(events, n);
+    if (up) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(up, "source");
+        s = jstrdup(v->valuestring);
+        v = cJSON_GetObjectItemCaseSensitive(up, "sha");
+        claimed = cJSON_IsString(v) ? jstrdup(v->valuestring) : NULL;
+        v = cJSON_GetObjectItemCaseSensitive(up, "name");
+        *name = cJSON_IsString(v) ? jstrdup(v->valuestring) : NULL;
+        cJSON_Delete(up);
+    } else {
+        s = memo_string(m, "jorch.script_source");
+        claimed = memo_string(m, "jorch.script_sha256");
+    }
     if (!s || !claimed) {
         free(s);
         free(claimed);
+        free(*name);
+        *name = NULL;
         return 0; /* started by another client: not pinned */
     }
     *len = strlen(s);
     sha256_hex(s, *len, sha);
     if (strcmp(sha, claimed) != 0) {
-        jerr_set(err, JERR_FAILED, "the script version recorded in this run's start (sha256 %.12s) does not match "
-                 "its source (sha256 %.12s): the memo was altered; terminate the run", claimed, sha);
+        jerr_set(err, JERR_FAILED, "the script version recorded in this run's history (sha256 %.12s) does not match "
+                 "its source (sha256 %.12s): the record was altered; terminate the run", claimed, sha);
         free(s);
         free(claimed);
+        free(*name);
+        *name = NULL;
         return -1;
     }
     free(claimed);
-    *name = memo_string(m, "jorch.script");
+    if (!*name) *name = memo_string(m, "jorch.script");
     if (!*name) *name = jstrdup("pinned.lua");
     *src = s;
     return 1;
+}
+
+/* jorch upgrade --temporal: the check runs here, on the history the server
+ * has now; the signal then records the version with the source. */
+int cli_pin_upgrade_temporal(cli_client *c, const char *id, const char *path, bool dry_run, jerr *err) {
+    char *src = NULL;
+    size_t len = 0;
+    if (cli_read_script(path, &src, &len, err) != 0) return -1;
+    Temporal__Api__History__V1__History *h = NULL;
+    if (c->ops->history(c, id, &h, err) != 0) {
+        free(src);
+        return -1;
+    }
+    char sha[65], label[64], dir[1024];
+    sha256_hex(src, len, sha);
+    store_version_label(src, len, label, sizeof label);
+    cli_script_dir(path, dir, sizeof dir);
+    int64_t last = h->n_events ? h->events[h->n_events - 1]->event_id : 0;
+    bool closing = false;
+    if (h->n_events) {
+        switch (h->events[h->n_events - 1]->event_type) {
+        case TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:
+        case TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_WORKFLOW_EXECUTION_FAILED:
+        case TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT:
+        case TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED:
+        case TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED:
+        case TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW: closing = true; break;
+        default: break;
+        }
+    }
+    if (closing) {
+        protobuf_c_message_free_unpacked(&h->base, NULL);
+        free(src);
+        return jerr_set(err, JERR_USAGE, "workflow '%s' is closed: only open runs can be upgraded", id);
+    }
+    engine_run_config cfg = {
+        .script_name = path, .script_src = src, .script_len = len, .limits = engine_limits_default(),
+        .finder = engine_find_module_in_dir, .finder_ud = dir, .workflow_id = id, .run_id = "upgrade-check",
+    };
+    engine_run *r = engine_run_new(&cfg, err);
+    int rc = r ? 0 : -1;
+    if (rc == 0) {
+        engine_output out;
+        memset(&out, 0, sizeof out);
+        rc = engine_run_feed(r, h->events, h->n_events, &out, err);
+        if (rc == 0 && !out.has_task) rc = engine_run_check_end(r, &out, err);
+        if (rc != 0) err->code = JERR_FAILED;
+    }
+    engine_run_free(r);
+    protobuf_c_message_free_unpacked(&h->base, NULL);
+    if (rc != 0 || dry_run) {
+        free(src);
+        return rc;
+    }
+    cJSON *o = cJSON_CreateObject();
+    if (o) {
+        cJSON_AddStringToObject(o, "sha", sha);
+        cJSON_AddStringToObject(o, "name", path);
+        cJSON_AddStringToObject(o, "label", label);
+        cJSON_AddNumberToObject(o, "checkedThroughEvent", (double)last);
+        cJSON_AddStringToObject(o, "source", src);
+    }
+    free(src);
+    char *json = o ? cJSON_PrintUnformatted(o) : NULL;
+    cJSON_Delete(o);
+    Temporal__Api__Common__V1__Payloads *ps = payloads_new();
+    Temporal__Api__Common__V1__Payload *p = json ? payload_new_json(json, strlen(json)) : NULL;
+    cJSON_free(json);
+    if (!ps || !p || payloads_add(ps, p) != 0) {
+        if (ps) protobuf_c_message_free_unpacked(&ps->base, NULL);
+        return jerr_oom(err, "recording an upgrade");
+    }
+    rc = c->ops->signal(c, id, ENGINE_UPGRADE_SIGNAL, ps, err);
+    protobuf_c_message_free_unpacked(&ps->base, NULL);
+    if (rc != 0) return -1;
+    /* did it land right after the checked history (else it is void)? */
+    if (c->ops->history(c, id, &h, err) != 0) return -1;
+    bool landed = false;
+    for (size_t i = 0; i < h->n_events; i++) {
+        const Temporal__Api__History__V1__WorkflowExecutionSignaledEventAttributes *a =
+            h->events[i]->workflow_execution_signaled_event_attributes;
+        if (h->events[i]->event_id == last + 1 && a && a->signal_name &&
+            strcmp(a->signal_name, ENGINE_UPGRADE_SIGNAL) == 0)
+            landed = true;
+    }
+    protobuf_c_message_free_unpacked(&h->base, NULL);
+    if (!landed)
+        return jerr_set(err, JERR_FAILED, "the run moved on while it was checked, so the upgrade record is void and "
+                        "the run keeps its version: run 'jorch upgrade --temporal %s' again", id);
+    return 0;
 }

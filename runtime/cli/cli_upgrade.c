@@ -32,6 +32,8 @@ static const char upgrade_help[] =
     "                  of at least 8 hex digits, as 'jorch scripts' shows)\n"
     "  --dry-run       check only\n"
     "  --home DIR      the embedded store (default $JORCH_HOME or ./.jorch)\n"
+    "  --temporal      a run on Temporal (also FEATURE_TEMPORAL_ENABLED=true): needs\n"
+    "                  --to; the version and its source are recorded in the run's history\n"
     "Exit 0 upgraded (or would be), 1 the new version does not replay, 2 usage.\n";
 
 static const char *home_of(const cli_args *a) {
@@ -148,6 +150,35 @@ static int upgrade_all_of(store *s, const char *sha, const char *to, bool dry_ru
     return worst;
 }
 
+static int upgrade_temporal(const cli_args *a) {
+    if (a->set[U_ALL_OF] || a->set[U_HOME])
+        return cli_usage_error("upgrade", "--all-of and --home work on the embedded backend only");
+    if (!a->set[U_TO])
+        return cli_usage_error("upgrade", "on Temporal, name the new version with --to SCRIPT");
+    jerr e = {0};
+    cli_client *c = cli_temporal_client_new(&e);
+    if (!c) {
+        cli_errorf("%s", e.msg);
+        return cli_exit_for(&e);
+    }
+    const char *id = a->pos[0], *path = a->val[U_TO];
+    int rc = cli_pin_upgrade_temporal(c, id, path, a->set[U_DRY_RUN], &e);
+    c->ops->free(c);
+    if (rc != 0) {
+        if (e.code == JERR_FAILED) {
+            cli_errorf("cannot upgrade workflow '%s' to %s: %s; nothing changed", id, path, e.msg);
+            return CLI_FAILED;
+        }
+        cli_errorf("%s", e.msg);
+        return cli_exit_for(&e);
+    }
+    printf(a->set[U_DRY_RUN] ? "workflow '%s' can be upgraded to %s: its history replays cleanly\n"
+                             : "upgraded workflow '%s' to %s: its history replayed cleanly; the next workflow task "
+                               "runs the new version\n",
+           id, path);
+    return CLI_OK;
+}
+
 int cli_verb_upgrade(int argc, char **argv) {
     cli_args a;
     int rc = cli_parse("upgrade", argc, argv, upgrade_opts, false, &a);
@@ -156,15 +187,12 @@ int cli_verb_upgrade(int argc, char **argv) {
         fputs(upgrade_help, stdout);
         return 0;
     }
-    if (temporal_wanted(&a))
-        return cli_usage_error("upgrade", "upgrade works on the embedded backend only so far; on Temporal, a "
-                                          "worker runs every workflow task with the scripts in its workflows/ "
-                                          "(see docs/versioning.md)");
     if (a.set[U_ALL_OF] ? a.npos != 0 : a.npos != 1)
         return cli_usage_error("upgrade", "expected either one workflow ID or --all-of SHA");
     jerr ve = {0};
     if (a.npos == 1 && id_check("workflow id", a.pos[0], ID_MAX_BYTES, &ve) != 0)
         return cli_usage_error("upgrade", "%s", ve.msg);
+    if (temporal_wanted(&a)) return upgrade_temporal(&a);
     store *s = NULL;
     rc = open_home(&a, &s);
     if (rc) return rc;

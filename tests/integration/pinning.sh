@@ -112,5 +112,30 @@ jr signal --temporal pin-2 proceed
 jr result --temporal pin-2 --timeout 30s
 check "pin-2 finishes" test "$RC" = 0 -a "$OUT" = '["src-y","B","v1"]'
 stop_worker
+
+# jorch upgrade --temporal: refused for the incompatible edit, applied for a
+# compatible one; the run then finishes on the new version, served by a
+# worker whose own checkout holds neither
+mkdir -p "$TC_TMP/w3"
+gate "$TC_TMP/w3/gate.lua" '  local a = acts.fetch(name)
+  local b = acts.echo("B")' v3
+start_worker "$TC_TMP/w1" "$TC_TMP/worker5.log"
+jr start --temporal --task-queue "$Q" --id pin-3 "$TC_TMP/w1/gate.lua" '"z"'
+wait_for 30 has_two pin-3
+check "pin-3 waits at the gate" has_two pin-3
+jr upgrade --temporal pin-3 --to "$TC_TMP/w2/gate.lua"
+check "upgrade to the incompatible edit: exit 1" test "$RC" = 1
+check "... with the nondeterminism report" grep -q "nondeterminism" <<<"$ERR"
+check "... naming the script line" grep -q "gate.lua:6" <<<"$ERR"
+jr upgrade --temporal pin-3 --to "$TC_TMP/w3/gate.lua" --dry-run
+check "dry run of the compatible edit: exit 0" test "$RC" = 0
+jr upgrade --temporal pin-3 --to "$TC_TMP/w3/gate.lua"
+check "upgrade to the compatible edit: exit 0" test "$RC" = 0
+stop_worker
+start_worker "$TC_TMP/w2" "$TC_TMP/worker6.log"
+jr signal --temporal pin-3 proceed
+jr result --temporal pin-3 --timeout 30s
+check "the upgraded run finishes on the new version" test "$RC" = 0 -a "$OUT" = '["src-z","B","v3"]'
+stop_worker
 echo "$PASSED passed, $FAILED failed"
 [ "$FAILED" -eq 0 ]
