@@ -61,6 +61,9 @@ static int call_failed(cli_client *c, const tc_status *st, const char *what, con
     char cbuf[16];
     const char *code = tc_code_name(st->code, cbuf, sizeof cbuf);
     if (st->transport) {
+        if (st->plaintext_peer) /* the message says what to do */
+            return jerr_set(err, JERR_BACKEND, "TLS connection to Temporal at %s failed: %s", cfg->address,
+                            st->message);
         if (is_tls_failure(st->curl_code))
             return jerr_set(err, JERR_BACKEND,
                             "TLS connection to Temporal at %s failed: %s (check TEMPORAL_TLS_CA, "

@@ -209,12 +209,15 @@ static void user_where(lua_State *L, char *buf, size_t buflen) {
     snprintf(buf, buflen, "?");
 }
 
+/* lua_error, not luaL_error: luaL_error would put the position of the
+ * primitive's caller ("[jorch]/workflow.lua:331:") in front of the user's. */
 static int raise_at_user(lua_State *L, const char *fmt, const char *detail) {
     char where[256];
     user_where(L, where, sizeof where);
     if (strcmp(where, "?") == 0) /* no script line (tail calls): Lua's own position */
         return luaL_error(L, "%s%s", fmt, detail ? detail : "");
-    return luaL_error(L, "%s: %s%s", where, fmt, detail ? detail : "");
+    lua_pushfstring(L, "%s: %s%s", where, fmt, detail ? detail : "");
+    return lua_error(L);
 }
 
 /* ------------------------------------------------------------ machines, queue */
@@ -1191,6 +1194,23 @@ static int prim_log(lua_State *L) {
     return 0;
 }
 
+/* Length of a leading "[jorch]/file.lua:N: " position in msg, or 0. */
+static size_t internal_prefix_len(const char *msg) {
+    if (strncmp(msg, "[jorch]/", 8) != 0) return 0;
+    const char *p = strstr(msg, ".lua:");
+    if (!p) return 0;
+    p += 5;
+    if (*p < '0' || *p > '9') return 0;
+    while (*p >= '0' && *p <= '9') p++;
+    if (p[0] != ':' || p[1] != ' ') return 0;
+    return (size_t)(p + 2 - msg);
+}
+
+/* The message and stack of a failed workflow coroutine, as the user should
+ * read them: an error raised inside jorch's own Lua (a wrong argument to a
+ * workflow.* function) is reported at the script line that made the call,
+ * not at "[jorch]/workflow.lua:331:", and jorch's own frames are left out
+ * of the stack (they say nothing about the script). */
 static int prim_traceback(lua_State *L) {
     lua_State *co = lua_tothread(L, 1);
     const char *msg = lua_tostring(L, 2);
@@ -1203,7 +1223,39 @@ static int prim_traceback(lua_State *L) {
         lua_pushvalue(L, 2);
         return 1;
     }
-    luaL_traceback(L, co, msg, 0);
+    char where[256] = "?";
+    size_t skip = msg ? internal_prefix_len(msg) : 0;
+    if (skip > 0) user_where(co, where, sizeof where);
+    luaL_traceback(L, co, NULL, 0);
+    int tb_idx = lua_gettop(L);
+    const char *tb = lua_tostring(L, tb_idx);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    if (msg) {
+        size_t wl = strlen(where);
+        /* the message may already name the user's line after the prefix */
+        if (skip > 0 && strcmp(where, "?") != 0 &&
+            !(strncmp(msg + skip, where, wl) == 0 && msg[skip + wl] == ':')) {
+            luaL_addstring(&b, where);
+            luaL_addstring(&b, ": ");
+        }
+        luaL_addstring(&b, msg + skip);
+        luaL_addchar(&b, '\n');
+    }
+    /* every line except jorch's own frames */
+    bool first = true;
+    for (const char *line = tb; line && *line;) {
+        const char *nl = strchr(line, '\n');
+        size_t n = nl ? (size_t)(nl - line) : strlen(line);
+        if (!(n >= 9 && strncmp(line, "\t[jorch]/", 9) == 0)) {
+            if (!first) luaL_addchar(&b, '\n');
+            luaL_addlstring(&b, line, n);
+            first = false;
+        }
+        line = nl ? nl + 1 : NULL;
+    }
+    luaL_pushresult(&b);
+    lua_remove(L, tb_idx);
     return 1;
 }
 

@@ -362,6 +362,17 @@ static int code_from_curl(CURLcode rc) {
     }
 }
 
+/* True when a failed TLS handshake's message says the bytes that came back
+ * were not TLS at all (OpenSSL and GnuTLS wordings): typically a cleartext
+ * gRPC server, reached with TLS switched on. */
+static bool plaintext_reply(const char *msg) {
+    static const char *const signs[] = {"wrong version number", "packet length too long", "record layer failure",
+                                        "unexpected TLS packet", "TLS packet with unexpected length"};
+    for (size_t i = 0; i < sizeof signs / sizeof signs[0]; i++)
+        if (strstr(msg, signs[i]) != NULL) return true;
+    return false;
+}
+
 /* Turn a finished attempt into the call's status (and response). */
 static void settle_attempt(tc_call *call, CURLcode rc) {
     tc_status *st = &call->status;
@@ -396,6 +407,12 @@ static void settle_attempt(tc_call *call, CURLcode rc) {
         size_t len = strlen(st->message);
         while (len > 0 && (st->message[len - 1] == '\n' || st->message[len - 1] == '\r'))
             st->message[--len] = '\0';
+        if (rc == CURLE_SSL_CONNECT_ERROR && plaintext_reply(st->message)) {
+            st->plaintext_peer = true;
+            snprintf(st->message + len, sizeof st->message - len,
+                     " (the server does not speak TLS: for a server without TLS, such as "
+                     "`temporal server start-dev`, set TEMPORAL_TLS=false or temporal.tls: false)");
+        }
         return;
     }
     long version = 0;

@@ -131,6 +131,7 @@ typedef struct tc_status {
     int code;                  /* gRPC code; TC_OK on success */
     bool transport;            /* no gRPC status arrived: connect/TLS/timeout failure */
     int curl_code;             /* CURLcode when transport is true */
+    bool plaintext_peer;       /* the TLS handshake met a server that does not speak TLS */
     char message[1024];        /* grpc-message, or what went wrong in transport */
     Google__Rpc__Status *details; /* decoded grpc-status-details-bin, or NULL */
 } tc_status;
