@@ -101,6 +101,17 @@ local function parse_input(input, extra)
   return p
 end
 
+-- One run per issue: without --id, `jorch start`/`jorch run` name the run
+-- after the issue key, so a second start of the same issue while one runs is
+-- refused (two runs would share one work tree and one branch). An explicit
+-- --id still starts more. A malformed key gets a generated id; the run then
+-- fails with its ValidationError.
+workflow.default_id(function(input)
+  local key = type(input) == "table" and input.issueKey or input
+  if type(key) == "string" and #key <= 64 and key:match(KEY_PATTERN) then return key end
+  return nil
+end)
+
 ---------------------------------------------------------------- the workflow
 
 return function(input, options)
@@ -204,6 +215,15 @@ return function(input, options)
     return r
   end
 
+  -- The command that reaches this run from a shell, for the backend it runs
+  -- on (info.backend comes from the run's history, so replays agree).
+  local function signal_command(name)
+    if info.backend == "temporal" then
+      return "jorch signal --temporal " .. info.workflow_id .. " " .. name
+    end
+    return "jorch signal " .. info.workflow_id .. " " .. name
+  end
+
   local function check_rejected()
     if rejected then fail("Rejected", "rejected: " .. rejected) end
   end
@@ -231,7 +251,7 @@ return function(input, options)
     set_labels(after, "awaiting_approval")
     comment(after .. " is complete; the orchestration is awaiting approval to continue.\n"
       .. "Send the proceed signal to continue, or reject (with a reason) to stop:\n"
-      .. "jorch signal " .. info.workflow_id .. " proceed")
+      .. signal_command("proceed"))
     local ok = workflow.wait_condition(function() return proceeds > 0 or rejected ~= nil end,
       APPROVAL_TIMEOUT)
     state.awaitingApproval = false
@@ -403,6 +423,11 @@ return function(input, options)
   local ok, err = pcall(run_all)
   if ok then
     state.status = "completed"
+    -- latest.json says "completed" (runs started before this change skip it:
+    -- their histories have no checkpoint here)
+    if workflow.patched("checkpoint-on-completion") then
+      try("checkpoint", function() checkpoint("DONE") end)
+    end
     try("notify", function()
       act("notify.send", {{issueKey = key, status = "completed",
         text = key .. ": orchestration completed (" .. #(state.commits or {}) .. " commits on "
@@ -424,6 +449,9 @@ return function(input, options)
   if etype == "ActivityError" and err.cause then etype = err.cause.type or etype end
   local message = err.message
   if err.cause and err.cause.message and err.cause.message ~= "" then message = err.cause.message end
+  if cancelled and workflow.cancel_reason() then
+    message = "workflow cancelled: " .. workflow.cancel_reason():sub(1, 500)
+  end
   cleaning = true
   state.awaitingApproval = false
   state.error = {type = etype, message = message, phase = state.currentPhase}

@@ -101,7 +101,9 @@ end
 local function check_cancel(th)
   if th.cancel then
     th.cancel = nil
-    error(workflow.CancelledError("workflow cancelled"), 0)
+    local e = workflow.CancelledError("workflow cancelled")
+    e.reason = cancel_reason
+    error(e, 0)
   end
 end
 
@@ -161,6 +163,7 @@ local signal_buffer = {}   -- signals that arrived before a handler existed
 local query_handlers = {}
 local cancel_requested = false
 local cancel_delivered = false
+local cancel_reason = nil  -- the text given to `jorch cancel --reason`, if any
 
 -- A finished coroutine's return values are lost once it is dead, so threads
 -- run through this wrapper, which stores them before returning.
@@ -286,8 +289,9 @@ function rt.signal(name, ...)
   signal_buffer[#signal_buffer + 1] = {name = name, args = t_pack(...)}
 end
 
-function rt.cancel_request()
+function rt.cancel_request(reason)
   cancel_requested = true
+  if type(reason) == "string" and reason ~= "" and cancel_reason == nil then cancel_reason = reason end
 end
 
 function rt.query(name, ...)
@@ -493,6 +497,37 @@ end
 
 --- True once cancellation of the workflow was requested.
 function workflow.cancelled() return cancel_requested end
+
+--- The reason given with the cancellation request (`jorch cancel ID
+--- --reason R`, Temporal's cancel reason), or nil.
+function workflow.cancel_reason() return cancel_reason end
+
+---------------------------------------------------------------- default workflow id
+
+local default_id_fn = nil
+
+--- Declares how `jorch start`/`jorch run` name a run when no --id is given:
+--- fn receives the workflow input (the same arguments as the workflow
+--- function) and returns the workflow id, or nil for a generated one. Call it
+--- at the top level of the script; it runs in the sandbox when a run is
+--- started, never during the run, so it produces no commands.
+function workflow.default_id(fn)
+  if type(fn) ~= "function" then error("workflow.default_id expects a function(input, ...) returning an id", 2) end
+  if main_thread ~= nil then
+    error("workflow.default_id must be called at the top level of the script, not inside the workflow", 2)
+  end
+  default_id_fn = fn
+end
+
+function rt.default_id(...)
+  if default_id_fn == nil then return nil end
+  local id = default_id_fn(...)
+  if id ~= nil and type(id) ~= "string" then
+    error(s_format("the workflow.default_id function returned a %s; it must return a string id or nil",
+      type(id)), 0)
+  end
+  return id
+end
 
 ---------------------------------------------------------------- determinism helpers
 

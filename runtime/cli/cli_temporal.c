@@ -191,8 +191,8 @@ static int op_start(cli_client *c, const cli_start_opts *o, char **run_id, jerr 
             Temporal__Api__Errordetails__V1__WorkflowExecutionAlreadyStartedFailure *f = (void *)tc_status_detail(
                 &st, &temporal__api__errordetails__v1__workflow_execution_already_started_failure__descriptor);
             jerr_set(err, JERR_USAGE,
-                     "workflow '%s' is already running (run id %s); pick another workflow id or wait for it "
-                     "to close", wid, f != NULL && f->run_id[0] ? f->run_id : "unknown");
+                     "workflow '%s' is already running (run id %s): pick another --id, or wait for it, or "
+                     "'jorch cancel --temporal %s'", wid, f != NULL && f->run_id[0] ? f->run_id : "unknown", wid);
             if (f != NULL) protobuf_c_message_free_unpacked(&f->base, NULL);
         } else {
             call_failed(c, &st, "start", wid, err);

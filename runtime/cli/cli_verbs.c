@@ -742,6 +742,8 @@ static int start_common(int argc, char **argv, bool run_mode) {
     cli_start_opts so = {.workflow_id = a.set[O_ID] ? a.val[O_ID] : NULL, .workflow_type = type,
                          .task_queue = a.set[O_TASK_QUEUE] ? a.val[O_TASK_QUEUE] : NULL,
                          .script_path = (temporal && strstr(script, ".lua") == NULL) ? NULL : script, .input = input};
+    /* the script's workflow.default_id(input), when it declares one and no --id was given */
+    char default_id[256] = "";
     if (so.script_path) {
         /* fail fast on a script that cannot load, on either backend */
         char *src = NULL;
@@ -753,13 +755,15 @@ static int start_common(int argc, char **argv, bool run_mode) {
         }
         char dir[1024];
         cli_script_dir(script, dir, sizeof dir);
-        int crc = engine_check_script(script, src, len, engine_find_module_in_dir, dir, &e);
+        int crc = engine_start_check(script, src, len, engine_find_module_in_dir, dir, input, default_id,
+                                     sizeof default_id, &e);
         free(src);
         if (crc != 0) {
             protobuf_c_message_free_unpacked(&input->base, NULL);
             cli_errorf("%s", e.msg);
             return CLI_USAGE;
         }
+        if (!so.workflow_id && default_id[0]) so.workflow_id = default_id;
     }
     if (!temporal) {
         /* a broken jorch.yaml is reported before anything is started */

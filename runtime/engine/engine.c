@@ -112,6 +112,7 @@ struct engine_run {
     char *workflow_type, *task_queue, *first_run_id, *original_run_id, *continued_run_id;
     int32_t attempt;
     int64_t start_time;
+    bool embedded;            /* started by the embedded store (its memo pins the script) */
 
     int64_t last_event_id;
     int64_t wft_started_id;
@@ -1175,6 +1176,7 @@ static int prim_info(lua_State *L) {
     sha256_hex(r->script_src, r->script_len, sha);
     set_str(L, "script_sha256", sha);
     set_str(L, "script", r->script_name);
+    set_str(L, "backend", r->embedded ? "embedded" : "temporal");
     return 1;
 }
 
@@ -1510,8 +1512,14 @@ static int do_signal(lua_State *L, engine_run *r, void *ud) {
 }
 
 static int do_cancel_request(lua_State *L, engine_run *r, void *ud) {
+    const Temporal__Api__History__V1__WorkflowExecutionCancelRequestedEventAttributes *a = ud;
     push_rt_fn(L, r, "cancel_request");
-    lua_call(L, 0, 0);
+    /* the reason given to `cancel --reason` (Temporal records it as the cause) */
+    if (a && a->cause && *a->cause)
+        lua_pushstring(L, a->cause);
+    else
+        lua_pushnil(L);
+    lua_call(L, 1, 0);
     return 0;
 }
 
@@ -1604,6 +1612,15 @@ static int on_started(engine_run *r, const HistoryEvent *e, jerr *err) {
     }
     r->attempt = a->attempt;
     r->start_time = pb_timestamp_nanos(e->event_time);
+    /* Which backend the run lives on, from history so replays agree: the
+     * embedded store records the pinned script in the start event's memo
+     * (store.c, script_memo); runs started on Temporal have no such field. */
+    r->embedded = false;
+    if (a->memo)
+        for (size_t i = 0; i < a->memo->n_fields; i++)
+            if (a->memo->fields[i] && a->memo->fields[i]->key &&
+                strcmp(a->memo->fields[i]->key, "jorch.script") == 0)
+                r->embedded = true;
     /* sdk-core seeds workflow randomness from the original execution run id */
     const char *seed_src = *r->original_run_id ? r->original_run_id
                            : (r->run_id && *r->run_id) ? r->run_id
@@ -2331,7 +2348,8 @@ static int handle_event(engine_run *r, HistoryEvent **events, size_t n, size_t i
         }
         return 0;
     case ET(WORKFLOW_EXECUTION_CANCEL_REQUESTED):
-        if (run_protected(r, do_cancel_request, NULL, err) != 0) {
+        if (run_protected(r, do_cancel_request, (void *)e->workflow_execution_cancel_requested_event_attributes,
+                          err) != 0) {
             out->failure = ENGINE_TASK_FAILED;
             return -1;
         }
@@ -2545,6 +2563,53 @@ int engine_check_script(const char *script_name, const char *src, size_t len, en
     engine_run *r = engine_run_new(&cfg, err);
     if (!r) return -1;
     int rc = setup_sandbox(r, fnv1a("check"), err);
+    engine_run_free(r);
+    return rc;
+}
+
+typedef struct default_id_ctx {
+    const Payloads *input;
+    char *id;
+    size_t idlen;
+} default_id_ctx;
+
+static int do_default_id(lua_State *L, engine_run *r, void *ud) {
+    default_id_ctx *c = ud;
+    push_rt_fn(L, r, "default_id");
+    int n = push_payloads(r, L, c->input, "the workflow input");
+    lua_call(L, n, 1);
+    if (lua_isnil(L, -1)) return 0;
+    size_t len = 0;
+    const char *id = lua_tolstring(L, -1, &len);
+    if (len == 0) return 0; /* "" means: no default, like nil */
+    if (len >= c->idlen || strlen(id) != len)
+        return luaL_error(L, "%s: the workflow.default_id function returned an id that is too long (at most %d "
+                          "bytes) or contains a NUL byte", r->script_name, (int)(c->idlen - 1));
+    memcpy(c->id, id, len + 1);
+    return 0;
+}
+
+int engine_start_check(const char *script_name, const char *src, size_t len, engine_module_finder finder,
+                       void *finder_ud, const Payloads *input, char *id, size_t idlen, jerr *err) {
+    if (idlen == 0) return jerr_set(err, JERR_INTERNAL, "engine_start_check: no room for the id");
+    id[0] = '\0';
+    engine_run_config cfg = {
+        .script_name = script_name, .script_src = src, .script_len = len,
+        .limits = engine_limits_default(), .finder = finder, .finder_ud = finder_ud,
+        .workflow_id = "start", .run_id = "start",
+    };
+    engine_run *r = engine_run_new(&cfg, err);
+    if (!r) return -1;
+    int rc = setup_sandbox(r, fnv1a("start"), err);
+    if (rc == 0) {
+        sandbox_begin_activation(r->sb);
+        default_id_ctx c = {input, id, idlen};
+        rc = run_protected(r, do_default_id, &c, err);
+        if (rc != 0) {
+            id[0] = '\0';
+            jerr_prefix(err, "computing the default workflow id (workflow.default_id; or pass --id)");
+        }
+    }
     engine_run_free(r);
     return rc;
 }

@@ -156,6 +156,15 @@ size_t engine_run_memory(const engine_run *r);
 int engine_check_script(const char *script_name, const char *src, size_t len,
                         engine_module_finder finder, void *finder_ud, jerr *err);
 
+/* engine_check_script, then the default workflow id for this input: the
+ * value the script's workflow.default_id function returns, copied to id
+ * (at most idlen - 1 bytes), or "" when the script declares none or it
+ * returns nil. Runs only the script's top level and that function, in the
+ * sandbox; an error in either fails with err. */
+int engine_start_check(const char *script_name, const char *src, size_t len,
+                       engine_module_finder finder, void *finder_ud,
+                       const Temporal__Api__Common__V1__Payloads *input, char *id, size_t idlen, jerr *err);
+
 /* A module finder (engine_module_finder) that looks workflow-side modules
  * up as files: require("a.b") -> "<dir>/a/b.lua". ud is the directory. */
 int engine_find_module_in_dir(void *dir, const char *name, char **src, size_t *len, char **chunkname,

@@ -61,6 +61,7 @@ check "happy path: summary comment" jira_has 'any(r["op"]=="comment" and "comple
 check "happy path: prompt on stdin, cwd is repo" grep -q "Make the widget blue" "$T/agent/prompt-implementer.txt"
 check "happy path: agent cwd" [ "$(cat "$T/agent/cwd-implementer.txt")" = "$(cd "$T/r1" && pwd -P)" ]
 check "happy path: checkpoints" [ -s "$JORCH_HOME/checkpoints/orch-happy/latest.json" ]
+check "happy path: latest checkpoint says completed" python3 -c 'import json,sys; c=json.load(open(sys.argv[1])); sys.exit(0 if c["phase"]=="DONE" and c["state"]["status"]=="completed" else 1)' "$JORCH_HOME/checkpoints/orch-happy/latest.json"
 check "happy path: checkpoint per phase" [ "$(ls "$JORCH_HOME"/checkpoints/orch-happy/ | grep -c -- '-[A-Z]*\.json$')" -ge 5 ]
 check "happy path: notify skipped logged" grep -q "notify: skipped (SLACK_WEBHOOK_URL not set)" "$T/err1"
 check "happy path: getState after" state_is orch-happy 'v["status"]=="completed" and v["currentPhase"]=="DONE" and not v["awaitingApproval"] and v.get("error") is None and all(v["phaseResults"][p]["status"] in ("completed","passed") for p in ("EXPLORE","PLAN","CODE","TEST","DOCUMENT")) and "FIX" not in v["phaseResults"]'
@@ -91,14 +92,27 @@ started=[e for e in ev if e["eventType"] in ("EVENT_TYPE_TIMER_STARTED","TimerSt
 print(started[0]["timerStartedEventAttributes"]["startToFireTimeout"] if started and fired else "none")' 2>/dev/null)
 check "gate timeout: a 7-day timer fired ($tl)" [ "$tl" = 604800s ]
 
-# --- both gates with proceed; getState before, during, after
+# --- both gates with proceed; getState before, during, after. Started
+# without --id: the run's id is the issue key (workflow.default_id), and a
+# second start of the same issue is refused while it runs.
 reset_jira
 make_repo "$T/r4" pass
-id=$(start_bg --id orch-gates "${ACTS[@]}" "$WF" "$(input "$T/r4" ',"autoProceed":false')" 2>/dev/null)
-check "gates: started" [ "$id" = orch-gates ]
+id=$(start_bg "${ACTS[@]}" "$WF" "$(input "$T/r4" ',"autoProceed":false')" 2>/dev/null)
+check "gates: started, the id is the issue key" [ "$id" = PROJ-1 ]
 check "gates: getState before" wait_for 10 state_is "$id" 'v["issueKey"]=="PROJ-1" and v["projectKey"]=="PROJ" and v["status"] in ("running","awaiting_approval") and v["fixAttempts"]==0 and v["startedAt"]'
 check "gates: awaiting after EXPLORE" wait_for "$W" state_is "$id" 'v["awaitingApproval"] and v["currentPhase"]=="EXPLORE" and v["status"]=="awaiting_approval" and v["phaseResults"]["EXPLORE"]["status"]=="completed"'
 check "gates: getPhase while waiting" [ "$(jget "$(timeout 30 "$JORCH" query "$id" getPhase)" 'v["phase"]+"/"+v["status"]')" = EXPLORE/awaiting_approval ]
+dup_err=$(start_bg "${ACTS[@]}" "$WF" "$(input "$T/r4" ',"autoProceed":false')" 2>&1 >/dev/null)
+dup_rc=$?
+check "one run per issue: a second start is refused (exit 2)" [ "$dup_rc" -eq 2 ]
+run_id=$(timeout 30 "$JORCH" describe "$id" --output json | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["workflowExecutionInfo"]["execution"]["runId"])' 2>/dev/null)
+check "one run per issue: the refusal names the running run" grep -q "workflow 'PROJ-1' is already running (run id $run_id)" <<<"$dup_err"
+check "one run per issue: the refusal suggests --id" grep -q -- "--id" <<<"$dup_err"
+make_repo "$T/r4b" pass
+other=$(start_bg --id orch-gates-2 "${ACTS[@]}" "$WF" "$(input "$T/r4b" ',"autoProceed":false')" 2>/dev/null)
+check "one run per issue: an explicit --id starts another" [ "$other" = orch-gates-2 ]
+timeout 30 "$JORCH" terminate orch-gates-2 --reason "test: second run" >/dev/null 2>&1
+check "gates: the approval comment has the command for this backend" jira_has 'any(r["op"]=="comment" and "jorch signal PROJ-1 proceed" in r["body"] for r in recs)'
 check "gates: labels awaiting_approval" jira_has 'any("orchestration-status:awaiting_approval" in r.get("add",[]) for r in recs)'
 sleep 1
 check "gates: still waiting (no PLAN without proceed)" state_is "$id" 'v["awaitingApproval"] and "PLAN" not in v["phaseResults"]'
@@ -209,7 +223,7 @@ id=$(start_bg --id orch-cancel "${ACTS[@]}" "$WF" "$(input "$T/r10" ',"autoProce
 check "cancel: reaches CODE" agent_running implementer
 pid=$(cat "$T/agent/pid-implementer.txt" 2>/dev/null || echo 0)
 check "cancel: getState during CODE" state_is "$id" 'v["status"]=="running" and v["currentPhase"]=="CODE"'
-timeout 30 "$JORCH" cancel "$id" >/dev/null
+timeout 30 "$JORCH" cancel "$id" --reason "wrong issue: see PROJ-9" >/dev/null
 result_of "$id" >/dev/null 2>"$T/err10"
 check "cancel: jorch result exits 1" [ $? -eq 1 ]
 check "cancel: jorch result says cancelled" grep -q "cancelled" "$T/err10"
@@ -219,6 +233,8 @@ check "cancel: agent process killed" wait_for 10 sh -c "! kill -0 $pid"
 check "cancel: label cancelled" jira_has 'any("orchestration-status:cancelled" in r.get("add",[]) for r in recs)'
 check "cancel: Blocked" jira_has 'any(r["op"]=="transition" and r["to"]=="Blocked" for r in recs)'
 check "cancel: comment" jira_has 'any(r["op"]=="comment" and "cancelled" in r["body"] for r in recs)'
+check "cancel: the comment quotes the --reason" jira_has 'any(r["op"]=="comment" and "cancelled" in r["body"] and "wrong issue: see PROJ-9" in r["body"] for r in recs)'
+check "cancel: getState error has the reason" state_is "$id" '"wrong issue: see PROJ-9" in v["error"]["message"]'
 check "cancel: no Done" jira_has 'not any(r["op"]=="transition" and r["to"]=="Done" for r in recs)'
 unset FAKE_AGENT_SLEEP_implementer
 

@@ -39,6 +39,7 @@ local function new_sim(opts)
   function eng.traceback(co, msg) return debug.traceback(co, tostring(msg)) end
   function eng.uuid() return "uuid" end
   function eng.is_replaying() return false end
+  function eng.patched(id, deprecated) return true end  -- a new run: every patch applies
 
   local chunk = assert(loadfile(ROOT .. "/lua/jorch/workflow.lua"))
   local wf, rt = chunk(eng)
@@ -132,7 +133,11 @@ case("happy path autoProceed", function()
   local st = query(sim)
   assert(st.status == "completed", st.status)
   assert(count(sim, "jira.transition", function(a) return a[2] == "Done" end) == 1)
-  assert(count(sim, "checkpoint.save") == 5, count(sim, "checkpoint.save"))
+  -- one per phase, then the final one: latest.json says completed
+  assert(count(sim, "checkpoint.save") == 6, count(sim, "checkpoint.save"))
+  local last
+  for _, c in ipairs(sim.calls) do if c.name == "checkpoint.save" then last = c.args[1] end end
+  assert(last.phase == "DONE" and last.state.status == "completed", last.phase .. " " .. last.state.status)
   assert(st.phaseResults.FIX == nil)
 end)
 
