@@ -241,6 +241,36 @@ check "(5) the orchestrator completes on the worker: status completed" jq_true "
 if ! jq_true "$OUT" '.status == "completed"'; then tail -30 "$W2LOG" >&2; fi
 jr query --temporal "$OID" getState
 check "(5) getState on the closed run: currentPhase DONE" jq_true "$OUT" '.currentPhase == "DONE"'
+check "(5) checkpoints/$OID/latest.json says completed" \
+    jq -e '.phase == "DONE" and .state.status == "completed"' "$JORCH_HOME/checkpoints/$OID/latest.json"
+
+# (5b) Without --id the run is named after the issue: a second start is
+# refused by Temporal (WorkflowExecutionAlreadyStarted) with a clear message;
+# the gate's Jira comment gives the command for Temporal; the cancel reason
+# reaches the Jira comment.
+JLOG=$JORCH_HOME/jira-offline/PROJ-123.jsonl
+(cd "$SRC" && timeout 60 "$JORCH" start --temporal --task-queue "$Q2" workflows/orchestrate.lua PROJ-123 \
+    '{"autoProceed": false}') >"$TC_TMP/out" 2>"$TC_TMP/err"
+RC=$?
+OUT=$(cat "$TC_TMP/out")
+ERR=$(cat "$TC_TMP/err")
+check "(5b) start --temporal without --id: the workflow id is the issue key" eval '[ "$RC" = 0 ] && [ "$OUT" = PROJ-123 ]'
+(cd "$SRC" && timeout 60 "$JORCH" start --temporal --task-queue "$Q2" workflows/orchestrate.lua PROJ-123) \
+    >"$TC_TMP/out" 2>"$TC_TMP/err"
+RC=$?
+OUT=$(cat "$TC_TMP/out")
+ERR=$(cat "$TC_TMP/err")
+check "(5b) a second start of PROJ-123 is refused (exit 2) naming the running run" \
+    eval '[ "$RC" = 2 ] && grep -q "workflow .PROJ-123. is already running (run id [0-9a-f-]\{36\})" <<<"$ERR"'
+gate_comment() { grep -qs 'jorch signal --temporal PROJ-123 proceed' "$JLOG"; }
+wait_for 60 gate_comment
+check "(5b) the gate's Jira comment says 'jorch signal --temporal PROJ-123 proceed'" gate_comment
+jr cancel --temporal PROJ-123 --reason "not this quarter, see PROJ-9"
+check "(5b) cancel --temporal --reason" test "$RC" = 0
+jr result --temporal PROJ-123 --timeout 60s
+check "(5b) the run ends cancelled" eval '[ "$RC" = 1 ] && grep -q cancelled <<<"$ERR"'
+check "(5b) the cancellation comment quotes the reason" \
+    grep -q '"body":"jorch orchestration cancelled in phase EXPLORE: CancelledError: workflow cancelled: not this quarter, see PROJ-9' "$JLOG"
 
 # ------------------------------------------------------------ unreachable server
 PORT=$(tc_free_port)
