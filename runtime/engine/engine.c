@@ -32,6 +32,7 @@
 #include <lua.h>
 
 #include "engine/engine_int.h"
+#include "engine/globals.h"
 #include "engine/sandbox.h"
 
 struct lua_embedded {
@@ -2553,6 +2554,200 @@ bool engine_run_closed(const engine_run *r) { return r->closed; }
 
 size_t engine_run_memory(const engine_run *r) { return r->sb ? sandbox_memory_used(r->sb) : 0; }
 
+/* ------------------------------------------------- free names (check) */
+
+typedef struct global_use {
+    int kind, line;
+    char *name, *lib;
+    const char *chunk;
+} global_use;
+
+typedef struct global_uses {
+    global_use *v;
+    size_t n, cap;
+    const char *chunk; /* the chunk being scanned */
+    bool oom;
+} global_uses;
+
+#define MAX_GLOBAL_USES 200000 /* beyond this, later uses go unchecked */
+
+static void collect_use(void *ud, int kind, const char *name, const char *lib, int line) {
+    global_uses *u = ud;
+    if (u->oom || u->n >= MAX_GLOBAL_USES) return;
+    if (u->n == u->cap) {
+        size_t cap = u->cap ? u->cap * 2 : 256;
+        global_use *v = realloc(u->v, cap * sizeof *v);
+        if (!v) {
+            u->oom = true;
+            return;
+        }
+        u->v = v;
+        u->cap = cap;
+    }
+    global_use *g = &u->v[u->n];
+    g->kind = kind;
+    g->line = line;
+    g->chunk = u->chunk;
+    g->name = jstrdup(name);
+    g->lib = lib ? jstrdup(lib) : NULL;
+    if (!g->name || (lib && !g->lib)) {
+        free(g->name);
+        free(g->lib);
+        u->oom = true;
+        return;
+    }
+    u->n++;
+}
+
+typedef struct chunk_src {
+    char *name;
+    const char *src;
+    size_t len;
+} chunk_src;
+
+typedef struct chunk_list {
+    chunk_src v[64]; /* the script and the modules it requires at load time */
+    size_t n;
+} chunk_list;
+
+static void add_required(void *ud, const char *name, const char *chunkname, const char *src, size_t len) {
+    (void)name;
+    chunk_list *l = ud;
+    /* jorch's own modules are not the user's to fix */
+    if (l->n >= sizeof l->v / sizeof l->v[0] || strncmp(chunkname, "[jorch]", 7) == 0) return;
+    l->v[l->n++] = (chunk_src){(char *)chunkname, src, len};
+}
+
+/* field lib.name (lib NULL: the global name) of the run's environment is set */
+static bool env_has(lua_State *L, sandbox *sb, const char *lib, const char *name) {
+    sandbox_push_env(sb);
+    if (lib) {
+        lua_pushstring(L, lib);
+        if (lua_rawget(L, -2) != LUA_TTABLE) {
+            lua_pop(L, 2);
+            return true; /* not a library table: nothing to say about its fields */
+        }
+        lua_remove(L, -2);
+    }
+    lua_pushstring(L, name);
+    bool has = lua_rawget(L, -2) != LUA_TNIL;
+    lua_pop(L, 2);
+    return has;
+}
+
+/* t[key] is set, for the set tables of do_judge_names */
+static bool set_has(lua_State *L, int t, const char *key) {
+    lua_pushstring(L, key);
+    bool has = lua_rawget(L, t) != LUA_TNIL;
+    lua_pop(L, 1);
+    return has;
+}
+
+static void set_add(lua_State *L, int t, const char *key) {
+    lua_pushstring(L, key);
+    lua_pushboolean(L, 1);
+    lua_rawset(L, t);
+}
+
+typedef struct judge_ctx {
+    const global_uses *u;
+    jbuf *out;
+    size_t found, shown;
+} judge_ctx;
+
+/* Runs protected (Lua tables as sets): writes the reports to ctx->out. */
+static int do_judge_names(lua_State *L, engine_run *r, void *ud) {
+    judge_ctx *c = ud;
+    const global_uses *u = c->u;
+    lua_newtable(L); /* names the script defines: global writes, and t.name = v (t may be _G) */
+    int written = lua_gettop(L);
+    lua_newtable(L); /* "kind line chunk name" already reported */
+    int seen = lua_gettop(L);
+    bool dynamic = false;
+    for (size_t i = 0; i < u->n; i++) {
+        const global_use *g = &u->v[i];
+        if (g->kind == ENGINE_GLOBAL_WRITE || g->kind == ENGINE_GLOBAL_FIELD_WRITE) set_add(L, written, g->name);
+        if (g->kind == ENGINE_GLOBAL_ENV_VALUE ||
+            (g->kind == ENGINE_GLOBAL_READ && (strcmp(g->name, "_G") == 0 || strcmp(g->name, "load") == 0)))
+            dynamic = true;
+    }
+    for (size_t i = 0; i < u->n; i++) {
+        const global_use *g = &u->v[i];
+        const char *hint = NULL;
+        if (g->kind == ENGINE_GLOBAL_READ) {
+            hint = sandbox_forbidden_hint(NULL, g->name);
+            if ((!hint && dynamic) || env_has(L, r->sb, NULL, g->name) || set_has(L, written, g->name)) continue;
+        } else if (g->kind == ENGINE_GLOBAL_LIB_FIELD) {
+            hint = sandbox_forbidden_hint(g->lib, g->name);
+            if (!hint || env_has(L, r->sb, g->lib, g->name) || set_has(L, written, g->name)) continue;
+        } else {
+            continue;
+        }
+        lua_pushfstring(L, "%d %d %s %s", g->kind, g->line, g->chunk, g->name);
+        const char *key = lua_tostring(L, -1);
+        bool dup = set_has(L, seen, key);
+        if (!dup) set_add(L, seen, key);
+        lua_pop(L, 1);
+        if (dup) continue;
+        c->found++;
+        if (c->shown >= 12) continue;
+        c->shown++;
+        if (c->shown > 1) jbuf_putc(c->out, '\n');
+        if (g->kind == ENGINE_GLOBAL_LIB_FIELD)
+            jbuf_printf(c->out, "%s:%d: %s.%s is not available in workflows %s", g->chunk, g->line, g->lib,
+                        g->name, hint);
+        else if (hint)
+            jbuf_printf(c->out, "%s:%d: '%s' is not available in workflows %s", g->chunk, g->line, g->name, hint);
+        else
+            jbuf_printf(c->out, "%s:%d: '%s' is not defined: not a local, and neither the sandbox nor the script "
+                        "defines a global of that name (a typo, or a missing 'local'?)", g->chunk, g->line,
+                        g->name);
+    }
+    return 0;
+}
+
+/* Reports, in err, the globals that the script (and the modules it loaded)
+ * reads but the sandbox does not have and the script never defines; -1 when
+ * there are any. Conservative: when the script can define globals out of
+ * sight (_ENV or _G as a value, load), only the names workflows may not use
+ * (os, io, ...) are reported. */
+static int check_free_names(engine_run *r, jerr *err) {
+    chunk_list chunks = {.n = 0};
+    chunks.v[chunks.n++] = (chunk_src){r->script_name, r->script_src, r->script_len};
+    sandbox_each_required(r->sb, add_required, &chunks);
+    global_uses u = {0};
+    for (size_t i = 0; i < chunks.n; i++) {
+        u.chunk = chunks.v[i].name;
+        jerr e = {0};
+        /* < 0: does not compile (it did in the sandbox a moment ago); > 0:
+         * a Lua whose compiled form the scanner does not read: nothing to say */
+        engine_globals_scan(chunks.v[i].name, chunks.v[i].src, chunks.v[i].len, collect_use, &u, &e);
+    }
+    int rc = 0;
+    jbuf out;
+    jbuf_init(&out, sizeof err->msg * 4);
+    judge_ctx c = {&u, &out, 0, 0};
+    if (u.oom) {
+        rc = jerr_oom(err, "checking the script's global names");
+    } else if (u.n > 0) {
+        sandbox_begin_activation(r->sb);
+        rc = run_protected(r, do_judge_names, &c, err);
+    }
+    if (rc == 0 && c.found > 0) {
+        if (c.found > c.shown) jbuf_printf(&out, "\n... and %zu more", c.found - c.shown);
+        rc = jerr_set(err, JERR_FAILED, "%s", out.data ? out.data : "global names not available in workflows");
+        /* jerr's buffer is bounded: say so when the list did not fit */
+        if (out.len >= sizeof err->msg - 1) snprintf(err->msg + sizeof err->msg - 32, 32, "\n... (and more)");
+    }
+    jbuf_free(&out);
+    for (size_t i = 0; i < u.n; i++) {
+        free(u.v[i].name);
+        free(u.v[i].lib);
+    }
+    free(u.v);
+    return rc;
+}
+
 int engine_check_script(const char *script_name, const char *src, size_t len, engine_module_finder finder,
                         void *finder_ud, jerr *err) {
     engine_run_config cfg = {
@@ -2563,6 +2758,7 @@ int engine_check_script(const char *script_name, const char *src, size_t len, en
     engine_run *r = engine_run_new(&cfg, err);
     if (!r) return -1;
     int rc = setup_sandbox(r, fnv1a("check"), err);
+    if (rc == 0) rc = check_free_names(r, err);
     engine_run_free(r);
     return rc;
 }

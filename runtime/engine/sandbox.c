@@ -420,6 +420,16 @@ static const struct forbidden_name {
     {"math", "randomseed", "(math.random is seeded by the run, the same on every replay)"},
 };
 
+const char *sandbox_forbidden_hint(const char *lib, const char *name) {
+    for (size_t i = 0; i < sizeof forbidden_names / sizeof forbidden_names[0]; i++) {
+        const struct forbidden_name *f = &forbidden_names[i];
+        if (strcmp(f->name, name) != 0) continue;
+        if ((lib == NULL && f->lib == NULL) || (lib != NULL && f->lib != NULL && strcmp(lib, f->lib) == 0))
+            return f->hint;
+    }
+    return NULL;
+}
+
 /* __index of the environment and of the library copies: a forbidden name
  * raises a helpful error at the script line; anything else reads as nil. */
 static int forbidden_index(lua_State *L) {

@@ -93,6 +93,11 @@ const char *sandbox_tostring(lua_State *L, int idx);
  * text when that fails. Safe to call outside any protected call. */
 void sandbox_error_text(lua_State *L, int idx, char *buf, size_t buflen);
 
+/* The hint given for a name workflows may not use ("(use an activity)"),
+ * or NULL when the name is not one of them. lib NULL: a global, else a
+ * field of that library ("string", "dump"). */
+const char *sandbox_forbidden_hint(const char *lib, const char *name);
+
 /* While replaying, the host can silence side-effect-free output. */
 void sandbox_set_replaying(sandbox *sb, bool replaying);
 

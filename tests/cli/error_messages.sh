@@ -24,6 +24,58 @@ run_jorch run --id badsleep "$W/badsleep.lua"
 expect_contains "bad duration: the script line" "$ERR" "failed: $W/badsleep.lua:2: workflow.sleep: invalid duration"
 case "$ERR" in *"[jorch]"*) fail "bad duration: no internal frame" "$ERR" ;; *) ok "bad duration: no internal frame" ;; esac
 
+# --- jorch check finds absent globals inside functions, before a run
+# reaches them (the compiler's own view of locals and fields, never a guess)
+cat >"$W/late_os.lua" <<'EOF'
+local acts = workflow.activities{start_to_close_timeout = "1 minute"}
+return function(key)
+  acts.fetch(key)
+  local stamp = os.time()
+  local f = io.open("/tmp/x")
+  return {stamp = stamp, f = f, blob = string.dump(print), n = tabel.concat({})}
+end
+EOF
+run_jorch check "$W/late_os.lua"
+expect_eq "check: os inside the workflow function: exit 1" "$RC" "1"
+expect_contains "check: os, with its line and hint" "$ERR" "late_os.lua:4: 'os' is not available in workflows (use workflow.now() / an activity)"
+expect_contains "check: io, with its line" "$ERR" "late_os.lua:5: 'io' is not available in workflows (use an activity)"
+expect_contains "check: string.dump" "$ERR" "late_os.lua:6: string.dump is not available in workflows"
+expect_contains "check: a misspelt global" "$ERR" "late_os.lua:6: 'tabel' is not defined"
+case "$ERR" in *"late_os.lua: ok"*) fail "check: not ok" "$ERR" ;; *) ok "check: not ok" ;; esac
+
+# the same names as locals, fields, table keys, methods, upvalues, a local
+# _ENV, and globals the script defines itself (also through _G): not reported
+cat >"$W/clean.lua" <<'EOF'
+local os = {time = function() return 1 end}
+local cfg = {io = "x", debug = false}
+function helper(x) return x end
+local function uses_env()
+  local _ENV = {io = 1}
+  return io
+end
+return function(input)
+  local t = os.time() + #cfg.io
+  counter = (counter or 0) + helper(1)
+  local s = ("x"):rep(2)
+  local u = {os = 1, package = 2}
+  return {t = t, s = s, u = u.os, d = cfg.debug, e = uses_env(), c = counter, now = workflow.now(),
+    m = math.floor(2.5), q = table.concat({}), p = pcall(error, "x"), st = setmetatable({}, {})}
+end
+EOF
+run_jorch check "$W/clean.lua"
+expect_eq "check: locals, fields and own globals are not reported" "$RC:$ERR" "0:$W/clean.lua: ok"
+printf '_G.shared = 1\nreturn function() return shared end\n' >"$W/viag.lua"
+run_jorch check "$W/viag.lua"
+expect_eq "check: a global defined through _G is not reported" "$RC" "0"
+
+# a module the script requires is checked too, under its own name
+mkdir -p "$W/mods"
+printf 'local M = {}\nfunction M.stamp()\n  return os.date()\nend\nreturn M\n' >"$W/mods/util.lua"
+printf 'local util = require("util")\nreturn function() return util.stamp() end\n' >"$W/mods/main.lua"
+run_jorch check "$W/mods/main.lua"
+expect_eq "check: os in a required module: exit 1" "$RC" "1"
+expect_contains "check: the module's file and line" "$ERR" "util.lua:3: 'os' is not available in workflows"
+
 # --- TLS against a server that answers in cleartext (as a plain gRPC
 # server does): the error suggests TEMPORAL_TLS=false
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
