@@ -168,8 +168,10 @@ static int verb_check(int argc, char **argv) {
     if (a.help) {
         printf("Usage: jorch check SCRIPT...\n\n"
                "Loads each workflow script in the sandbox and runs its top level: reports syntax\n"
-               "errors, globals that workflows may not use, and a script that does not return its\n"
-               "workflow function. Exit 0 when every script is fine, 1 otherwise.\n");
+               "errors, a script that does not return its workflow function, and every global the\n"
+               "script or its modules read anywhere (also inside functions) that workflows do not\n"
+               "have (os, io, misspelt names), with its line. Exit 0 when every script is fine,\n"
+               "1 otherwise.\n");
         return 0;
     }
     if (a.npos < 1) return cli_usage_error("check", "missing SCRIPT");
