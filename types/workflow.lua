@@ -39,6 +39,7 @@
 ---@field cause? jorch.Error for an ActivityError: the activity's own failure
 ---@field retry_state? string for an ActivityError: "MAXIMUM_ATTEMPTS_REACHED", "NON_RETRYABLE_FAILURE", "TIMEOUT", ...
 ---@field activity_seq? integer for an ActivityError: the command's sequence number
+---@field reason? string for the workflow's CancelledError: the reason given with the cancel request
 
 ---Fields of workflow.ApplicationError{...}.
 ---@class jorch.ApplicationErrorFields
@@ -61,6 +62,7 @@
 ---@field history_length integer events in history up to the current workflow task
 ---@field script_sha256 string SHA-256 of the script this run is pinned to
 ---@field script string the script's name
+---@field backend "embedded"|"temporal" where the run lives (from its start event, so replays agree)
 
 ---The result of an activity, a timer or a workflow.go coroutine, ready later.
 ---@class jorch.Future
@@ -181,6 +183,18 @@ function workflow.on_query(name, fn) end
 ---True once cancellation of the workflow was requested.
 ---@return boolean
 function workflow.cancelled() end
+
+---The reason given with the cancellation request (`jorch cancel ID --reason R`,
+---Temporal's cancel reason), or nil.
+---@return string?
+function workflow.cancel_reason() end
+
+---Declares the workflow id `jorch start`/`jorch run` use when no --id is
+---given: fn gets the workflow input and returns the id, or nil for a
+---generated one. Call at the top level of the script; fn runs when a run is
+---started, never during the run.
+---@param fn fun(...): string?
+function workflow.default_id(fn) end
 
 ---Seconds since the epoch (millisecond precision) of the current workflow task, from history.
 ---@return number
