@@ -763,7 +763,13 @@ static int start_common(int argc, char **argv, bool run_mode) {
             cli_errorf("%s", e.msg);
             return CLI_USAGE;
         }
-        if (!so.workflow_id && default_id[0]) so.workflow_id = default_id;
+        if (!so.workflow_id && default_id[0]) {
+            if (id_check("workflow id (from the script's workflow.default_id)", default_id, ID_MAX_BYTES, &e) != 0) {
+                protobuf_c_message_free_unpacked(&input->base, NULL);
+                return cli_usage_error(verb, "%s", e.msg);
+            }
+            so.workflow_id = default_id;
+        }
     }
     if (!temporal) {
         /* a broken jorch.yaml is reported before anything is started */

@@ -76,6 +76,21 @@ run_jorch check "$W/mods/main.lua"
 expect_eq "check: os in a required module: exit 1" "$RC" "1"
 expect_contains "check: the module's file and line" "$ERR" "util.lua:3: 'os' is not available in workflows"
 
+# --- workflow.default_id: the script names its runs from the input
+printf 'workflow.default_id(function(who) return "greet-" .. who end)\nreturn function(who) workflow.sleep(60) end\n' >"$W/named.lua"
+run_jorch start "$W/named.lua" ada
+expect_eq "default_id: the id comes from the input" "$RC:$OUT" "0:greet-ada"
+run_jorch start "$W/named.lua" ada
+expect_eq "default_id: a second start while it runs: exit 2" "$RC" "2"
+expect_contains "default_id: the refusal names the id and suggests --id" "$ERR" "workflow 'greet-ada' is already running (run id "
+run_jorch start --id greet-ada-2 "$W/named.lua" ada
+expect_eq "default_id: an explicit --id starts another" "$RC:$OUT" "0:greet-ada-2"
+"$JORCH" terminate greet-ada >/dev/null 2>&1; "$JORCH" terminate greet-ada-2 >/dev/null 2>&1
+printf 'workflow.default_id(function(t) return t.key.name end)\nreturn function() end\n' >"$W/badid.lua"
+run_jorch start "$W/badid.lua" '{}'
+expect_eq "default_id: an error in the function: exit 2" "$RC" "2"
+expect_contains "default_id: the error names its line" "$ERR" "badid.lua:1: attempt to index a nil value"
+
 # --- TLS against a server that answers in cleartext (as a plain gRPC
 # server does): the error suggests TEMPORAL_TLS=false
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
