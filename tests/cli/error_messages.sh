@@ -77,7 +77,7 @@ expect_eq "check: os in a required module: exit 1" "$RC" "1"
 expect_contains "check: the module's file and line" "$ERR" "util.lua:3: 'os' is not available in workflows"
 
 # --- workflow.default_id: the script names its runs from the input
-printf 'workflow.default_id(function(who) return "greet-" .. who end)\nreturn function(who) workflow.sleep(60) end\n' >"$W/named.lua"
+printf 'workflow.default_id(function(person) return "greet-" .. person end)\nreturn function(person) workflow.sleep(60) end\n' >"$W/named.lua"
 run_jorch start "$W/named.lua" ada
 expect_eq "default_id: the id comes from the input" "$RC:$OUT" "0:greet-ada"
 run_jorch start "$W/named.lua" ada
