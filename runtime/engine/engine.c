@@ -1614,14 +1614,26 @@ static int on_started(engine_run *r, const HistoryEvent *e, jerr *err) {
     r->attempt = a->attempt;
     r->start_time = pb_timestamp_nanos(e->event_time);
     /* Which backend the run lives on, from history so replays agree: the
-     * embedded store records the pinned script in the start event's memo
-     * (store.c, script_memo); runs started on Temporal have no such field. */
+     * embedded store marks its start events with memo jorch.backend =
+     * "embedded" (store.c, script_memo). Its runs from before that marker
+     * have jorch.script without jorch.script_source (which only
+     * `jorch start --temporal` records, cli_pin.c). Anything else is a run
+     * a Temporal server started. */
     r->embedded = false;
+    bool has_script = false, has_source = false, has_backend = false;
     if (a->memo)
-        for (size_t i = 0; i < a->memo->n_fields; i++)
-            if (a->memo->fields[i] && a->memo->fields[i]->key &&
-                strcmp(a->memo->fields[i]->key, "jorch.script") == 0)
-                r->embedded = true;
+        for (size_t i = 0; i < a->memo->n_fields; i++) {
+            const Temporal__Api__Common__V1__Memo__FieldsEntry *f = a->memo->fields[i];
+            if (!f || !f->key) continue;
+            if (strcmp(f->key, "jorch.script") == 0) has_script = true;
+            if (strcmp(f->key, "jorch.script_source") == 0) has_source = true;
+            if (strcmp(f->key, "jorch.backend") == 0) {
+                has_backend = true;
+                r->embedded = f->value && f->value->data.len == 10 &&
+                              memcmp(f->value->data.data, "\"embedded\"", 10) == 0;
+            }
+        }
+    if (!has_backend) r->embedded = has_script && !has_source;
     /* sdk-core seeds workflow randomness from the original execution run id */
     const char *seed_src = *r->original_run_id ? r->original_run_id
                            : (r->run_id && *r->run_id) ? r->run_id

@@ -602,14 +602,16 @@ static Temporal__Api__Common__V1__Memo *script_memo(const char *name, const char
     Temporal__Api__Common__V1__Memo *m = malloc(sizeof *m);
     if (!m) return NULL;
     temporal__api__common__v1__memo__init(m);
-    m->fields = calloc(2, sizeof *m->fields);
+    m->fields = calloc(3, sizeof *m->fields);
     if (!m->fields) {
         free(m);
         return NULL;
     }
-    const char *keys[2] = {"jorch.script", "jorch.script_sha256"};
-    const char *vals[2] = {name, sha};
-    for (int i = 0; i < 2; i++) {
+    /* jorch.backend: workflow.info().backend reads it from the start event
+     * (engine.c, on_started), so a run's scripts know where they live */
+    const char *keys[3] = {"jorch.script", "jorch.script_sha256", "jorch.backend"};
+    const char *vals[3] = {name, sha, "embedded"};
+    for (int i = 0; i < 3; i++) {
         Temporal__Api__Common__V1__Memo__FieldsEntry *e = malloc(sizeof *e);
         if (!e) break;
         temporal__api__common__v1__memo__fields_entry__init(e);
