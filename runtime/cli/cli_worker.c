@@ -95,31 +95,51 @@ static void on_signal(int sig) { g_signal = sig; }
 
 static void wlog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void wlog(const char *fmt, ...) {
+    char text[4096];
     va_list ap;
     va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    jbuf b;
+    jbuf_init(&b, 0);
+    int rc = text_escape(&b, text, strlen(text), true); /* ids and messages from outside */
     pthread_mutex_lock(&out_mu);
-    fputs("worker: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    if (rc == 0 && b.data) fprintf(stderr, "worker: %s\n", b.data);
     fflush(stderr);
     pthread_mutex_unlock(&out_mu);
-    va_end(ap);
+    jbuf_free(&b);
+}
+
+/* "[prefix name] line": ids come from any Temporal client and lines from
+ * scripts, so control characters are escaped (no forged lines, nothing for
+ * the terminal to interpret) and a line is cut at 8 KiB, as on the
+ * embedded backend (runlog.c). */
+#define WORKER_LINE_MAX ((size_t)8 << 10)
+static void worker_line(const char *open, const char *name, const char *line) {
+    size_t len = strlen(line), keep = len > WORKER_LINE_MAX ? WORKER_LINE_MAX : len;
+    while (keep < len && keep > 0 && ((unsigned char)line[keep] & 0xC0) == 0x80) keep--;
+    jbuf b;
+    jbuf_init(&b, 0);
+    int rc = jbuf_printf(&b, "[%s", open);
+    if (rc == 0) rc = text_escape(&b, name, strlen(name), false);
+    if (rc == 0) rc = jbuf_puts(&b, "] ");
+    if (rc == 0) rc = text_escape(&b, line, keep, false);
+    if (rc == 0 && keep < len) rc = jbuf_printf(&b, " [... %zu more bytes not shown]", len - keep);
+    pthread_mutex_lock(&out_mu);
+    if (rc == 0 && b.data) fprintf(stderr, "%s\n", b.data);
+    fflush(stderr);
+    pthread_mutex_unlock(&out_mu);
+    jbuf_free(&b);
 }
 
 static void wf_log(void *ud, const char *wid, const char *line) {
     (void)ud;
-    pthread_mutex_lock(&out_mu);
-    fprintf(stderr, "[%s] %s\n", wid, line);
-    fflush(stderr);
-    pthread_mutex_unlock(&out_mu);
+    worker_line("", wid, line);
 }
 
 static void act_log(void *ud, const char *activity_type, const char *line) {
     (void)ud;
-    pthread_mutex_lock(&out_mu);
-    fprintf(stderr, "[activity %s] %s\n", activity_type, line);
-    fflush(stderr);
-    pthread_mutex_unlock(&out_mu);
+    worker_line("activity ", activity_type, line);
 }
 
 static bool stopping(worker *w) { return atomic_load(&w->stop); }

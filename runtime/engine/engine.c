@@ -564,7 +564,8 @@ static int prim_schedule_activity(lua_State *L) {
     luaL_checktype(L, 2, LUA_TTABLE);
     luaL_checktype(L, 3, LUA_TTABLE);
     jerr ve = {0};
-    if (id_check("activity name", name, ID_MAX_BYTES, &ve) != 0) return raise_at_user(L, "workflow.execute_activity: ", ve.msg);
+    if (id_check("activity name", name, ID_MAX_BYTES, &ve) != 0)
+        return raise_at_user(L, "workflow.execute_activity: ", ve.msg);
     char what[300];
     snprintf(what, sizeof what, "activity '%s'", name);
     check_known_keys(L, 3, activity_option_names, what);

@@ -16,6 +16,9 @@
 #include <time.h>
 #include <unistd.h>
 
+/* Temporal's blob size limit (limit.blobSize.error) on inputs from outside. */
+#define STORE_PAYLOAD_MAX ((size_t)2 << 20)
+
 #define LEASE_NANOS_DEFAULT (INT64_C(15) * 1000000000)
 #define SQLITE_HEADER_BYTES 100 /* a database file shorter than this is empty or truncated */
 
@@ -640,6 +643,10 @@ int store_run_start(store *s, const store_new_run *nr, store_run *out, jerr *err
         id_check("workflow type", nr->workflow_type, ID_MAX_BYTES, err) != 0 ||
         (nr->task_queue && *nr->task_queue && id_check("task queue", nr->task_queue, ID_MAX_BYTES, err) != 0))
         return -1;
+    if (nr->input && protobuf_c_message_get_packed_size(&nr->input->base) > STORE_PAYLOAD_MAX)
+        return jerr_set(err, JERR_USAGE, "the workflow input is %zu bytes, over Temporal's 2 MiB blob size limit; "
+                        "pass a reference (a file name, a key) instead of the data",
+                        protobuf_c_message_get_packed_size(&nr->input->base));
     if (nr->workflow_id && *nr->workflow_id) {
         if (strlen(nr->workflow_id) >= sizeof wid)
             return jerr_set(err, JERR_USAGE, "workflow id is too long (at most %zu bytes)", sizeof wid - 1);
@@ -1028,6 +1035,10 @@ int store_inbox_add(store *s, const char *run_id, int kind, const char *name, co
     if ((kind == INBOX_SIGNAL && id_check("signal name", name, ID_MAX_BYTES, err) != 0) ||
         (reason && text_check_utf8("reason", reason, err) != 0))
         return -1;
+    if (input && protobuf_c_message_get_packed_size(&input->base) > STORE_PAYLOAD_MAX)
+        return jerr_set(err, JERR_USAGE, "the signal's input is %zu bytes, over Temporal's 2 MiB blob size limit; "
+                        "send a reference (a file name, a key) instead of the data",
+                        protobuf_c_message_get_packed_size(&input->base));
     sqlite3_stmt *q = prep(s, "INSERT INTO inbox(run_id,kind,name,input,reason) VALUES(?,?,?,?,?)", err);
     if (!q) return -1;
     sqlite3_bind_text(q, 1, run_id, -1, SQLITE_TRANSIENT);

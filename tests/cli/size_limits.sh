@@ -60,6 +60,17 @@ for what in input result; do
 done
 check "the activity with a 2.1 MiB input never ran" sh -c '! "$1" history big-input | grep -q ActivityTaskScheduled' _ "$JORCH"
 
+# a workflow input over 2 MiB in total is refused before anything is stored
+# (one argument can hold 128 KiB, so 18 of them; a larger stack limit lets
+# the kernel pass 2.2 MiB of arguments; a signal's one argument cannot
+# reach 2 MiB from the command line, the store checks it all the same)
+part=$(python3 -c 'import json; print(json.dumps("i" * (125 * 1024)))')
+args=()
+for i in $(seq 18); do args+=("$part"); done
+(ulimit -s 65536; "$JORCH" start --id bigin "$W/se.lua" "${args[@]}") >/dev/null 2>"$T_DIR/bigin.err"
+expect_eq "a 2.2 MiB workflow input: refused (exit 2)" "$?" 2
+check "a 2.2 MiB workflow input: the message says so" grep -q "over Temporal's 2 MiB blob size limit" "$T_DIR/bigin.err"
+
 # one task's commands over 4 MiB in total; 1.5 MiB each warns
 cat > "$W/total.lua" <<'LUA'
 return function()
