@@ -144,11 +144,15 @@ function workflow.sleep(d) end
 function workflow.timer(d) end
 
 ---Waits until fn() is true (re-checked whenever something happens). With a
----timeout, returns false when the time ran out first, true otherwise.
+---timeout, returns false when the time ran out first, true otherwise. The
+---description says what the wait is for ("signal proceed (EXPLORE gate)"):
+---`jorch describe`, `jorch list` and the live status line show it. It
+---produces no command.
 ---@param fn fun(): boolean
 ---@param timeout? jorch.Duration
+---@param description? string
 ---@return boolean
-function workflow.wait_condition(fn, timeout) end
+function workflow.wait_condition(fn, timeout, description) end
 
 ---Waits for every future; returns their first values in list order (raises
 ---the first error found in list order).
@@ -250,5 +254,15 @@ function workflow.continue_as_new(...) end
 ---Logs a line (silent while replaying history); `print` is the same.
 ---@param ... any
 function workflow.log(...) end
+
+---Sets a short text saying what the workflow does now (Temporal's "current
+---details"), such as its phase: `jorch describe` shows it and `jorch run`
+---prints it as a header above the lines that follow. Produces no command.
+---@param text string
+function workflow.set_current_details(text) end
+
+---The text last set with workflow.set_current_details ("" if none).
+---@return string
+function workflow.get_current_details() end
 
 return workflow

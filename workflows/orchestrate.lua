@@ -234,7 +234,8 @@ return function(input, options)
     local before = state.status
     state.status = "paused"
     set_labels(state.currentPhase, "paused")
-    local resumed = workflow.wait_condition(function() return not paused or rejected ~= nil end, PAUSE_LIMIT)
+    local resumed = workflow.wait_condition(function() return not paused or rejected ~= nil end, PAUSE_LIMIT,
+      "signal resume (paused)")
     check_cancelled()
     if not resumed then
       paused = false
@@ -253,7 +254,7 @@ return function(input, options)
       .. "Send the proceed signal to continue, or reject (with a reason) to stop:\n"
       .. signal_command("proceed"))
     local ok = workflow.wait_condition(function() return proceeds > 0 or rejected ~= nil end,
-      APPROVAL_TIMEOUT)
+      APPROVAL_TIMEOUT, "signal proceed (" .. after .. " gate)")
     state.awaitingApproval = false
     check_cancelled()
     check_rejected()
@@ -270,6 +271,7 @@ return function(input, options)
     hold_if_paused()
     check_rejected()
     state.currentPhase = name
+    workflow.set_current_details(name)
     if skip[name] then
       state.phaseResults[name] = {status = "skipped", at = workflow.time_iso()}
       workflow.log(name .. ": skipped")

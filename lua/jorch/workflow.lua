@@ -14,6 +14,7 @@ local co_create, co_resume, co_yield, co_status, co_running =
 local setmetatable, getmetatable, type, error, select, tostring, pairs, ipairs, rawget =
   setmetatable, getmetatable, type, error, select, tostring, pairs, ipairs, rawget
 local t_pack, t_unpack, t_remove = table.pack, table.unpack, table.remove
+local t_sort = table.sort
 local s_format = string.format
 
 local workflow = {}
@@ -164,6 +165,7 @@ local query_handlers = {}
 local cancel_requested = false
 local cancel_delivered = false
 local cancel_reason = nil  -- the text given to `jorch cancel --reason`, if any
+local current_details = ""
 
 -- A finished coroutine's return values are lost once it is dead, so threads
 -- run through this wrapper, which stores them before returning.
@@ -333,6 +335,42 @@ function rt.signal_check(name, ...)
   return res
 end
 
+-- What each coroutine waits for, the workflow's current details and the
+-- signals it handles: the built-in query "__jorch_status" (describe, list
+-- and the live status line). Reads state only; produces no command.
+function rt.status()
+  local waits = {}
+  for _, th in ipairs(threads) do
+    if not th.dead then
+      local w = {thread = th.name, site = eng.where(th.co)}
+      local f = th.wait
+      if f == COND then
+        w.kind = "condition"
+        w.description = th.wait_desc
+        if th.wait_timer and not th.wait_timer.done and th.wait_timer.seq then
+          w.timeoutTimerId = tostring(eng.machine_id(th.wait_timer.seq))
+        end
+      elseif type(f) == "table" then
+        w.kind = f.kind
+        w.name = f.name
+        w.seq = f.seq
+        if f.kind == "timer" and f.seq then w.timerId = tostring(eng.machine_id(f.seq)) end
+      else
+        w.kind = "ready"
+      end
+      waits[#waits + 1] = w
+    end
+  end
+  local signals, queries, buffered = {}, {}, {}
+  for k in pairs(signal_handlers) do signals[#signals + 1] = k end
+  for k in pairs(query_handlers) do queries[#queries + 1] = k end
+  for _, s in ipairs(signal_buffer) do buffered[#buffered + 1] = s.name end
+  t_sort(signals)
+  t_sort(queries)
+  return {details = current_details, waiting = waits, signals = signals, queries = queries,
+    unhandledSignals = buffered}
+end
+
 function rt.stack_trace()
   local parts = {}
   for _, th in ipairs(threads) do
@@ -359,6 +397,7 @@ local function activity_future(name, args, opts)
   end
   local seq = eng.schedule_activity(name, args or {}, opts or {})
   local f = new_future("activity", seq)
+  f.name = name   -- for describe and the status line only
   pending[seq] = f
   return f
 end
@@ -408,17 +447,23 @@ function workflow.timer(d)
 end
 
 --- Waits until fn() is true. With a timeout, returns false if the time
---- ran out first, true otherwise.
-function workflow.wait_condition(fn, timeout)
+--- ran out first, true otherwise. The optional description says what the
+--- wait is for ("signal proceed (EXPLORE gate)"): `jorch describe`, `list`
+--- and the live status line show it. It produces no command.
+function workflow.wait_condition(fn, timeout, description)
   if type(fn) ~= "function" then error("workflow.wait_condition expects a function", 2) end
   local th = current_thread("workflow.wait_condition")
   if fn() then return true end
   local timer = nil
   if timeout ~= nil then timer = workflow.timer(timeout) end
+  if description ~= nil then description = tostring(description) end
   while true do
     th.wait = COND
+    th.wait_desc = description
+    th.wait_timer = timer
     co_yield(COND)
     th.wait = nil
+    th.wait_desc, th.wait_timer = nil, nil
     if th.cancel then
       if timer and not timer.done then timer:cancel() end
       check_cancel(th)
@@ -494,6 +539,18 @@ function workflow.on_query(name, fn)
   end
   query_handlers[name] = fn
 end
+
+--- Sets a short text saying what the workflow is doing now (Temporal's
+--- "current details"), e.g. the phase: `jorch describe` shows it and `run`
+--- prints it as a header above the activity lines that follow. It produces
+--- no command, so adding or changing it never breaks a replay.
+function workflow.set_current_details(text)
+  if text == nil then text = "" end
+  if type(text) ~= "string" then error("workflow.set_current_details expects a string", 2) end
+  current_details = text
+end
+
+function workflow.get_current_details() return current_details end
 
 --- True once cancellation of the workflow was requested.
 function workflow.cancelled() return cancel_requested end

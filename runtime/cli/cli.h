@@ -64,6 +64,10 @@ typedef struct cli_client_ops {
     int (*cancel)(cli_client *c, const char *workflow_id, const char *reason, jerr *err);
     int (*terminate)(cli_client *c, const char *workflow_id, const char *reason, jerr *err);
     void (*free)(cli_client *c);
+    /* What the run is doing beyond DescribeWorkflowExecution: one JSON
+     * object appended to json (see store_observe_json). NULL when the
+     * backend cannot tell (Temporal). */
+    int (*observe)(cli_client *c, const char *workflow_id, jbuf *json, jerr *err);
 } cli_client_ops;
 
 struct cli_client {

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
+#include <time.h>
 
 #include "cli/cli_int.h"
 #include "engine/engine.h"
@@ -266,9 +267,13 @@ static void local_free(cli_client *c) {
     free(c);
 }
 
+static int local_observe(cli_client *c, const char *id, jbuf *json, jerr *err) {
+    return store_observe_json(ls(c), id, json, err);
+}
+
 static const cli_client_ops local_ops = {
     local_start, local_signal, local_query, local_describe, local_list,
-    local_history, local_result, local_cancel, local_terminate, local_free,
+    local_history, local_result, local_cancel, local_terminate, local_free, local_observe,
 };
 
 static cli_client *local_client_new(const char *home_opt, jerr *err) {
@@ -484,12 +489,12 @@ static int report_close(const char *id, const Temporal__Api__History__V1__Histor
 /* ------------------------------------------------------------ run / start / resume */
 
 enum { O_ID, O_DETACH, O_TIME_SKIP, O_ACTIVITIES, O_HOME, O_TEMPORAL, O_QUIET, O_TASK_QUEUE, O_OUTPUT,
-       O_REASON, O_STATUS, O_TIMEOUT, O_INPUT, O_INPUT_FILE, O_VERSION };
+       O_REASON, O_STATUS, O_TIMEOUT, O_INPUT, O_INPUT_FILE, O_VERSION, O_VERBOSE, O_TYPE, O_RAW };
 
 static const cli_opt run_opts[] = {
     {"activities", 1, O_ACTIVITIES}, {"detach", 0, O_DETACH}, {"home", 1, O_HOME}, {"id", 1, O_ID},
     {"input", CLI_REPEAT, O_INPUT}, {"input-file", CLI_REPEAT, O_INPUT_FILE}, {"quiet", 0, O_QUIET}, {"task-queue", 1, O_TASK_QUEUE}, {"temporal", 0, O_TEMPORAL},
-    {"time-skip", 0, O_TIME_SKIP}, {NULL, 0, 0}};
+    {"time-skip", 0, O_TIME_SKIP}, {"verbose", 0, O_VERBOSE}, {NULL, 0, 0}};
 
 static const char run_help[] =
     "Usage: jorch run [OPTIONS] SCRIPT [ARG...]\n"
@@ -513,7 +518,8 @@ static const char run_help[] =
     "  --home DIR         the embedded store (default $JORCH_HOME or ./.jorch)\n"
     "  --task-queue Q     task queue (default: jorch embedded, $TEMPORAL_TASK_QUEUE on Temporal)\n"
     "  --temporal         use Temporal (also FEATURE_TEMPORAL_ENABLED=true)\n"
-    "  --quiet            no progress lines\n";
+    "  --quiet            no progress lines\n"
+    "  --verbose          on a terminal, also each activity's start and completion\n";
 
 /* Ctrl-C while a run executes (or `run --temporal` waits): say how to go on.
  * The text is made before the handler is installed; the handler only
@@ -631,6 +637,7 @@ static int execute_local(store *s, const char *run_id, const cli_args *a, bool s
     }
     store_runner_opts ro = {.activities_dir = adir[0] ? adir : NULL,
                             .follow_continue_as_new = true, .quiet = a->set[O_QUIET],
+                            .verbose = a->set[O_VERBOSE],
                             .stop_on_task_failure = stop_on_task_failure, .config_json = conf.data,
                             .log_file = getenv("JORCH_LOG_FILE")};
     store_run fin;
@@ -868,14 +875,14 @@ int cli_verb_run(int argc, char **argv) { return start_common(argc, argv, true);
 int cli_verb_start(int argc, char **argv) { return start_common(argc, argv, false); }
 
 static const cli_opt resume_opts[] = {{"activities", 1, O_ACTIVITIES}, {"home", 1, O_HOME}, {"quiet", 0, O_QUIET},
-                                      {NULL, 0, 0}};
+                                      {"verbose", 0, O_VERBOSE}, {NULL, 0, 0}};
 
 int cli_verb_resume(int argc, char **argv) {
     cli_args a;
     int rc = cli_parse("resume", argc, argv, resume_opts, false, &a);
     if (rc) return rc;
     if (a.help) {
-        printf("Usage: jorch resume [--activities DIR] [--home DIR] [--quiet] ID\n\n"
+        printf("Usage: jorch resume [--activities DIR] [--home DIR] [--quiet] [--verbose] ID\n\n"
                "Continues executing an embedded run whose process stopped (crash, kill, a\n"
                "failed workflow task that you have since fixed) and prints its result.\n");
         return 0;
@@ -901,8 +908,9 @@ int cli_verb_resume(int argc, char **argv) {
 /* ------------------------------------------------------------ client verbs */
 
 static const cli_opt client_opts[] = {
-    {"home", 1, O_HOME}, {"output", 1, O_OUTPUT}, {"reason", 1, O_REASON}, {"status", 1, O_STATUS},
-    {"temporal", 0, O_TEMPORAL}, {"timeout", 1, O_TIMEOUT}, {"version", 1, O_VERSION}, {NULL, 0, 0}};
+    {"home", 1, O_HOME}, {"no-json-shorthand-payloads", 0, O_RAW}, {"output", 1, O_OUTPUT}, {"raw", 0, O_RAW},
+    {"reason", 1, O_REASON}, {"status", 1, O_STATUS}, {"temporal", 0, O_TEMPORAL}, {"timeout", 1, O_TIMEOUT},
+    {"type", 1, O_TYPE}, {"version", 1, O_VERSION}, {NULL, 0, 0}};
 
 typedef struct client_verb_spec {
     const char *name;
@@ -1023,7 +1031,7 @@ static void ts_text(const Google__Protobuf__Timestamp *t, char *buf, size_t len)
 /* Text from the backend for a terminal: ids made by an older jorch (or
  * any Temporal client) may hold control characters. Each slot is one
  * escaped string, valid until the slot is used again. */
-#define ESC_SLOTS 6
+#define ESC_SLOTS 8
 static jbuf esc_slot[ESC_SLOTS];
 static const char *esc(int slot, const char *s) {
     jbuf *b = &esc_slot[slot];
@@ -1040,9 +1048,145 @@ static const char *status_text(int st) {
     return st >= 0 && st <= 8 ? names[st] : "Unknown";
 }
 
+/* Messages as JSON: payloads in the official CLI's shorthand unless the
+ * raw form was asked for (--no-json-shorthand-payloads / --raw). */
+static int msg_json(const ProtobufCMessage *m, int indent, const cli_args *a, jbuf *b, jerr *e) {
+    return protojson_write_ex(m, indent, a->set[O_RAW] ? 0 : PROTOJSON_SHORTHAND, b, e);
+}
+
+/* A cJSON tree pretty-printed like protojson's output (two spaces a
+ * level), starting at indentation level `level`. -1 when out of memory. */
+static int json_pretty(const cJSON *v, int level, jbuf *b) {
+    int bad = 0;
+    if (cJSON_IsObject(v) || cJSON_IsArray(v)) {
+        bool obj = cJSON_IsObject(v);
+        bad |= jbuf_putc(b, obj ? '{' : '[');
+        const cJSON *c;
+        bool first = true;
+        cJSON_ArrayForEach(c, v) {
+            bad |= jbuf_puts(b, first ? "\n" : ",\n");
+            first = false;
+            for (int i = 0; i <= level; i++) bad |= jbuf_puts(b, "  ");
+            if (obj) {
+                /* the key with JSON escaping: cJSON prints it as a string */
+                cJSON *k = cJSON_CreateString(c->string ? c->string : "");
+                char *kt = k ? cJSON_PrintUnformatted(k) : NULL;
+                bad |= kt ? jbuf_puts(b, kt) : -1;
+                bad |= jbuf_puts(b, ": ");
+                cJSON_free(kt);
+                cJSON_Delete(k);
+            }
+            bad |= json_pretty(c, level + 1, b);
+        }
+        if (!first) {
+            bad |= jbuf_putc(b, '\n');
+            for (int i = 0; i < level; i++) bad |= jbuf_puts(b, "  ");
+        }
+        bad |= jbuf_putc(b, obj ? '}' : ']');
+        return bad ? -1 : 0;
+    }
+    char *t = cJSON_PrintUnformatted(v);
+    bad |= t ? jbuf_puts(b, t) : -1;
+    cJSON_free(t);
+    return bad ? -1 : 0;
+}
+
+static const char *cj_str(const cJSON *o, const char *k) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+/* "2026-12-01 14:02" in local time. */
+static void local_time_text(int64_t nanos, char *buf, size_t len) {
+    time_t t = (time_t)(nanos / 1000000000);
+    struct tm tm;
+    if (nanos <= 0 || !localtime_r(&t, &tm) || strftime(buf, len, "%Y-%m-%d %H:%M", &tm) == 0)
+        snprintf(buf, len, "-");
+}
+
+/* "3m ago" / "in 2h" relative to now. */
+static void relative_text(int64_t nanos, char *buf, size_t len) {
+    int64_t d = nanos - time_now_nanos();
+    char h[48];
+    duration_human(d < 0 ? -d : d, h, sizeof h);
+    snprintf(buf, len, d < 0 ? "%s ago" : "in %s", h);
+}
+
+static void print_list_line(const char *label, const cJSON *arr) {
+    const cJSON *e;
+    bool first = true;
+    cJSON_ArrayForEach(e, arr) {
+        if (!cJSON_IsString(e)) continue;
+        printf("%s%s", first ? label : ", ", esc(0, e->valuestring));
+        first = false;
+    }
+    if (!first) printf("\n");
+}
+
+/* The embedded backend's view of a running run, as describe prints it. */
+static void print_observed(const cJSON *o) {
+    const char *details = cj_str(o, "currentDetails"), *wf = cj_str(o, "waitingFor");
+    const char *since = cj_str(o, "waitingSince"), *err = cj_str(o, "statusError");
+    if (details) printf("Details:      %s\n", esc(0, details));
+    if (wf) {
+        int64_t ns = 0;
+        jerr ignore = {0};
+        char rel[64] = "";
+        if (since && time_parse_rfc3339(since, &ns, &ignore) == 0) relative_text(ns, rel, sizeof rel);
+        printf("Waiting for:  %s%s%s%s%s%s\n", esc(0, wf), since ? ", since " : "", esc(1, since), rel[0] ? " (" : "",
+               rel, rel[0] ? ")" : "");
+    }
+    if (err) printf("              (%s)\n", esc(0, err));
+    const cJSON *ex = cJSON_GetObjectItemCaseSensitive(o, "executor");
+    if (ex && cj_str(ex, "text")) printf("Executed by:  %s\n", esc(0, cj_str(ex, "text")));
+    const cJSON *waits = cJSON_GetObjectItemCaseSensitive(o, "waits"), *w;
+    if (cJSON_GetArraySize(waits) > 0) printf("Coroutines:\n");
+    cJSON_ArrayForEach(w, waits) {
+        const char *kind = cj_str(w, "kind"), *name = cj_str(w, "name"), *desc = cj_str(w, "description");
+        printf("  %s: %s%s%s at %s%s%s%s\n", esc(0, cj_str(w, "thread") ? cj_str(w, "thread") : "?"),
+               esc(1, kind ? kind : "?"), name ? " " : "", esc(2, name), esc(3, cj_str(w, "site") ? cj_str(w, "site") : "?"),
+               desc ? " (" : "", esc(4, desc), desc ? ")" : "");
+    }
+    print_list_line("Signals:      ", cJSON_GetObjectItemCaseSensitive(o, "signals"));
+    print_list_line("Queries:      ", cJSON_GetObjectItemCaseSensitive(o, "queries"));
+    print_list_line("Unhandled:    signals with no handler yet: ", cJSON_GetObjectItemCaseSensitive(o, "unhandledSignals"));
+}
+
+static void print_timers(const cJSON *o) {
+    const cJSON *timers = cJSON_GetObjectItemCaseSensitive(o, "pendingTimers"), *t;
+    if (cJSON_GetArraySize(timers) > 0) printf("Pending timers:\n");
+    cJSON_ArrayForEach(t, timers) {
+        const char *fire = cj_str(t, "fireTime");
+        int64_t ns = 0;
+        jerr ignore = {0};
+        char rel[64] = "";
+        if (fire && time_parse_rfc3339(fire, &ns, &ignore) == 0) relative_text(ns, rel, sizeof rel);
+        printf("  timer %s: fires at %s%s%s%s\n", esc(0, cj_str(t, "timerId") ? cj_str(t, "timerId") : "?"),
+               esc(1, fire ? fire : "?"), rel[0] ? " (" : "", rel, rel[0] ? ")" : "");
+    }
+}
+
+/* Fetches the backend's extra view (NULL if it has none or it failed; the
+ * failure is reported as a warning, describe still answers). */
+static cJSON *observe(cli_client *c, const char *id, jbuf *raw) {
+    if (!c->ops->observe) return NULL;
+    jerr e = {0};
+    if (c->ops->observe(c, id, raw, &e) != 0) {
+        cli_errorf("warning: cannot tell what workflow '%s' waits for: %s", id, e.msg);
+        return NULL;
+    }
+    return cJSON_Parse(raw->data ? raw->data : "{}");
+}
+
 int cli_verb_describe(int argc, char **argv) {
     static const client_verb_spec v = {"describe", 1, 1,
-        "Usage: jorch describe ID [--output json]\n\nShows a workflow's status, script version and pending activities.\n" CLIENT_HELP_COMMON};
+        "Usage: jorch describe ID [--output json] [--no-json-shorthand-payloads]\n\n"
+        "Shows a workflow's status, script version, what it waits for (the wait_condition\n"
+        "line and its description, the signals it handles), which process executes it,\n"
+        "its pending activities (attempt, last failure, next retry) and timers.\n"
+        "--output json prints Temporal's DescribeWorkflowExecutionResponse plus a \"jorch\"\n"
+        "object with the embedded backend's view; payloads are shown as JSON values\n"
+        "unless --no-json-shorthand-payloads (or --raw) asks for the raw form.\n" CLIENT_HELP_COMMON};
     cli_args a;
     cli_client *c = NULL;
     int rc = client_prologue(&v, argc, argv, &a, &c);
@@ -1054,14 +1198,30 @@ int cli_verb_describe(int argc, char **argv) {
         return finish(c, cli_exit_for(&e));
     }
     int out_rc = CLI_OK;
+    jbuf raw;
+    jbuf_init(&raw, 0);
+    cJSON *obs = d->workflow_execution_info ? observe(c, a.pos[0], &raw) : NULL;
     if (!d->workflow_execution_info) {
         cli_errorf("the backend described workflow '%s' without its execution info", a.pos[0]);
         out_rc = CLI_UNREACHABLE;
     } else if (a.set[O_OUTPUT] && strcmp(a.val[O_OUTPUT], "json") == 0) {
         jbuf b;
         jbuf_init(&b, 0);
-        if (protojson_write(&d->base, 2, &b, &e) == 0) {
-            printf("%s\n", b.data);
+        if (msg_json(&d->base, 2, &a, &b, &e) == 0) {
+            /* the extra view as one more top-level member, "jorch" */
+            if (obs && cJSON_GetArraySize(obs) > 0 && b.len >= 2 && b.data[b.len - 1] == '}') {
+                bool empty = b.len == 2;
+                b.len--;
+                while (b.len > 0 && (b.data[b.len - 1] == '\n' || b.data[b.len - 1] == ' ')) b.len--;
+                b.data[b.len] = '\0';
+                if (jbuf_puts(&b, empty ? "\n  \"jorch\": " : ",\n  \"jorch\": ") != 0 ||
+                    json_pretty(obs, 1, &b) != 0 || jbuf_puts(&b, "\n}") != 0) {
+                    jbuf_free(&b);
+                    cli_errorf("out of memory writing the description of '%s'", a.pos[0]);
+                    out_rc = CLI_FAILED;
+                }
+            }
+            if (out_rc == CLI_OK) printf("%s\n", b.data);
         } else {
             cli_errorf("%s", e.msg);
             out_rc = CLI_FAILED;
@@ -1086,14 +1246,28 @@ int cli_verb_describe(int argc, char **argv) {
         char autou[1100];
         memo_value(i->memo, "jorch.auto_upgrade", autou, sizeof autou);
         if (strcmp(autou, "-") != 0) printf("Auto-upgrade: %s\n", esc(0, autou));
+        if (obs) print_observed(obs);
         if (d->n_pending_activities) printf("Pending activities:\n");
         for (size_t k = 0; k < d->n_pending_activities; k++) {
             const Temporal__Api__Workflow__V1__PendingActivityInfo *p = d->pending_activities[k];
-            printf("  %s (id %s): attempt %d, %s%s%s\n", esc(0, p->activity_type ? p->activity_type->name : "?"),
-                   esc(1, p->activity_id), p->attempt, p->state == 2 ? "started" : "scheduled",
+            char next[96] = "";
+            if (p->next_attempt_schedule_time) {
+                char t[48], rel[64];
+                ts_text(p->next_attempt_schedule_time, t, sizeof t);
+                relative_text(pb_timestamp_nanos(p->next_attempt_schedule_time), rel, sizeof rel);
+                snprintf(next, sizeof next, ", next retry at %s (%s)", t, rel);
+            }
+            char maxa[32] = "";
+            if (p->maximum_attempts > 0) snprintf(maxa, sizeof maxa, " of %d", p->maximum_attempts);
+            printf("  %s (id %s): attempt %d%s, %s%s%s%s\n", esc(0, p->activity_type ? p->activity_type->name : "?"),
+                   esc(1, p->activity_id), p->attempt, maxa,
+                   p->state == 2 ? "running" : p->state == 3 ? "cancel requested" : "scheduled", next,
                    p->last_failure ? ", last failure: " : "", esc(2, p->last_failure ? p->last_failure->message : ""));
         }
+        if (obs) print_timers(obs);
     }
+    cJSON_Delete(obs);
+    jbuf_free(&raw);
     protobuf_c_message_free_unpacked(&d->base, NULL);
     return finish(c, out_rc);
 }
@@ -1124,9 +1298,11 @@ static void sanitize_for_json(Temporal__Api__Workflow__V1__WorkflowExecutionInfo
 
 int cli_verb_list(int argc, char **argv) {
     static const client_verb_spec v = {"list", 0, 0,
-        "Usage: jorch list [--status S] [--version SHA] [--output json]\n\nLists workflows, newest first; --status filters "
-        "(Running, Completed, Failed, Canceled, Terminated, ContinuedAsNew);\n--version keeps runs whose script "
-        "SHA-256 starts with SHA (see 'jorch scripts').\n" CLIENT_HELP_COMMON};
+        "Usage: jorch list [--status S] [--type T] [--version SHA] [--output json]\n\nLists workflows, newest first: "
+        "id, type, status, since when (running: when the\nworkflow last acted; closed: when it closed) and what a "
+        "running one waits for.\n--status filters (Running, Completed, Failed, Canceled, Terminated, ContinuedAsNew,\n"
+        "TimedOut); --type keeps one workflow type; --version keeps runs whose script\nSHA-256 starts with SHA "
+        "(see 'jorch scripts').\n" CLIENT_HELP_COMMON};
     cli_args a;
     cli_client *c = NULL;
     int rc = client_prologue(&v, argc, argv, &a, &c);
@@ -1136,22 +1312,41 @@ int cli_verb_list(int argc, char **argv) {
         want = store_status_parse(a.val[O_STATUS]);
         if (!want) {
             c->ops->free(c);
-            return cli_usage_error("list", "unknown status '%s'", a.val[O_STATUS]);
+            return cli_usage_error("list", "unknown status '%s' (one of Running, Completed, Failed, Canceled, "
+                                           "Terminated, ContinuedAsNew, TimedOut)", a.val[O_STATUS]);
         }
+    }
+    const char *type = a.set[O_TYPE] ? a.val[O_TYPE] : NULL;
+    if (type && (!*type || strpbrk(type, "\"\\\n"))) {
+        c->ops->free(c);
+        return cli_usage_error("list", "--type needs a workflow type name (no quotes or backslashes)");
     }
     jerr e = {0};
     Temporal__Api__Workflowservice__V1__ListWorkflowExecutionsResponse *l = NULL;
-    char q[64] = "";
+    char q[600] = "";
     if (want) snprintf(q, sizeof q, "ExecutionStatus=\"%s\"", status_text(want));
-    if (c->ops->list(c, want ? q : NULL, &l, &e) != 0) {
+    if (type) {
+        size_t n = strlen(q);
+        snprintf(q + n, sizeof q - n, "%sWorkflowType=\"%.256s\"", n ? " AND " : "", type);
+    }
+    if (c->ops->list(c, q[0] ? q : NULL, &l, &e) != 0) {
         cli_errorf("%s", e.msg);
         return finish(c, cli_exit_for(&e));
     }
     bool json = a.set[O_OUTPUT] && strcmp(a.val[O_OUTPUT], "json") == 0;
     int list_rc = CLI_OK;
+    /* column widths from the ids and types shown */
+    int wid_w = 11, type_w = 4;
+    for (size_t k = 0; k < l->n_executions; k++) {
+        const Temporal__Api__Workflow__V1__WorkflowExecutionInfo *i = l->executions[k];
+        int n1 = i->execution && i->execution->workflow_id ? (int)strlen(i->execution->workflow_id) : 0;
+        int n2 = i->type && i->type->name ? (int)strlen(i->type->name) : 0;
+        if (n1 > wid_w) wid_w = n1 > 48 ? 48 : n1;
+        if (n2 > type_w) type_w = n2 > 32 ? 32 : n2;
+    }
     if (json) printf("[");
+    else printf("%-*s  %-*s  %-14s  %-16s  %s\n", wid_w, "WORKFLOW ID", type_w, "TYPE", "STATUS", "SINCE", "WAITING FOR");
     bool first = true;
-    if (!json) printf("%-32s %-36s %-16s %-15s %s\n", "WORKFLOW ID", "RUN ID", "TYPE", "STATUS", "STARTED");
     for (size_t k = 0; k < l->n_executions; k++) {
         const Temporal__Api__Workflow__V1__WorkflowExecutionInfo *i = l->executions[k];
         if (want && (int)i->status != want) continue;
@@ -1160,11 +1355,12 @@ int cli_verb_list(int argc, char **argv) {
             memo_value(i->memo, "jorch.script_sha256", sha, sizeof sha);
             if (!*a.val[O_VERSION] || strncmp(sha, a.val[O_VERSION], strlen(a.val[O_VERSION])) != 0) continue;
         }
+        if (type && (!i->type || !i->type->name || strcmp(i->type->name, type) != 0)) continue;
         if (json) {
             jbuf b;
             jbuf_init(&b, 0);
             sanitize_for_json((Temporal__Api__Workflow__V1__WorkflowExecutionInfo *)i);
-            if (protojson_write(&i->base, 0, &b, &e) == 0) {
+            if (msg_json(&i->base, 0, &a, &b, &e) == 0) {
                 printf("%s%s", first ? "" : ",", b.data);
                 first = false;
             } else {
@@ -1173,13 +1369,26 @@ int cli_verb_list(int argc, char **argv) {
             }
             jbuf_free(&b);
             continue;
-        } else {
-            char t1[48];
-            ts_text(i->start_time, t1, sizeof t1);
-            printf("%-32s %-36s %-16s %-15s %s\n", esc(0, i->execution ? i->execution->workflow_id : ""),
-                   esc(1, i->execution ? i->execution->run_id : ""), esc(2, i->type ? i->type->name : ""),
-                   status_text(i->status), t1);
         }
+        char since[48], waiting[512] = "-";
+        int64_t at = pb_timestamp_nanos(i->close_time ? i->close_time : i->start_time);
+        const char *wid = i->execution ? i->execution->workflow_id : "";
+        const char *rid = i->execution ? i->execution->run_id : "";
+        if ((int)i->status == RUN_RUNNING && c->ops->observe) {
+            jbuf raw;
+            jbuf_init(&raw, 0);
+            cJSON *obs = observe(c, rid && *rid ? rid : wid, &raw);
+            const char *wf = cj_str(obs, "waitingFor"), *ws = cj_str(obs, "waitingSince");
+            if (wf) snprintf(waiting, sizeof waiting, "%s", wf);
+            int64_t ns = 0;
+            jerr ignore = {0};
+            if (ws && time_parse_rfc3339(ws, &ns, &ignore) == 0) at = ns;
+            cJSON_Delete(obs);
+            jbuf_free(&raw);
+        }
+        local_time_text(at, since, sizeof since);
+        printf("%-*s  %-*s  %-14s  %-16s  %s\n", wid_w, esc(0, wid), type_w, esc(1, i->type ? i->type->name : ""),
+               status_text(i->status), since, esc(2, waiting));
         first = false;
     }
     if (json) printf("]\n");
@@ -1187,10 +1396,143 @@ int cli_verb_list(int argc, char **argv) {
     return finish(c, list_rc);
 }
 
+/* ------------------------------------------------------------ history */
+
+/* A payload list as short JSON text for one line of `history`. */
+static void payloads_brief(const Temporal__Api__Common__V1__Payloads *ps, char *buf, size_t len) {
+    jbuf b;
+    jbuf_init(&b, 0);
+    jerr e = {0};
+    if (!ps || ps->n_payloads == 0) snprintf(buf, len, "none");
+    else if (payloads_to_json(ps, false, &b, &e) == 0 && b.data) snprintf(buf, len, "%s", b.data);
+    else snprintf(buf, len, "(%zu payload%s, not JSON)", ps->n_payloads, ps->n_payloads == 1 ? "" : "s");
+    jbuf_free(&b);
+    size_t n = strlen(buf);
+    if (n + 1 >= len && len > 4) memcpy(buf + len - 4, "...", 4);
+}
+
+static void failure_brief(const Temporal__Api__Failure__V1__Failure *f, char *buf, size_t len) {
+    jbuf b;
+    jbuf_init(&b, 4096);
+    failure_text(f, &b);
+    snprintf(buf, len, "%s", b.data ? b.data : "");
+    jbuf_free(&b);
+}
+
+static const char *enum_short(const ProtobufCEnumDescriptor *d, int v, const char *prefix) {
+    const ProtobufCEnumValue *ev = protobuf_c_enum_descriptor_get_value(d, v);
+    if (!ev) return "?";
+    size_t n = strlen(prefix);
+    return strncmp(ev->name, prefix, n) == 0 ? ev->name + n : ev->name;
+}
+
+/* The essentials of one event: activity name and attempt, timer duration,
+ * signal name and input, failure message (as `temporal workflow show`
+ * lists them). names[i]: the activity type of the ActivityTaskScheduled
+ * event with id i (NULL if none). */
+static void event_details(const Temporal__Api__History__V1__HistoryEvent *e, char *const *names, size_t n_names,
+                          char *buf, size_t len) {
+    char p[600], f[600], d[48];
+    buf[0] = '\0';
+#define NAME_OF(id) ((id) > 0 && (size_t)(id) < n_names && names[(id)] ? names[(id)] : "?")
+#define A(x) e->x##_event_attributes
+    switch (e->attributes_case) {
+    case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_WORKFLOW_EXECUTION_STARTED_EVENT_ATTRIBUTES:
+        payloads_brief(A(workflow_execution_started)->input, p, sizeof p);
+        snprintf(buf, len, "%s on %s, input %s", A(workflow_execution_started)->workflow_type ? A(workflow_execution_started)->workflow_type->name : "?",
+                 A(workflow_execution_started)->task_queue ? A(workflow_execution_started)->task_queue->name : "?", p);
+        break;
+    case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_WORKFLOW_EXECUTION_COMPLETED_EVENT_ATTRIBUTES:
+        payloads_brief(A(workflow_execution_completed)->result, p, sizeof p);
+        snprintf(buf, len, "result %s", p);
+        break;
+    case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_WORKFLOW_EXECUTION_FAILED_EVENT_ATTRIBUTES:
+        failure_brief(A(workflow_execution_failed)->failure, f, sizeof f);
+        snprintf(buf, len, "failure: %s", f);
+        break;
+    case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_WORKFLOW_EXECUTION_TERMINATED_EVENT_ATTRIBUTES:
+        snprintf(buf, len, "reason: %s", A(workflow_execution_terminated)->reason);
+        break;
+    case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_WORKFLOW_EXECUTION_CANCEL_REQUESTED_EVENT_ATTRIBUTES:
+        if (A(workflow_execution_cancel_requested)->cause[0])
+            snprintf(buf, len, "reason: %s", A(workflow_execution_cancel_requested)->cause);
+        break;
+    case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_WORKFLOW_EXECUTION_SIGNALED_EVENT_ATTRIBUTES:
+        payloads_brief(A(workflow_execution_signaled)->input, p, sizeof p);
+        snprintf(buf, len, "signal %s, input %s", A(workflow_execution_signaled)->signal_name, p);
+        break;
+    case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_WORKFLOW_EXECUTION_CONTINUED_AS_NEW_EVENT_ATTRIBUTES:
+        payloads_brief(A(workflow_execution_continued_as_new)->input, p, sizeof p);
+        snprintf(buf, len, "new run %s, input %s", A(workflow_execution_continued_as_new)->new_execution_run_id, p);
+        break;
+    case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_WORKFLOW_TASK_FAILED_EVENT_ATTRIBUTES:
+        failure_brief(A(workflow_task_failed)->failure, f, sizeof f);
+        snprintf(buf, len, "%s: %s",
+                 enum_short(&temporal__api__enums__v1__workflow_task_failed_cause__descriptor,
+                            (int)A(workflow_task_failed)->cause, "WORKFLOW_TASK_FAILED_CAUSE_"), f);
+        break;
+    case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_ACTIVITY_TASK_SCHEDULED_EVENT_ATTRIBUTES:
+        payloads_brief(A(activity_task_scheduled)->input, p, sizeof p);
+        snprintf(buf, len, "%s (id %s), input %s",
+                 A(activity_task_scheduled)->activity_type ? A(activity_task_scheduled)->activity_type->name : "?",
+                 A(activity_task_scheduled)->activity_id, p);
+        break;
+    case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_ACTIVITY_TASK_STARTED_EVENT_ATTRIBUTES:
+        f[0] = '\0';
+        if (A(activity_task_started)->last_failure) failure_brief(A(activity_task_started)->last_failure, f, sizeof f);
+        snprintf(buf, len, "%s, attempt %d%s%s", NAME_OF(A(activity_task_started)->scheduled_event_id),
+                 A(activity_task_started)->attempt, f[0] ? ", last failure: " : "", f);
+        break;
+    case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_ACTIVITY_TASK_COMPLETED_EVENT_ATTRIBUTES:
+        payloads_brief(A(activity_task_completed)->result, p, sizeof p);
+        snprintf(buf, len, "%s, result %s", NAME_OF(A(activity_task_completed)->scheduled_event_id), p);
+        break;
+    case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_ACTIVITY_TASK_FAILED_EVENT_ATTRIBUTES:
+        failure_brief(A(activity_task_failed)->failure, f, sizeof f);
+        snprintf(buf, len, "%s, %s: %s", NAME_OF(A(activity_task_failed)->scheduled_event_id),
+                 enum_short(&temporal__api__enums__v1__retry_state__descriptor, (int)A(activity_task_failed)->retry_state,
+                            "RETRY_STATE_"), f);
+        break;
+    case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_ACTIVITY_TASK_TIMED_OUT_EVENT_ATTRIBUTES:
+        failure_brief(A(activity_task_timed_out)->failure, f, sizeof f);
+        snprintf(buf, len, "%s, %s: %s", NAME_OF(A(activity_task_timed_out)->scheduled_event_id),
+                 enum_short(&temporal__api__enums__v1__retry_state__descriptor, (int)A(activity_task_timed_out)->retry_state,
+                            "RETRY_STATE_"), f);
+        break;
+    case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_ACTIVITY_TASK_CANCEL_REQUESTED_EVENT_ATTRIBUTES:
+        snprintf(buf, len, "%s", NAME_OF(A(activity_task_cancel_requested)->scheduled_event_id));
+        break;
+    case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_ACTIVITY_TASK_CANCELED_EVENT_ATTRIBUTES:
+        snprintf(buf, len, "%s", NAME_OF(A(activity_task_canceled)->scheduled_event_id));
+        break;
+    case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_TIMER_STARTED_EVENT_ATTRIBUTES:
+        duration_human(pb_duration_nanos(A(timer_started)->start_to_fire_timeout), d, sizeof d);
+        snprintf(buf, len, "timer %s, %s", A(timer_started)->timer_id, d);
+        break;
+    case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_TIMER_FIRED_EVENT_ATTRIBUTES:
+        snprintf(buf, len, "timer %s", A(timer_fired)->timer_id);
+        break;
+    case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_TIMER_CANCELED_EVENT_ATTRIBUTES:
+        snprintf(buf, len, "timer %s", A(timer_canceled)->timer_id);
+        break;
+    case TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_MARKER_RECORDED_EVENT_ATTRIBUTES:
+        snprintf(buf, len, "%s", A(marker_recorded)->marker_name);
+        break;
+    default:
+        break;
+    }
+#undef A
+#undef NAME_OF
+}
+
 int cli_verb_history(int argc, char **argv) {
     static const client_verb_spec v = {"history", 1, 1,
-        "Usage: jorch history ID [--output json]\n\nPrints a workflow's history; --output json prints the Temporal\n"
-        "JSON form, which 'jorch replay' and Temporal's replayers read.\n" CLIENT_HELP_COMMON};
+        "Usage: jorch history ID [--output json] [--no-json-shorthand-payloads]\n\n"
+        "Prints a workflow's history, one event a line with its essentials (activity\n"
+        "name and attempt, timer duration, signal name and input, failure message).\n"
+        "--output json prints the Temporal JSON form (as `temporal workflow show --output\n"
+        "json`), which 'jorch replay' and Temporal's replayers read; payloads are JSON\n"
+        "values unless --no-json-shorthand-payloads (or --raw) asks for the raw form.\n" CLIENT_HELP_COMMON};
     cli_args a;
     cli_client *c = NULL;
     int rc = client_prologue(&v, argc, argv, &a, &c);
@@ -1204,18 +1546,36 @@ int cli_verb_history(int argc, char **argv) {
     if (a.set[O_OUTPUT] && strcmp(a.val[O_OUTPUT], "json") == 0) {
         jbuf b;
         jbuf_init(&b, 0);
-        if (protojson_write(&h->base, 2, &b, &e) == 0) printf("%s\n", b.data);
+        if (msg_json(&h->base, 2, &a, &b, &e) == 0) printf("%s\n", b.data);
         else {
             cli_errorf("%s", e.msg);
             rc = CLI_FAILED;
         }
         jbuf_free(&b);
     } else {
-        for (size_t k = 0; k < h->n_events; k++) {
-            char t[48];
-            ts_text(h->events[k]->event_time, t, sizeof t);
-            printf("%5" PRId64 "  %s  %s\n", h->events[k]->event_id, t, event_type_name(h->events[k]->event_type));
+        /* activity names by the id of their ActivityTaskScheduled event */
+        size_t n_names = h->n_events + 2;
+        char **names = calloc(n_names, sizeof *names);
+        if (!names) {
+            cli_errorf("out of memory printing the history of '%s'", a.pos[0]);
+            protobuf_c_message_free_unpacked(&h->base, NULL);
+            return finish(c, CLI_FAILED);
         }
+        for (size_t k = 0; k < h->n_events; k++) {
+            const Temporal__Api__History__V1__HistoryEvent *ev = h->events[k];
+            if (ev->attributes_case == TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_ACTIVITY_TASK_SCHEDULED_EVENT_ATTRIBUTES &&
+                ev->event_id > 0 && (size_t)ev->event_id < n_names && ev->activity_task_scheduled_event_attributes->activity_type)
+                names[ev->event_id] = ev->activity_task_scheduled_event_attributes->activity_type->name;
+        }
+        printf("%5s  %-24s  %-40s %s\n", "ID", "TIME", "TYPE", "DETAILS");
+        for (size_t k = 0; k < h->n_events; k++) {
+            char t[48], details[1024];
+            ts_text(h->events[k]->event_time, t, sizeof t);
+            event_details(h->events[k], names, n_names, details, sizeof details);
+            printf("%5" PRId64 "  %-24s  %-40s %s\n", h->events[k]->event_id, t,
+                   event_type_name(h->events[k]->event_type), esc(0, details));
+        }
+        free(names);
     }
     protobuf_c_message_free_unpacked(&h->base, NULL);
     return finish(c, rc);

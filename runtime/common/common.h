@@ -251,6 +251,13 @@ ProtobufCMessage *protojson_parse(const ProtobufCMessageDescriptor *desc,
                                   const char *json, size_t len, jerr *err);
 /* indent 0: compact; >0: pretty-printed with that many spaces. */
 int protojson_write(const ProtobufCMessage *msg, int indent, jbuf *out, jerr *err);
+/* PROTOJSON_SHORTHAND: payloads as the official CLI prints them by default
+ * (api-go's "shorthand"): Payloads as an array of values, a json/plain
+ * Payload as its JSON value, binary/null as null, json/protobuf as its
+ * object with "_protoMessageType"; other encodings in the standard form.
+ * The reader accepts both forms. */
+#define PROTOJSON_SHORTHAND 1u
+int protojson_write_ex(const ProtobufCMessage *msg, int indent, unsigned flags, jbuf *out, jerr *err);
 
 /* A history file: canonical {"events":[...]}, or the older form, an array
  * of histories [{"events":[...]}] (the first is taken). Checks that event

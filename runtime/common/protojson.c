@@ -36,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "temporal/api/common/v1/message.pb-c.h"
 #include "temporal/api/enums/v1/command_type.pb-c.h"
 #include "temporal/api/enums/v1/event_type.pb-c.h"
 
@@ -1472,6 +1473,216 @@ static int rd_time_wkt(pj_reader *r, const ProtobufCMessageDescriptor *d, Protob
     return 0;
 }
 
+/* ------------------------------------------------- shorthand payloads */
+
+/* The official CLI's "shorthand" payloads (api-go's payload_json.go):
+ * Payloads as a JSON array of values, a json/plain Payload as its JSON
+ * value, binary/null as null, json/protobuf as its object plus a
+ * "_protoMessageType" member. The reader takes both forms anywhere; the
+ * writer uses shorthand when asked (PROTOJSON_SHORTHAND). */
+#define SHORTHAND_TYPE_KEY "_protoMessageType"
+#define BINARY_NULL_B64 "YmluYXJ5L251bGw="
+
+static bool is_payloads(const ProtobufCMessageDescriptor *d) {
+    return d == &temporal__api__common__v1__payloads__descriptor;
+}
+static bool is_payload(const ProtobufCMessageDescriptor *d) {
+    return d == &temporal__api__common__v1__payload__descriptor;
+}
+
+/* Lookahead on a copy of the reader: is the object at r a payload in the
+ * standard form {"metadata": {"encoding": base64, ...}, "data": base64}
+ * (data may be absent for binary/null)? Anything else is shorthand. */
+static bool standard_payload_ahead(const pj_reader *r0) {
+    pj_reader *t = malloc(sizeof *t);
+    if (!t) return true; /* the standard reader then reports what it finds */
+    *t = *r0;
+    jerr ignore = {0};
+    t->err = &ignore;
+    bool std = false, has_md = false, has_enc = false, has_data = false, null_enc = false;
+    if (rd_expect(t, '{', "'{'") || rd_peek(t) == '}') goto out;
+    for (;;) {
+        char *k = NULL;
+        if (rd_peek(t) != '"' || rd_string(t, &k, NULL) || rd_expect(t, ':', "':'")) {
+            free(k);
+            goto out;
+        }
+        bool is_md = strcmp(k, "metadata") == 0, is_data = strcmp(k, "data") == 0;
+        free(k);
+        if (is_md && !has_md && rd_peek(t) == '{') {
+            has_md = true;
+            t->pos++;
+            if (rd_peek(t) == '}') {
+                t->pos++;
+            } else {
+                for (;;) {
+                    char *mk = NULL, *mv = NULL;
+                    if (rd_peek(t) != '"' || rd_string(t, &mk, NULL) || rd_expect(t, ':', "':'") ||
+                        rd_peek(t) != '"' || rd_string(t, &mv, NULL)) {
+                        free(mk);
+                        free(mv);
+                        goto out;
+                    }
+                    if (strcmp(mk, "encoding") == 0) {
+                        has_enc = true;
+                        null_enc = strcmp(mv, BINARY_NULL_B64) == 0;
+                    }
+                    free(mk);
+                    free(mv);
+                    int more = rd_after_item(t, '}');
+                    if (more < 0) goto out;
+                    if (!more) break;
+                }
+            }
+        } else if (is_data && !has_data && rd_peek(t) == '"') {
+            has_data = true;
+            if (rd_string(t, NULL, NULL)) goto out;
+        } else {
+            goto out;
+        }
+        int more = rd_after_item(t, '}');
+        if (more < 0) goto out;
+        if (!more) break;
+    }
+    std = has_md && has_enc && (has_data || null_enc);
+out:
+    free(t);
+    return std;
+}
+
+/* Copies the JSON value at r to out without insignificant white space
+ * (numbers and strings exactly as written). At the top level of an object,
+ * the SHORTHAND_TYPE_KEY member is left out and its string returned in
+ * *msg_type (if msg_type is not NULL). */
+static int rd_copy_compact(pj_reader *r, jbuf *out, char **msg_type) {
+    int c = rd_peek(r);
+    if (c == '{' || c == '[') {
+        char close = c == '{' ? '}' : ']';
+        if (rd_enter(r)) return -1;
+        r->pos++;
+        if (jbuf_putc(out, (char)c)) return rd_oom(r);
+        bool first = true;
+        if (rd_peek(r) == close) {
+            r->pos++;
+        } else {
+            for (;;) {
+                bool skip = false;
+                size_t mark = out->len;
+                if (!first && jbuf_putc(out, ',')) return rd_oom(r);
+                if (close == '}') {
+                    if (rd_peek(r) != '"') return rd_unexpected(r, "a member name string");
+                    rd_ws(r);
+                    size_t ks = r->pos;
+                    char *k = NULL;
+                    size_t kn = 0;
+                    if (rd_string(r, &k, &kn)) return -1;
+                    skip = msg_type && kn == strlen(SHORTHAND_TYPE_KEY) && memcmp(k, SHORTHAND_TYPE_KEY, kn) == 0 &&
+                           rd_peek(r) == ':';
+                    free(k);
+                    if (jbuf_append(out, r->s + ks, r->pos - ks) || jbuf_putc(out, ':')) return rd_oom(r);
+                    if (rd_expect(r, ':', "':'")) return -1;
+                }
+                if (skip && rd_peek(r) == '"') {
+                    free(*msg_type);
+                    *msg_type = NULL;
+                    if (rd_string(r, msg_type, NULL)) return -1;
+                    out->len = mark; /* drop the member */
+                    out->data[mark] = '\0';
+                } else {
+                    if (rd_copy_compact(r, out, NULL)) return -1;
+                    first = false;
+                }
+                int more = rd_after_item(r, close);
+                if (more < 0) return -1;
+                if (!more) break;
+            }
+        }
+        rd_leave(r);
+        if (jbuf_putc(out, close)) return rd_oom(r);
+        return 0;
+    }
+    rd_ws(r);
+    size_t start = r->pos;
+    if (rd_skip(r)) return -1;
+    if (jbuf_append(out, r->s + start, r->pos - start)) return rd_oom(r);
+    return 0;
+}
+
+static int payload_set_meta(Temporal__Api__Common__V1__Payload *p, const char *key, const char *val) {
+    Temporal__Api__Common__V1__Payload__MetadataEntry **arr =
+        realloc(p->metadata, (p->n_metadata + 1) * sizeof *arr);
+    if (!arr) return -1;
+    p->metadata = arr;
+    Temporal__Api__Common__V1__Payload__MetadataEntry *e = malloc(sizeof *e);
+    if (!e) return -1;
+    temporal__api__common__v1__payload__metadata_entry__init(e);
+    e->key = jstrdup(key);
+    e->value.data = (uint8_t *)jstrdup(val);
+    e->value.len = strlen(val);
+    arr[p->n_metadata++] = e;
+    if (!e->key || !e->value.data) return -1;
+    return 0;
+}
+
+/* One payload in either form into m (a Payload). */
+static int rd_payload(pj_reader *r, ProtobufCMessage *m) {
+    Temporal__Api__Common__V1__Payload *p = (Temporal__Api__Common__V1__Payload *)m;
+    int c = rd_peek(r);
+    if (c == '{' && standard_payload_ahead(r)) return rd_object(r, m->descriptor, m);
+    if (c == 'n') {
+        if (rd_literal(r, "null")) return -1;
+        return payload_set_meta(p, "encoding", "binary/null") ? rd_oom(r) : 0;
+    }
+    jbuf data;
+    jbuf_init(&data, 0);
+    char *msg_type = NULL;
+    if (rd_copy_compact(r, &data, c == '{' ? &msg_type : NULL)) {
+        jbuf_free(&data);
+        free(msg_type);
+        return -1;
+    }
+    int rc = msg_type ? (payload_set_meta(p, "encoding", "json/protobuf") || payload_set_meta(p, "messageType", msg_type))
+                      : payload_set_meta(p, "encoding", "json/plain");
+    free(msg_type);
+    if (rc) {
+        jbuf_free(&data);
+        return rd_oom(r);
+    }
+    size_t n = 0;
+    char *d = jbuf_take(&data, &n);
+    if (!d) return rd_oom(r);
+    p->data.data = (uint8_t *)d;
+    p->data.len = n;
+    return 0;
+}
+
+/* Payloads as an array of payloads in either form. */
+static int rd_payloads_array(pj_reader *r, ProtobufCMessage *m) {
+    Temporal__Api__Common__V1__Payloads *ps = (Temporal__Api__Common__V1__Payloads *)m;
+    if (rd_enter(r)) return -1;
+    r->pos++;
+    size_t cap = 0;
+    if (rd_peek(r) == ']') {
+        r->pos++;
+        rd_leave(r);
+        return 0;
+    }
+    for (;;) {
+        path_push_index(&r->path, ps->n_payloads);
+        if (rd_grow(r, (void **)&ps->payloads, ps->n_payloads, &cap, sizeof *ps->payloads)) return -1;
+        ProtobufCMessage *pm = msg_new(&temporal__api__common__v1__payload__descriptor);
+        if (!pm) return rd_oom(r);
+        ps->payloads[ps->n_payloads++] = (Temporal__Api__Common__V1__Payload *)pm;
+        if (rd_payload(r, pm)) return -1;
+        path_pop(&r->path);
+        int more = rd_after_item(r, ']');
+        if (more < 0) return -1;
+        if (!more) break;
+    }
+    rd_leave(r);
+    return 0;
+}
+
 /* A message value (object, or the JSON form of a well-known type). On
  * failure *out is unchanged and the partial message is freed. */
 static int rd_message(pj_reader *r, const ProtobufCMessageDescriptor *d, ProtobufCMessage **out) {
@@ -1494,7 +1705,12 @@ static int rd_message(pj_reader *r, const ProtobufCMessageDescriptor *d, Protobu
         rc = rd_any(r, d, m);
         break;
     default:
-        rc = rd_object(r, d, m);
+        if (is_payload(d))
+            rc = rd_payload(r, m);
+        else if (is_payloads(d) && rd_peek(r) == '[')
+            rc = rd_payloads_array(r, m);
+        else
+            rc = rd_object(r, d, m);
         break;
     }
     if (rc) {
@@ -1535,6 +1751,7 @@ ProtobufCMessage *protojson_parse(const ProtobufCMessageDescriptor *desc, const 
 
 typedef struct pj_writer {
     jbuf *out;
+    bool shorthand; /* payloads in the official CLI's shorthand */
     int indent;
     int level; /* open objects/arrays, for indentation */
     int depth; /* nested messages, bounded like the reader's */
@@ -1961,6 +2178,141 @@ static int wr_time_wkt(pj_writer *w, const ProtobufCMessage *m, bool is_duration
     return wr_put(w, "\"", 1);
 }
 
+/* Shorthand for one payload: 0 none (write the standard form), 1
+ * binary/null, 2 json/plain, 3 json/protobuf; *msg_type for 3. The data
+ * must be valid JSON (an object for json/protobuf). */
+static int shorthand_kind(const Temporal__Api__Common__V1__Payload *p, const char **msg_type, size_t *mtlen) {
+    const ProtobufCBinaryData *enc = NULL, *mt = NULL;
+    for (size_t i = 0; i < p->n_metadata; i++) {
+        if (!p->metadata[i] || !p->metadata[i]->key) return 0;
+        if (strcmp(p->metadata[i]->key, "encoding") == 0) enc = &p->metadata[i]->value;
+        if (strcmp(p->metadata[i]->key, "messageType") == 0) mt = &p->metadata[i]->value;
+    }
+    if (!enc || !enc->data) return 0;
+#define ENC_IS(lit) (enc->len == sizeof lit - 1 && memcmp(enc->data, lit, enc->len) == 0)
+    int kind = 0;
+    if (ENC_IS("binary/null")) return p->data.len == 0 && p->n_metadata == 1 ? 1 : 0;
+    if (ENC_IS("json/plain") && p->n_metadata == 1) kind = 2;
+    if (ENC_IS("json/protobuf") && p->n_metadata == 2 && mt && mt->len > 0 && mt->data) kind = 3;
+#undef ENC_IS
+    if (!kind) return 0;
+    pj_reader t;
+    jerr ignore = {0};
+    rd_init(&t, (const char *)p->data.data, p->data.data ? p->data.len : 0, &ignore);
+    if (kind == 3 && rd_peek(&t) != '{') return 0;
+    /* a value the reader would take for something else stays raw: an
+     * object in the raw payload form, or one with the type member */
+    if (rd_peek(&t) == '{') {
+        if (standard_payload_ahead(&t)) return 0;
+        pj_reader u = t;
+        jbuf scratch;
+        jbuf_init(&scratch, 0);
+        char *mt_seen = NULL;
+        int crc = rd_copy_compact(&u, &scratch, &mt_seen);
+        jbuf_free(&scratch);
+        bool has_type = mt_seen != NULL;
+        free(mt_seen);
+        if (crc || has_type) return 0;
+    }
+    if (rd_skip(&t) || rd_finish(&t)) return 0;
+    if (kind == 3) {
+        /* the type name becomes a JSON string: it must be UTF-8 without NULs */
+        for (size_t i = 0; i < mt->len;) {
+            size_t k = mt->data[i] >= 0x80 ? utf8_seq_len(mt->data + i, mt->len - i) : (mt->data[i] ? 1 : 0);
+            if (k == 0) return 0;
+            i += k;
+        }
+        *msg_type = (const char *)mt->data;
+        *mtlen = mt->len;
+    }
+    return kind;
+}
+
+/* Re-writes valid JSON text (checked by shorthand_kind) with the writer's
+ * indentation; numbers and strings are copied as they are. */
+static int wr_json_text(pj_writer *w, pj_reader *r, const char *msg_type, size_t mtlen) {
+    int c = rd_peek(r);
+    if (c == '{' || c == '[') {
+        char close = c == '{' ? '}' : ']';
+        char open = (char)c;
+        r->pos++;
+        if (wr_put(w, &open, 1)) return -1;
+        w->level++;
+        bool first = true;
+        if (rd_peek(r) == close) {
+            r->pos++;
+        } else {
+            for (;;) {
+                if (!first && wr_put(w, ",", 1)) return -1;
+                first = false;
+                if (wr_newline(w)) return -1;
+                if (close == '}') {
+                    rd_ws(r);
+                    size_t ks = r->pos;
+                    if (rd_string(r, NULL, NULL) || wr_put(w, r->s + ks, r->pos - ks) ||
+                        rd_expect(r, ':', "':'") || wr_puts(w, w->indent > 0 ? ": " : ":"))
+                        return -1;
+                }
+                if (wr_json_text(w, r, NULL, 0)) return -1;
+                int more = rd_after_item(r, close);
+                if (more < 0) return -1;
+                if (!more) break;
+            }
+        }
+        if (msg_type) {
+            if ((!first && wr_put(w, ",", 1)) || wr_newline(w) || wr_string(w, SHORTHAND_TYPE_KEY, strlen(SHORTHAND_TYPE_KEY)) ||
+                wr_puts(w, w->indent > 0 ? ": " : ":") || wr_string(w, msg_type, mtlen))
+                return -1;
+            first = false;
+        }
+        return wr_close(w, first, close);
+    }
+    rd_ws(r);
+    size_t start = r->pos;
+    if (rd_skip(r)) return -1;
+    return wr_put(w, r->s + start, r->pos - start);
+}
+
+static int wr_payload_value(pj_writer *w, const Temporal__Api__Common__V1__Payload *p, int kind, const char *mt,
+                            size_t mtlen) {
+    if (kind == 1) return wr_puts(w, "null");
+    pj_reader r;
+    jerr rerr = {0};
+    rd_init(&r, (const char *)p->data.data, p->data.len, &rerr);
+    if (wr_json_text(w, &r, kind == 3 ? mt : NULL, mtlen)) {
+        if (rerr.msg[0]) return wr_err(w, JERR_INTERNAL, "payload JSON: %s", rerr.msg);
+        return -1;
+    }
+    return 0;
+}
+
+/* 1: not applicable (write the standard form), 0 written, -1 error. */
+static int wr_shorthand(pj_writer *w, const ProtobufCMessage *m) {
+    const char *mt = NULL;
+    size_t mtlen = 0;
+    if (is_payload(m->descriptor)) {
+        const Temporal__Api__Common__V1__Payload *p = (const Temporal__Api__Common__V1__Payload *)m;
+        int kind = shorthand_kind(p, &mt, &mtlen);
+        return kind ? wr_payload_value(w, p, kind, mt, mtlen) : 1;
+    }
+    const Temporal__Api__Common__V1__Payloads *ps = (const Temporal__Api__Common__V1__Payloads *)m;
+    if (ps->n_payloads == 0) return 1;
+    /* all or nothing, as the official CLI does */
+    for (size_t i = 0; i < ps->n_payloads; i++)
+        if (!ps->payloads[i] || !shorthand_kind(ps->payloads[i], &mt, &mtlen)) return 1;
+    if (wr_put(w, "[", 1)) return -1;
+    w->level++;
+    for (size_t i = 0; i < ps->n_payloads; i++) {
+        if (i > 0 && wr_put(w, ",", 1)) return -1;
+        if (wr_newline(w)) return -1;
+        path_push_index(&w->path, i);
+        int kind = shorthand_kind(ps->payloads[i], &mt, &mtlen);
+        if (wr_payload_value(w, ps->payloads[i], kind, mt, mtlen)) return -1;
+        path_pop(&w->path);
+    }
+    return wr_close(w, false, ']');
+}
+
 static int wr_message(pj_writer *w, const ProtobufCMessage *m) {
     if (w->depth >= PJ_MAX_DEPTH)
         return wr_err(w, JERR_USAGE, "messages nested deeper than %d levels", PJ_MAX_DEPTH);
@@ -1981,7 +2333,9 @@ static int wr_message(pj_writer *w, const ProtobufCMessage *m) {
         rc = wr_any(w, m);
         break;
     default:
-        rc = wr_object(w, m);
+        rc = 1;
+        if (w->shorthand && (is_payload(d) || is_payloads(d))) rc = wr_shorthand(w, m);
+        if (rc == 1) rc = wr_object(w, m);
         break;
     }
     w->depth--;
@@ -1989,10 +2343,15 @@ static int wr_message(pj_writer *w, const ProtobufCMessage *m) {
 }
 
 int protojson_write(const ProtobufCMessage *msg, int indent, jbuf *out, jerr *err) {
+    return protojson_write_ex(msg, indent, 0, out, err);
+}
+
+int protojson_write_ex(const ProtobufCMessage *msg, int indent, unsigned flags, jbuf *out, jerr *err) {
     if (!msg) return jerr_set(err, JERR_INTERNAL, "protojson_write: no message");
     pj_writer *w = calloc(1, sizeof *w); /* the path stack is a few KiB */
     if (!w) return jerr_oom(err, "writing JSON");
     w->out = out;
+    w->shorthand = (flags & PROTOJSON_SHORTHAND) != 0;
     w->indent = indent < 0 ? 0 : indent > 16 ? 16 : indent;
     w->err = err;
     size_t start = out->len;

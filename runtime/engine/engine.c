@@ -1263,6 +1263,27 @@ static int prim_traceback(lua_State *L) {
     return 1;
 }
 
+/* eng.where(co): the script line a suspended coroutine waits at. */
+static int prim_where(lua_State *L) {
+    lua_State *co = lua_tothread(L, 1);
+    char where[256];
+    if (co)
+        user_where(co, where, sizeof where);
+    else
+        snprintf(where, sizeof where, "?");
+    lua_pushstring(L, where);
+    return 1;
+}
+
+/* eng.machine_id(seq): the number in the command id (timer_id, default
+ * activity_id) of the timer or activity started as seq, or nil. */
+static int prim_machine_id(lua_State *L) {
+    machine *m = machine_get(run_of(L), luaL_checkinteger(L, 1));
+    if (!m) return 0;
+    lua_pushinteger(L, m->id);
+    return 1;
+}
+
 static const luaL_Reg primitives[] = {
     {"schedule_activity", prim_schedule_activity},
     {"start_timer", prim_start_timer},
@@ -1278,6 +1299,8 @@ static const luaL_Reg primitives[] = {
     {"is_replaying", prim_is_replaying},
     {"log", prim_log},
     {"traceback", prim_traceback},
+    {"where", prim_where},
+    {"machine_id", prim_machine_id},
     {NULL, NULL},
 };
 
@@ -2466,6 +2489,9 @@ static int do_query(lua_State *L, engine_run *r, void *ud) {
         push_rt_fn(L, r, "signal_check");
         int n = push_payloads(r, L, q->args, "signal check arguments");
         lua_call(L, n, 1);
+    } else if (strcmp(q->name, ENGINE_STATUS_QUERY) == 0) {
+        push_rt_fn(L, r, "status");
+        lua_call(L, 0, 1);
     } else {
         push_rt_fn(L, r, "query");
         lua_pushlstring(L, q->name, strlen(q->name)); /* not pushstring: see set_str */

@@ -133,7 +133,13 @@ int engine_run_feed(engine_run *r, Temporal__Api__History__V1__HistoryEvent **ev
 int engine_run_check_end(engine_run *r, engine_output *out, jerr *err);
 
 /* Answers a query against the state reached by the events fed so far.
- * Handlers may not block or produce commands. "__stack_trace" is built in. */
+ * Handlers may not block or produce commands. "__stack_trace" is built in,
+ * and so is ENGINE_STATUS_QUERY: one JSON object {details, waiting[],
+ * signals[], queries[], unhandledSignals[]} saying what each coroutine
+ * waits for (kind "condition" with its description, script line and
+ * timeoutTimerId; "activity" with its name; "timer" with its timerId), for
+ * describe and the status line. */
+#define ENGINE_STATUS_QUERY "__jorch_status"
 /* Built-in query with the arguments (signal name, signal args...): one JSON
  * object {handled, signals[], rejected?}: whether a handler (or "*") takes
  * the signal, the names the workflow handles, and the message of the

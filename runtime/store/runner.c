@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -63,6 +64,11 @@ typedef struct runner {
     bool status_shown;
     int64_t status_at;
     unsigned spin;
+    cJSON *wf_status;            /* the workflow's own status (__jorch_status) after its last task */
+    char details[256];           /* current details last shown as a header */
+    bool grouped;                /* on a terminal, lines are indented under that header */
+    char waiting[512];           /* which wait the status line shows (store_waiting_key), since when */
+    int64_t waiting_since;
     pthread_mutex_t mu;
     hb_slot slots[256];          /* one per attempt in the host; dispatch waits when full */
     uint32_t generation;         /* which run of a continue-as-new chain: part of each token */
@@ -83,10 +89,15 @@ static void status_clear_locked(runner *r) {
     }
 }
 
-/* One line "[prefix] text" through runlog (escaped, bounded, rotated). */
+/* One line "[prefix] text" through runlog (escaped, bounded, rotated). On
+ * a terminal, lines that follow a header (the workflow's current details,
+ * e.g. its phase) are indented under it instead of prefixed. */
 static void out_line(runner *r, const char *open, const char *name, const char *text) {
     char prefix[1100];
-    snprintf(prefix, sizeof prefix, "[%s%s] ", open, name);
+    if (r->tty && r->grouped)
+        snprintf(prefix, sizeof prefix, "  %s%s", *open ? name : "", *open ? ": " : "");
+    else
+        snprintf(prefix, sizeof prefix, "[%s%s] ", open, name);
     pthread_mutex_lock(&out_mu);
     status_clear_locked(r);
     runlog_write(prefix, text);
@@ -96,6 +107,19 @@ static void out_line(runner *r, const char *open, const char *name, const char *
 static void progress(runner *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void progress(runner *r, const char *fmt, ...) {
     if (r->o->quiet) return;
+    char text[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    out_line(r, "", r->run.workflow_id, text);
+}
+
+/* Routine steps (an activity started or completed, a timer started or
+ * fired): on a terminal only with --verbose, the status line shows them. */
+static void progress_routine(runner *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void progress_routine(runner *r, const char *fmt, ...) {
+    if (r->o->quiet || (r->tty && !r->o->verbose)) return;
     char text[4096];
     va_list ap;
     va_start(ap, fmt);
@@ -116,27 +140,82 @@ static void act_log(void *ud, const char *activity_type, const char *line) {
     out_line(r, "activity ", activity_type, line);
 }
 
-/* The live line: redrawn at most five times a second. */
+/* After each workflow task: the workflow's own view of what it waits for,
+ * and a header line when its current details (the orchestrator: its phase)
+ * changed. A workflow that cannot answer is simply not described. */
+static void refresh_status(runner *r) {
+    if (!r->eng) return;
+    Payloads *ans = NULL;
+    jerr e = {0};
+    if (engine_run_query(r->eng, ENGINE_STATUS_QUERY, NULL, &ans, &e) != 0) return;
+    cJSON *st = store_status_from_payloads(ans, &e);
+    if (ans) protobuf_c_message_free_unpacked(&ans->base, NULL);
+    if (!st) return;
+    cJSON_Delete(r->wf_status);
+    r->wf_status = st;
+    const cJSON *d = cJSON_GetObjectItemCaseSensitive(st, "details");
+    const char *details = cJSON_IsString(d) ? d->valuestring : "";
+    if (!*details || strncmp(details, r->details, sizeof r->details - 1) == 0) return;
+    snprintf(r->details, sizeof r->details, "%s", details);
+    if (r->o->quiet) return;
+    char prefix[300];
+    if (r->tty) snprintf(prefix, sizeof prefix, "== ");
+    else snprintf(prefix, sizeof prefix, "[%.256s] == ", r->run.workflow_id);
+    pthread_mutex_lock(&out_mu);
+    status_clear_locked(r);
+    runlog_write(prefix, details);
+    if (r->tty) r->grouped = true;
+    pthread_mutex_unlock(&out_mu);
+}
+
+/* The live line: redrawn at most five times a second. It says what the
+ * workflow waits for ("signal proceed (EXPLORE gate)"), in the workflow's
+ * own terms once its first task ran, and since when. */
 static void status_draw(runner *r, int running, int64_t due) {
     if (!r->tty || r->o->quiet) return;
     int64_t now = time_now_nanos();
     if (now - r->status_at < 200000000) return;
     r->status_at = now;
     static const char spin[] = "|/-\\";
-    char next[64] = "";
-    if (due > 0) {
-        int64_t left = due - store_run_now(r->s, r->run_id);
-        char human[48];
-        duration_human(left > 0 ? left : 0, human, sizeof human);
-        snprintf(next, sizeof next, ", next timer or retry in %s", human);
+    char line[768];
+    if (r->wf_status) {
+        char waiting[512], key[512], clock[16], more[48] = "";
+        store_waiting_text(r->s, r->run_id, r->wf_status, waiting, sizeof waiting);
+        store_waiting_key(r->wf_status, key, sizeof key);
+        if (strcmp(key, r->waiting) != 0) {
+            snprintf(r->waiting, sizeof r->waiting, "%s", key);
+            r->waiting_since = now;
+        }
+        store_clock_text(r->waiting_since, clock, sizeof clock);
+        if (running > 1) snprintf(more, sizeof more, " (%d activities running)", running);
+        snprintf(line, sizeof line, "%c %s: waiting for %s since %s%s", spin[r->spin++ % 4], r->run.workflow_id,
+                 waiting, clock, more);
+    } else {
+        char next[64] = "";
+        if (due > 0) {
+            int64_t left = due - store_run_now(r->s, r->run_id);
+            char human[48];
+            duration_human(left > 0 ? left : 0, human, sizeof human);
+            snprintf(next, sizeof next, ", next timer or retry in %s", human);
+        }
+        snprintf(line, sizeof line, "%c %s: %d activit%s running%s", spin[r->spin++ % 4], r->run.workflow_id,
+                 running, running == 1 ? "y" : "ies", next);
     }
-    jbuf wid;
-    jbuf_init(&wid, 0);
-    text_escape(&wid, r->run.workflow_id, strlen(r->run.workflow_id), false);
+    /* one terminal row (a wrapped line could not be erased with \r), and
+     * nothing from the workflow reaches the terminal unescaped */
+    jbuf esc_line;
+    jbuf_init(&esc_line, 0);
+    text_escape(&esc_line, line, strlen(line), false);
+    struct winsize ws;
+    size_t cols = ioctl(2, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 10 ? ws.ws_col : 80;
+    if (esc_line.data && esc_line.len >= cols) {
+        size_t cut = cols - 1;
+        while (cut > 0 && ((unsigned char)esc_line.data[cut] & 0xC0) == 0x80) cut--; /* whole UTF-8 characters */
+        esc_line.data[cut] = '\0';
+    }
     pthread_mutex_lock(&out_mu);
-    fprintf(stderr, "\r\033[K\033[2m%c %s: %d activit%s running%s\033[0m", spin[r->spin++ % 4],
-            wid.data ? wid.data : "", running, running == 1 ? "y" : "ies", next);
-    jbuf_free(&wid);
+    fprintf(stderr, "\r\033[K\033[2m%s\033[0m", esc_line.data ? esc_line.data : "");
+    jbuf_free(&esc_line);
     r->status_shown = true;
     pthread_mutex_unlock(&out_mu);
 }
@@ -467,7 +546,7 @@ static int cmd_start_timer(runner *r, const Command *c, int64_t wft_completed, j
     sqlite3_bind_int64(q, 4, store_run_now(r->s, r->run_id) + dur);
     char human[48];
     duration_human(dur, human, sizeof human);
-    progress(r, "timer %s started (%s)", ca->timer_id, human);
+    progress_routine(r, "timer %s started (%s)", ca->timer_id, human);
     return q_done(r, q, "starting a timer", err);
 }
 
@@ -1029,7 +1108,7 @@ static int dispatch_ready(runner *r, jerr *err) {
             pthread_mutex_unlock(&r->mu);
             fault_point("activity-dispatch");
             if (act_host_submit(r->host, &t, err) != 0) rc = -1;
-            else progress(r, "activity %s (id %s) started, attempt %d", t.activity_type, t.activity_id, ra->attempt);
+            else progress_routine(r, "activity %s (id %s) started, attempt %d", t.activity_type, t.activity_id, ra->attempt);
         }
         if (ra->attrs) protobuf_c_message_free_unpacked(&ra->attrs->base, NULL);
         if (ra->hb) protobuf_c_message_free_unpacked(&ra->hb->base, NULL);
@@ -1197,7 +1276,7 @@ static int on_outcome(runner *r, act_outcome *o, jerr *err) {
     }
     int rc = 0;
     if (o->kind == ACT_COMPLETED) {
-        progress(r, "activity %s (id %s) completed", name, a->activity_id);
+        progress_routine(r, "activity %s (id %s) completed", name, a->activity_id);
         rc = activity_final_event(r, sched, attempt, o, 0, hb, cancel_req, err);
     } else if (o->kind == ACT_CANCELED && cancel_requested) {
         progress(r, "activity %s (id %s) cancelled", name, a->activity_id);
@@ -1348,7 +1427,7 @@ static int fire_due_timers(runner *r, jerr *err) {
             store_rollback(r->s);
             return -1;
         }
-        progress(r, "timer %s fired", ids[i]);
+        progress_routine(r, "timer %s fired", ids[i]);
     }
     fault_point("timer-before-commit");
     if (store_schedule_wft(r->s, r->run_id, err) != 0 || runner_commit(r, err) != 0) {
@@ -1518,6 +1597,18 @@ static int execute_one(runner *r, char *new_run_id, jerr *err) {
     } else {
         rc = -1;
     }
+    if (rc == 0 && r->tty && !r->o->quiet && !store_wft_pending(r->s, r->run_id)) {
+        /* resumed while the workflow waits: its status from a replay */
+        jerr ignore = {0};
+        int64_t since = 0;
+        cJSON *st = store_replay_status(r->s, &r->run, &since, &ignore);
+        if (st) {
+            cJSON_Delete(r->wf_status);
+            r->wf_status = st;
+            store_waiting_key(st, r->waiting, sizeof r->waiting);
+            r->waiting_since = since;
+        }
+    }
     while (rc == 0) {
         if (keeper_check(r, err) != 0) {
             rc = -1;
@@ -1570,6 +1661,7 @@ static int execute_one(runner *r, char *new_run_id, jerr *err) {
                 rc = -1;
                 break;
             }
+            refresh_status(r);
             continue;
         }
         if (dispatch_ready(r, err) != 0 || fire_due_timers(r, err) < 0 || check_heartbeats(r, err) != 0) {
@@ -1629,6 +1721,11 @@ int store_runner_execute(store *s, const char *run_id, const store_runner_opts *
     const char *term = getenv("TERM");
     r->tty = isatty(2) && !(term && strcmp(term, "dumb") == 0);
     if (r->o->log_file) runlog_configure(r->o->log_file);
+    /* JORCH_PROGRESS=tty|plain forces the terminal or the plain form (tests,
+     * terminals that isatty cannot see) */
+    const char *pm = getenv("JORCH_PROGRESS");
+    if (pm && strcmp(pm, "tty") == 0) r->tty = true;
+    if (pm && strcmp(pm, "plain") == 0) r->tty = false;
     act_host_config hc = {.activities_dir = r->o->activities_dir, .threads = r->o->threads,
                           .on_heartbeat = on_heartbeat, .ud = r, .config_json = r->o->config_json,
                           .log_fn = act_log, .on_start = on_start};
@@ -1664,6 +1761,7 @@ int store_runner_execute(store *s, const char *run_id, const store_runner_opts *
     pthread_mutex_lock(&out_mu);
     status_clear_locked(r);
     pthread_mutex_unlock(&out_mu);
+    cJSON_Delete(r->wf_status);
     if (r->host) act_host_free(r->host);
     store_close(r->keep.s);
     pthread_cond_destroy(&r->keep.cv);

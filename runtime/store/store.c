@@ -873,6 +873,11 @@ static int owner_state(const char *owner, const char *self) {
     return rp && rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X') ? OWNER_DEAD : OWNER_ALIVE;
 }
 
+int store_owner_liveness(store *s, const char *owner) {
+    int st = owner_state(owner, s->owner);
+    return st == OWNER_ALIVE ? 1 : st == OWNER_DEAD ? 0 : -1;
+}
+
 /* The "pid@host" part of an owner, for messages. */
 #define OWNER_SHOWN(o) (int)strcspn((o), " "), (o)
 
@@ -1231,8 +1236,8 @@ int store_describe(store *s, const char *id, Temporal__Api__Workflowservice__V1_
     info->memo = script_memo(r.script_name, r.script_sha);
     store_version_memo(s, &r, info->memo);
     /* pending activities */
-    sqlite3_stmt *q = prep(s, "SELECT attempt, state, attrs, heartbeat_details, last_failure, scheduled_at, started_at, last_heartbeat "
-                              "FROM activities WHERE run_id=? ORDER BY scheduled_event_id", err);
+    sqlite3_stmt *q = prep(s, "SELECT attempt, state, attrs, heartbeat_details, last_failure, scheduled_at, started_at, last_heartbeat,"
+                              " ready_at FROM activities WHERE run_id=? ORDER BY scheduled_event_id", err);
     if (q) {
         sqlite3_bind_text(q, 1, r.run_id, -1, SQLITE_TRANSIENT);
         while (sqlite3_step(q) == SQLITE_ROW) {
@@ -1267,6 +1272,9 @@ int store_describe(store *s, const char *id, Temporal__Api__Workflowservice__V1_
             pa->scheduled_time = pb_timestamp_new(sqlite3_column_int64(q, 5));
             if (sqlite3_column_int64(q, 6)) pa->last_started_time = pb_timestamp_new(sqlite3_column_int64(q, 6));
             if (sqlite3_column_int64(q, 7)) pa->last_heartbeat_time = pb_timestamp_new(sqlite3_column_int64(q, 7));
+            /* waiting for a retry: when the next attempt starts (Temporal's field) */
+            if (sqlite3_column_int(q, 1) == 0 && pa->attempt > 1)
+                pa->next_attempt_schedule_time = pb_timestamp_new(sqlite3_column_int64(q, 8));
             protobuf_c_message_free_unpacked(&attrs->base, NULL);
         }
         sqlite3_finalize(q);

@@ -107,6 +107,29 @@ void store_apply_if_idle(store *s, const char *run_id);
 int store_describe(store *s, const char *id,
                    Temporal__Api__Workflowservice__V1__DescribeWorkflowExecutionResponse **out, jerr *err);
 
+/* Which process executes a run: the owner of its lease ("pid@host"), and
+ * whether that process is alive (on this machine: its pid; elsewhere: the
+ * lease has not expired). */
+typedef struct store_executor {
+    bool held;          /* a process holds the lease */
+    bool alive;         /* that process is running */
+    bool lease_valid;   /* its lease has not expired */
+    bool this_host;
+    long pid;
+    char host[100];
+    char owner[128];
+} store_executor;
+int store_run_executor(store *s, const char *run_id, store_executor *out, jerr *err);
+/* One line: "process 123 on host (alive)", "no process; 'jorch resume ID' ...". */
+void store_executor_text(const store_executor *x, const char *workflow_id, char *buf, size_t len);
+
+/* What a run is doing, as one JSON object appended to out: for a running
+ * run currentDetails, waitingFor (one line), waitingSince, waits (each
+ * coroutine's wait: kind, site, description), signals, queries,
+ * pendingTimers and executor; {} for a closed run. Replays the run's
+ * committed history with its pinned script (the __jorch_status query). */
+int store_observe_json(store *s, const char *id, jbuf *out, jerr *err);
+
 /* Answers a query by replaying the run's committed history in this process
  * with its pinned script. */
 int store_query(store *s, const char *id, const char *name,
@@ -182,6 +205,7 @@ typedef struct store_runner_opts {
     int threads;                 /* activity threads, default 4 */
     bool follow_continue_as_new; /* keep executing the new run after continue-as-new */
     bool quiet;                  /* no progress lines */
+    bool verbose;                /* on a terminal, also routine lines (activity started/completed) */
     bool stop_on_task_failure;   /* return when a workflow task fails (jorch run) */
     const char *config_json;     /* jorch.config for activities (see activity.h), or NULL */
     const char *log_file;        /* stdout/stderr is this run log: rotate it (see runlog.c), or NULL */

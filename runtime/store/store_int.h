@@ -6,6 +6,7 @@
 #ifndef JORCH_STORE_INT_H
 #define JORCH_STORE_INT_H
 
+#include <cjson/cJSON.h>
 #include <sqlite3.h>
 #include <sys/types.h>
 
@@ -94,5 +95,23 @@ bool store_version_changed(HistoryEvent *const *ev, size_t n);
 #define RUNLOG_KEEP 3
 void runlog_configure(const char *path);
 void runlog_write(const char *prefix, const char *text);
+
+/* Is the lease owner ("pid@host pid:[ns]") a live process? 1 alive, 0
+ * dead, -1 cannot tell (another host or pid namespace: trust the expiry). */
+int store_owner_liveness(store *s, const char *owner);
+
+/* store_observe.c: the answer of the __jorch_status query as a cJSON
+ * object (NULL and err set if it is not one); one line saying what the
+ * workflow waits for ("signal proceed (EXPLORE gate)", "activity agent.run
+ * (attempt 2, retry in 4s)"); local wall-clock "HH:MM". */
+cJSON *store_status_from_payloads(const Payloads *answer, jerr *err);
+/* The same status from a replay of the run's committed history (*since:
+ * the time of its last completed workflow task); NULL and err on failure. */
+cJSON *store_replay_status(store *s, const store_run *r, int64_t *since, jerr *err);
+void store_waiting_text(store *s, const char *run_id, const cJSON *status, char *buf, size_t len);
+/* Identifies the wait store_waiting_text describes (its text also carries
+ * attempts and countdowns, which change while the wait stays the same). */
+void store_waiting_key(const cJSON *status, char *buf, size_t len);
+void store_clock_text(int64_t nanos, char *buf, size_t len);
 
 #endif

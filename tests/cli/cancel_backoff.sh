@@ -19,7 +19,7 @@ expect_eq "completes: result" "$OUT" "$expected"
 # the server's order (checked on a Temporal dev server with the Python SDK)
 expect_contains "event order as on a Temporal server" "$(types cb)" \
   "WORKFLOW_TASK_COMPLETED ACTIVITY_TASK_CANCEL_REQUESTED ACTIVITY_TASK_SCHEDULED ACTIVITY_TASK_CANCELED WORKFLOW_TASK_SCHEDULED WORKFLOW_TASK_STARTED"
-canceled=$("$JORCH" history cb --output json | jq -c '.events[] | select(.eventType == "EVENT_TYPE_ACTIVITY_TASK_CANCELED") | .activityTaskCanceledEventAttributes | {s: .scheduledEventId, c: .latestCancelRequestedEventId, d: .details.payloads[0].data}')
+canceled=$("$JORCH" history cb --output json --no-json-shorthand-payloads | jq -c '.events[] | select(.eventType == "EVENT_TYPE_ACTIVITY_TASK_CANCELED") | .activityTaskCanceledEventAttributes | {s: .scheduledEventId, c: .latestCancelRequestedEventId, d: .details.payloads[0].data}')
 expect_eq "ActivityTaskCanceled attributes as the server writes them" "$canceled" \
   '{"s":"5","c":"11","d":"IkFDVElWSVRZX0lEX05PVF9TVEFSVEVEIg=="}'
 # runtime flags (docs/development.md): a new run records flags 1 and 3 and

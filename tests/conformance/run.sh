@@ -91,7 +91,9 @@ embedded() { # NAME [ID-SUFFIX]
         timeout 60 "$JORCH" run --quiet --id "$id" --activities "$C/activities" "$C/shapes/$n.lua" "${args[@]}" \
             >"$OUT/$id.result" 2>"$OUT/$id.err"
     fi
-    "$JORCH" history "$id" --output json >"$OUT/$id.json" 2>>"$OUT/$id.err"
+    # raw payloads, as `temporal workflow show` prints them: the Python SDK's
+    # replayer reads only that form
+    "$JORCH" history "$id" --output json --no-json-shorthand-payloads >"$OUT/$id.json" 2>>"$OUT/$id.err"
 }
 
 echo "# $(date +%T) servers up; running the shapes on the dev server"

@@ -241,6 +241,10 @@ check "(5) the orchestrator completes on the worker: status completed" jq_true "
 if ! jq_true "$OUT" '.status == "completed"'; then tail -30 "$W2LOG" >&2; fi
 jr query --temporal "$OID" getState
 check "(5) getState on the closed run: currentPhase DONE" jq_true "$OUT" '.currentPhase == "DONE"'
+jr query --temporal "$OID" __jorch_status
+check "(5) the built-in __jorch_status query: the last phase as current details, the signals handled" \
+    jq_true "$OUT" '.details == "DOCUMENT" and (.signals | index("proceed")) != null'
+
 check "(5) checkpoints/$OID/latest.json says completed" \
     jq -e '.phase == "DONE" and .state.status == "completed"' "$JORCH_HOME/checkpoints/$OID/latest.json"
 

@@ -489,7 +489,8 @@ static void test_errors(void) {
         "events[0].timerStartedEventAttributes: conflicts with \"timerFiredEventAttributes\"");
     expect_history_error(
         "{\"events\":[{\"eventId\":\"1\",\"eventType\":\"WorkflowExecutionStarted\","
-        "\"workflowExecutionStartedEventAttributes\":{\"input\":{\"payloads\":[{\"data\":\"a$==\"}]}}}]}",
+        "\"workflowExecutionStartedEventAttributes\":{\"input\":{\"payloads\":[{\"metadata\":"
+        "{\"encoding\":\"anNvbi9wbGFpbg==\"},\"data\":\"a$==\"}]}}}]}",
         "events[0].workflowExecutionStartedEventAttributes.input.payloads[0].data: invalid base64");
     expect_history_error(
         "{\"events\":[{\"eventId\":\"1\",\"eventType\":\"WorkflowExecutionStarted\","
@@ -508,7 +509,7 @@ static void test_errors(void) {
     expect_history_error(
         "{\"events\":[{\"eventId\":\"1\",\"eventType\":\"WorkflowExecutionStarted\","
         "\"workflowExecutionStartedEventAttributes\":{\"input\":{\"payloads\":[{\"metadata\":"
-        "{\"a\":\"\",\"a\":\"\"}}]}}}]}",
+        "{\"encoding\":\"\",\"encoding\":\"\"},\"data\":\"\"}]}}}]}",
         "input.payloads[0].metadata: duplicate map key");
     /* invalid UTF-8, raw and as escapes */
     expect_history_error("{\"events\":[{\"eventId\":\"1\",\"x\":\"a\xff\"}]}", "invalid UTF-8");
