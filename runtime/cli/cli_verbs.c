@@ -244,11 +244,23 @@ static int local_result(cli_client *c, const char *id, int64_t timeout_ms,
         bool executed = store_run_has_executor(ls(c), r.run_id);
         /* the command must name the store when it is not the default one */
         bool other_home = strcmp(store_home(ls(c)), home_dir(NULL)) != 0;
-        if (!executed && !told)
-            cli_errorf("no process executes workflow '%s': it stays open, its timers and activities waiting, until "
+        char waits[600] = "";
+        if (!executed && !told) {
+            /* what the workflow itself waits for, as describe shows it */
+            jbuf b;
+            jbuf_init(&b, 1u << 20);
+            cJSON *o = store_observe_json(ls(c), r.run_id, &b, &e) == 0 && b.data ? cJSON_Parse(b.data) : NULL;
+            const cJSON *w = cJSON_GetObjectItemCaseSensitive(o, "waitingFor");
+            if (cJSON_IsString(w) && *w->valuestring && strncmp(w->valuestring, "a process", 9) != 0)
+                snprintf(waits, sizeof waits, ", which waits for %.500s", w->valuestring);
+            cJSON_Delete(o);
+            jbuf_free(&b);
+            cli_errorf("no process executes workflow '%s'%s. It stays open, its timers and activities waiting, until "
                        "'jorch resume%s%s %s' continues it (from this or another terminal). Still waiting for it to "
-                       "close%s.", r.workflow_id, other_home ? " --home " : "", other_home ? store_home(ls(c)) : "",
-                       r.workflow_id, timeout_ms < 0 ? " (Ctrl-C stops waiting)" : "");
+                       "close%s.", r.workflow_id, waits, other_home ? " --home " : "",
+                       other_home ? store_home(ls(c)) : "", r.workflow_id,
+                       timeout_ms < 0 ? " (Ctrl-C stops waiting)" : "");
+        }
         told = !executed;
     }
 }

@@ -81,6 +81,7 @@ expect_eq "result on a run nobody executes: still waits, exit 1 at --timeout" "$
 check "result waited for its timeout" test $(($(date +%s) - start)) -ge 2
 expect_contains "result: says no process executes it" "$ERR" "no process executes workflow 'c1'"
 expect_contains "result: says how to continue" "$ERR" "'jorch resume c1'"
+expect_contains "result: says what the workflow waits for" "$ERR" "which waits for"
 "$JORCH" signal c1 go
 "$JORCH" resume --quiet c1 >/dev/null 2>&1 &
 pid=$!
