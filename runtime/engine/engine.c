@@ -160,6 +160,7 @@ struct engine_run {
     size_t task_bytes;        /* encoded size of the commands queued in this activation */
     char *size_failure;       /* set when a command broke a size limit: the workflow fails */
     bool size_exempt;         /* queueing that failure itself: no limit applies */
+    bool replay_unlimited;    /* a replayed task that did not fail on a limit when it ran */
 };
 
 /* ------------------------------------------------------------ small helpers */
@@ -280,7 +281,11 @@ static void discard_building(engine_run *r);
  * every later command of this activation, so nothing piles up however
  * often the script catches it. */
 static void check_command_size(engine_run *r, lua_State *L, const char *where) {
-    if (r->size_exempt) return;
+    /* A task in history was judged when it ran, by this jorch or an older
+     * one without these limits: replay re-judges only a task whose recorded
+     * outcome is a size failure, so histories from before the limits still
+     * replay (the determinism contract) and the failure replays too. */
+    if (r->size_exempt || r->replay_unlimited) return;
     if (r->size_failure) {
         discard_building(r);
         luaL_error(L, "%s", r->size_failure);
@@ -1936,6 +1941,7 @@ static int activate(engine_run *r, const HistoryEvent *started, bool replaying, 
     sandbox_begin_activation(r->sb);
     r->in_activation = true;
     r->task_bytes = 0;
+    r->replay_unlimited = replaying && recorded_size_failure(r) == NULL;
     struct activation_result res = {0};
     watchdog_arm(r);
     int rc = run_protected(r, do_activate, &res, err);

@@ -1023,6 +1023,42 @@ static void flag3_error_details_as_payloads(void) {
     hb_free(&h);
 }
 
+/* A history recorded before the size limits (or by another SDK) with a
+ * command over 2 MiB replays: limits judge new tasks, not recorded ones;
+ * the same command in a new task fails the workflow. */
+static const char *big_activity =
+    "return function()\n"
+    "  local r = workflow.execute_activity('greet', {string.rep('x', 3 * 1024 * 1024)},\n"
+    "                                      {start_to_close_timeout = '10s'})\n"
+    "  return 'got ' .. r\n"
+    "end\n";
+
+static void recorded_oversized_command_still_replays(void) {
+    hb h;
+    hb_init(&h);
+    hb_started(&h, "test", NULL, 0);
+    hb_task(&h);
+    int64_t s = hb_activity_scheduled(&h, "1", "greet");
+    hb_activity_completed(&h, s, "\"ok\"");
+    hb_open_task(&h);
+    fed f = feed_script(big_activity, &h);
+    CHECK_MSG(f.rc == 0, "%s", f.err.msg);
+    CHECK_INT(f.out.n_commands, 1);
+    if (f.out.n_commands == 1) CHECK_INT(f.out.commands[0]->command_type, CT(COMPLETE_WORKFLOW_EXECUTION));
+    fed_free(&f);
+    hb_free(&h);
+
+    hb_init(&h);
+    hb_started(&h, "test", NULL, 0);
+    hb_open_task(&h);
+    f = feed_script(big_activity, &h);
+    CHECK_MSG(f.rc == 0, "%s", f.err.msg);
+    CHECK_INT(f.out.n_commands, 1);
+    if (f.out.n_commands == 1) CHECK_INT(f.out.commands[0]->command_type, CT(FAIL_WORKFLOW_EXECUTION));
+    fed_free(&f);
+    hb_free(&h);
+}
+
 TEST_MAIN(TEST_CASE(first_task_schedules_activity), TEST_CASE(flag1_new_run_records_kind_ids),
           TEST_CASE(flag1_without_replays_shared_counter), TEST_CASE(flag1_with_replays_kind_ids),
           TEST_CASE(flag1_core_history_uses_kind_ids), TEST_CASE(unknown_flag_fails_the_task),
@@ -1040,4 +1076,5 @@ TEST_MAIN(TEST_CASE(first_task_schedules_activity), TEST_CASE(flag1_new_run_reco
           TEST_CASE(unknown_event_type_respects_worker_may_ignore), TEST_CASE(bad_options_are_clear),
           TEST_CASE(syntax_error_before_history), TEST_CASE(script_must_return_function),
           TEST_CASE(waiting_inside_pcall_and_xpcall), TEST_CASE(event_without_attributes_is_rejected),
-          TEST_CASE(out_of_order_history_is_rejected))
+          TEST_CASE(out_of_order_history_is_rejected),
+          TEST_CASE(recorded_oversized_command_still_replays))
