@@ -14,8 +14,9 @@ WFS="$JORCH_SOURCE_DIR/tests/histories"
 trap 't_cleanup' EXIT
 
 t_cleanup() {
-  # stop background runs of this test
-  pkill -f -- "--home $JORCH_HOME" 2>/dev/null || true
+  # stop background runs of this test: every home it used lies under T_DIR
+  # (a test may switch JORCH_HOME midway), and 'jorch start' passes --home
+  pkill -f -- "--home $T_DIR" 2>/dev/null || true
   rm -rf "$T_DIR"
 }
 
