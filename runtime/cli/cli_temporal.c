@@ -5,6 +5,7 @@
  * and what to do.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -244,12 +245,76 @@ static int op_signal(cli_client *c, const char *wid, const char *name,
 static int op_describe(cli_client *c, const char *wid,
                        Temporal__Api__Workflowservice__V1__DescribeWorkflowExecutionResponse **out, jerr *err);
 
+static int get_history_page(cli_client *c, const char *wid, const char *run_id, ProtobufCBinaryData token,
+                            bool wait_close, int64_t timeout_ms,
+                            Temporal__Api__Workflowservice__V1__GetWorkflowExecutionHistoryResponse **out,
+                            jerr *err);
+static int copy_token(ProtobufCBinaryData *dst, const ProtobufCBinaryData *src, jerr *err);
+
+/* Whether the run's current workflow task keeps failing, and why. A run
+ * whose task fails (a script error, nondeterminism) cannot answer queries:
+ * the server holds them for a task that never completes (or refuses them),
+ * so `jorch query` would only say that no worker answered. Describe shows a
+ * pending workflow task on attempt 2 or more; the history's last
+ * WorkflowTaskFailed (Temporal records only the first of consecutive
+ * failures) or WorkflowTaskTimedOut says why. Returns 1 with the reason in
+ * why, 0 when the task is not failing (or the reason cannot be read). */
+static int failing_task(cli_client *c, const char *wid, char *why, size_t cap) {
+    Temporal__Api__Workflowservice__V1__DescribeWorkflowExecutionResponse *d = NULL;
+    jerr ignore = {0};
+    if (op_describe(c, wid, &d, &ignore) != 0) return 0;
+    int attempt = d->pending_workflow_task != NULL ? d->pending_workflow_task->attempt : 0;
+    char run_id[128];
+    snprintf(run_id, sizeof run_id, "%s",
+             d->workflow_execution_info != NULL && d->workflow_execution_info->execution != NULL
+                 ? d->workflow_execution_info->execution->run_id : "");
+    protobuf_c_message_free_unpacked(&d->base, NULL);
+    if (attempt < 2) return 0;
+    snprintf(why, cap, "its workflow task keeps failing (attempt %d; the worker's log says why)", attempt);
+    ProtobufCBinaryData token = {0, NULL};
+    size_t pages = 0;
+    for (;;) {
+        Temporal__Api__Workflowservice__V1__GetWorkflowExecutionHistoryResponse *page = NULL;
+        if (get_history_page(c, wid, run_id[0] ? run_id : NULL, token, false, 0, &page, &ignore) != 0) break;
+        size_t n = page->history != NULL ? page->history->n_events : 0;
+        for (size_t i = 0; i < n; i++) {
+            const Temporal__Api__History__V1__HistoryEvent *ev = page->history->events[i];
+            const Temporal__Api__History__V1__WorkflowTaskFailedEventAttributes *fa =
+                ev->workflow_task_failed_event_attributes;
+            if (ev->event_type == TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_WORKFLOW_TASK_FAILED && fa != NULL) {
+                const ProtobufCEnumValue *v = protobuf_c_enum_descriptor_get_value(
+                    &temporal__api__enums__v1__workflow_task_failed_cause__descriptor, (int)fa->cause);
+                const char *cause = v != NULL ? v->name : "an unknown cause";
+                const char *prefix = "WORKFLOW_TASK_FAILED_CAUSE_";
+                if (strncmp(cause, prefix, strlen(prefix)) == 0) cause += strlen(prefix);
+                snprintf(why, cap, "its workflow task keeps failing (attempt %d; %s at event %" PRId64 "): %s",
+                         attempt, cause, ev->event_id,
+                         fa->failure != NULL && fa->failure->message != NULL ? fa->failure->message : "(no message)");
+            } else if (ev->event_type == TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT) {
+                snprintf(why, cap, "its workflow task keeps timing out (attempt %d; no worker completed it)",
+                         attempt);
+            }
+        }
+        bool more = page->next_page_token.len > 0 && n > 0 && ++pages < HISTORY_MAX_EVENTS / HISTORY_PAGE_SIZE;
+        int tok = more ? copy_token(&token, &page->next_page_token, &ignore) : 0;
+        protobuf_c_message_free_unpacked(&page->base, NULL);
+        if (!more || tok != 0) break;
+    }
+    free(token.data);
+    return 1;
+}
+
 static int op_query(cli_client *c, const char *wid, const char *name, Temporal__Api__Common__V1__Payloads *args,
                     Temporal__Api__Common__V1__Payloads **result, jerr *err) {
     const tc_config *cfg = cfg_of(c);
     *result = NULL;
     if (need_id(wid, "query", err) != 0) return -1;
     if (name == NULL || name[0] == '\0') return jerr_set(err, JERR_USAGE, "query needs a query name (see jorch --help)");
+    char why[900];
+    if (failing_task(c, wid, why, sizeof why) == 1)
+        return jerr_set(err, JERR_FAILED,
+                        "query '%s' on workflow '%s' cannot be answered: %s (fix the script; the next attempt of the "
+                        "task picks it up)", name, wid, why);
     Temporal__Api__Common__V1__WorkflowExecution ex = TEMPORAL__API__COMMON__V1__WORKFLOW_EXECUTION__INIT;
     ex.workflow_id = (char *)wid;
     Temporal__Api__Query__V1__WorkflowQuery q = TEMPORAL__API__QUERY__V1__WORKFLOW_QUERY__INIT;
@@ -268,7 +333,12 @@ static int op_query(cli_client *c, const char *wid, const char *name, Temporal__
                  &temporal__api__workflowservice__v1__query_workflow_response__descriptor, &opts, &resp, &st) != 0) {
         char what[300];
         snprintf(what, sizeof what, "query '%.200s' on", name);
-        if (st.code == TC_DEADLINE_EXCEEDED) {
+        if ((st.code == TC_DEADLINE_EXCEEDED || st.code == TC_FAILED_PRECONDITION) &&
+            failing_task(c, wid, why, sizeof why) == 1) {
+            /* The task started failing while the query waited. */
+            jerr_set(err, JERR_FAILED, "query '%s' on workflow '%s' cannot be answered: %s (fix the script; the "
+                     "next attempt of the task picks it up)", name, wid, why);
+        } else if (st.code == TC_DEADLINE_EXCEEDED) {
             /* Name the queue a worker must poll: the workflow's own, if the
              * server tells it, else the configured one. */
             Temporal__Api__Workflowservice__V1__DescribeWorkflowExecutionResponse *d = NULL;

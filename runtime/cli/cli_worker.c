@@ -168,18 +168,19 @@ static void status_text(const tc_status *st, char *out, size_t cap) {
         snprintf(out, cap, "%s: %s", tc_code_name(st->code, cbuf, sizeof cbuf), st->message);
 }
 
-/* One blocking call; on failure logs "<what> failed: ..." and returns -1
- * (with the status left in *st_out when given). */
-static int wcall(tc_conn *conn, const char *method, const ProtobufCMessage *req,
-                 const ProtobufCMessageDescriptor *desc, int64_t timeout_ms, bool retry_safe, const char *what,
-                 ProtobufCMessage **resp, int *code_out) {
+/* One blocking call; on failure logs "<what> failed: ..." (unless quiet)
+ * and returns -1 (with the gRPC code in *code_out when given). */
+static int wcall_q(tc_conn *conn, const char *method, const ProtobufCMessage *req,
+                   const ProtobufCMessageDescriptor *desc, int64_t timeout_ms, bool retry_safe, const char *what,
+                   ProtobufCMessage **resp, int *code_out, char *msg_out, size_t msg_cap) {
     tc_status st;
     tc_status_init(&st);
     tc_call_opts opts = {.timeout_ms = timeout_ms, .retry_safe = retry_safe};
     ProtobufCMessage *r = NULL;
     int rc = tc_unary(conn, method, req, desc, &opts, &r, &st);
     if (code_out != NULL) *code_out = st.transport ? -1 : st.code;
-    if (rc != 0) {
+    if (msg_out != NULL && msg_cap > 0) snprintf(msg_out, msg_cap, "%s", rc != 0 ? st.message : "");
+    if (rc != 0 && msg_out == NULL) {
         char text[1200];
         status_text(&st, text, sizeof text);
         wlog("%s failed: %s", what, text);
@@ -190,6 +191,12 @@ static int wcall(tc_conn *conn, const char *method, const ProtobufCMessage *req,
     else if (r != NULL)
         protobuf_c_message_free_unpacked(r, NULL);
     return rc;
+}
+
+static int wcall(tc_conn *conn, const char *method, const ProtobufCMessage *req,
+                 const ProtobufCMessageDescriptor *desc, int64_t timeout_ms, bool retry_safe, const char *what,
+                 ProtobufCMessage **resp, int *code_out) {
+    return wcall_q(conn, method, req, desc, timeout_ms, retry_safe, what, resp, code_out, NULL, 0);
 }
 
 /* ------------------------------------------------------------ workflows */
@@ -288,11 +295,34 @@ static bool type_is_safe(const char *type) {
     return true;
 }
 
+/* The engine's message of a script error ends in the Lua traceback
+ * ("...\nstack traceback:\n\t..."): the Failure carries the two apart, as
+ * the SDKs do, so the Web UI and `temporal workflow show` show the message
+ * and the stack trace each in its place. */
+#define TRACEBACK_MARK "\nstack traceback:\n"
+
 static void respond_wft_failed(worker *w, const WftTask *t, int cause, const char *message) {
     Temporal__Api__Failure__V1__Failure f;
     temporal__api__failure__v1__failure__init(&f);
-    f.message = (char *)message;
+    char head[sizeof ((jerr *)0)->msg + 400];
+    const char *tb = strstr(message, TRACEBACK_MARK);
+    if (tb != NULL && (size_t)(tb - message) < sizeof head) {
+        memcpy(head, message, (size_t)(tb - message));
+        head[tb - message] = '\0';
+        f.message = head;
+        f.stack_trace = (char *)(tb + 1); /* "stack traceback:\n\t..." */
+    } else {
+        f.message = (char *)message;
+    }
     f.source = "jorch";
+    /* An application failure, as the SDKs report a workflow task's panic or
+     * exception: the UI shows its type. */
+    Temporal__Api__Failure__V1__ApplicationFailureInfo ai;
+    temporal__api__failure__v1__application_failure_info__init(&ai);
+    ai.type = cause == TEMPORAL__API__ENUMS__V1__WORKFLOW_TASK_FAILED_CAUSE__WORKFLOW_TASK_FAILED_CAUSE_NON_DETERMINISTIC_ERROR
+                  ? "NondeterminismError" : "WorkflowTaskError";
+    f.failure_info_case = TEMPORAL__API__FAILURE__V1__FAILURE__FAILURE_INFO_APPLICATION_FAILURE_INFO;
+    f.application_failure_info = &ai;
     Temporal__Api__Workflowservice__V1__RespondWorkflowTaskFailedRequest req;
     temporal__api__workflowservice__v1__respond_workflow_task_failed_request__init(&req);
     req.task_token = t->task_token;
@@ -558,9 +588,10 @@ static void handle_wft(worker *w, const WftTask *t) {
     char what[400];
     snprintf(what, sizeof what, "completing the workflow task of '%.300s'", wid);
     int code = 0;
-    if (wcall(w->wf_conn, "RespondWorkflowTaskCompleted", &req.base,
-              &temporal__api__workflowservice__v1__respond_workflow_task_completed_response__descriptor,
-              RESPOND_TIMEOUT_MS, true, what, NULL, &code) == 0) {
+    char refusal[1024];
+    if (wcall_q(w->wf_conn, "RespondWorkflowTaskCompleted", &req.base,
+                &temporal__api__workflowservice__v1__respond_workflow_task_completed_response__descriptor,
+                RESPOND_TIMEOUT_MS, true, what, NULL, &code, refusal, sizeof refusal) == 0) {
         char cmds[256] = "";
         size_t used = 0;
         for (size_t i = 0; i < out.n_commands && used + 40 < sizeof cmds; i++) {
@@ -572,10 +603,18 @@ static void handle_wft(worker *w, const WftTask *t) {
              h.n_pages > 0 ? " over several pages" : "", t->attempt, out.n_commands, out.n_commands ? " " : "", cmds, engine_run_closed(run) ? "; the run is closing" : "",
              qa.n ? "; queries answered" : "");
     } else if (code == TC_NOT_FOUND) {
-        wlog("the workflow task of %s was already gone (timed out, or the run closed)", wid);
+        wlog("the workflow task of %s was already gone (timed out, or the run closed): %s", wid, refusal);
     } else if (code == TC_INVALID_ARGUMENT) {
-        wlog("the server refused the commands of %s (new events arrived meanwhile, e.g. a signal): it schedules "
-             "another workflow task", wid);
+        /* The server failed the task itself (a WorkflowTaskFailed in the
+         * history names the cause) and schedules another one: its message
+         * says why (UnhandledCommand: new events arrived meanwhile, e.g. a
+         * signal; BadSearchAttributes; a command over a size limit...). */
+        wlog("the server refused the commands of %s (%s, attempt %d): INVALID_ARGUMENT: %s; it records a "
+             "WorkflowTaskFailed and schedules another workflow task", wid, type, t->attempt, refusal);
+    } else {
+        char cbuf[16];
+        wlog("%s failed: %s: %s", what, code < 0 ? "cannot reach the server" : tc_code_name(code, cbuf, sizeof cbuf),
+             refusal);
     }
     if (req.sdk_metadata) protobuf_c_message_free_unpacked(&req.sdk_metadata->base, NULL);
     answers_free(&qa);

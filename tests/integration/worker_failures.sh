@@ -1,0 +1,175 @@
+#!/usr/bin/env bash
+# tests/integration/worker_failures.sh - failed workflow tasks are visible
+# (issue 11 item 3), against a real Temporal dev server: a script error and a
+# nondeterminism error (the script edited between two tasks: the worker
+# reads workflows/ afresh per task) reach the server as WorkflowTaskFailed
+# with the right cause, the engine's message and the Lua traceback as the
+# stack trace; `temporal workflow describe` shows the pending task retrying;
+# `jorch query` on such a run says why it cannot answer (not "no worker
+# answered it"); a server refusal of completed commands (BadSearchAttributes)
+# is logged with the server's own message.
+#
+#   JORCH=build/jorch JORCH_SOURCE_DIR=. bash tests/integration/worker_failures.sh
+
+PASSED=0
+FAILED=0
+summary() { echo "$PASSED passed, $FAILED failed"; }
+
+if [ -z "${JORCH_SOURCE_DIR:-}" ] || [ ! -f "$JORCH_SOURCE_DIR/tests/integration/lib.sh" ]; then
+    echo "FAIL: set JORCH_SOURCE_DIR to the jorch source tree (got '${JORCH_SOURCE_DIR:-}')" >&2
+    echo "0 passed, 1 failed"
+    exit 1
+fi
+SRC=$(cd "$JORCH_SOURCE_DIR" && pwd)
+
+. "$SRC/tests/integration/lib.sh"
+it_require
+temporal_dev_start
+set +e +o pipefail
+RC=0 OUT="" ERR=""
+ADDR=$TEMPORAL_ADDRESS
+
+unset TEMPORAL_NAMESPACE TEMPORAL_TASK_QUEUE FEATURE_TEMPORAL_ENABLED MARK_FILE
+export JORCH_CONFIG=$TC_TMP/jorch.yaml
+: >"$JORCH_CONFIG"
+export JORCH_HOME=$TC_TMP/home
+mkdir -p "$JORCH_HOME" "$TC_TMP/act"
+
+WORKER=""
+stop_worker() {
+    [ -n "$WORKER" ] || return 0
+    kill -TERM "$WORKER" 2>/dev/null
+    for _ in $(seq 1 100); do kill -0 "$WORKER" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$WORKER" 2>/dev/null
+    WORKER=""
+}
+trap 'stop_worker; tc_cleanup' EXIT
+
+ok() { PASSED=$((PASSED + 1)); echo "ok   - $1"; }
+bad() {
+    FAILED=$((FAILED + 1))
+    echo "FAIL - $1" >&2
+    shift
+    for d in "$@"; do printf '       %s\n' "$d" >&2; done
+}
+check() { # name command...
+    local name=$1
+    shift
+    if "$@"; then ok "$name"; else bad "$name" "rc=$RC" "stdout: $(head -c 600 <<<"$OUT")" "stderr: $(head -c 800 <<<"$ERR")"; fi
+}
+jr() {
+    timeout 60 "$JORCH" "$@" >"$TC_TMP/out" 2>"$TC_TMP/err"
+    RC=$?
+    OUT=$(cat "$TC_TMP/out")
+    ERR=$(cat "$TC_TMP/err")
+}
+tcli() {
+    env -u TEMPORAL_API_KEY -u TEMPORAL_NAMESPACE -u TEMPORAL_TLS temporal "$@" --address "$ADDR" \
+        --namespace default --disable-config-file --color never --command-timeout 30s
+}
+jq_true() { jq -e "$2" >/dev/null 2>&1 <<<"$1"; }
+wait_for() {
+    local end=$(($(date +%s) + $1))
+    shift
+    while ! "$@"; do
+        [ "$(date +%s)" -ge "$end" ] && return 1
+        sleep 0.2
+    done
+}
+history_has() { tcli workflow show -w "$1" -o json 2>/dev/null | jq -e "any(.events[]; $2)" >/dev/null 2>&1; }
+retrying() { tcli workflow describe -w "$1" -o json 2>/dev/null | jq -e '.pendingWorkflowTask.attempt >= 2' >/dev/null 2>&1; }
+
+WF=$TC_TMP/wf
+mkdir -p "$WF"
+cat >"$WF/broken.lua" <<'EOF'
+-- A bug two calls deep: the traceback names both lines.
+local function field_of(t)
+  return t.field
+end
+return function()
+  local v = field_of(nil)
+  return v
+end
+EOF
+cat >"$WF/drift.lua" <<'EOF'
+-- Edited below while a run waits on its timer.
+return function()
+  workflow.sleep(2)
+  return "done"
+end
+EOF
+cat >"$WF/badsa.lua" <<'EOF'
+return function()
+  workflow.upsert_search_attributes({JorchNoSuchAttribute = "x"})
+  return "ok"
+end
+EOF
+Q=failures-$$
+WLOG=$TC_TMP/worker.log
+"$JORCH" worker --workflows "$WF" --activities "$TC_TMP/act" --task-queue "$Q" >"$WLOG" 2>&1 &
+WORKER=$!
+wait_for 15 grep -qs "^worker: polling task queue $Q" "$WLOG"
+
+# ------------------------------------------------------------ script error
+tcli workflow start --type broken --task-queue "$Q" -w "broken-$$" >/dev/null 2>&1
+wait_for 20 history_has "broken-$$" '.eventType == "EVENT_TYPE_WORKFLOW_TASK_FAILED"'
+S=$(tcli workflow show -w "broken-$$" -o json)
+F=$(jq -c '[.events[] | select(.eventType == "EVENT_TYPE_WORKFLOW_TASK_FAILED")][0].workflowTaskFailedEventAttributes' <<<"$S")
+check "script error: WorkflowTaskFailed with cause WORKFLOW_WORKER_UNHANDLED_FAILURE" jq_true "$F" \
+    '.cause == "WORKFLOW_TASK_FAILED_CAUSE_WORKFLOW_WORKER_UNHANDLED_FAILURE"'
+check "script error: the failure's message is the engine's (broken.lua:3: attempt to index a nil value)" \
+    jq_true "$F" '.failure.message | test("broken.lua:3: attempt to index a nil value")'
+check "script error: the message stops before the traceback" jq_true "$F" \
+    '.failure.message | test("stack traceback") | not'
+check "script error: the stack trace is the Lua traceback (both lines)" jq_true "$F" \
+    '(.failure.stackTrace | startswith("stack traceback:")) and (.failure.stackTrace | test("broken.lua:3")) and
+     (.failure.stackTrace | test("broken.lua:6"))'
+wait_for 20 retrying "broken-$$"
+D=$(tcli workflow describe -w "broken-$$" -o json)
+check "script error: temporal workflow describe shows the pending workflow task retrying (attempt >= 2)" \
+    jq_true "$D" '.workflowExecutionInfo.status == "WORKFLOW_EXECUTION_STATUS_RUNNING" and .pendingWorkflowTask.attempt >= 2'
+t0=$(date +%s)
+jr query --temporal "broken-$$" state
+check "script error: jorch query says the workflow task keeps failing, with the message, at once" \
+    eval '[ "$RC" = 1 ] && grep -q "keeps failing" <<<"$ERR" && grep -q "WORKFLOW_WORKER_UNHANDLED_FAILURE" <<<"$ERR" &&
+          grep -q "broken.lua:3: attempt to index a nil value" <<<"$ERR" && ! grep -q "no worker answered" <<<"$ERR" &&
+          [ $(($(date +%s) - t0)) -le 5 ]'
+
+# ------------------------------------------------------------ nondeterminism
+tcli workflow start --type drift --task-queue "$Q" -w "drift-$$" >/dev/null 2>&1
+wait_for 20 history_has "drift-$$" '.eventType == "EVENT_TYPE_TIMER_STARTED"'
+cat >"$WF/drift.lua" <<'EOF'
+-- The edit: an activity where the run's history has a timer.
+return function()
+  workflow.execute_activity("anything", {}, {start_to_close_timeout = "5s"})
+  return "done"
+end
+EOF
+wait_for 20 history_has "drift-$$" '.eventType == "EVENT_TYPE_WORKFLOW_TASK_FAILED"'
+S=$(tcli workflow show -w "drift-$$" -o json)
+F=$(jq -c '[.events[] | select(.eventType == "EVENT_TYPE_WORKFLOW_TASK_FAILED")][0].workflowTaskFailedEventAttributes' <<<"$S")
+check "nondeterminism: WorkflowTaskFailed with cause NON_DETERMINISTIC_ERROR" jq_true "$F" \
+    '.cause == "WORKFLOW_TASK_FAILED_CAUSE_NON_DETERMINISTIC_ERROR"'
+check "nondeterminism: the message names the timer and the activity the script produced instead" jq_true "$F" \
+    '.failure.message | test("nondeterminism at history event [0-9]+ TimerStarted") and test("ScheduleActivityTask")'
+wait_for 20 retrying "drift-$$"
+jr query --temporal "drift-$$" state
+check "nondeterminism: jorch query says so (NON_DETERMINISTIC_ERROR, the message)" \
+    eval '[ "$RC" = 1 ] && grep -q "NON_DETERMINISTIC_ERROR" <<<"$ERR" && grep -q "nondeterminism at history event" <<<"$ERR"'
+
+# ------------------------------------------------------------ server refusal
+tcli workflow start --type badsa --task-queue "$Q" -w "badsa-$$" >/dev/null 2>&1
+wait_for 20 grep -qs "refused the commands of badsa-$$" "$WLOG"
+L=$(grep "refused the commands of badsa-$$" "$WLOG" | head -1)
+check "a refusal of completed commands logs the server's message (BadSearchAttributes ... JorchNoSuchAttribute)" \
+    eval 'grep -q "BadSearchAttributes" <<<"$L" && grep -q "JorchNoSuchAttribute" <<<"$L" && ! grep -q "new events arrived" <<<"$L"'
+
+for w in broken drift badsa; do tcli workflow terminate -w "$w-$$" --reason done >/dev/null 2>&1; done
+check "the worker is still alive" kill -0 "$WORKER"
+if grep -q -i "Sanitizer\|runtime error" "$WLOG"; then
+    bad "sanitizer reports in the worker log" "$(grep -i -A5 "Sanitizer\|runtime error" "$WLOG" | head -40)"
+else
+    ok "no sanitizer reports in the worker log"
+fi
+summary
+[ "$FAILED" = 0 ]
