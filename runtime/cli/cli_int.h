@@ -60,6 +60,23 @@ int cli_verb_run(int argc, char **argv);
 int cli_verb_start(int argc, char **argv);
 int cli_verb_resume(int argc, char **argv);
 int cli_verb_worker(int argc, char **argv);
+/* cli_worker.c: an in-process worker for `jorch run --temporal`: the
+ * workflow and activity pollers of `jorch worker` on one task queue, with
+ * progress lines as the embedded runner prints them instead of the worker's
+ * log. cli_worker_start connects (checking the server) and starts polling;
+ * cli_worker_task_failed says whether a workflow task failed (copying the
+ * first failure's message); cli_worker_stop stops, waits and frees. All
+ * three on the main thread. */
+typedef struct cli_worker cli_worker;
+typedef struct cli_worker_opts {
+    const char *workflows_dir;   /* a workflow of type T runs DIR/T.lua */
+    const char *activities_dir;
+    const char *task_queue;
+    bool quiet;                  /* no progress lines */
+} cli_worker_opts;
+cli_worker *cli_worker_start(const cli_worker_opts *o, jerr *err);
+bool cli_worker_task_failed(cli_worker *cw, char *msg, size_t cap);
+void cli_worker_stop(cli_worker *cw);
 int cli_verb_signal(int argc, char **argv);
 int cli_verb_query(int argc, char **argv);
 int cli_verb_describe(int argc, char **argv);

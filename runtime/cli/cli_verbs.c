@@ -526,10 +526,14 @@ static const char run_help[] =
     "  --input-file FILE  one workflow argument, the JSON in FILE (repeatable, like --input)\n"
     "  --detach           run: execute in a background process, print the id\n"
     "  --time-skip        fire timers as soon as nothing else can happen (tests)\n"
-    "  --activities DIR   where activity modules are (default ./activities)\n"
+    "  --activities DIR   where activity modules are (default ./activities; on Temporal,\n"
+    "                     for run's own worker)\n"
     "  --home DIR         the embedded store (default $JORCH_HOME or ./.jorch)\n"
-    "  --task-queue Q     task queue (default: jorch embedded, $TEMPORAL_TASK_QUEUE on Temporal)\n"
-    "  --temporal         use Temporal (also FEATURE_TEMPORAL_ENABLED=true)\n"
+    "  --task-queue Q     task queue (default: jorch embedded, $TEMPORAL_TASK_QUEUE on Temporal;\n"
+    "                     run on Temporal: its own queue and worker, or with Q the\n"
+    "                     workers polling Q)\n"
+    "  --temporal         use Temporal (also FEATURE_TEMPORAL_ENABLED=true); run executes\n"
+    "                     the workflow with a worker in this process\n"
     "  --quiet            no progress lines\n"
     "  --verbose          on a terminal, also each activity's start and completion\n";
 
@@ -729,6 +733,82 @@ static int spawn_background(const char *home, const char *wid, const cli_args *a
     return 0;
 }
 
+/* `jorch run --temporal`: an in-process worker (cli_worker.c) polls a task
+ * queue made for this run, the workflow starts there, and the result is
+ * awaited in short long-polls so that a failed workflow task ends the wait
+ * as it does on the embedded backend (exit 1, the run left open). */
+static int run_in_process(cli_client *c, cli_start_opts *so, const char *script, const cli_args *a) {
+    jerr e = {0};
+    char uuid[37];
+    char queue[64];
+    if (uuid_random(uuid) != 0) snprintf(uuid, sizeof uuid, "%016llx", (unsigned long long)time_now_nanos());
+    snprintf(queue, sizeof queue, "jorch-run-%s", uuid);
+    so->task_queue = queue;
+    char wf_dir[1024];
+    if (so->script_path != NULL)
+        cli_script_dir(script, wf_dir, sizeof wf_dir);
+    else
+        snprintf(wf_dir, sizeof wf_dir, "workflows");
+    const char *act_dir = a->set[O_ACTIVITIES] ? a->val[O_ACTIVITIES] : "activities";
+    struct stat st;
+    if (a->set[O_ACTIVITIES] && (stat(act_dir, &st) != 0 || !S_ISDIR(st.st_mode))) {
+        cli_errorf("--activities %s: no such directory", act_dir);
+        return CLI_USAGE;
+    }
+    cli_worker_opts wo = {.workflows_dir = wf_dir, .activities_dir = act_dir, .task_queue = queue,
+                          .quiet = a->set[O_QUIET]};
+    cli_worker *w = cli_worker_start(&wo, &e);
+    if (w == NULL) {
+        cli_errorf("%s", e.msg);
+        return cli_exit_for(&e);
+    }
+    const char *wid = so->workflow_id;
+    char *run_id = NULL;
+    if (c->ops->start(c, so, &run_id, &e) != 0) {
+        cli_errorf("%s", e.msg);
+        cli_worker_stop(w);
+        return cli_exit_for(&e);
+    }
+    if (!a->set[O_QUIET])
+        fprintf(stderr, "[%s] started run %s of %s on Temporal (task queue %s, worker in this process)\n", wid,
+                run_id, script, queue);
+    free(run_id);
+    interrupt_notice("[%s] interrupted. The run stays open on Temporal, but nothing polls its task queue %s now: "
+                     "'jorch worker --task-queue %s' (in this directory) continues it; 'jorch terminate --temporal "
+                     "%s' ends it.\n", wid, queue, queue, wid);
+    int rc;
+    for (;;) {
+        Temporal__Api__History__V1__HistoryEvent *ce = NULL;
+        jerr we = {0};
+        char failure[sizeof we.msg + 64];
+        int wrc = c->ops->result(c, wid, 1000, &ce, &we);
+        if (wrc == 0) {
+            rc = report_close(wid, ce);
+            protobuf_c_message_free_unpacked(&ce->base, NULL);
+            break;
+        }
+        if (cli_worker_task_failed(w, failure, sizeof failure)) {
+            cli_errorf("%s", failure);
+            cli_errorf("the run is still open on Temporal; its next workflow task waits for a worker on task "
+                       "queue %s. A script bug: the run is pinned to the script it started with, so end it with "
+                       "'jorch terminate --temporal %s' and run the fixed script. Anything else (the environment): "
+                       "fix it, then 'jorch worker --task-queue %s' in this directory continues the run",
+                       queue, wid, queue);
+            rc = CLI_FAILED;
+            break;
+        }
+        /* our own 1 s deadline passing is "not closed yet"; anything else ends the wait */
+        if (!(we.code == JERR_FAILED && strstr(we.msg, "did not close within") != NULL)) {
+            cli_errorf("%s", we.msg);
+            rc = cli_exit_for(&we);
+            break;
+        }
+    }
+    interrupt_notice_off();
+    cli_worker_stop(w);
+    return rc;
+}
+
 static int start_common(int argc, char **argv, bool run_mode) {
     const char *verb = run_mode ? "run" : "start";
     cli_args a;
@@ -753,10 +833,14 @@ static int start_common(int argc, char **argv, bool run_mode) {
         return CLI_USAGE;
     }
     bool temporal = temporal_selected(a.set[O_TEMPORAL]);
-    if (temporal && (a.set[O_TIME_SKIP] || a.set[O_ACTIVITIES] || a.set[O_HOME])) {
+    /* `run` on Temporal runs its own worker on a queue of its own, unless
+     * --task-queue (or --detach) leaves the run to the workers of a queue */
+    bool in_process = temporal && run_mode && !a.set[O_DETACH] && !a.set[O_TASK_QUEUE];
+    if (temporal && (a.set[O_TIME_SKIP] || a.set[O_HOME] || (a.set[O_ACTIVITIES] && !in_process))) {
         protobuf_c_message_free_unpacked(&input->base, NULL);
-        return cli_usage_error(verb, "--time-skip, --activities and --home work only on the embedded backend "
-                                     "(on Temporal, the worker runs the activities)");
+        return cli_usage_error(verb, "--time-skip and --home work only on the embedded backend, and --activities "
+                                     "on Temporal only with 'run' without --task-queue or --detach (otherwise "
+                                     "the worker runs the activities)");
     }
     cli_start_opts so = {.workflow_id = a.set[O_ID] ? a.val[O_ID] : NULL, .workflow_type = type,
                          .task_queue = a.set[O_TASK_QUEUE] ? a.val[O_TASK_QUEUE] : NULL,
@@ -853,6 +937,12 @@ static int start_common(int argc, char **argv, bool run_mode) {
         so.workflow_id = gen_id;
     }
     char *run_id = NULL;
+    if (in_process) {
+        rc = run_in_process(c, &so, script, &a);
+        protobuf_c_message_free_unpacked(&input->base, NULL);
+        c->ops->free(c);
+        return rc;
+    }
     if (c->ops->start(c, &so, &run_id, &e) != 0) {
         cli_errorf("%s", e.msg);
         rc = cli_exit_for(&e);

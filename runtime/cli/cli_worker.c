@@ -77,6 +77,13 @@ typedef struct worker {
     const char *wf_dir;
     const char *act_dir;
     bool require_known;  /* --require-known-scripts */
+    bool run_mode;       /* in-process for `jorch run --temporal`: progress lines as the embedded runner's */
+    bool quiet;          /* run_mode with --quiet: no progress lines */
+    bool task_failed;    /* run_mode: a workflow task failed (under mu) */
+    char task_failure[sizeof ((jerr *)0)->msg + 64];
+    bool mu_ok;
+    pthread_t wf_thread, act_thread;
+    bool wf_started, act_started;
     tc_conn *wf_conn;   /* the workflow thread's */
     tc_conn *act_conn;  /* the activity thread's */
     tc_conn *hb_conn;   /* heartbeats, under hb_mu */
@@ -135,6 +142,37 @@ static void worker_line(const char *open, const char *name, const char *line) {
 static void wf_log(void *ud, const char *wid, const char *line) {
     (void)ud;
     worker_line("", wid, line);
+}
+
+/* An informational line: the worker's log, or nothing in run mode (where
+ * progress() says what the embedded runner would). */
+static void winfo(const worker *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void winfo(const worker *w, const char *fmt, ...) {
+    if (w->run_mode) return;
+    va_list ap;
+    va_start(ap, fmt);
+    pthread_mutex_lock(&out_mu);
+    fputs("worker: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    fflush(stderr);
+    pthread_mutex_unlock(&out_mu);
+    va_end(ap);
+}
+
+/* Run mode: "[wid] ..." progress lines in the embedded runner's words. */
+static void progress(const worker *w, const char *wid, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void progress(const worker *w, const char *wid, const char *fmt, ...) {
+    if (!w->run_mode || w->quiet) return;
+    va_list ap;
+    va_start(ap, fmt);
+    pthread_mutex_lock(&out_mu);
+    fprintf(stderr, "[%s] ", wid);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    fflush(stderr);
+    pthread_mutex_unlock(&out_mu);
+    va_end(ap);
 }
 
 static void act_log(void *ud, const char *activity_type, const char *line) {
@@ -379,6 +417,23 @@ static void fail_task(worker *w, const WftTask *t, int cause, const char *messag
     const char *kind =
         cause == TEMPORAL__API__ENUMS__V1__WORKFLOW_TASK_FAILED_CAUSE__WORKFLOW_TASK_FAILED_CAUSE_NON_DETERMINISTIC_ERROR
             ? "non-determinism" : "unhandled failure";
+    if (w->run_mode) {
+        /* `jorch run` stops at the first failed task, as on the embedded backend */
+        pthread_mutex_lock(&w->mu);
+        bool first = !w->task_failed;
+        if (first) {
+            w->task_failed = true;
+            snprintf(w->task_failure, sizeof w->task_failure, "%s", message);
+        }
+        pthread_mutex_unlock(&w->mu);
+        if (first) progress(w, wid, "workflow task failed: %s", message);
+        /* poll no more: the next attempt waits in the queue for a worker
+         * (the `jorch worker --task-queue` that `run` suggests), rather
+         * than being taken here and left to time out */
+        atomic_store(&w->stop, true);
+        if (t->attempt == 1) respond_wft_failed(w, t, cause, message);
+        return;
+    }
     if (t->attempt > 1) {
         size_t first = strcspn(message, "\n");
         wlog("workflow task of %s failed again (attempt %d, %s): %.*s; not reported (Temporal keeps the first "
@@ -386,7 +441,7 @@ static void fail_task(worker *w, const WftTask *t, int cause, const char *messag
              (int)(first < 600 ? first : 600), message);
         return;
     }
-    wlog("workflow task of %s failed (attempt %d, %s): %s", wid, t->attempt, kind, message);
+    winfo(w, "workflow task of %s failed (attempt %d, %s): %s", wid, t->attempt, kind, message);
     respond_wft_failed(w, t, cause, message);
 }
 
@@ -552,7 +607,7 @@ static void handle_wft(worker *w, const WftTask *t) {
             fail_task(w, t, FAILED_UNHANDLED, err.msg);
         } else {
             respond_query(w, t, answer, NULL);
-            wlog("query '%s' on %s answered", t->query->query_type, wid);
+            winfo(w, "query '%s' on %s answered", t->query->query_type, wid);
             protobuf_c_message_free_unpacked(&answer->base, NULL);
         }
         engine_run_free(run);
@@ -599,7 +654,7 @@ static void handle_wft(worker *w, const WftTask *t) {
                              command_type_name((int)out.commands[i]->command_type));
             if (k > 0) used += (size_t)k;
         }
-        wlog("workflow task of %s (%s, %zu events%s, attempt %d): %zu command(s)%s%s%s%s", wid, type, h.n,
+        winfo(w, "workflow task of %s (%s, %zu events%s, attempt %d): %zu command(s)%s%s%s%s", wid, type, h.n,
              h.n_pages > 0 ? " over several pages" : "", t->attempt, out.n_commands, out.n_commands ? " " : "", cmds, engine_run_closed(run) ? "; the run is closing" : "",
              qa.n ? "; queries answered" : "");
     } else if (code == TC_NOT_FOUND) {
@@ -806,7 +861,8 @@ static int start_activity(worker *w, ActTask *t) {
         wlog("cannot start activity %s of %s: %s", atype, wid, err.msg);
         return -2; /* the caller fails the attempt */
     }
-    wlog("activity %s (id %s) of %s: attempt %d started", atype, t->activity_id, wid, at.attempt);
+    winfo(w, "activity %s (id %s) of %s: attempt %d started", atype, t->activity_id, wid, at.attempt);
+    progress(w, wid, "activity %s (id %s) started, attempt %d", atype, t->activity_id, at.attempt);
     return 0;
 }
 
@@ -850,15 +906,20 @@ static void on_outcome(worker *w, act_outcome *o) {
         if (wcall(w->act_conn, "RespondActivityTaskCompleted", &req.base,
                   &temporal__api__workflowservice__v1__respond_activity_task_completed_response__descriptor,
                   RESPOND_TIMEOUT_MS, true, "reporting a completed activity", NULL, &code) == 0)
-            wlog("activity %s (id %s) of %s: attempt %d completed", atype, t->activity_id, wid, t->attempt);
+        {
+            winfo(w, "activity %s (id %s) of %s: attempt %d completed", atype, t->activity_id, wid, t->attempt);
+            progress(w, wid, "activity %s (id %s) completed", atype, t->activity_id);
+        }
     } else if (o->kind == ACT_FAILED) {
         Temporal__Api__Failure__V1__Failure generic;
         temporal__api__failure__v1__failure__init(&generic);
         generic.message = "the activity failed without a failure message";
         generic.source = "jorch";
         respond_activity_failed(w, t, o->failure != NULL ? o->failure : &generic);
-        wlog("activity %s (id %s) of %s: attempt %d failed: %s", atype, t->activity_id, wid, t->attempt,
-             o->failure != NULL && o->failure->message != NULL ? o->failure->message : "(no message)");
+        const char *fm = o->failure != NULL && o->failure->message != NULL ? o->failure->message : "(no message)";
+        winfo(w, "activity %s (id %s) of %s: attempt %d failed: %s", atype, t->activity_id, wid, t->attempt, fm);
+        progress(w, wid, "activity %s (id %s) failed on attempt %d (Temporal applies the retry policy): %s", atype,
+                 t->activity_id, t->attempt, fm);
     } else if (o->kind == ACT_CANCELED && copy.cancel_requested) {
         Temporal__Api__Workflowservice__V1__RespondActivityTaskCanceledRequest req;
         temporal__api__workflowservice__v1__respond_activity_task_canceled_request__init(&req);
@@ -869,7 +930,10 @@ static void on_outcome(worker *w, act_outcome *o) {
         if (wcall(w->act_conn, "RespondActivityTaskCanceled", &req.base,
                   &temporal__api__workflowservice__v1__respond_activity_task_canceled_response__descriptor,
                   RESPOND_TIMEOUT_MS, true, "reporting a canceled activity", NULL, &code) == 0)
-            wlog("activity %s (id %s) of %s: attempt %d canceled", atype, t->activity_id, wid, t->attempt);
+        {
+            winfo(w, "activity %s (id %s) of %s: attempt %d canceled", atype, t->activity_id, wid, t->attempt);
+            progress(w, wid, "activity %s (id %s) cancelled", atype, t->activity_id);
+        }
     } else {
         /* Canceled by this worker (shutting down): leave the attempt to the
          * server's timeouts, which retry it elsewhere. */
@@ -1039,6 +1103,75 @@ static int check_server(worker *w, jerr *err) {
     return 0;
 }
 
+/* Connections (made here, on the main thread: see the top of the file),
+ * the start-up check, the locks and the activity host. worker_close undoes
+ * whatever of it was done. */
+static int worker_open(worker *w, const char *conf_json, jerr *err) {
+    w->wf_conn = tc_conn_new(&w->cfg, err);
+    if (w->wf_conn == NULL) return -1;
+    w->act_conn = tc_conn_new(&w->cfg, err);
+    if (w->act_conn == NULL) return -1;
+    w->hb_conn = tc_conn_new(&w->cfg, err);
+    if (w->hb_conn == NULL) return -1;
+    if (check_server(w, err) != 0) return -1;
+    if (pthread_mutex_init(&w->mu, NULL) != 0) return jerr_set(err, JERR_FAILED, "cannot create the worker's locks");
+    if (pthread_mutex_init(&w->hb_mu, NULL) != 0) {
+        pthread_mutex_destroy(&w->mu);
+        return jerr_set(err, JERR_FAILED, "cannot create the worker's locks");
+    }
+    w->mu_ok = true;
+    act_host_config hc = {.activities_dir = w->act_dir, .threads = WORKER_ACT_SLOTS, .on_heartbeat = on_heartbeat,
+                          .ud = w, .log_fn = act_log, .config_json = conf_json};
+    w->host = act_host_new(&hc, err);
+    if (w->host == NULL) return jerr_prefix(err, "cannot start the activity host on '%s'", w->act_dir);
+    return 0;
+}
+
+static void worker_threads_stop(worker *w);
+
+/* The two threads; they never take SIGINT/SIGTERM (the main thread does). */
+static int worker_threads_start(worker *w) {
+    sigset_t block, old;
+    sigemptyset(&block);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &block, &old);
+    w->wf_started = pthread_create(&w->wf_thread, NULL, workflow_thread, w) == 0;
+    w->act_started = w->wf_started && pthread_create(&w->act_thread, NULL, activity_thread, w) == 0;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (!w->act_started) {
+        worker_threads_stop(w);
+        return -1;
+    }
+    return 0;
+}
+
+static void worker_threads_stop(worker *w) {
+    atomic_store(&w->stop, true);
+    if (w->wf_started) pthread_join(w->wf_thread, NULL);
+    if (w->act_started) pthread_join(w->act_thread, NULL);
+    w->wf_started = w->act_started = false;
+}
+
+static void worker_close(worker *w) {
+    if (w->host != NULL) act_host_free(w->host);
+    w->host = NULL;
+    /* Outcomes never collected (the grace period ran out) leave tasks behind. */
+    for (int i = 0; i < WORKER_ACT_SLOTS; i++)
+        if (w->slots[i].used && w->slots[i].task != NULL)
+            protobuf_c_message_free_unpacked(&w->slots[i].task->base, NULL);
+    if (w->mu_ok) {
+        pthread_mutex_destroy(&w->mu);
+        pthread_mutex_destroy(&w->hb_mu);
+    }
+    w->mu_ok = false;
+    tc_conn_free(w->hb_conn);
+    tc_conn_free(w->act_conn);
+    tc_conn_free(w->wf_conn);
+    w->hb_conn = w->act_conn = w->wf_conn = NULL;
+    tc_config_free(&w->cfg);
+}
+
 int cli_verb_worker(int argc, char **argv) {
     cli_args a;
     int rc = cli_parse("worker", argc, argv, worker_opts, false, &a);
@@ -1087,33 +1220,12 @@ int cli_verb_worker(int argc, char **argv) {
     }
 
     int exit_code = CLI_OK;
-    bool mu_ok = false;
-    w.wf_conn = tc_conn_new(&w.cfg, &err);
-    if (w.wf_conn != NULL) w.act_conn = tc_conn_new(&w.cfg, &err);
-    if (w.act_conn != NULL) w.hb_conn = tc_conn_new(&w.cfg, &err);
-    if (w.hb_conn == NULL) {
+    if (worker_open(&w, conf.data, &err) != 0) {
         cli_errorf("%s", err.msg);
         exit_code = cli_exit_for(&err);
-        goto done;
-    }
-    if (check_server(&w, &err) != 0) {
-        cli_errorf("%s", err.msg);
-        exit_code = cli_exit_for(&err);
-        goto done;
-    }
-    if (pthread_mutex_init(&w.mu, NULL) != 0 || pthread_mutex_init(&w.hb_mu, NULL) != 0) {
-        cli_errorf("cannot create the worker's locks");
-        exit_code = CLI_FAILED;
-        goto done;
-    }
-    mu_ok = true;
-    act_host_config hc = {.activities_dir = w.act_dir, .threads = WORKER_ACT_SLOTS, .on_heartbeat = on_heartbeat,
-                          .ud = &w, .log_fn = act_log, .config_json = conf.data};
-    w.host = act_host_new(&hc, &err);
-    if (w.host == NULL) {
-        cli_errorf("cannot start the activity host on '%s': %s", w.act_dir, err.msg);
-        exit_code = cli_exit_for(&err);
-        goto done;
+        worker_close(&w);
+        jbuf_free(&conf);
+        return exit_code;
     }
 
     struct sigaction sa;
@@ -1122,20 +1234,9 @@ int cli_verb_worker(int argc, char **argv) {
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
-    /* The threads never take the signals: the main thread watches for them. */
-    sigset_t block, old;
-    sigemptyset(&block);
-    sigaddset(&block, SIGINT);
-    sigaddset(&block, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &block, &old);
-    pthread_t wf_thread, act_thread;
-    bool wf_started = pthread_create(&wf_thread, NULL, workflow_thread, &w) == 0;
-    bool act_started = wf_started && pthread_create(&act_thread, NULL, activity_thread, &w) == 0;
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (!act_started) {
+    if (worker_threads_start(&w) != 0) {
         cli_errorf("cannot start the worker's threads");
         exit_code = CLI_FAILED;
-        atomic_store(&w.stop, true);
     } else {
         printf("worker: polling task queue %s on %s (namespace %s)\n", w.task_queue, w.cfg.address,
                w.cfg.namespace_);
@@ -1146,25 +1247,66 @@ int cli_verb_worker(int argc, char **argv) {
             nanosleep(&ts, NULL);
         }
         wlog("stopping (%s)", g_signal == SIGINT ? "SIGINT" : "SIGTERM");
-        atomic_store(&w.stop, true);
+        worker_threads_stop(&w);
+        wlog("stopped");
     }
-    if (wf_started) pthread_join(wf_thread, NULL);
-    if (act_started) pthread_join(act_thread, NULL);
-    if (act_started) wlog("stopped");
-
-done:
-    if (w.host != NULL) act_host_free(w.host);
-    /* Outcomes never collected (the grace period ran out) leave tasks behind. */
-    for (int i = 0; i < WORKER_ACT_SLOTS; i++)
-        if (w.slots[i].used && w.slots[i].task != NULL) protobuf_c_message_free_unpacked(&w.slots[i].task->base, NULL);
-    if (mu_ok) {
-        pthread_mutex_destroy(&w.mu);
-        pthread_mutex_destroy(&w.hb_mu);
-    }
-    tc_conn_free(w.hb_conn);
-    tc_conn_free(w.act_conn);
-    tc_conn_free(w.wf_conn);
-    tc_config_free(&w.cfg);
+    worker_close(&w);
     jbuf_free(&conf);
     return exit_code;
+}
+
+/* ------------------------------------------------ in-process (jorch run) */
+
+struct cli_worker {
+    worker w;
+    jbuf conf;
+    char *task_queue;
+};
+
+cli_worker *cli_worker_start(const cli_worker_opts *o, jerr *err) {
+    cli_worker *cw = calloc(1, sizeof *cw);
+    if (cw == NULL) {
+        jerr_oom(err, "the in-process worker");
+        return NULL;
+    }
+    worker *w = &cw->w;
+    atomic_init(&w->stop, false);
+    w->wf_dir = o->workflows_dir;
+    w->act_dir = o->activities_dir;
+    w->run_mode = true;
+    w->quiet = o->quiet;
+    cw->task_queue = jstrdup(o->task_queue);
+    w->task_queue = cw->task_queue;
+    const char *home = getenv("JORCH_HOME");
+    if (cw->task_queue == NULL) {
+        jerr_oom(err, "a task queue name");
+    } else if (cli_temporal_config(&w->cfg, err) == 0 &&
+               config_activity_json(home != NULL && home[0] ? home : ".jorch", &cw->conf, err) == 0 &&
+               worker_open(w, cw->conf.data, err) == 0) {
+        if (worker_threads_start(w) == 0) return cw;
+        jerr_set(err, JERR_FAILED, "cannot start the in-process worker's threads");
+    }
+    worker_close(w);
+    jbuf_free(&cw->conf);
+    free(cw->task_queue);
+    free(cw);
+    return NULL;
+}
+
+bool cli_worker_task_failed(cli_worker *cw, char *msg, size_t cap) {
+    worker *w = &cw->w;
+    pthread_mutex_lock(&w->mu);
+    bool failed = w->task_failed;
+    if (failed && msg != NULL && cap > 0) snprintf(msg, cap, "%s", w->task_failure);
+    pthread_mutex_unlock(&w->mu);
+    return failed;
+}
+
+void cli_worker_stop(cli_worker *cw) {
+    if (cw == NULL) return;
+    worker_threads_stop(&cw->w);
+    worker_close(&cw->w);
+    jbuf_free(&cw->conf);
+    free(cw->task_queue);
+    free(cw);
 }
