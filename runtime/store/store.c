@@ -233,6 +233,11 @@ static void owner_init(store *s) {
 int store_open(const char *home, store **out, jerr *err) {
     *out = NULL;
     struct stat st;
+    /* checked before anything is created, so a bad value never leaves a
+     * run started with no process to execute it */
+    if (store_lease_nanos() < 0)
+        return jerr_set(err, JERR_USAGE, "JORCH_LEASE_SECONDS must be a whole number of seconds from 1 to 86400 "
+                        "(got '%s'); unset it for the default of 15", getenv("JORCH_LEASE_SECONDS"));
     /* another process may create it at the same moment: EEXIST is fine */
     if (mkdir(home, 0700) != 0 && errno != EEXIST)
         return jerr_set(err, JERR_USAGE, "cannot create the store directory %s: %s (set JORCH_HOME to a writable directory)",

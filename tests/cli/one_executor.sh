@@ -125,4 +125,5 @@ check_history "stopped" stopped
 JORCH_LEASE_SECONDS=0.5 run_jorch run --quiet "$T_DIR/calib.lua" 1
 expect_eq "invalid JORCH_LEASE_SECONDS: usage error" "$RC" "2"
 expect_contains "invalid JORCH_LEASE_SECONDS: says so" "$ERR" "JORCH_LEASE_SECONDS"
+expect_eq "invalid JORCH_LEASE_SECONDS: no run is left open" "$("$JORCH" list --status running | grep -c calib)" "0"
 t_end
