@@ -41,12 +41,9 @@ if ! python3 -c 'import temporalio' 2>/dev/null; then
 fi
 temporal_dev_start
 set +e +o pipefail
-unset TEMPORAL_NAMESPACE TEMPORAL_TASK_QUEUE FEATURE_TEMPORAL_ENABLED
-export JORCH_CONFIG=$TC_TMP/jorch.yaml
-: >"$JORCH_CONFIG"
-export JORCH_HOME=$TC_TMP/home
+it_home
 OUT=$TC_TMP/out
-mkdir -p "$OUT" "$JORCH_HOME"
+mkdir -p "$OUT"
 
 ok() { PASSED=$((PASSED + 1)); echo "ok   - $1"; }
 bad() {
@@ -56,21 +53,7 @@ bad() {
     for d in "$@"; do printf '%s\n' "$d" | sed 's/^/       /' >&2; done
 }
 
-WPID=""
-stop_worker() {
-    if [ -n "$WPID" ]; then
-        kill -TERM "$WPID" 2>/dev/null
-        for _ in $(seq 1 100); do kill -0 "$WPID" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$WPID" 2>/dev/null
-        WPID=""
-    fi
-}
-trap 'stop_worker; tc_cleanup' EXIT
-
-"$JORCH" worker --workflows "$C/shapes" --activities "$C/activities" --task-queue conform-lua \
-    >"$TC_TMP/worker.log" 2>&1 &
-WPID=$!
-for _ in $(seq 1 150); do grep -qs "^worker: polling task queue conform-lua" "$TC_TMP/worker.log" && break; sleep 0.1; done
+it_worker_start "$TC_TMP/worker.log" conform-lua --workflows "$C/shapes" --activities "$C/activities"
 
 SHAPES="sequential timer timer_activity signal_gate wait_timeout parallel retry_twice cancel_backoff"
 SHAPES="$SHAPES cancel_running patch continue_as_new"
@@ -155,6 +138,6 @@ done < <(python3 "$C/conform.py" replay "$OUT"/lua-*.json 2>&1)
 if grep -qi "Sanitizer\|runtime error" "$TC_TMP/worker.log" "$OUT"/*.err 2>/dev/null; then
     bad "sanitizer reports" "$(grep -i -A5 "Sanitizer\|runtime error" "$TC_TMP/worker.log" "$OUT"/*.err | head -40)"
 fi
-stop_worker
+it_workers_stop
 echo "$PASSED passed, $FAILED failed"
 [ "$FAILED" -eq 0 ]

@@ -23,10 +23,7 @@ if [ -z "${JORCH_SOURCE_DIR:-}" ] || [ ! -f "$JORCH_SOURCE_DIR/tests/integration
 fi
 
 . "$JORCH_SOURCE_DIR/tests/integration/lib.sh"
-it_require
-temporal_dev_start
-set +e +o pipefail
-ADDR=$TEMPORAL_ADDRESS
+it_start
 
 # Nothing of the developer's environment may steer jorch.
 unset JORCH_CONFIG TEMPORAL_NAMESPACE TEMPORAL_TASK_QUEUE
@@ -37,13 +34,6 @@ mkdir -p "$WORK"
 ln -s "$JORCH_SOURCE_DIR/workflows" "$WORK/workflows"
 cd "$WORK" || exit 1
 
-ok() { PASSED=$((PASSED + 1)); echo "ok   - $1"; }
-bad() {
-    FAILED=$((FAILED + 1))
-    echo "FAIL - $1" >&2
-    shift
-    for d in "$@"; do printf '       %s\n' "$d" >&2; done
-}
 check() { # name condition-as-command...
     local name=$1
     shift
@@ -69,8 +59,6 @@ tcli() {
         --command-timeout 30s
 }
 
-# jqok FILE-OR-TEXT FILTER: the jq filter is true on the JSON text.
-jq_true() { jq -e "$2" >/dev/null 2>&1 <<<"$1"; }
 b64() { printf '%s' "$1" | base64 -w0; }
 
 ATTR=workflowExecutionStartedEventAttributes

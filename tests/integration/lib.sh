@@ -7,6 +7,10 @@
 #   temporal_dev_start            # sets TEMPORAL_ADDRESS, TC_TMP
 #   temporal workflow describe -w ID --address "$TEMPORAL_ADDRESS" -o json
 #
+# The tests' shared set-up and checks are here too: it_start (the lot above
+# plus ADDR), it_home, ok/bad/check, jr, tcli, wait_for, history_has,
+# jq_true, it_worker_start/it_workers_stop.
+#
 # Fails (never skips) when the `temporal` CLI is missing.
 
 set -euo pipefail
@@ -38,7 +42,11 @@ tc_free_port() {
 TC_SERVER_PID=""
 TC_TMP=""
 
+# Workers started by it_worker_start; stopped at exit, before the server.
+IT_WORKERS=()
+
 tc_cleanup() {
+    it_workers_stop
     if [ -n "$TC_SERVER_PID" ]; then
         kill -TERM -- "-$TC_SERVER_PID" 2>/dev/null || kill -TERM "$TC_SERVER_PID" 2>/dev/null || true
         for _ in $(seq 1 100); do
@@ -88,6 +96,91 @@ temporal_dev_start() {
         grep -v '^\s' "$TC_TMP/temporal-server.log" | head -5 >&2
     done
     tc_fail "the dev server did not answer on $TEMPORAL_ADDRESS within 60 s (log: $TC_TMP/temporal-server.log)"
+}
+
+# The start of every integration test: jorch and temporal present, a dev
+# server up, the test's own error handling (set +e), ADDR its address.
+it_start() {
+    it_require
+    temporal_dev_start
+    set +e +o pipefail
+    ADDR=$TEMPORAL_ADDRESS
+}
+
+# Nothing of the developer's environment may steer jorch: no Temporal
+# settings, an empty jorch.yaml (keeps a developer's ./jorch.yaml out), and
+# a JORCH_HOME of the test's own.
+it_home() {
+    unset TEMPORAL_NAMESPACE TEMPORAL_TASK_QUEUE FEATURE_TEMPORAL_ENABLED MARK_FILE
+    export JORCH_CONFIG=$TC_TMP/jorch.yaml
+    : >"$JORCH_CONFIG"
+    export JORCH_HOME=$TC_TMP/home
+    mkdir -p "$JORCH_HOME"
+}
+
+PASSED=${PASSED:-0}
+FAILED=${FAILED:-0}
+ok() { PASSED=$((PASSED + 1)); echo "ok   - $1"; }
+bad() {
+    FAILED=$((FAILED + 1))
+    echo "FAIL - $1" >&2
+    shift
+    for d in "$@"; do printf '       %s\n' "$d" >&2; done
+}
+check() { # name command...
+    local name=$1
+    shift
+    if "$@"; then ok "$name"; else bad "$name" "rc=$RC" "stdout: $(head -c 600 <<<"$OUT")" "stderr: $(head -c 800 <<<"$ERR")"; fi
+}
+# jr ARGS...: run jorch (bounded), setting OUT, ERR, RC.
+jr() {
+    timeout 60 "$JORCH" "$@" >"$TC_TMP/out" 2>"$TC_TMP/err"
+    RC=$?
+    OUT=$(cat "$TC_TMP/out")
+    ERR=$(cat "$TC_TMP/err")
+}
+# tcli ARGS...: the official temporal CLI on the dev server, unsteered by
+# the developer's settings.
+tcli() {
+    env -u TEMPORAL_API_KEY -u TEMPORAL_NAMESPACE -u TEMPORAL_TLS temporal "$@" --address "$ADDR" \
+        --namespace default --disable-config-file --color never --command-timeout 30s
+}
+jq_true() { jq -e "$2" >/dev/null 2>&1 <<<"$1"; }
+# wait_for SECONDS COMMAND...: until the command succeeds.
+wait_for() {
+    local end=$(($(date +%s) + $1))
+    shift
+    while ! "$@"; do
+        [ "$(date +%s)" -ge "$end" ] && return 1
+        sleep 0.2
+    done
+}
+history_has() { # history_has WID JQ-CONDITION-ON-AN-EVENT
+    tcli workflow show -w "$1" -o json 2>/dev/null | jq -e "any(.events[]; $2)" >/dev/null 2>&1
+}
+
+# it_worker_start LOG QUEUE ARGS...: `jorch worker ARGS... --task-queue
+# QUEUE` in the background (a child of this shell), logging to LOG; sets
+# WORKER to its pid and waits (up to 15 s) until it polls QUEUE.
+it_worker_start() {
+    local log=$1 q=$2
+    shift 2
+    "$JORCH" worker "$@" --task-queue "$q" >"$log" 2>&1 &
+    WORKER=$!
+    IT_WORKERS+=("$WORKER")
+    wait_for 15 grep -qs "^worker: polling task queue $q" "$log"
+}
+# Stops every worker it_worker_start started: SIGTERM, up to 10 s each, then
+# SIGKILL.
+it_workers_stop() {
+    local p
+    for p in "${IT_WORKERS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+    for p in "${IT_WORKERS[@]}"; do
+        for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$p" 2>/dev/null || true
+    done
+    IT_WORKERS=()
+    WORKER=""
 }
 
 # Run by ctest as a test of its own: check that the helper works.

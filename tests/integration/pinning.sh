@@ -15,33 +15,8 @@ if [ -z "${JORCH_SOURCE_DIR:-}" ] || [ ! -f "$JORCH_SOURCE_DIR/tests/integration
 fi
 SRC=$(cd "$JORCH_SOURCE_DIR" && pwd)
 . "$SRC/tests/integration/lib.sh"
-it_require
-temporal_dev_start
-set +e +o pipefail
-ADDR=$TEMPORAL_ADDRESS
-unset TEMPORAL_NAMESPACE TEMPORAL_TASK_QUEUE FEATURE_TEMPORAL_ENABLED MARK_FILE
-export JORCH_CONFIG=$TC_TMP/jorch.yaml
-: >"$JORCH_CONFIG"
-export JORCH_HOME=$TC_TMP/home
-mkdir -p "$JORCH_HOME"
-WPID=""
-stop_worker() {
-    [ -n "$WPID" ] || return 0
-    kill -TERM "$WPID" 2>/dev/null
-    for _ in $(seq 1 100); do kill -0 "$WPID" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$WPID" 2>/dev/null
-    WPID=""
-}
-trap 'stop_worker; tc_cleanup' EXIT
-ok() { PASSED=$((PASSED + 1)); echo "ok   - $1"; }
-bad() { FAILED=$((FAILED + 1)); echo "FAIL - $1" >&2; shift; for d in "$@"; do printf '       %s\n' "$d" >&2; done; }
-check() { local n=$1; shift; if "$@"; then ok "$n"; else bad "$n" "rc=$RC" "stdout: $(head -c 600 <<<"$OUT")" "stderr: $(head -c 800 <<<"$ERR")"; fi; }
-jr() { timeout 60 "$JORCH" "$@" >"$TC_TMP/out" 2>"$TC_TMP/err"; RC=$?; OUT=$(cat "$TC_TMP/out"); ERR=$(cat "$TC_TMP/err"); }
-tcli() {
-    env -u TEMPORAL_API_KEY -u TEMPORAL_NAMESPACE -u TEMPORAL_TLS temporal "$@" --address "$ADDR" \
-        --namespace default --disable-config-file --color never --command-timeout 30s
-}
-wait_for() { local end=$(($(date +%s) + $1)); shift; while ! "$@"; do [ "$(date +%s)" -ge "$end" ] && return 1; sleep 0.2; done; }
+it_start
+it_home
 completed_acts() { tcli workflow show -w "$1" -o json 2>/dev/null | jq '[.events[] | select(.eventType == "EVENT_TYPE_ACTIVITY_TASK_COMPLETED")] | length'; }
 has_two() { [ "$(completed_acts "$1")" = 2 ]; }
 task_failed_with() { # WID TEXT
@@ -51,9 +26,7 @@ task_failed_with() { # WID TEXT
 start_worker() { # DIR LOG [OPTIONS]
     local dir=$1 log=$2
     shift 2
-    "$JORCH" worker --workflows "$dir" --activities "$SRC/tests/cli/activities" --task-queue "$Q" "$@" >"$log" 2>&1 &
-    WPID=$!
-    wait_for 15 grep -qs "^worker: polling task queue $Q" "$log"
+    it_worker_start "$log" "$Q" --workflows "$dir" --activities "$SRC/tests/cli/activities" "$@"
 }
 
 gate() { # FILE BEFORE RESULT
@@ -88,14 +61,14 @@ check "pin-1 waits at the gate (2 activities completed)" has_two pin-1
 jr describe --temporal pin-1
 check "describe shows the version" grep -q "sha256 $SHA1" <<<"$OUT"
 check "describe shows the label" grep -q "Version: *v1" <<<"$OUT"
-stop_worker
+it_workers_stop
 start_worker "$TC_TMP/w2" "$TC_TMP/worker2.log"
 jr signal --temporal pin-1 proceed
 jr result --temporal pin-1 --timeout 30s
 check "a worker with an incompatible checkout finishes the run on its version" \
     test "$RC" = 0 -a "$OUT" = '["src-x","B","v1"]'
 check "no workflow task failed" test "$(tcli workflow show -w pin-1 -o json | jq '[.events[] | select(.eventType == "EVENT_TYPE_WORKFLOW_TASK_FAILED")] | length')" = 0
-stop_worker
+it_workers_stop
 
 # --require-known-scripts: worker 2 refuses version v1, worker 1 serves it
 start_worker "$TC_TMP/w2" "$TC_TMP/worker3.log" --require-known-scripts
@@ -104,14 +77,14 @@ wait_for 30 task_failed_with pin-2 "require-known-scripts"
 check "an unknown version fails the workflow task, saying why" task_failed_with pin-2 "is not this worker's"
 check "the message names the version" task_failed_with pin-2 "${SHA1:0:12}"
 check "nothing ran" test "$(completed_acts pin-2)" = 0
-stop_worker
+it_workers_stop
 start_worker "$TC_TMP/w1" "$TC_TMP/worker4.log" --require-known-scripts
 wait_for 60 has_two pin-2
 check "a worker that knows the version serves it" has_two pin-2
 jr signal --temporal pin-2 proceed
 jr result --temporal pin-2 --timeout 30s
 check "pin-2 finishes" test "$RC" = 0 -a "$OUT" = '["src-y","B","v1"]'
-stop_worker
+it_workers_stop
 
 # jorch upgrade --temporal: refused for the incompatible edit, applied for a
 # compatible one; the run then finishes on the new version, served by a
@@ -131,11 +104,11 @@ jr upgrade --temporal pin-3 --to "$TC_TMP/w3/gate.lua" --dry-run
 check "dry run of the compatible edit: exit 0" test "$RC" = 0
 jr upgrade --temporal pin-3 --to "$TC_TMP/w3/gate.lua"
 check "upgrade to the compatible edit: exit 0" test "$RC" = 0
-stop_worker
+it_workers_stop
 start_worker "$TC_TMP/w2" "$TC_TMP/worker6.log"
 jr signal --temporal pin-3 proceed
 jr result --temporal pin-3 --timeout 30s
 check "the upgraded run finishes on the new version" test "$RC" = 0 -a "$OUT" = '["src-z","B","v3"]'
-stop_worker
+it_workers_stop
 echo "$PASSED passed, $FAILED failed"
 [ "$FAILED" -eq 0 ]

@@ -22,25 +22,11 @@ fi
 SRC=$(cd "$JORCH_SOURCE_DIR" && pwd)
 
 . "$SRC/tests/integration/lib.sh"
-it_require
-temporal_dev_start
-set +e +o pipefail
+it_start
 RC=0 OUT="" ERR=""
-ADDR=$TEMPORAL_ADDRESS
+it_home
 
-unset TEMPORAL_NAMESPACE TEMPORAL_TASK_QUEUE FEATURE_TEMPORAL_ENABLED MARK_FILE
-export JORCH_CONFIG=$TC_TMP/jorch.yaml
-: >"$JORCH_CONFIG"
-export JORCH_HOME=$TC_TMP/home
-mkdir -p "$JORCH_HOME"
-
-ok() { PASSED=$((PASSED + 1)); echo "ok   - $1"; }
-bad() {
-    FAILED=$((FAILED + 1))
-    echo "FAIL - $1" >&2
-    shift
-    for d in "$@"; do printf '       %s\n' "$d" >&2; done
-}
+# lib.sh's check, but with the end of stderr (where run's failure is).
 check() { # name command...
     local name=$1
     shift
@@ -55,11 +41,6 @@ jr() {
     OUT=$(cat "$TC_TMP/out")
     ERR=$(cat "$TC_TMP/err")
 }
-tcli() {
-    env -u TEMPORAL_API_KEY -u TEMPORAL_NAMESPACE -u TEMPORAL_TLS temporal "$@" --address "$ADDR" \
-        --namespace default --disable-config-file --color never --command-timeout 30s
-}
-jq_true() { jq -e "$2" >/dev/null 2>&1 <<<"$1"; }
 
 # ------------------------------------------------------------ the demo
 OID=run-orch-$$

@@ -26,67 +26,8 @@ fi
 SRC=$(cd "$JORCH_SOURCE_DIR" && pwd)
 
 . "$SRC/tests/integration/lib.sh"
-it_require
-temporal_dev_start
-set +e +o pipefail
-ADDR=$TEMPORAL_ADDRESS
-
-# Nothing of the developer's environment may steer jorch; an empty
-# jorch.yaml keeps a developer's ./jorch.yaml out too.
-unset TEMPORAL_NAMESPACE TEMPORAL_TASK_QUEUE FEATURE_TEMPORAL_ENABLED MARK_FILE
-export JORCH_CONFIG=$TC_TMP/jorch.yaml
-: >"$JORCH_CONFIG"
-export JORCH_HOME=$TC_TMP/home
-mkdir -p "$JORCH_HOME"
-
-# Workers started here are stopped at exit (before the server: lib.sh's trap).
-WORKER_PIDS=()
-stop_workers() {
-    for p in "${WORKER_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
-    for p in "${WORKER_PIDS[@]}"; do
-        for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$p" 2>/dev/null
-    done
-    WORKER_PIDS=()
-}
-trap 'stop_workers; tc_cleanup' EXIT
-
-ok() { PASSED=$((PASSED + 1)); echo "ok   - $1"; }
-bad() {
-    FAILED=$((FAILED + 1))
-    echo "FAIL - $1" >&2
-    shift
-    for d in "$@"; do printf '       %s\n' "$d" >&2; done
-}
-check() { # name command...
-    local name=$1
-    shift
-    if "$@"; then ok "$name"; else bad "$name" "rc=$RC" "stdout: $(head -c 600 <<<"$OUT")" "stderr: $(head -c 800 <<<"$ERR")"; fi
-}
-# jr ARGS...: run jorch --temporal verbs (bounded), setting OUT, ERR, RC.
-jr() {
-    timeout 60 "$JORCH" "$@" >"$TC_TMP/out" 2>"$TC_TMP/err"
-    RC=$?
-    OUT=$(cat "$TC_TMP/out")
-    ERR=$(cat "$TC_TMP/err")
-}
-tcli() {
-    env -u TEMPORAL_API_KEY -u TEMPORAL_NAMESPACE -u TEMPORAL_TLS temporal "$@" --address "$ADDR" \
-        --namespace default --disable-config-file --color never --command-timeout 30s
-}
-jq_true() { jq -e "$2" >/dev/null 2>&1 <<<"$1"; }
-# wait_for SECONDS COMMAND...: until the command succeeds.
-wait_for() {
-    local end=$(($(date +%s) + $1))
-    shift
-    while ! "$@"; do
-        [ "$(date +%s)" -ge "$end" ] && return 1
-        sleep 0.2
-    done
-}
-history_has() { # history_has WID JQ-CONDITION-ON-AN-EVENT
-    tcli workflow show -w "$1" -o json 2>/dev/null | jq -e "any(.events[]; $2)" >/dev/null 2>&1
-}
+it_start
+it_home
 
 # ------------------------------------------------------------ worker 1
 # The test fixtures' scripts, plus a broken one, in one workflows directory.
@@ -115,11 +56,8 @@ Q1=worker-it-$$-1
 W1LOG=$TC_TMP/worker1.log
 # MARK_DELAY: each mark() activity takes 0.4 s, so three_steps runs long
 # enough to be queried while it runs.
-MARK_DELAY=0.4 "$JORCH" worker --workflows "$WF" --activities "$SRC/tests/cli/activities" --task-queue "$Q1" \
-    >"$W1LOG" 2>&1 &
-W1=$!
-WORKER_PIDS+=("$W1")
-wait_for 15 grep -qs "^worker: polling task queue $Q1 on $ADDR (namespace default)" "$W1LOG"
+MARK_DELAY=0.4 it_worker_start "$W1LOG" "$Q1" --workflows "$WF" --activities "$SRC/tests/cli/activities"
+W1=$WORKER
 check "worker prints 'polling task queue $Q1 on $ADDR (namespace default)'" \
     grep -q "^worker: polling task queue $Q1 on $ADDR (namespace default)" "$W1LOG"
 
@@ -226,11 +164,10 @@ check "(6) the worker is alive and still serves workflows afterwards" \
 # (examples/ holds the demo agent, repository and issue).
 Q2=worker-it-$$-2
 W2LOG=$TC_TMP/worker2.log
-(cd "$SRC" && exec "$JORCH" worker --workflows "$SRC/workflows" --activities "$SRC/activities" --task-queue "$Q2") \
-    >"$W2LOG" 2>&1 &
-W2=$!
-WORKER_PIDS+=("$W2")
-wait_for 15 grep -qs "^worker: polling task queue $Q2" "$W2LOG"
+pushd "$SRC" >/dev/null || exit 1
+it_worker_start "$W2LOG" "$Q2" --workflows "$SRC/workflows" --activities "$SRC/activities"
+W2=$WORKER
+popd >/dev/null || exit 1
 OID=orch-$$
 (cd "$SRC" && timeout 60 "$JORCH" start --temporal --task-queue "$Q2" --id "$OID" workflows/orchestrate.lua PROJ-123) \
     >"$TC_TMP/out" 2>"$TC_TMP/err"
@@ -297,7 +234,7 @@ for p in "$W1" "$W2"; do
     OUT=""
     check "(7) SIGTERM stops worker $p with exit 0 within $(($(date +%s) - t0)) s" eval '[ "$RC" = 0 ] && [ $(($(date +%s) - t0)) -le 12 ]'
 done
-WORKER_PIDS=()
+IT_WORKERS=()
 check "(7) the worker says it stopped" grep -q "^worker: stopped" "$W1LOG"
 if grep -q -i "Sanitizer\|runtime error" "$W1LOG" "$W2LOG"; then
     bad "sanitizer reports in the worker logs" "$(grep -i -A5 "Sanitizer\|runtime error" "$W1LOG" "$W2LOG" | head -40)"

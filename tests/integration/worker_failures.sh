@@ -23,60 +23,11 @@ fi
 SRC=$(cd "$JORCH_SOURCE_DIR" && pwd)
 
 . "$SRC/tests/integration/lib.sh"
-it_require
-temporal_dev_start
-set +e +o pipefail
+it_start
 RC=0 OUT="" ERR=""
-ADDR=$TEMPORAL_ADDRESS
+it_home
+mkdir -p "$TC_TMP/act"
 
-unset TEMPORAL_NAMESPACE TEMPORAL_TASK_QUEUE FEATURE_TEMPORAL_ENABLED MARK_FILE
-export JORCH_CONFIG=$TC_TMP/jorch.yaml
-: >"$JORCH_CONFIG"
-export JORCH_HOME=$TC_TMP/home
-mkdir -p "$JORCH_HOME" "$TC_TMP/act"
-
-WORKER=""
-stop_worker() {
-    [ -n "$WORKER" ] || return 0
-    kill -TERM "$WORKER" 2>/dev/null
-    for _ in $(seq 1 100); do kill -0 "$WORKER" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$WORKER" 2>/dev/null
-    WORKER=""
-}
-trap 'stop_worker; tc_cleanup' EXIT
-
-ok() { PASSED=$((PASSED + 1)); echo "ok   - $1"; }
-bad() {
-    FAILED=$((FAILED + 1))
-    echo "FAIL - $1" >&2
-    shift
-    for d in "$@"; do printf '       %s\n' "$d" >&2; done
-}
-check() { # name command...
-    local name=$1
-    shift
-    if "$@"; then ok "$name"; else bad "$name" "rc=$RC" "stdout: $(head -c 600 <<<"$OUT")" "stderr: $(head -c 800 <<<"$ERR")"; fi
-}
-jr() {
-    timeout 60 "$JORCH" "$@" >"$TC_TMP/out" 2>"$TC_TMP/err"
-    RC=$?
-    OUT=$(cat "$TC_TMP/out")
-    ERR=$(cat "$TC_TMP/err")
-}
-tcli() {
-    env -u TEMPORAL_API_KEY -u TEMPORAL_NAMESPACE -u TEMPORAL_TLS temporal "$@" --address "$ADDR" \
-        --namespace default --disable-config-file --color never --command-timeout 30s
-}
-jq_true() { jq -e "$2" >/dev/null 2>&1 <<<"$1"; }
-wait_for() {
-    local end=$(($(date +%s) + $1))
-    shift
-    while ! "$@"; do
-        [ "$(date +%s)" -ge "$end" ] && return 1
-        sleep 0.2
-    done
-}
-history_has() { tcli workflow show -w "$1" -o json 2>/dev/null | jq -e "any(.events[]; $2)" >/dev/null 2>&1; }
 retrying() { tcli workflow describe -w "$1" -o json 2>/dev/null | jq -e '.pendingWorkflowTask.attempt >= 2' >/dev/null 2>&1; }
 
 WF=$TC_TMP/wf
@@ -106,9 +57,7 @@ end
 EOF
 Q=failures-$$
 WLOG=$TC_TMP/worker.log
-"$JORCH" worker --workflows "$WF" --activities "$TC_TMP/act" --task-queue "$Q" >"$WLOG" 2>&1 &
-WORKER=$!
-wait_for 15 grep -qs "^worker: polling task queue $Q" "$WLOG"
+it_worker_start "$WLOG" "$Q" --workflows "$WF" --activities "$TC_TMP/act"
 
 # ------------------------------------------------------------ script error
 tcli workflow start --type broken --task-queue "$Q" -w "broken-$$" >/dev/null 2>&1

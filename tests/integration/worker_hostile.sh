@@ -22,63 +22,13 @@ fi
 SRC=$(cd "$JORCH_SOURCE_DIR" && pwd)
 
 . "$SRC/tests/integration/lib.sh"
-it_require
-temporal_dev_start
-set +e +o pipefail
-ADDR=$TEMPORAL_ADDRESS
-
-unset TEMPORAL_NAMESPACE TEMPORAL_TASK_QUEUE FEATURE_TEMPORAL_ENABLED MARK_FILE
+it_start
+it_home
 unset JORCH_MEMORY_LIMIT_MB JORCH_INSTRUCTION_BUDGET JORCH_WALL_CLOCK_LIMIT
-export JORCH_CONFIG=$TC_TMP/jorch.yaml
 # The limits come from jorch.yaml here: 2 s of wall clock, and a budget too
 # large to matter, so the wall clock is what must hold.
 printf 'limits:\n  wall_clock: 2\n  instruction_budget: 1e15\n' >"$JORCH_CONFIG"
-export JORCH_HOME=$TC_TMP/home
-mkdir -p "$JORCH_HOME"
 
-WORKER=""
-stop_worker() {
-    [ -n "$WORKER" ] || return 0
-    kill -TERM "$WORKER" 2>/dev/null
-    for _ in $(seq 1 100); do kill -0 "$WORKER" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$WORKER" 2>/dev/null
-    WORKER=""
-}
-trap 'stop_worker; tc_cleanup' EXIT
-
-ok() { PASSED=$((PASSED + 1)); echo "ok   - $1"; }
-bad() {
-    FAILED=$((FAILED + 1))
-    echo "FAIL - $1" >&2
-    shift
-    for d in "$@"; do printf '       %s\n' "$d" >&2; done
-}
-check() { # name command...
-    local name=$1
-    shift
-    if "$@"; then ok "$name"; else bad "$name" "rc=$RC" "stdout: $(head -c 600 <<<"$OUT")" "stderr: $(head -c 800 <<<"$ERR")"; fi
-}
-jr() {
-    timeout 60 "$JORCH" "$@" >"$TC_TMP/out" 2>"$TC_TMP/err"
-    RC=$?
-    OUT=$(cat "$TC_TMP/out")
-    ERR=$(cat "$TC_TMP/err")
-}
-tcli() {
-    env -u TEMPORAL_API_KEY -u TEMPORAL_NAMESPACE -u TEMPORAL_TLS temporal "$@" --address "$ADDR" \
-        --namespace default --disable-config-file --color never --command-timeout 30s
-}
-wait_for() {
-    local end=$(($(date +%s) + $1))
-    shift
-    while ! "$@"; do
-        [ "$(date +%s)" -ge "$end" ] && return 1
-        sleep 0.2
-    done
-}
-history_has() { # history_has WID JQ-CONDITION-ON-AN-EVENT
-    tcli workflow show -w "$1" -o json 2>/dev/null | jq -e "any(.events[]; $2)" >/dev/null 2>&1
-}
 worker_alive() { kill -0 "$WORKER" 2>/dev/null; }
 
 WF=$TC_TMP/wf
@@ -112,9 +62,7 @@ end
 LUA
 Q=hostile-$$
 WLOG=$TC_TMP/worker.log
-"$JORCH" worker --workflows "$WF" --activities "$SRC/tests/cli/activities" --task-queue "$Q" >"$WLOG" 2>&1 &
-WORKER=$!
-wait_for 15 grep -qs "^worker: polling task queue $Q" "$WLOG"
+it_worker_start "$WLOG" "$Q" --workflows "$WF" --activities "$SRC/tests/cli/activities"
 check "the worker polls $Q" grep -q "^worker: polling task queue $Q" "$WLOG"
 
 jr start --temporal --task-queue "$Q" --id "hq-$$" "$WF/hostile.lua"
@@ -154,6 +102,6 @@ PID=$OUT
 jr result --temporal "$PID" --timeout 60s
 check "another workflow completes on the same worker" test "$RC:$OUT" = '0:"https://example.invalid/bin-src-PROJ-9"'
 
-stop_worker
+it_workers_stop
 summary
 [ "$FAILED" -eq 0 ]
