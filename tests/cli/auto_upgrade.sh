@@ -28,14 +28,6 @@ SWAPPED='  local b = acts.echo("B")
   local a = acts.fetch(name)'
 AFTER='  return {a, b, "v1"}'
 AFTER2='  return {a, b, acts.echo("v2")}'
-at_gate() {
-  for _ in $(seq 200); do
-    "$JORCH" history "$1" --output json 2>/dev/null | grep -c EVENT_TYPE_ACTIVITY_TASK_COMPLETED | grep -qx 2 && return 0
-    sleep 0.05
-  done
-  return 1
-}
-sha_of() { "$JORCH" describe "$1" | sed -n 's/^Script: .*(sha256 \([0-9a-f]*\))$/\1/p'; }
 
 # compatible edit: adopted at the next workflow task
 write "$W/a.lua" "-- jorch: auto_upgrade" "$BEFORE" "$AFTER"

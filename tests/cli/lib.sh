@@ -43,6 +43,18 @@ run_jorch() {
   ERR=$(cat "$T_DIR/stderr")
 }
 
+# at_gate ID: waits (up to 10 s) until ID's history has exactly two completed
+# activities (the upgrade tests' gate scripts run two before their gate).
+at_gate() {
+  for _ in $(seq 200); do
+    "$JORCH" history "$1" --output json 2>/dev/null | grep -c EVENT_TYPE_ACTIVITY_TASK_COMPLETED | grep -qx 2 && return 0
+    sleep 0.05
+  done
+  return 1
+}
+# sha_of ID: the sha256 of the script version describe shows for ID.
+sha_of() { "$JORCH" describe "$1" | sed -n 's/^Script: .*(sha256 \([0-9a-f]*\))$/\1/p'; }
+
 t_end() {
   echo "$T_PASS passed, $T_FAIL failed"
   [ "$T_FAIL" -eq 0 ]

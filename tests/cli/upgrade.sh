@@ -34,14 +34,6 @@ ORIG_AFTER='  local c = acts.echo("C")
 SWAPPED_BEFORE='  local b = acts.echo("B")
   local a = acts.fetch(name)'
 
-at_gate() { # at_gate ID: waits until both activities before the gate completed
-  for _ in $(seq 200); do
-    "$JORCH" history "$1" --output json 2>/dev/null | grep -c EVENT_TYPE_ACTIVITY_TASK_COMPLETED | grep -qx 2 && return 0
-    sleep 0.05
-  done
-  return 1
-}
-sha_of() { "$JORCH" describe "$1" | sed -n 's/^Script: .*(sha256 \([0-9a-f]*\))$/\1/p'; }
 
 # --- incompatible edit: refused with the report, the run keeps its version
 write_gate "$W/gate.lua" 1 "$ORIG_BEFORE" "$ORIG_AFTER"
