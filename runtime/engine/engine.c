@@ -971,7 +971,10 @@ static int prim_patched(lua_State *L) {
 static const char *recorded_size_failure(engine_run *r) {
     for (size_t k = 0; k < r->n_upcoming; k++) {
         const HistoryEvent *e = r->upcoming[k];
-        if (e->event_type != ET(WORKFLOW_EXECUTION_FAILED) || !e->workflow_execution_failed_event_attributes) continue;
+        /* the attributes are a oneof: trust them only when their case says so */
+        if (e->event_type != ET(WORKFLOW_EXECUTION_FAILED) ||
+            e->attributes_case != EV_ATTR(WORKFLOW_EXECUTION_FAILED) || !e->workflow_execution_failed_event_attributes)
+            continue;
         const Failure *f = e->workflow_execution_failed_event_attributes->failure;
         if (f && f->failure_info_case == FAILURE_INFO(SERVER) && f->message &&
             strncmp(f->message, SIZE_FAILURE_PREFIX, strlen(SIZE_FAILURE_PREFIX)) == 0)
