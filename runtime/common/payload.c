@@ -337,7 +337,7 @@ static int jw_string(jw *w, const char *s, size_t len) {
         if (rc == JW_OK) rc = jw_put(w, esc, n);
         run = i + 1;
     }
-    if (rc == JW_OK) rc = jw_put(w, s + run, len - run);
+    if (rc == JW_OK && len > run) rc = jw_put(w, s + run, len - run); /* s may be NULL when len is 0 */
     if (rc == JW_OK) rc = jw_put(w, "\"", 1);
     return rc;
 }
@@ -691,6 +691,10 @@ typedef struct jdom {
     size_t alen, acap;
     bool has_array;
 } jdom;
+
+/* Text at offset off of the arena. An empty document has no arena: pointer
+ * arithmetic on NULL is undefined even for offset 0, so "" stands in. */
+static const char *arena_at(const jdom *d, size_t off) { return d->arena ? d->arena + off : ""; }
 
 static void dom_free(jdom *d) {
     free(d->nodes);
@@ -1072,7 +1076,7 @@ static void dom_push(lua_State *L, const jdom *d, size_t i, int mt) {
     case JN_TRUE: lua_pushboolean(L, 1); break;
     case JN_INT: lua_pushinteger(L, (lua_Integer)nd->u.i); break;
     case JN_FLOAT: lua_pushnumber(L, (lua_Number)nd->u.d); break;
-    case JN_STRING: lua_pushlstring(L, d->arena + nd->u.s.off, nd->u.s.len); break;
+    case JN_STRING: lua_pushlstring(L, arena_at(d, nd->u.s.off), nd->u.s.len); break;
     case JN_ARRAY: {
         size_t n = nd->u.c.count, c = nd->u.c.first;
         lua_createtable(L, n > INT_MAX ? INT_MAX : (int)n, 0);
@@ -1089,7 +1093,7 @@ static void dom_push(lua_State *L, const jdom *d, size_t i, int mt) {
         size_t n = nd->u.c.count, c = nd->u.c.first;
         lua_createtable(L, 0, n > INT_MAX ? INT_MAX : (int)n);
         for (size_t k = 0; k < n; k++) {
-            lua_pushlstring(L, d->arena + d->nodes[c].key_off, d->nodes[c].key_len);
+            lua_pushlstring(L, arena_at(d, d->nodes[c].key_off), d->nodes[c].key_len);
             dom_push(L, d, c, mt);
             lua_rawset(L, -3);
             c = d->nodes[c].next;
@@ -1133,7 +1137,7 @@ static int dom_emit(jw *w, const jdom *d, size_t i) {
     case JN_TRUE: return jw_put(w, "true", 4);
     case JN_INT: return jw_int(w, nd->u.i);
     case JN_FLOAT: return jw_double(w, nd->u.d);
-    case JN_STRING: return jw_string(w, d->arena + nd->u.s.off, nd->u.s.len);
+    case JN_STRING: return jw_string(w, arena_at(d, nd->u.s.off), nd->u.s.len);
     case JN_ARRAY: {
         int rc = jw_put(w, "[", 1);
         size_t c = nd->u.c.first;
@@ -1153,7 +1157,7 @@ static int dom_emit(jw *w, const jdom *d, size_t i) {
             if (!keys) return JW_NOMEM;
         }
         for (size_t k = 0; k < n; k++) {
-            keys[k] = (keyref){.ptr = d->arena + d->nodes[c].key_off,
+            keys[k] = (keyref){.ptr = arena_at(d, d->nodes[c].key_off),
                                .len = d->nodes[c].key_len,
                                .node = c};
             c = d->nodes[c].next;
