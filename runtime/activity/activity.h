@@ -93,6 +93,63 @@ int act_host_busy(act_host *h);
  * (used to fail fast with "unknown activity 'x'"). */
 bool act_host_has(act_host *h, const char *name);
 
+/* ---------------------------------------------- attempt bookkeeping */
+
+/* What a backend keeps about each attempt it handed to the host, between
+ * act_host_submit and the outcome: a bounded table keyed by the attempt's
+ * token, under a lock of its own, so the host's threads (on_start,
+ * on_heartbeat) and the backend's (dispatch, outcomes, cancellation) share
+ * it safely. `jorch worker` (tc_worker.c) keeps one; its capacity is the
+ * number of attempts the backend lets run at once. */
+typedef struct act_slots act_slots;
+
+typedef struct act_slot_info {
+    uint64_t token;
+    void *task;                  /* the backend's own record of the attempt */
+    bool started;                /* a host thread picked it up (act_slots_started) */
+    int64_t last_beat_ns;        /* monotonic time of its start or last heartbeat */
+    Temporal__Api__Common__V1__Payloads *details; /* last heartbeat details, if kept */
+    bool cancel_requested;       /* the backend asked for cancellation */
+    bool gone;                   /* the backend no longer knows the attempt (timed out) */
+    bool heartbeat_timed_out;    /* cancelled because its heartbeats stopped */
+} act_slot_info;
+
+act_slots *act_slots_new(size_t capacity, jerr *err);
+/* free_task (may be NULL) frees the task of each attempt still held. */
+void act_slots_free(act_slots *s, void (*free_task)(void *task));
+size_t act_slots_capacity(const act_slots *s);
+size_t act_slots_used(act_slots *s);
+/* Records a new attempt. send_interval_ns paces the heartbeats a backend
+ * forwards (act_slots_beat). -1 when the table is full or the token held. */
+int act_slots_add(act_slots *s, uint64_t token, void *task, int64_t send_interval_ns);
+/* A host thread started the attempt (act_host_config.on_start). */
+void act_slots_started(act_slots *s, uint64_t token);
+
+/* One activity.heartbeat of a held attempt: recorded (details copied when
+ * keep_details), and whether the backend should forward it now (the first
+ * always, then at most once per send interval) and whether the attempt is
+ * to stop. known is false for a token not held. */
+typedef struct act_beat {
+    bool known, send, cancel;
+    void *task;
+} act_beat;
+act_beat act_slots_beat(act_slots *s, uint64_t token, const Temporal__Api__Common__V1__Payloads *details,
+                        bool keep_details);
+/* Marks an attempt: cancellation requested, gone, or cancelled for a missed
+ * heartbeat (each only ever set). Returns false for a token not held. */
+bool act_slots_mark(act_slots *s, uint64_t token, bool cancel_requested, bool gone, bool heartbeat_timed_out);
+/* Whether a started attempt's last heartbeat is older than timeout_ns at
+ * now_ns; if so it is marked cancelled for a missed heartbeat (true once). */
+bool act_slots_heartbeat_late(act_slots *s, uint64_t token, int64_t timeout_ns, int64_t now_ns);
+/* Asks the host to cancel every held attempt for which keep (NULL: all)
+ * says so; mark also marks each as cancellation requested (a cancellation
+ * the backend reports, rather than abandoning the attempt). */
+void act_slots_cancel_where(act_slots *s, act_host *h, bool (*keep)(uint64_t token, void *ud), void *ud,
+                            bool mark);
+/* Takes the attempt out of the table: its record (details now owned by the
+ * caller) in *out. false for a token not held. */
+bool act_slots_release(act_slots *s, uint64_t token, act_slot_info *out);
+
 /* `jorch activity NAME [JSON-ARG...]`: runs one activity once, in this
  * process, and prints its result as JSON (a debugging aid). */
 int act_cli_main(int argc, char **argv);

@@ -55,28 +55,12 @@ int cli_replay_history(const char *script_path, const char *src, size_t len,
                        Temporal__Api__History__V1__History *h, jerr *err);
 
 /* Verbs implemented in cli_verbs.c (client verbs on either backend) and
- * cli_worker.c (worker). */
+ * cli_worker.c (worker: options and output; the worker itself is
+ * runtime/temporal's tc_worker). */
 int cli_verb_run(int argc, char **argv);
 int cli_verb_start(int argc, char **argv);
 int cli_verb_resume(int argc, char **argv);
 int cli_verb_worker(int argc, char **argv);
-/* cli_worker.c: an in-process worker for `jorch run --temporal`: the
- * workflow and activity pollers of `jorch worker` on one task queue, with
- * progress lines as the embedded runner prints them instead of the worker's
- * log. cli_worker_start connects (checking the server) and starts polling;
- * cli_worker_task_failed says whether a workflow task failed (copying the
- * first failure's message); cli_worker_stop stops, waits and frees. All
- * three on the main thread. */
-typedef struct cli_worker cli_worker;
-typedef struct cli_worker_opts {
-    const char *workflows_dir;   /* a workflow of type T runs DIR/T.lua */
-    const char *activities_dir;
-    const char *task_queue;
-    bool quiet;                  /* no progress lines */
-} cli_worker_opts;
-cli_worker *cli_worker_start(const cli_worker_opts *o, jerr *err);
-bool cli_worker_task_failed(cli_worker *cw, char *msg, size_t cap);
-void cli_worker_stop(cli_worker *cw);
 int cli_verb_signal(int argc, char **argv);
 int cli_verb_query(int argc, char **argv);
 int cli_verb_describe(int argc, char **argv);
@@ -90,25 +74,12 @@ int cli_verb_upgrade(int argc, char **argv);
 int cli_verb_scripts(int argc, char **argv);
 
 /* cli_pin.c: script versions on Temporal. The memo `jorch start --temporal
- * SCRIPT.lua` gives the run (name, SHA-256, label, source); and, from a
- * run's history, its pinned source (1), none (0: started by another
- * client), or -1 with err when the record is inconsistent. */
+ * SCRIPT.lua` gives the run (name, SHA-256, label, source); reading it back
+ * from a history is tc_pin_from_history (runtime/temporal). */
 Temporal__Api__Common__V1__Memo *cli_pin_memo(const char *path, jerr *err);
-int cli_pin_from_history(Temporal__Api__History__V1__HistoryEvent *const *events, size_t n, char **src,
-                         size_t *len, char sha[65], char **name, jerr *err);
 /* jorch upgrade --temporal: replays the run's history (from the server)
  * against SCRIPT; when clean and not dry_run, records the version with its
  * source as ENGINE_UPGRADE_SIGNAL. JERR_FAILED with the report otherwise. */
 int cli_pin_upgrade_temporal(cli_client *c, const char *id, const char *path, bool dry_run, jerr *err);
-
-/* For `jorch worker` (cli_worker.c), from cli_temporal.c: the Temporal
- * configuration as the client verbs build it (jorch.yaml's temporal:
- * section, then TEMPORAL_* variables, checked; free with tc_config_free),
- * and the message for a failed call ("what": the operation in words). */
-struct tc_config;
-struct tc_conn;
-struct tc_status;
-int cli_temporal_config(struct tc_config *cfg, jerr *err);
-int cli_temporal_call_error(struct tc_conn *conn, const struct tc_status *st, const char *what, jerr *err);
 
 #endif

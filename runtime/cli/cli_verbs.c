@@ -24,6 +24,7 @@
 #include "cli/cli_int.h"
 #include "engine/engine.h"
 #include "store/store.h"
+#include "temporal/temporal.h"
 
 /* ------------------------------------------------------------ backend */
 
@@ -733,7 +734,7 @@ static int spawn_background(const char *home, const char *wid, const cli_args *a
     return 0;
 }
 
-/* `jorch run --temporal`: an in-process worker (cli_worker.c) polls a task
+/* `jorch run --temporal`: an in-process worker (tc_worker.c) polls a task
  * queue made for this run, the workflow starts there, and the result is
  * awaited in short long-polls so that a failed workflow task ends the wait
  * as it does on the embedded backend (exit 1, the run left open). */
@@ -755,9 +756,9 @@ static int run_in_process(cli_client *c, cli_start_opts *so, const char *script,
         cli_errorf("--activities %s: no such directory", act_dir);
         return CLI_USAGE;
     }
-    cli_worker_opts wo = {.workflows_dir = wf_dir, .activities_dir = act_dir, .task_queue = queue,
-                          .quiet = a->set[O_QUIET]};
-    cli_worker *w = cli_worker_start(&wo, &e);
+    tc_worker_opts wo = {.workflows_dir = wf_dir, .activities_dir = act_dir, .task_queue = queue,
+                         .run_mode = true, .quiet = a->set[O_QUIET]};
+    tc_worker *w = tc_worker_start(&wo, &e);
     if (w == NULL) {
         cli_errorf("%s", e.msg);
         return cli_exit_for(&e);
@@ -766,7 +767,7 @@ static int run_in_process(cli_client *c, cli_start_opts *so, const char *script,
     char *run_id = NULL;
     if (c->ops->start(c, so, &run_id, &e) != 0) {
         cli_errorf("%s", e.msg);
-        cli_worker_stop(w);
+        tc_worker_stop(w);
         return cli_exit_for(&e);
     }
     if (!a->set[O_QUIET])
@@ -787,7 +788,7 @@ static int run_in_process(cli_client *c, cli_start_opts *so, const char *script,
             protobuf_c_message_free_unpacked(&ce->base, NULL);
             break;
         }
-        if (cli_worker_task_failed(w, failure, sizeof failure)) {
+        if (tc_worker_task_failed(w, failure, sizeof failure)) {
             cli_errorf("%s", failure);
             cli_errorf("the run is still open on Temporal; its next workflow task waits for a worker on task "
                        "queue %s. A script bug: the run is pinned to the script it started with, so end it with "
@@ -805,7 +806,7 @@ static int run_in_process(cli_client *c, cli_start_opts *so, const char *script,
         }
     }
     interrupt_notice_off();
-    cli_worker_stop(w);
+    tc_worker_stop(w);
     return rc;
 }
 

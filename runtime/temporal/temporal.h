@@ -10,7 +10,12 @@
  *  - tc_config: where and how to connect (address, namespace, TLS, API key);
  *  - tc_conn: one curl multi handle. Calls are started, driven together by
  *    tc_conn_perform (so a 70 s long poll never blocks other calls), and
- *    collected; tc_unary is the blocking form of one call.
+ *    collected; tc_unary is the blocking form of one call;
+ *  - tc_client (tc_client.c): the client operations the CLI's verbs use
+ *    (start, signal, query, ...), with failures worded for people;
+ *  - tc_pin (tc_pin.c): the script version a run carries in its history;
+ *  - tc_worker (tc_worker.c): `jorch worker`, and the in-process worker of
+ *    `jorch run --temporal`.
  *
  * Transport facts this is built around:
  *  - Debian's libcurl 7.88.1 cannot reuse a cleartext HTTP/2 prior-knowledge
@@ -34,6 +39,7 @@
 
 #include "common/common.h"
 #include "google/rpc/status.pb-c.h"
+#include "temporal/api/workflowservice/v1/request_response.pb-c.h"
 
 /* ------------------------------------------------------------- limits */
 
@@ -228,5 +234,102 @@ int tc_unary(tc_conn *c, const char *method, const ProtobufCMessage *req,
 
 /* Count of fresh connections curl opened so far (for tests of reuse). */
 long tc_conn_connects(const tc_conn *c);
+
+/* ------------------------------------------------------------ client */
+
+/* The configuration as every jorch command builds it: jorch.yaml's
+ * temporal: section ($JORCH_CONFIG, else ./jorch.yaml if present), then the
+ * TEMPORAL_* variables (which win), then tc_config_check. On failure cfg is
+ * left initialised and empty. Free with tc_config_free. */
+int tc_config_load(tc_config *cfg, jerr *err);
+
+/* The message for a failed call, naming the server and what to do.
+ * what: the operation in words ("signal 'approve' to"); wid: the workflow
+ * id or NULL. Returns -1 with err filled (JERR_BACKEND when the server
+ * cannot be reached or is unavailable, JERR_USAGE for refusals). */
+int tc_call_error(const tc_config *cfg, const tc_status *st, const char *what, const char *wid, jerr *err);
+
+/* A client on one connection, configured by tc_config_load. Every
+ * operation returns 0 or -1 with err filled as tc_call_error words it;
+ * messages returned are protobuf-c messages the caller frees with
+ * protobuf_c_message_free_unpacked. Not thread-safe. */
+typedef struct tc_client tc_client;
+tc_client *tc_client_new(jerr *err);
+void tc_client_free(tc_client *c);
+const tc_config *tc_client_config(const tc_client *c);
+
+typedef struct tc_start_opts {
+    const char *workflow_id;   /* NULL: "<type>-<uuid>" */
+    const char *workflow_type;
+    const char *task_queue;    /* NULL: the configured one */
+    Temporal__Api__Common__V1__Payloads *input;
+    Temporal__Api__Common__V1__Memo *memo; /* or NULL (the script version: see cli_pin.c) */
+} tc_start_opts;
+int tc_client_start(tc_client *c, const tc_start_opts *o, char **run_id, jerr *err);
+int tc_client_signal(tc_client *c, const char *workflow_id, const char *name,
+                     Temporal__Api__Common__V1__Payloads *args, jerr *err);
+/* A run whose workflow task keeps failing answers with that failure (from
+ * describe and the history) instead of waiting for a worker. */
+int tc_client_query(tc_client *c, const char *workflow_id, const char *name,
+                    Temporal__Api__Common__V1__Payloads *args, Temporal__Api__Common__V1__Payloads **result,
+                    jerr *err);
+int tc_client_describe(tc_client *c, const char *workflow_id,
+                       Temporal__Api__Workflowservice__V1__DescribeWorkflowExecutionResponse **out, jerr *err);
+/* All pages (bounded); query is a visibility query or NULL. */
+int tc_client_list(tc_client *c, const char *query,
+                   Temporal__Api__Workflowservice__V1__ListWorkflowExecutionsResponse **out, jerr *err);
+int tc_client_history(tc_client *c, const char *workflow_id, Temporal__Api__History__V1__History **out,
+                      jerr *err);
+/* Waits up to timeout_ms (<0: forever) for the close event, following a
+ * continue-as-new chain to its newest run. */
+int tc_client_result(tc_client *c, const char *workflow_id, int64_t timeout_ms,
+                     Temporal__Api__History__V1__HistoryEvent **close_event, jerr *err);
+int tc_client_cancel(tc_client *c, const char *workflow_id, const char *reason, jerr *err);
+int tc_client_terminate(tc_client *c, const char *workflow_id, const char *reason, jerr *err);
+
+/* ------------------------------------------------------ script versions */
+
+/* A run's pinned script source from its history: the last upgrade record
+ * that took effect (an ENGINE_UPGRADE_SIGNAL right after the history it was
+ * checked against), else the start memo of `jorch start --temporal
+ * SCRIPT.lua`. Returns 1 with *src (its length in *len), its SHA-256 and
+ * its *name (all malloc'ed), 0 when the run carries none (started by
+ * another client), -1 with err when the record does not match its source. */
+int tc_pin_from_history(Temporal__Api__History__V1__HistoryEvent *const *events, size_t n, char **src,
+                        size_t *len, char sha[65], char **name, jerr *err);
+
+/* ------------------------------------------------------------ worker */
+
+/* A worker polls one task queue for workflow tasks (replayed with the
+ * engine: runtime/engine) and activity tasks (run on an activity host:
+ * runtime/activity) until stopped; see docs/temporal.md, "The worker".
+ * It logs to stderr ("worker: ..." lines, and the workflows' and
+ * activities' own lines), or in run mode prints the embedded runner's
+ * progress lines instead. */
+typedef struct tc_worker tc_worker;
+typedef struct tc_worker_opts {
+    const char *workflows_dir;   /* a workflow of type T runs DIR/T.lua; NULL: "workflows" */
+    const char *activities_dir;  /* NULL: "activities" */
+    const char *task_queue;      /* NULL: the configured one */
+    bool require_known_scripts;  /* fail tasks of runs pinned to a script not in workflows_dir */
+    bool run_mode;               /* in-process for `jorch run --temporal` */
+    bool quiet;                  /* run mode: no progress lines */
+} tc_worker_opts;
+/* Loads the configuration (tc_config_load) and activities' jorch.config
+ * ($JORCH_HOME or ./.jorch), connects, checks the server (DescribeNamespace:
+ * unreachable is JERR_BACKEND, an unknown namespace or refused key
+ * JERR_USAGE) and starts polling on threads that block SIGINT and SIGTERM.
+ * Start and stop on the main thread (connections are made and freed there:
+ * curl's global set-up is not thread-safe). */
+tc_worker *tc_worker_start(const tc_worker_opts *o, jerr *err);
+const tc_config *tc_worker_config(const tc_worker *w);
+const char *tc_worker_task_queue(const tc_worker *w);
+/* Run mode: whether a workflow task failed (the first failure's message
+ * copied to msg); the worker then polls no more. */
+bool tc_worker_task_failed(tc_worker *w, char *msg, size_t cap);
+/* Stops polling, gives running activities a grace period, joins, frees. */
+void tc_worker_stop(tc_worker *w);
+/* A "worker: ..." line on stderr (control characters escaped). */
+void tc_worker_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 #endif
