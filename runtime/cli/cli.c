@@ -14,6 +14,7 @@
 #include <cjson/cJSON.h>
 
 #include "engine/engine.h"
+#include "web/web.h"
 
 /* ---------------------------------------------------------------- messages */
 
@@ -340,6 +341,7 @@ static const cli_verb verbs[] = {
     {"start", cli_verb_start, "start SCRIPT|TYPE [ARG...]  start a run, print its id"},
     {"terminate", cli_verb_terminate, "terminate ID [--reason R]   end a run now"},
     {"upgrade", cli_verb_upgrade, "upgrade ID [--to SCRIPT]    move a run to a new script version (checked by replay)"},
+    {"web", web_main, "web [--listen HOST:PORT]     serve the approval page, Jira webhook and metrics"},
     {"worker", cli_verb_worker, "worker                      serve workflows/ and activities/ on Temporal"},
 };
 

@@ -75,6 +75,17 @@ struct cli_client {
     void *impl;
 };
 
+/* The client of the backend the options select: Temporal when temporal
+ * is set or FEATURE_TEMPORAL_ENABLED is true, otherwise the embedded store
+ * in home (NULL: $JORCH_HOME, else ./.jorch; cli_home_dir says which). */
+cli_client *cli_client_open(bool temporal, const char *home, jerr *err);
+const char *cli_home_dir(const char *home_opt);
+/* Embedded backend: starts the process that executes run ID (workflow or
+ * run id) in the background, as `jorch start` does: `jorch resume --home
+ * HOME [--activities DIR] ID` in a new session, output appended to
+ * HOME/logs/ID.log. ID goes to execv, never to a shell. */
+int cli_spawn_executor(const char *home, const char *id, const char *activities_dir, jerr *err);
+
 /* The Temporal backend's client (runtime/cli/cli_temporal.c), configured
  * from the environment and jorch.yaml (TEMPORAL_ADDRESS, ...). */
 cli_client *cli_temporal_client_new(jerr *err);

@@ -307,6 +307,12 @@ static cli_client *local_client_new(const char *home_opt, jerr *err) {
     return c;
 }
 
+cli_client *cli_client_open(bool temporal, const char *home, jerr *err) {
+    return temporal_selected(temporal) ? cli_temporal_client_new(err) : local_client_new(home, err);
+}
+
+const char *cli_home_dir(const char *opt) { return home_dir(opt); }
+
 static cli_client *client_for(bool temporal_flag, const char *home_opt, int *exit_code) {
     jerr e = {0};
     cli_client *c = temporal_selected(temporal_flag) ? cli_temporal_client_new(&e) : local_client_new(home_opt, &e);
@@ -694,6 +700,15 @@ static int execute_local(store *s, const char *run_id, const cli_args *a, bool s
 /* Re-executes this binary as `jorch resume ID` in the background, with
  * output going to $JORCH_HOME/logs/ID.log. */
 static int spawn_background(const char *home, const char *wid, const cli_args *a) {
+    jerr e = {0};
+    if (cli_spawn_executor(home, wid, a->set[O_ACTIVITIES] ? a->val[O_ACTIVITIES] : NULL, &e) != 0) {
+        cli_errorf("%s", e.msg);
+        return CLI_FAILED;
+    }
+    return 0;
+}
+
+int cli_spawn_executor(const char *home, const char *wid, const char *activities_dir, jerr *err) {
     char logdir[1100], logpath[4300], fname[3100];
     snprintf(logdir, sizeof logdir, "%s/logs", home);
     mkdir(logdir, 0700);
@@ -701,11 +716,13 @@ static int spawn_background(const char *home, const char *wid, const cli_args *a
     if (id_file_name(wid, fname, sizeof fname) != 0) snprintf(fname, sizeof fname, "run");
     snprintf(logpath, sizeof logpath, "%s/%s.log", logdir, fname);
     pid_t pid = fork();
-    if (pid < 0) {
-        cli_errorf("cannot start a background process: %s", strerror(errno));
-        return CLI_FAILED;
-    }
+    if (pid < 0) return jerr_set(err, JERR_BACKEND, "cannot start a background process for '%s': %s", wid, strerror(errno));
     if (pid == 0) {
+        /* a caller that blocks signals (jorch web waits for them) must not
+         * leave a run's executor unable to be stopped */
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
         setsid();
         int fd = open(logpath, O_WRONLY | O_CREAT | O_APPEND, 0600);
         int nul = open("/dev/null", O_RDONLY);
@@ -722,9 +739,9 @@ static int spawn_background(const char *home, const char *wid, const cli_args *a
         argv[n++] = "resume";
         argv[n++] = "--home";
         argv[n++] = home;
-        if (a->set[O_ACTIVITIES]) {
+        if (activities_dir) {
             argv[n++] = "--activities";
-            argv[n++] = a->val[O_ACTIVITIES];
+            argv[n++] = activities_dir;
         }
         argv[n++] = wid;
         argv[n] = NULL;
