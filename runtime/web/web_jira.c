@@ -79,7 +79,9 @@ static void adf_text(const cJSON *n, jbuf *out, int depth) {
     const char *t = str_at(n, "text");
     if (t) jbuf_puts(out, t);
     const cJSON *c = NULL;
-    cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(n, "content")) adf_text(c, out, depth + 1);
+    cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(n, "content")) {
+        adf_text(c, out, depth + 1);
+    }
     const char *type = str_at(n, "type");
     if (type && (strcmp(type, "paragraph") == 0 || strcmp(type, "hardBreak") == 0)) jbuf_putc(out, '\n');
 }
@@ -148,6 +150,7 @@ static int parse_comment(const cJSON *root, const web_jira_rules *r, web_jira_ac
             copy(out->reason, sizeof out->reason, "rejected in Jira");
     }
     out->kind = kind;
+    jbuf_free(&text);
     return 0;
 }
 

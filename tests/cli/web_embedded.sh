@@ -85,5 +85,61 @@ expect_eq "a same-origin POST with the token works" \
 reached() { for _ in $(seq 100); do [ "$(signals)" = "$1" ] && return 0; sleep 0.1; done; return 1; }
 check "and reached the run" reached "$((before + 1))"
 
+# --- the Jira webhook
+hook() { # hook FILE SIGNATURE [DELIVERY-ID]: POST the file as Jira does
+  http_code -H 'Content-Type: application/json' -H "X-Hub-Signature: $2" \
+    ${3:+-H "X-Atlassian-Webhook-Identifier: $3"} --data-binary "@$1" "$WEB_URL/webhooks/jira"
+}
+runs_of() { "$JORCH" list --output json | python3 -c 'import json,sys; print(sum(1 for r in json.load(sys.stdin) if r["execution"]["workflowId"]==sys.argv[1]))' "$1"; }
+cat > "$T_DIR/label.json" <<'JSON'
+{"webhookEvent":"jira:issue_updated","issue":{"key":"PROJ-3","fields":{"summary":"x"}},
+ "changelog":{"items":[{"field":"labels","fromString":"backend","toString":"backend ai-orchestrate"}]}}
+JSON
+sig=$(hmac_sig jira-shared-secret "$T_DIR/label.json")
+bad=$(hmac_sig not-the-secret "$T_DIR/label.json")
+expect_eq "a wrong webhook signature gets 401" "$(hook "$T_DIR/label.json" "$bad" d-1)" 401
+expect_eq "a webhook without a signature gets 401" "$(hook "$T_DIR/label.json" "" d-1)" 401
+sleep 0.5
+expect_eq "and nothing was started" "$(runs_of PROJ-3)" 0
+expect_eq "the signed delivery is accepted" "$(hook "$T_DIR/label.json" "$sig" d-1)" 200
+expect_contains "and starts the workflow for the issue" "$(cat "$T_DIR/body")" "started workflow PROJ-3"
+expect_eq "the same delivery again is accepted" "$(hook "$T_DIR/label.json" "$sig" d-1)" 200
+expect_contains "as already handled" "$(cat "$T_DIR/body")" "already handled"
+expect_eq "another delivery for the running issue is accepted" "$(hook "$T_DIR/label.json" "$sig" d-2)" 200
+expect_contains "and starts nothing" "$(cat "$T_DIR/body")" "already running"
+expect_eq "one run of PROJ-3" "$(runs_of PROJ-3)" 1
+check "PROJ-3 (auto_proceed: false) waits at the EXPLORE gate" waits_at PROJ-3 "EXPLORE gate"
+comment() { # comment FILE AUTHOR-ID TEXT
+  python3 - "$@" <<'PY'
+import json, sys
+body = {"webhookEvent": "comment_created", "issue": {"key": "PROJ-3"},
+        "comment": {"body": sys.argv[3], "author": {"accountId": sys.argv[2], "displayName": "Someone"}}}
+with open(sys.argv[1], "w") as f:
+    json.dump(body, f)
+PY
+}
+comment "$T_DIR/c1.json" acc-mallory "/proceed"
+expect_eq "/proceed from a user not allowed changes nothing" "$(hook "$T_DIR/c1.json" "$(hmac_sig jira-shared-secret "$T_DIR/c1.json")" c-1)" 200
+expect_contains "and says why" "$(cat "$T_DIR/body")" "not in web.jira.allowed_users"
+comment "$T_DIR/c2.json" acc-alice "/proceed looks good"
+expect_eq "/proceed from an allowed user is accepted" "$(hook "$T_DIR/c2.json" "$(hmac_sig jira-shared-secret "$T_DIR/c2.json")" c-2)" 200
+check "and moves PROJ-3 on to the PLAN gate" waits_at PROJ-3 "PLAN gate"
+run_jorch history PROJ-3
+expect_contains "the history says who approved from Jira" "$OUT" '{"by":"acc-alice","via":"jira"}'
+comment "$T_DIR/c3.json" acc-alice "/reject the plan is wrong"
+expect_eq "/reject from an allowed user is accepted" "$(hook "$T_DIR/c3.json" "$(hmac_sig jira-shared-secret "$T_DIR/c3.json")" c-3)" 200
+wait_closed() { for _ in $(seq 200); do "$JORCH" list | grep -E "^$1 " | grep -q Failed && return 0; sleep 0.1; done; return 1; }
+check "and ends PROJ-3" wait_closed PROJ-3
+run_jorch query PROJ-3 getState
+expect_contains "as rejected with the comment's reason" "$OUT" 'the plan is wrong'
+echo '{"webhookEvent": "jira:issue_updated", "issue": {"key": "not a key; rm -rf /"}, "changelog": {"items": [{"field": "labels", "toString": "ai-orchestrate"}]}}' > "$T_DIR/evil.json"
+expect_eq "a malformed issue key is refused" "$(hook "$T_DIR/evil.json" "$(hmac_sig jira-shared-secret "$T_DIR/evil.json")" e-1)" 400
+
 web_stop
+# beyond loopback only with authentication
+printf 'web:\n  listen: 0.0.0.0:0\n' > "$T_DIR/open.yaml"
+run_jorch_env() { OUT=$(JORCH_CONFIG="$T_DIR/open.yaml" "$JORCH" web --home "$JORCH_HOME" 2>&1); RC=$?; }
+run_jorch_env
+expect_eq "listening beyond loopback without credentials is refused (exit 2)" "$RC" 2
+expect_contains "with a message that says what to do" "$OUT" "without authentication"
 t_end

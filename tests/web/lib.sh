@@ -10,8 +10,13 @@ unset JIRA_BASE_URL JIRA_EMAIL JIRA_API_TOKEN JIRA_BEARER_TOKEN SLACK_WEBHOOK_UR
 # web_issue DIR KEY: an offline Jira issue file for KEY in DIR.
 web_issue() {
   mkdir -p "$1"
-  python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); d["key"]=sys.argv[2]; print(json.dumps(d))' \
-    "$SRC/examples/issues/PROJ-123.json" "$2" > "$1/$2.json"
+  python3 - "$SRC/examples/issues/PROJ-123.json" "$2" > "$1/$2.json" <<'PY'
+import json, sys
+with open(sys.argv[1]) as f:
+    d = json.load(f)
+d["key"] = sys.argv[2]
+print(json.dumps(d))
+PY
 }
 # web_start ARGS...: starts `jorch web --listen 127.0.0.1:0 ARGS...` in the
 # background and sets WEB_URL from the address it prints.
@@ -35,7 +40,12 @@ web_stop() {
 }
 # hmac_sig SECRET FILE: the X-Hub-Signature value Jira sends for FILE's bytes.
 hmac_sig() {
-  python3 -c 'import hmac,hashlib,sys; print("sha256="+hmac.new(sys.argv[1].encode(),open(sys.argv[2],"rb").read(),hashlib.sha256).hexdigest())' "$1" "$2"
+  python3 - "$1" "$2" <<'PY'
+import hashlib, hmac, sys
+with open(sys.argv[2], "rb") as f:
+    body = f.read()
+print("sha256=" + hmac.new(sys.argv[1].encode(), body, hashlib.sha256).hexdigest())
+PY
 }
 # http_code ARGS...: curl's status code for the request.
 http_code() { curl -s -o "$WEB_TMP/body" -w '%{http_code}' "$@"; }
