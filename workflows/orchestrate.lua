@@ -131,13 +131,25 @@ return function(input, options)
   -- for that gate.
   local proceeds, paused, rejected = 0, false, nil
   local skip = {}
+  -- Who sent each proceed, in order (false: not said). `jorch web` and the
+  -- Jira webhook send {by = "alice", via = "web"}; the CLI sends nothing.
+  local approvers = {}
+  local function sender(arg)
+    if type(arg) ~= "table" or arg.by == nil then return false end
+    return {by = tostring(arg.by):sub(1, 200), via = arg.via ~= nil and tostring(arg.via):sub(1, 40) or nil}
+  end
 
-  workflow.on_signal("proceed", function() proceeds = proceeds + 1 end)
+  workflow.on_signal("proceed", function(arg)
+    proceeds = proceeds + 1
+    approvers[#approvers + 1] = sender(arg)
+  end)
   workflow.on_signal("pause", function() paused = true end)
   workflow.on_signal("resume", function() paused = false end)
   workflow.on_signal("reject", function(reason)
     rejected = type(reason) == "table" and tostring(reason.reason or "rejected")
       or tostring(reason or "rejected")
+    local who = sender(reason)
+    if who then rejected = rejected .. " (by " .. who.by .. ")" end
   end)
   local function phase_arg(name)
     if type(name) == "table" then name = name.phase or name.name end
@@ -262,6 +274,17 @@ return function(input, options)
       fail("ApprovalTimeout", "no approval within " .. APPROVAL_TIMEOUT .. " after " .. after)
     end
     proceeds = proceeds - 1
+    local who = table.remove(approvers, 1)
+    if who then
+      state.approvals = state.approvals or {}
+      state.approvals[#state.approvals + 1] = {gate = after, by = who.by, via = who.via, at = workflow.time_iso()}
+      -- runs started before approvers were named never reach this (their
+      -- proceed signals carry no "by"), and the patch keeps replays exact
+      if workflow.patched("gate-approver-comment") then
+        comment(after .. " was approved by " .. who.by .. (who.via and (" (via " .. who.via .. ")") or "")
+          .. "; the orchestration continues.")
+      end
+    end
     state.status = "running"
   end
 

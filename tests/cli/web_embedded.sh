@@ -42,6 +42,31 @@ check "PROJ-2 waits at the EXPLORE gate" waits_at PROJ-2 "EXPLORE gate"
 
 check "jorch web starts" web_start --home "$JORCH_HOME" --workflow "$WF" --activities "$SRC/activities"
 
+# --- /metrics, parsed by prometheus_client; compared again below as runs end
+scrape() { python3 "$SRC/tests/web/metrics.py" "$WEB_URL/metrics" alice s3cret-alice > "$T_DIR/$1.json"; }
+metric() { # metric SCRAPE KEY: the sample's value, 0 when absent
+  python3 - "$T_DIR/$1.json" "$2" <<'PY'
+import json, sys
+with open(sys.argv[1]) as f:
+    d = json.load(f)
+v = d["v"].get(sys.argv[2], 0)
+print(int(v) if float(v).is_integer() else v)
+PY
+}
+O='workflow_type=orchestrate'
+check "/metrics parses as Prometheus text" scrape m0
+fams=$(python3 -c 'import json,sys; print(" ".join(json.load(sys.stdin)["families"]))' < "$T_DIR/m0.json")
+for f in temporal_workflow_completed temporal_workflow_failed temporal_workflow_canceled jorch_workflow_started \
+         temporal_workflow_endtoend_latency temporal_activity_execution_latency jorch_activity_attempts \
+         jorch_gate_waiting_seconds jorch_runs_waiting_at_gate jorch_gate_oldest_waiting_seconds; do
+  expect_contains "/metrics has $f" " $fams " " $f "
+done
+expect_eq "two runs started" "$(metric m0 "jorch_workflow_started_total{$O}")" 2
+expect_eq "two runs wait at a gate" "$(metric m0 "jorch_runs_waiting_at_gate{$O}")" 2
+expect_eq "none failed yet" "$(metric m0 "temporal_workflow_failed_total{$O}")" 0
+check "agent.run attempts are counted" test "$(metric m0 'jorch_activity_attempts_total{activity_type=agent.run}')" -ge 4
+check "agent.run latencies are observed" test "$(metric m0 'temporal_activity_execution_latency_count{activity_type=agent.run}')" -ge 4
+
 # --- the page in a browser, signed in as alice
 if python3 "$SRC/tests/web/browser.py" "$WEB_URL" alice s3cret-alice PROJ-1 PROJ-2 >"$T_DIR/browser.out" 2>&1; then
   ok "browser: list, gate output, Approve moves the run on, Reject ends it"
@@ -54,6 +79,25 @@ run_jorch history PROJ-1
 expect_contains "the proceed signal records who approved" "$OUT" '{"by":"alice","via":"web"}'
 run_jorch query PROJ-2 getState
 expect_contains "PROJ-2 was rejected with the reason" "$OUT" 'not this quarter <b>really</b>'
+expect_contains "and who rejected it" "$OUT" 'not this quarter <b>really</b> (by alice)'
+expect_contains "the Jira comment says who approved" "$(cat "$JORCH_HOME/jira-offline/PROJ-1.jsonl")" \
+  'EXPLORE was approved by alice (via web)'
+expect_contains "the rejection comment says who rejected" "$(cat "$JORCH_HOME/jira-offline/PROJ-2.jsonl")" '(by alice)'
+run_jorch query PROJ-1 getState
+expect_contains "getState lists the approval" "$(echo "$OUT" | tr -d ' \n')" '"by":"alice","gate":"EXPLORE"'
+
+check "/metrics after the approval and the rejection" scrape m1
+expect_eq "the rejected run counts as failed" "$(metric m1 "temporal_workflow_failed_total{$O}")" 1
+expect_eq "one run still waits at a gate" "$(metric m1 "jorch_runs_waiting_at_gate{$O}")" 1
+expect_eq "two gate waits ended (approved, rejected)" "$(metric m1 "jorch_gate_waiting_seconds_count{$O}")" 2
+expect_eq "one end-to-end latency (the closed run)" "$(metric m1 "temporal_workflow_endtoend_latency_count{$O}")" 1
+"$JORCH" run --home "$JORCH_HOME" --activities "$SRC/activities" --quiet "$WF" PROJ-4 >/dev/null 2>&1
+check "/metrics after a run completed" scrape m2
+expect_eq "the completed run is counted" "$(metric m2 "temporal_workflow_completed_total{$O}")" 1
+expect_eq "three runs started now" "$(metric m2 "jorch_workflow_started_total{$O}")" 3
+expect_eq "two end-to-end latencies" "$(metric m2 "temporal_workflow_endtoend_latency_count{$O}")" 2
+check "more agent.run attempts" test "$(metric m2 'jorch_activity_attempts_total{activity_type=agent.run}')" -gt \
+  "$(metric m1 'jorch_activity_attempts_total{activity_type=agent.run}')"
 
 # --- authentication: nothing without credentials
 signals() { "$JORCH" history PROJ-1 | grep -c WorkflowExecutionSignaled; }
@@ -90,7 +134,12 @@ hook() { # hook FILE SIGNATURE [DELIVERY-ID]: POST the file as Jira does
   http_code -H 'Content-Type: application/json' -H "X-Hub-Signature: $2" \
     ${3:+-H "X-Atlassian-Webhook-Identifier: $3"} --data-binary "@$1" "$WEB_URL/webhooks/jira"
 }
-runs_of() { "$JORCH" list --output json | python3 -c 'import json,sys; print(sum(1 for r in json.load(sys.stdin) if r["execution"]["workflowId"]==sys.argv[1]))' "$1"; }
+runs_of() { # runs_of ID: how many runs of workflow ID the store has
+  "$JORCH" list --output json | python3 - "$1" <<'PY'
+import json, sys
+print(len([r for r in json.load(sys.stdin) if r["execution"]["workflowId"] == sys.argv[1]]))
+PY
+}
 cat > "$T_DIR/label.json" <<'JSON'
 {"webhookEvent":"jira:issue_updated","issue":{"key":"PROJ-3","fields":{"summary":"x"}},
  "changelog":{"items":[{"field":"labels","fromString":"backend","toString":"backend ai-orchestrate"}]}}
