@@ -135,9 +135,12 @@ hook() { # hook FILE SIGNATURE [DELIVERY-ID]: POST the file as Jira does
     ${3:+-H "X-Atlassian-Webhook-Identifier: $3"} --data-binary "@$1" "$WEB_URL/webhooks/jira"
 }
 runs_of() { # runs_of ID: how many runs of workflow ID the store has
-  "$JORCH" list --output json | python3 - "$1" <<'PY'
+  "$JORCH" list --output json > "$T_DIR/list.json"
+  python3 - "$1" "$T_DIR/list.json" <<'PY'
 import json, sys
-print(len([r for r in json.load(sys.stdin) if r["execution"]["workflowId"] == sys.argv[1]]))
+with open(sys.argv[2]) as f:
+    runs = json.load(f)
+print(len([r for r in runs if r["execution"]["workflowId"] == sys.argv[1]]))
 PY
 }
 cat > "$T_DIR/label.json" <<'JSON'
