@@ -187,7 +187,7 @@ expect_contains "as rejected with the comment's reason" "$OUT" 'the plan is wron
 echo '{"webhookEvent": "jira:issue_updated", "issue": {"key": "not a key; rm -rf /"}, "changelog": {"items": [{"field": "labels", "toString": "ai-orchestrate"}]}}' > "$T_DIR/evil.json"
 expect_eq "a malformed issue key is refused" "$(hook "$T_DIR/evil.json" "$(hmac_sig jira-shared-secret "$T_DIR/evil.json")" e-1)" 400
 
-web_stop
+check "jorch web stops on SIGTERM with exit 0" web_stop
 # beyond loopback only with authentication
 printf 'web:\n  listen: 0.0.0.0:0\n' > "$T_DIR/open.yaml"
 run_jorch_env() { OUT=$(JORCH_CONFIG="$T_DIR/open.yaml" "$JORCH" web --home "$JORCH_HOME" 2>&1); RC=$?; }

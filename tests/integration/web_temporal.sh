@@ -89,7 +89,7 @@ check "two runs wait at a gate" mq '.v["jorch_runs_waiting_at_gate{workflow_type
 check "agent.run latencies are observed" \
     mq '.v["temporal_activity_execution_latency_count{activity_type=agent.run}"] >= 8'
 
-web_stop
+check "jorch web stops on SIGTERM with exit 0" web_stop
 for k in PROJ-11 PROJ-13; do tcli workflow terminate -w "$k" --reason "test done" >/dev/null 2>&1; done
 echo "$PASSED passed, $FAILED failed"
 [ "$FAILED" -eq 0 ]

@@ -34,9 +34,18 @@ web_start() {
   cat "$WEB_TMP/web.err" >&2
   return 1
 }
+# web_stop: SIGTERM; succeeds when the server exits 0 (a sanitizer report
+# makes it fail, and web.err shows it).
 web_stop() {
-  [ -n "$WEB_PID" ] && kill "$WEB_PID" 2>/dev/null && wait "$WEB_PID" 2>/dev/null
+  local rc=0
+  if [ -n "$WEB_PID" ]; then
+    kill "$WEB_PID" 2>/dev/null
+    wait "$WEB_PID" 2>/dev/null
+    rc=$?
+  fi
   WEB_PID=""
+  [ "$rc" -eq 0 ] || { echo "jorch web exited with $rc:" >&2; tail -40 "$WEB_TMP/web.err" >&2; }
+  return "$rc"
 }
 # hmac_sig SECRET FILE: the X-Hub-Signature value Jira sends for FILE's bytes.
 hmac_sig() {
