@@ -333,7 +333,7 @@ static int start_for_issue(web_server *w, const char *key, char *msg, size_t cap
     int rc = w->c->ops->start(w->c, &so, &run_id, err);
     protobuf_c_message_free_unpacked(&in->base, NULL);
     if (rc != 0) return -1;
-    if (!w->conf.temporal) {
+    if (!w->conf.temporal && !w->no_executor) {
         /* the embedded backend executes a run in a process of its own, as
          * `jorch start` does; it is given the run id, which we made */
         rc = cli_spawn_executor(w->conf.home, run_id, w->conf.activities[0] ? w->conf.activities : NULL, err);
@@ -634,10 +634,6 @@ static const char *cj_str(const cJSON *o, const char *k) {
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
-typedef struct web_flags {
-    const char *listen, *home, *token_file, *users_file, *jira_secret_file, *workflow, *activities;
-    bool temporal;
-} web_flags;
 
 static int split_listen(web_conf *c, const char *listen, jerr *err) {
     const char *colon = strrchr(listen, ':');
@@ -658,7 +654,7 @@ static int split_listen(web_conf *c, const char *listen, jerr *err) {
     return 0;
 }
 
-static int load_conf(web_conf *c, const web_flags *f, jerr *err) {
+static int load_conf(web_conf *c, const web_options *f, jerr *err) {
     memset(c, 0, sizeof *c);
     c->auto_proceed = -1;
     const char *path = NULL;
@@ -761,6 +757,78 @@ static int load_conf(web_conf *c, const web_flags *f, jerr *err) {
     return rc;
 }
 
+/* ------------------------------------------------------------ start, stop */
+
+web_server *web_start(const web_options *o, jerr *err) {
+    if (o->temporal && o->home) {
+        jerr_set(err, JERR_USAGE, "--home names the embedded store; it does not go with --temporal");
+        return NULL;
+    }
+    web_server *w = calloc(1, sizeof *w);
+    if (!w) {
+        jerr_oom(err, "starting the web server");
+        return NULL;
+    }
+    if (load_conf(&w->conf, o, err) != 0) {
+        free(w);
+        return NULL;
+    }
+    w->no_executor = o->no_executor;
+    w->loopback = loopback_host(w->conf.host);
+    if (!w->loopback && !w->conf.token && !w->conf.n_users) {
+        jerr_set(err, JERR_USAGE, "refusing to listen on %s without authentication: give --token-file or "
+                                  "--users-file (web.token_file, web.users_file), or listen on 127.0.0.1",
+                 w->conf.host);
+        goto fail;
+    }
+    if (RAND_bytes(w->csrf_key, sizeof w->csrf_key) != 1) {
+        jerr_set(err, JERR_INTERNAL, "cannot get random bytes for the CSRF key");
+        goto fail;
+    }
+    w->c = cli_client_open(w->conf.temporal, w->conf.temporal ? NULL : w->conf.home, err);
+    if (!w->c) goto fail;
+    w->conf.temporal = w->c->ops->observe == NULL; /* FEATURE_TEMPORAL_ENABLED may have chosen Temporal */
+
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
+    struct addrinfo *ai = NULL;
+    int gai = getaddrinfo(w->conf.host, w->conf.port, &hints, &ai);
+    if (gai != 0 || !ai) {
+        jerr_set(err, JERR_USAGE, "cannot resolve the listen address %s: %s", w->conf.host, gai_strerror(gai));
+        goto fail;
+    }
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG | (ai->ai_family == AF_INET6 ? MHD_USE_IPv6 : 0);
+    w->d = MHD_start_daemon(flags, 0, NULL, NULL, handle, w, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+                            MHD_OPTION_NOTIFY_COMPLETED, request_done, NULL,
+                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60, MHD_OPTION_END);
+    freeaddrinfo(ai);
+    if (!w->d) {
+        jerr_set(err, JERR_BACKEND, "cannot listen on %s:%s (in use, or not an address of this machine?)",
+                 w->conf.host, w->conf.port);
+        goto fail;
+    }
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(w->d, MHD_DAEMON_INFO_BIND_PORT);
+    unsigned port = di ? di->port : (unsigned)atoi(w->conf.port);
+    bool v6 = strchr(w->conf.host, ':') != NULL;
+    snprintf(w->url, sizeof w->url, "http://%s%s%s:%u", v6 ? "[" : "", w->conf.host, v6 ? "]" : "", port);
+    return w;
+fail:
+    if (w->c) w->c->ops->free(w->c);
+    conf_free(&w->conf);
+    free(w);
+    return NULL;
+}
+
+const char *web_url(const web_server *w) { return w->url; }
+
+void web_stop(web_server *w) {
+    if (!w) return;
+    if (w->d) MHD_stop_daemon(w->d);
+    if (w->c) w->c->ops->free(w->c);
+    conf_free(&w->conf);
+    OPENSSL_cleanse(w->csrf_key, sizeof w->csrf_key);
+    free(w);
+}
+
 /* ------------------------------------------------------------ the verb */
 
 static const char usage[] =
@@ -782,7 +850,7 @@ static const char usage[] =
     "See docs/operations.md.\n";
 
 int web_main(int argc, char **argv) {
-    web_flags f = {0};
+    web_options f = {0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char **slot = NULL;
@@ -811,54 +879,6 @@ int web_main(int argc, char **argv) {
         }
         *slot = argv[++i];
     }
-    if (f.temporal && f.home) {
-        fprintf(stderr, "jorch: web: --home names the embedded store; it does not go with --temporal\n");
-        return CLI_USAGE;
-    }
-    web_server *w = calloc(1, sizeof *w);
-    if (!w) {
-        fprintf(stderr, "jorch: web: out of memory\n");
-        return CLI_FAILED;
-    }
-    jerr e = {0};
-    if (load_conf(&w->conf, &f, &e) != 0) {
-        fprintf(stderr, "jorch: web: %s\n", e.msg);
-        free(w);
-        return exit_for(&e);
-    }
-    w->loopback = loopback_host(w->conf.host);
-    if (!w->loopback && !w->conf.token && !w->conf.n_users) {
-        fprintf(stderr, "jorch: web: refusing to listen on %s without authentication: give --token-file or "
-                        "--users-file (web.token_file, web.users_file), or listen on 127.0.0.1\n", w->conf.host);
-        conf_free(&w->conf);
-        free(w);
-        return CLI_USAGE;
-    }
-    if (RAND_bytes(w->csrf_key, sizeof w->csrf_key) != 1) {
-        fprintf(stderr, "jorch: web: cannot get random bytes for the CSRF key\n");
-        conf_free(&w->conf);
-        free(w);
-        return CLI_FAILED;
-    }
-    w->c = cli_client_open(w->conf.temporal, w->conf.temporal ? NULL : w->conf.home, &e);
-    if (!w->c) {
-        fprintf(stderr, "jorch: web: %s\n", e.msg);
-        conf_free(&w->conf);
-        free(w);
-        return exit_for(&e);
-    }
-    w->conf.temporal = w->c->ops->observe == NULL; /* FEATURE_TEMPORAL_ENABLED may have chosen Temporal */
-
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
-    struct addrinfo *ai = NULL;
-    int gai = getaddrinfo(w->conf.host, w->conf.port, &hints, &ai);
-    if (gai != 0 || !ai) {
-        fprintf(stderr, "jorch: web: cannot resolve the listen address %s: %s\n", w->conf.host, gai_strerror(gai));
-        w->c->ops->free(w->c);
-        conf_free(&w->conf);
-        free(w);
-        return CLI_USAGE;
-    }
     /* the main thread waits for signals; the daemon's thread inherits the mask */
     sigset_t set;
     sigemptyset(&set);
@@ -866,25 +886,14 @@ int web_main(int argc, char **argv) {
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGCHLD);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG | (ai->ai_family == AF_INET6 ? MHD_USE_IPv6 : 0);
-    struct MHD_Daemon *d = MHD_start_daemon(flags, 0, NULL, NULL, handle, w, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
-                                            MHD_OPTION_NOTIFY_COMPLETED, request_done, NULL,
-                                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60, MHD_OPTION_END);
-    freeaddrinfo(ai);
-    if (!d) {
-        fprintf(stderr, "jorch: web: cannot listen on %s:%s (in use, or not an address of this machine?)\n",
-                w->conf.host, w->conf.port);
-        w->c->ops->free(w->c);
-        conf_free(&w->conf);
-        free(w);
-        return CLI_UNREACHABLE;
+    jerr e = {0};
+    web_server *w = web_start(&f, &e);
+    if (!w) {
+        fprintf(stderr, "jorch: web: %s\n", e.msg);
+        return exit_for(&e);
     }
-    const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
-    unsigned port = di ? di->port : (unsigned)atoi(w->conf.port);
-    bool v6 = strchr(w->conf.host, ':') != NULL;
-    printf("jorch web: serving http://%s%s%s:%u/ for %s%s%s\n", v6 ? "[" : "", w->conf.host, v6 ? "]" : "", port,
-           w->conf.temporal ? "Temporal" : "the embedded store ", w->conf.temporal ? "" : w->conf.home,
-           w->conf.jira_secret ? " (Jira webhook on)" : "");
+    printf("jorch web: serving %s/ for %s%s%s\n", w->url, w->conf.temporal ? "Temporal" : "the embedded store ",
+           w->conf.temporal ? "" : w->conf.home, w->conf.jira_secret ? " (Jira webhook on)" : "");
     fflush(stdout);
     for (;;) {
         struct timespec ts = {1, 0};
@@ -894,11 +903,7 @@ int web_main(int argc, char **argv) {
         }
         if (sig == SIGINT || sig == SIGTERM) break;
     }
-    MHD_stop_daemon(d);
-    w->c->ops->free(w->c);
-    conf_free(&w->conf);
-    OPENSSL_cleanse(w->csrf_key, sizeof w->csrf_key);
-    free(w);
+    web_stop(w);
     fprintf(stderr, "jorch web: stopped\n");
     return CLI_OK;
 }

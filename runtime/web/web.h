@@ -18,6 +18,34 @@
 /* `jorch web [options]`: serves until SIGINT/SIGTERM. Returns an exit code. */
 int web_main(int argc, char **argv);
 
+/* The server in-process (for a long-running process such as an embedded
+ * service): options as `jorch web` takes them, NULL for "from jorch.yaml's
+ * web: section, else the default". */
+typedef struct web_options {
+    const char *listen;            /* HOST:PORT; port 0 picks a free one */
+    const char *home;              /* embedded store; NULL: $JORCH_HOME or ./.jorch */
+    const char *token_file, *users_file, *jira_secret_file;
+    const char *workflow;          /* what the Jira webhook starts */
+    const char *activities;
+    bool temporal;
+    /* embedded: runs the webhook starts are left to the caller's executor
+     * instead of a `jorch resume` process of their own */
+    bool no_executor;
+} web_options;
+
+typedef struct web_server web_server;
+
+/* Loads the configuration, opens a client of the backend and listens (one
+ * thread of libmicrohttpd's). NULL with err: JERR_USAGE for bad options or
+ * configuration (a non-loopback address without authentication too),
+ * JERR_BACKEND when the backend or the address cannot be reached. With
+ * executors (embedded, no_executor false) the caller reaps its children
+ * (waitpid) now and then, as web_main does. */
+web_server *web_start(const web_options *o, jerr *err);
+/* "http://HOST:PORT", the port as bound. */
+const char *web_url(const web_server *w);
+void web_stop(web_server *w);
+
 /* What a Jira webhook delivery asks for, under the configured rules. */
 enum { WEB_JIRA_NONE = 0, WEB_JIRA_START, WEB_JIRA_PROCEED, WEB_JIRA_REJECT };
 

@@ -42,15 +42,20 @@ typedef struct web_conf {
     char activities[PATH_MAX];  /* embedded: the activities of runs the webhook starts ("" default) */
 } web_conf;
 
-typedef struct web_server {
+struct MHD_Daemon;
+
+struct web_server {
     web_conf conf;
     cli_client *c;
+    struct MHD_Daemon *d;
+    char url[300];
+    bool no_executor;
     unsigned char csrf_key[32];
     bool loopback;
     /* webhook deliveries already acted on (X-Atlassian-Webhook-Identifier) */
     char seen[WEB_SEEN_DELIVERIES][128];
     size_t n_seen, next_seen;
-} web_server;
+};
 
 /* web.c */
 void web_html_esc(jbuf *b, const char *s);

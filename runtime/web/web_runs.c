@@ -325,6 +325,21 @@ int web_run_load(web_server *w, const Temporal__Api__Workflow__V1__WorkflowExecu
             h = NULL;
         }
     }
+    if (h && h->n_events && r->run_id[0] &&
+        h->events[0]->attributes_case ==
+            TEMPORAL__API__HISTORY__V1__HISTORY_EVENT__ATTRIBUTES_WORKFLOW_EXECUTION_STARTED_EVENT_ATTRIBUTES) {
+        /* the client reads a workflow id's newest run: an older run of the
+         * same id (Temporal lists those too) must not borrow its history */
+        const char *orig = h->events[0]->workflow_execution_started_event_attributes->original_execution_run_id;
+        if (orig && *orig && strcmp(orig, r->run_id) != 0) {
+            protobuf_c_message_free_unpacked(&h->base, NULL);
+            h = NULL;
+            cJSON_Delete(r->state);
+            r->state = NULL;
+            r->phase[0] = r->ostatus[0] = '\0';
+            snprintf(r->state_error, sizeof r->state_error, "an older run of %s: only its status is known", r->id);
+        }
+    }
     if (r->status == 1) {
         /* what it waits for: the store's view, else the workflow's own */
         jbuf raw;
