@@ -269,15 +269,22 @@ void web_page_run(web_server *w, const char *id, const char *who, const char *fl
             form_open(b, r.id, "resume", csrf);
             jbuf_puts(b, "<button id=\"resume\" type=\"submit\">Resume</button></form>");
         }
-        form_open(b, r.id, "skip", csrf);
-        jbuf_puts(b, "<label>Phase <select name=\"phase\" id=\"skip-phase\">");
+        /* only phases that have not begun can be skipped */
         static const char *const names[] = {"EXPLORE", "PLAN", "CODE", "TEST", "FIX", "DOCUMENT"};
+        bool any = false;
         for (size_t i = 0; i < 6; i++) {
             bool begun = false;
             for (size_t k = 0; k < r.n_phases; k++) begun = begun || strcmp(r.phases[k].name, names[i]) == 0;
-            if (!begun) jbuf_printf(b, "<option>%s</option>", names[i]);
+            if (begun) continue;
+            if (!any) {
+                form_open(b, r.id, "skip", csrf);
+                jbuf_puts(b, "<label>Phase <select name=\"phase\" id=\"skip-phase\">");
+                any = true;
+            }
+            jbuf_printf(b, "<option>%s</option>", names[i]);
         }
-        jbuf_puts(b, "</select></label><button id=\"skip\" type=\"submit\">Skip phase</button></form></div>\n");
+        if (any) jbuf_puts(b, "</select></label><button id=\"skip\" type=\"submit\">Skip phase</button></form>");
+        jbuf_puts(b, "</div>\n");
     }
 
     jbuf_puts(b, "<h3>Phases</h3><table id=\"timeline\"><thead><tr><th>Phase</th><th>Status</th><th>Started</th>"

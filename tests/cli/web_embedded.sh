@@ -17,6 +17,8 @@ for k in PROJ-1 PROJ-2 PROJ-3 PROJ-4; do web_issue "$JORCH_JIRA_OFFLINE_DIR" "$k
 printf 'alice:s3cret-alice\nbob:s3cret-bob\n' > "$T_DIR/users"
 printf 'jira-shared-secret\n' > "$T_DIR/jira-secret"
 cat > "$T_DIR/jorch.yaml" <<'YAML'
+agent:
+  env: [FLAKY_DIR]
 web:
   users_file: users
   jira:
@@ -91,13 +93,37 @@ expect_eq "the rejected run counts as failed" "$(metric m1 "temporal_workflow_fa
 expect_eq "one run still waits at a gate" "$(metric m1 "jorch_runs_waiting_at_gate{$O}")" 1
 expect_eq "two gate waits ended (approved, rejected)" "$(metric m1 "jorch_gate_waiting_seconds_count{$O}")" 2
 expect_eq "one end-to-end latency (the closed run)" "$(metric m1 "temporal_workflow_endtoend_latency_count{$O}")" 1
-"$JORCH" run --home "$JORCH_HOME" --activities "$SRC/activities" --quiet "$WF" PROJ-4 >/dev/null 2>&1
+# PROJ-4 runs to the end with an agent whose first triage attempt fails:
+# the retry shows in the timeline and in the attempt counter
+mkdir -p "$T_DIR/flaky"
+cat > "$T_DIR/flaky-agent" <<AGENT
+#!/bin/sh
+prompt=\$(cat)
+case "\$prompt" in
+*"AGENT: triage"*) if [ ! -f "\$FLAKY_DIR/failed" ]; then : > "\$FLAKY_DIR/failed"; echo "flaky: first attempt fails" >&2; exit 3; fi ;;
+esac
+printf '%s' "\$prompt" | exec "$SRC/examples/demo-agent"
+AGENT
+chmod +x "$T_DIR/flaky-agent"
+FLAKY_DIR="$T_DIR/flaky" JORCH_AGENT_ARGV="[\"$T_DIR/flaky-agent\"]" \
+  "$JORCH" run --home "$JORCH_HOME" --activities "$SRC/activities" --quiet "$WF" PROJ-4 >/dev/null 2>&1
+check "the flaky agent failed once" test -f "$T_DIR/flaky/failed"
+page=$(curl -s -u alice:s3cret-alice "$WEB_URL/runs/PROJ-4")
+row() { tr -d '\n' <<<"$page" | grep -o "<tr data-phase=\"$1\">.*" | sed 's|</tr>.*||'; }
+expect_contains "the timeline shows EXPLORE's retry" "$(row EXPLORE)" '<td class="retries">1</td>'
+expect_contains "and no retry in PLAN" "$(row PLAN)" '<td class="retries">0</td>'
+expect_contains "the completed run's page says Completed" "$page" '<dd id="status">Completed</dd>'
+expect_contains "and shows the phases' outputs" "$page" 'DOCUMENT output'
+
 check "/metrics after a run completed" scrape m2
 expect_eq "the completed run is counted" "$(metric m2 "temporal_workflow_completed_total{$O}")" 1
 expect_eq "three runs started now" "$(metric m2 "jorch_workflow_started_total{$O}")" 3
 expect_eq "two end-to-end latencies" "$(metric m2 "temporal_workflow_endtoend_latency_count{$O}")" 2
-check "more agent.run attempts" test "$(metric m2 'jorch_activity_attempts_total{activity_type=agent.run}')" -gt \
-  "$(metric m1 'jorch_activity_attempts_total{activity_type=agent.run}')"
+a1=$(metric m1 'jorch_activity_attempts_total{activity_type=agent.run}')
+x1=$(metric m1 'jorch_activity_executions_total{activity_type=agent.run}')
+a2=$(metric m2 'jorch_activity_attempts_total{activity_type=agent.run}')
+x2=$(metric m2 'jorch_activity_executions_total{activity_type=agent.run}')
+expect_eq "agent.run: one attempt more than executions (the retry)" "$((a2 - a1))" "$((x2 - x1 + 1))"
 
 # --- authentication: nothing without credentials
 signals() { "$JORCH" history PROJ-1 | grep -c WorkflowExecutionSignaled; }
@@ -128,6 +154,18 @@ expect_eq "a same-origin POST with the token works" \
   "$(http_code -u bob:s3cret-bob -H "Origin: $WEB_URL" -d "csrf=$bob_csrf" "$WEB_URL/runs/PROJ-1/pause")" 303
 reached() { for _ in $(seq 100); do [ "$(signals)" = "$1" ] && return 0; sleep 0.1; done; return 1; }
 check "and reached the run" reached "$((before + 1))"
+expect_eq "Resume sends resume" \
+  "$(http_code -u bob:s3cret-bob -d "csrf=$bob_csrf" "$WEB_URL/runs/PROJ-1/resume")" 303
+check "which reached the run" reached "$((before + 2))"
+expect_eq "Skip phase with an unknown phase is refused" \
+  "$(http_code -u bob:s3cret-bob -d "csrf=$bob_csrf&phase=LUNCH" "$WEB_URL/runs/PROJ-1/skip")" 400
+expect_eq "Skip phase DOCUMENT sends skipPhase" \
+  "$(http_code -u bob:s3cret-bob -d "csrf=$bob_csrf&phase=DOCUMENT" "$WEB_URL/runs/PROJ-1/skip")" 303
+check "which reached the run (and the unknown one did not)" reached "$((before + 3))"
+run_jorch history PROJ-1
+expect_contains "skipPhase records the phase and who" "$OUT" '{"by":"bob","phase":"DOCUMENT","via":"web"}'
+expect_eq "an unknown action is 404" \
+  "$(http_code -u bob:s3cret-bob -d "csrf=$bob_csrf" "$WEB_URL/runs/PROJ-1/explode")" 404
 
 # --- the Jira webhook
 hook() { # hook FILE SIGNATURE [DELIVERY-ID]: POST the file as Jira does
