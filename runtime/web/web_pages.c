@@ -249,7 +249,9 @@ void web_page_run(web_server *w, const char *id, const char *who, const char *fl
         web_html_esc(b, gp && gp->output.len ? gp->output.data : "(no agent output recorded in the history)");
         jbuf_puts(b, "</pre>\n");
     }
-    if (r.status == 1) {
+    /* the buttons send the orchestrator's signals: only for its runs */
+    bool orchestrated = strcmp(r.type, w->conf.workflow_type) == 0;
+    if (r.status == 1 && orchestrated) {
         char csrf[65];
         web_csrf_token(w, who, csrf);
         jbuf_puts(b, "<div class=\"actions\">");
@@ -287,6 +289,14 @@ void web_page_run(web_server *w, const char *id, const char *who, const char *fl
         jbuf_puts(b, "</div>\n");
     }
 
+    if (!orchestrated && !r.n_phases) {
+        jbuf_puts(b, "<p class=\"muted\">Not a run of ");
+        web_html_esc(b, w->conf.workflow_type);
+        jbuf_puts(b, ": no phases or approvals to show (see 'jorch history').</p>"
+                     "<p><a href=\"/\">All runs</a></p></body></html>\n");
+        web_run_free(&r);
+        return;
+    }
     jbuf_puts(b, "<h3>Phases</h3><table id=\"timeline\"><thead><tr><th>Phase</th><th>Status</th><th>Started</th>"
                  "<th>Finished</th><th>Duration</th><th>Runs</th><th>Retries</th></tr></thead><tbody>\n");
     for (size_t i = 0; i < r.n_phases; i++) {

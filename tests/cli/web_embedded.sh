@@ -225,6 +225,16 @@ expect_contains "as rejected with the comment's reason" "$OUT" 'the plan is wron
 echo '{"webhookEvent": "jira:issue_updated", "issue": {"key": "not a key; rm -rf /"}, "changelog": {"items": [{"field": "labels", "toString": "ai-orchestrate"}]}}' > "$T_DIR/evil.json"
 expect_eq "a malformed issue key is refused" "$(hook "$T_DIR/evil.json" "$(hmac_sig jira-shared-secret "$T_DIR/evil.json")" e-1)" 400
 
+# --- a run of another workflow: listed, counted, no orchestrator buttons
+"$JORCH" run --home "$JORCH_HOME" --quiet --id other-1 --activities "$ACTS" "$WFS/three_steps.lua" ada >/dev/null 2>&1
+expect_contains "the list shows a run of another workflow" "$(curl -s -u bob:s3cret-bob "$WEB_URL/")" 'data-id="other-1"'
+page=$(curl -s -u bob:s3cret-bob "$WEB_URL/runs/other-1")
+expect_contains "its page says it is not an orchestration" "$page" 'Not a run of orchestrate'
+check "without buttons" bash -c '! grep -q "<form" <<<"$1"' _ "$page"
+check "/metrics counts it under its own type" scrape m3
+expect_eq "temporal_workflow_completed{workflow_type=three_steps}" "$(metric m3 'temporal_workflow_completed_total{workflow_type=three_steps}')" 1
+expect_eq "a run page of an unknown id is 404" "$(http_code -u bob:s3cret-bob "$WEB_URL/runs/NOPE-1")" 404
+
 check "jorch web stops on SIGTERM with exit 0" web_stop
 # beyond loopback only with authentication
 printf 'web:\n  listen: 0.0.0.0:0\n' > "$T_DIR/open.yaml"
