@@ -15,11 +15,36 @@ static volatile sig_atomic_t g_signal = 0;
 
 static void on_signal(int sig) { g_signal = sig; }
 
-enum { O_WORKFLOWS, O_ACTIVITIES, O_TASK_QUEUE, O_REQUIRE_KNOWN };
+enum {
+    O_WORKFLOWS, O_ACTIVITIES, O_TASK_QUEUE, O_REQUIRE_KNOWN,
+    O_WFT_SLOTS, O_ACT_SLOTS, O_WFT_POLLERS, O_ACT_POLLERS, O_CACHED, O_CACHE_MB, O_STICKY_TIMEOUT,
+};
 
 static const cli_opt worker_opts[] = {
     {"workflows", 1, O_WORKFLOWS}, {"activities", 1, O_ACTIVITIES}, {"task-queue", 1, O_TASK_QUEUE},
-    {"require-known-scripts", 0, O_REQUIRE_KNOWN}, {NULL, 0, 0}};
+    {"require-known-scripts", 0, O_REQUIRE_KNOWN},
+    {"max-concurrent-workflow-task-executions", 1, O_WFT_SLOTS},
+    {"max-concurrent-activity-executions", 1, O_ACT_SLOTS},
+    {"max-concurrent-workflow-task-pollers", 1, O_WFT_POLLERS},
+    {"max-concurrent-activity-task-pollers", 1, O_ACT_POLLERS},
+    {"max-cached-workflows", 1, O_CACHED},
+    {"cache-memory-mb", 1, O_CACHE_MB},
+    {"sticky-schedule-to-start-timeout", 1, O_STICKY_TIMEOUT},
+    {NULL, 0, 0}};
+
+/* The flags that set a worker setting, and its name in jorch.yaml. */
+static const struct {
+    int id;
+    const char *key;
+} setting_flags[] = {
+    {O_WFT_SLOTS, "max_concurrent_workflow_task_executions"},
+    {O_ACT_SLOTS, "max_concurrent_activity_executions"},
+    {O_WFT_POLLERS, "max_concurrent_workflow_task_pollers"},
+    {O_ACT_POLLERS, "max_concurrent_activity_task_pollers"},
+    {O_CACHED, "max_cached_workflows"},
+    {O_CACHE_MB, "cache_memory_mb"},
+    {O_STICKY_TIMEOUT, "sticky_schedule_to_start_timeout"},
+};
 
 static const char worker_help[] =
     "Usage: jorch worker [--workflows DIR] [--activities DIR] [--task-queue Q]\n\n"
@@ -35,6 +60,17 @@ static const char worker_help[] =
     "  --task-queue Q     task queue (default $TEMPORAL_TASK_QUEUE, temporal.task_queue\n"
     "                     in jorch.yaml, or jira-orchestration)\n"    "  --require-known-scripts  fail the workflow task of a run whose script version\n"
     "                     is not DIR/TYPE.lua (only reviewed scripts run)\n"
+    "Capacity (also the worker: section of jorch.yaml, same names with '_'):\n"
+    "  --max-concurrent-workflow-task-executions N  workflow tasks at once (default 4)\n"
+    "  --max-concurrent-activity-executions N       activity attempts at once (default 8)\n"
+    "  --max-concurrent-workflow-task-pollers N     workflow polls at once (default 2)\n"
+    "  --max-concurrent-activity-task-pollers N     activity polls at once (default 2)\n"
+    "  --max-cached-workflows N   runs kept in memory between their tasks, served from\n"
+    "                     this worker's sticky queue (default 1000; 0: none, every\n"
+    "                     task replays the full history)\n"
+    "  --cache-memory-mb N        memory budget of those runs (default 512)\n"
+    "  --sticky-schedule-to-start-timeout D  how long a cached run's task waits for\n"
+    "                     this worker before the server gives it to any (default 5s)\n"
     "Connection: TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS*\n"
     "and the temporal: section of jorch.yaml, as for 'jorch start --temporal'.\n"
     "Activities see jorch.yaml as jorch.config, with home = $JORCH_HOME or ./.jorch.\n"
@@ -76,6 +112,23 @@ int cli_verb_worker(int argc, char **argv) {
     if (o.task_queue != NULL && o.task_queue[0] == '\0')
         return cli_usage_error("worker", "--task-queue needs a queue name");
 
+    tc_worker_settings set;
+    tc_worker_settings_default(&set);
+    jerr err = {0};
+    if (tc_worker_settings_load(&set, &err) != 0) {
+        cli_errorf("%s", err.msg);
+        return cli_exit_for(&err);
+    }
+    for (size_t i = 0; i < sizeof setting_flags / sizeof setting_flags[0]; i++) {
+        int id = setting_flags[i].id;
+        if (!a.set[id]) continue;
+        char source[200];
+        snprintf(source, sizeof source, "--%s", worker_opts[id].name);
+        if (tc_worker_settings_set(&set, setting_flags[i].key, a.val[id], source, &err) != 0)
+            return cli_usage_error("worker", "%s", err.msg);
+    }
+    o.settings = &set;
+
     /* Signals are caught before the worker starts; its threads block them. */
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -83,7 +136,6 @@ int cli_verb_worker(int argc, char **argv) {
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
-    jerr err = {0};
     tc_worker *w = tc_worker_start(&o, &err);
     if (w == NULL) {
         cli_errorf("%s", err.msg);

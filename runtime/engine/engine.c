@@ -1845,10 +1845,19 @@ static int do_activate(lua_State *L, engine_run *r, void *ud) {
  * pathological string pattern can take hours), so a process-wide watchdog
  * thread is the last line of defence: an activation that overruns its
  * wall-clock limit by WATCHDOG_GRACE_S ends the process with a message
- * rather than hanging it. The run itself is left intact in its backend. */
+ * rather than hanging it. The run itself is left intact in its backend.
+ * Runs execute in parallel (a worker's workflow task threads), so each
+ * activation arms a deadline of its own: a node on its stack, listed while
+ * it runs, that names its script and workflow. */
 #define WATCHDOG_GRACE_S 10
-static _Atomic int64_t watchdog_deadline; /* CLOCK_MONOTONIC nanos; 0 = idle */
-static char watchdog_what[512];
+typedef struct watch {
+    int64_t deadline;          /* CLOCK_MONOTONIC nanos */
+    char what[512];
+    bool armed;
+    struct watch *prev, *next;
+} watch;
+static pthread_mutex_t watchdog_mu = PTHREAD_MUTEX_INITIALIZER;
+static watch *watchdog_armed;      /* the activations running now, under watchdog_mu */
 static pthread_once_t watchdog_once = PTHREAD_ONCE_INIT;
 
 static int64_t mono_nanos(void) {
@@ -1862,19 +1871,22 @@ static void *watchdog_main(void *arg) {
     for (;;) {
         struct timespec ts = {1, 0};
         nanosleep(&ts, NULL);
-        int64_t d = atomic_load(&watchdog_deadline);
-        if (d != 0 && mono_nanos() > d) {
+        int64_t now = mono_nanos();
+        pthread_mutex_lock(&watchdog_mu);
+        for (const watch *wd = watchdog_armed; wd != NULL; wd = wd->next) {
+            if (now <= wd->deadline) continue;
             char msg[700];
             int n = snprintf(msg, sizeof msg,
                              "jorch: %s: a workflow task ran far past its wall-clock limit inside a single "
                              "library call (a pathological string pattern?); stopping this process. The run "
-                             "is intact: fix the script, then resume it.\n", watchdog_what);
+                             "is intact: fix the script, then resume it.\n", wd->what);
             if (n > 0) {
                 ssize_t w = write(2, msg, (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1);
                 (void)w;
             }
             _exit(1);
         }
+        pthread_mutex_unlock(&watchdog_mu);
     }
     return NULL;
 }
@@ -1889,16 +1901,33 @@ static void watchdog_start(void) {
     pthread_attr_destroy(&at);
 }
 
-static void watchdog_arm(engine_run *r) {
+static void watchdog_arm(engine_run *r, watch *wd) {
+    wd->armed = false;
     if (r->limits.wall_clock_limit <= 0) return;
     pthread_once(&watchdog_once, watchdog_start);
-    snprintf(watchdog_what, sizeof watchdog_what, "%s (workflow %s)", r->script_name,
-             r->workflow_id ? r->workflow_id : "?");
+    snprintf(wd->what, sizeof wd->what, "%s (workflow %s)", r->script_name, r->workflow_id ? r->workflow_id : "?");
     int64_t limit = (int64_t)(r->limits.wall_clock_limit * 1e9) + (int64_t)WATCHDOG_GRACE_S * 1000000000;
-    atomic_store(&watchdog_deadline, mono_nanos() + limit);
+    wd->deadline = mono_nanos() + limit;
+    pthread_mutex_lock(&watchdog_mu);
+    wd->prev = NULL;
+    wd->next = watchdog_armed;
+    if (watchdog_armed != NULL) watchdog_armed->prev = wd;
+    watchdog_armed = wd;
+    wd->armed = true;
+    pthread_mutex_unlock(&watchdog_mu);
 }
 
-static void watchdog_disarm(void) { atomic_store(&watchdog_deadline, 0); }
+static void watchdog_disarm(watch *wd) {
+    if (!wd->armed) return;
+    pthread_mutex_lock(&watchdog_mu);
+    if (wd->prev != NULL)
+        wd->prev->next = wd->next;
+    else
+        watchdog_armed = wd->next;
+    if (wd->next != NULL) wd->next->prev = wd->prev;
+    wd->armed = false;
+    pthread_mutex_unlock(&watchdog_mu);
+}
 
 /* FailWorkflowExecution with the size failure (a ServerFailure, not
  * retryable, like the one a Temporal server records). */
@@ -1946,9 +1975,10 @@ static int activate(engine_run *r, const HistoryEvent *started, bool replaying, 
     r->task_bytes = 0;
     r->replay_unlimited = replaying && recorded_size_failure(r) == NULL;
     struct activation_result res = {0};
-    watchdog_arm(r);
+    watch wd;
+    watchdog_arm(r, &wd);
     int rc = run_protected(r, do_activate, &res, err);
-    watchdog_disarm();
+    watchdog_disarm(&wd);
     r->in_activation = false;
     r->upcoming = NULL;
     r->n_upcoming = 0;

@@ -5,19 +5,35 @@
  * its own process on a queue of its own (run mode: progress lines as the
  * embedded runner prints them instead of the worker's log).
  *
- * Two threads besides the main one (which only waits for SIGINT/SIGTERM):
- *  - the workflow thread long-polls PollWorkflowTaskQueue; for each task it
- *    reads the whole history (the task's events plus GetWorkflowExecutionHistory
- *    pages), replays it from event 1 in a fresh engine_run built from
- *    <workflows>/<type>.lua, and answers RespondWorkflowTaskCompleted (with
- *    the answers of attached queries), RespondWorkflowTaskFailed, or, for a
- *    legacy query task, RespondQueryTaskCompleted. Nothing is cached between
- *    tasks and no sticky queue is used, so the server always sends full
- *    histories: simple and always correct, at the price of a replay per task.
- *  - the activity thread long-polls PollActivityTaskQueue whenever fewer than
- *    WORKER_ACT_SLOTS attempts are in flight, runs them on an act_host and
- *    reports each outcome (Completed, Failed, Canceled). The attempts in
- *    flight are an act_slots table (runtime/activity).
+ * Threads besides the main one (which only waits for SIGINT/SIGTERM):
+ *  - workflow threads, one per workflow task slot
+ *    (max_concurrent_workflow_task_executions), each with its own
+ *    connection. A thread takes a poll permit (at most
+ *    max_concurrent_workflow_task_pollers polls at once), long-polls the
+ *    normal task queue or this worker's sticky queue, gives the permit
+ *    back, and executes the task it got: so tasks of different runs run in
+ *    parallel, and a run's tasks one at a time (a run is checked out of the
+ *    run cache while a thread works on it; another task of the same run
+ *    waits for it).
+ *  - the run cache (sticky execution): after a completed task the run's
+ *    engine_run stays in memory, and the completion names this worker's
+ *    sticky queue (sticky_attributes), so the server sends the run's next
+ *    task there with only the new events, which are fed to the cached run.
+ *    The cache is bounded by max_cached_workflows and a memory budget (LRU);
+ *    an evicted run is told to the server (ResetStickyTaskQueue), and its
+ *    next task comes on the normal queue with the full history and replays.
+ *    A run is evicted on a failed task, nondeterminism, a refused or lost
+ *    completion, a script that changed under it, and when a task's history
+ *    does not continue the cached run: that is a cache miss, and the full
+ *    history is read (GetWorkflowExecutionHistory) and replayed, never a
+ *    task failure. max_cached_workflows = 0 turns all of this off: every task
+ *    then comes with the full history and replays from event 1.
+ *  - the activity thread keeps up to max_concurrent_activity_task_pollers
+ *    PollActivityTaskQueue calls in flight while attempts plus polls stay
+ *    within max_concurrent_activity_executions, runs the attempts on an
+ *    act_host (as many threads) and reports each outcome (Completed, Failed,
+ *    Canceled). The attempts in flight are an act_slots table
+ *    (runtime/activity).
  * Heartbeats come from the host's threads; they go out on a connection of
  * their own, under a mutex (a tc_conn is not thread-safe), throttled.
  *
@@ -25,6 +41,7 @@
  * tc_conn_free call curl_global_init/cleanup, which are not thread-safe.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -35,12 +52,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
 #include "activity/activity.h"
 #include "engine/engine.h"
 #include "temporal/temporal.h"
 
-/* Activity attempts in flight at once (the host's thread count). */
-#define WORKER_ACT_SLOTS 4
 /* Back-off after a failed poll: doubling from the first to the last. */
 #define BACKOFF_MIN_MS 200
 #define BACKOFF_MAX_MS 10000
@@ -54,8 +71,14 @@
 /* On SIGINT/SIGTERM, running activities get this long to finish and be
  * reported; after it they are cancelled and left to the server's timeouts. */
 #define SHUTDOWN_GRACE_MS 10000
+/* At shutdown the cached runs are handed back to the normal queue
+ * (ResetStickyTaskQueue) for at most this long. */
+#define SHUTDOWN_RESET_MS 3000
 /* Bounds on a history read (as the client's `jorch history`). */
 #define HISTORY_MAX_EVENTS ((size_t)10000000)
+/* Bounds of the settings. */
+#define MAX_TASK_SLOTS 1000
+#define MAX_CACHED_RUNS 1000000
 
 #define SVC_POLL_WFT "PollWorkflowTaskQueue"
 
@@ -64,9 +87,43 @@ typedef Temporal__Api__Common__V1__Payloads Payloads;
 typedef Temporal__Api__Workflowservice__V1__PollWorkflowTaskQueueResponse WftTask;
 typedef Temporal__Api__Workflowservice__V1__PollActivityTaskQueueResponse ActTask;
 
+/* A run in the cache, or a run some thread works on (busy). */
+typedef struct cached_run {
+    char *run_id;
+    char *workflow_id;
+    engine_run *run;          /* NULL: nothing cached (busy only) */
+    int64_t last_event_id;    /* the last event fed to run */
+    char sha[65];             /* of the source run was built with */
+    bool pinned;              /* the source came from the run's history */
+    size_t bytes;             /* engine_run_memory when checked in */
+    bool busy;
+    struct cached_run *prev, *next; /* most recently used first */
+} cached_run;
+
+typedef struct run_cache {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;        /* a busy run was checked in */
+    cached_run *head, *tail;
+    size_t n_runs;            /* entries holding a run */
+    size_t bytes;             /* their memory */
+    size_t max_runs;          /* 0: no cache, no sticky queue */
+    size_t max_bytes;
+    uint64_t hits, misses, evictions; /* for the log at the end */
+} run_cache;
+
+/* One workflow task slot: a thread and its connection. */
+typedef struct wf_thread {
+    struct tc_worker *w;
+    pthread_t thread;
+    bool started;
+    tc_conn *conn;
+} wf_thread;
+
 typedef struct tc_worker {
     tc_config cfg;
+    tc_worker_settings set;
     char *task_queue;
+    char sticky_queue[80]; /* this worker's own sticky queue ("" without a cache) */
     char *wf_dir;
     char *act_dir;
     jbuf conf;           /* jorch.config of the activities (JSON) */
@@ -76,16 +133,22 @@ typedef struct tc_worker {
     bool task_failed;    /* run_mode: a workflow task failed (under mu) */
     char task_failure[sizeof ((jerr *)0)->msg + 64];
     bool mu_ok;
-    pthread_t wf_thread, act_thread;
-    bool wf_started, act_started;
-    tc_conn *wf_conn;   /* the workflow thread's */
+    wf_thread *wft;      /* set.max_concurrent_workflow_task_executions of them */
+    size_t n_wft;
+    pthread_t act_thread;
+    bool act_started;
+    tc_conn *wf_conn;   /* the main thread's: start-up check, shutdown */
     tc_conn *act_conn;  /* the activity thread's */
     tc_conn *hb_conn;   /* heartbeats, under hb_mu */
     act_host *host;
-    pthread_mutex_t mu; /* next_token, task_failed */
+    pthread_mutex_t mu; /* next_token, task_failed, poll counts */
+    pthread_cond_t poll_cv; /* a poll permit came back */
+    int polls_normal, polls_sticky; /* workflow polls in flight */
+    bool poll_toggle;
     pthread_mutex_t hb_mu;
     act_slots *slots;   /* the activity attempts in flight; each task is the polled ActTask (owned) */
     uint64_t next_token;
+    run_cache cache;
     atomic_bool stop;
 } worker;
 
@@ -285,15 +348,17 @@ static void history_free(wft_history *h) {
     memset(h, 0, sizeof *h);
 }
 
-/* The task's events, then the pages behind its next_page_token. */
-static int collect_history(worker *w, const WftTask *t, wft_history *h, jerr *err) {
-    if (t->history != NULL && history_add(h, t->history->events, t->history->n_events, err) != 0) return -1;
-    ProtobufCBinaryData token = t->next_page_token;
-    while (token.len > 0) {
+/* History pages of the run into h: from token, or (from_start) from the
+ * first page. */
+static int read_pages(worker *w, tc_conn *conn, const Temporal__Api__Common__V1__WorkflowExecution *exec,
+                      ProtobufCBinaryData token, bool from_start, wft_history *h, jerr *err) {
+    bool first = from_start;
+    while (first || token.len > 0) {
+        first = false;
         Temporal__Api__Common__V1__WorkflowExecution ex;
         temporal__api__common__v1__workflow_execution__init(&ex);
-        ex.workflow_id = t->workflow_execution->workflow_id;
-        ex.run_id = t->workflow_execution->run_id;
+        ex.workflow_id = exec->workflow_id;
+        ex.run_id = exec->run_id;
         Temporal__Api__Workflowservice__V1__GetWorkflowExecutionHistoryRequest req;
         temporal__api__workflowservice__v1__get_workflow_execution_history_request__init(&req);
         req.namespace_ = w->cfg.namespace_;
@@ -303,13 +368,14 @@ static int collect_history(worker *w, const WftTask *t, wft_history *h, jerr *er
         tc_status_init(&st);
         tc_call_opts opts = {.timeout_ms = RESPOND_TIMEOUT_MS, .retry_safe = true};
         ProtobufCMessage *resp = NULL;
-        if (tc_unary(w->wf_conn, "GetWorkflowExecutionHistory", &req.base,
+        if (tc_unary(conn, "GetWorkflowExecutionHistory", &req.base,
                      &temporal__api__workflowservice__v1__get_workflow_execution_history_response__descriptor,
                      &opts, &resp, &st) != 0) {
             char text[1200];
             status_text(&st, text, sizeof text);
             tc_status_clear(&st);
-            return jerr_set(err, JERR_BACKEND, "cannot read the rest of the history: %s", text);
+            return jerr_set(err, JERR_BACKEND, "cannot read %s of the history: %s", from_start ? "all" : "the rest",
+                            text);
         }
         tc_status_clear(&st);
         if (grow((void **)&h->pages, &h->cap_pages, h->n_pages + 1, sizeof *h->pages) != 0) {
@@ -324,6 +390,21 @@ static int collect_history(worker *w, const WftTask *t, wft_history *h, jerr *er
         if (got == 0) break;
         token = page->next_page_token;
     }
+    return 0;
+}
+
+/* The task's events, then the pages behind its next_page_token. */
+static int collect_history(worker *w, tc_conn *conn, const WftTask *t, wft_history *h, jerr *err) {
+    if (t->history != NULL && history_add(h, t->history->events, t->history->n_events, err) != 0) return -1;
+    return read_pages(w, conn, t->workflow_execution, t->next_page_token, false, h, err);
+}
+
+/* The whole history from event 1 (a sticky task carries only the events
+ * since the run's last task), up to the task's WorkflowTaskStarted. */
+static int fetch_full_history(worker *w, tc_conn *conn, const WftTask *t, wft_history *h, jerr *err) {
+    ProtobufCBinaryData none = {0, NULL};
+    if (read_pages(w, conn, t->workflow_execution, none, true, h, err) != 0) return -1;
+    while (t->started_event_id > 0 && h->n > 0 && h->events[h->n - 1]->event_id > t->started_event_id) h->n--;
     return 0;
 }
 
@@ -352,7 +433,7 @@ static bool type_is_safe(const char *type) {
  * and the stack trace each in its place. */
 #define TRACEBACK_MARK "\nstack traceback:\n"
 
-static void respond_wft_failed(worker *w, const WftTask *t, int cause, const char *message) {
+static void respond_wft_failed(worker *w, tc_conn *conn, const WftTask *t, int cause, const char *message) {
     Temporal__Api__Failure__V1__Failure f;
     temporal__api__failure__v1__failure__init(&f);
     char head[sizeof ((jerr *)0)->msg + 400];
@@ -383,12 +464,12 @@ static void respond_wft_failed(worker *w, const WftTask *t, int cause, const cha
     req.namespace_ = w->cfg.namespace_;
     char what[400];
     snprintf(what, sizeof what, "reporting the failed workflow task of '%.300s'", t->workflow_execution->workflow_id);
-    wcall(w->wf_conn, "RespondWorkflowTaskFailed", &req.base,
+    wcall(conn, "RespondWorkflowTaskFailed", &req.base,
           &temporal__api__workflowservice__v1__respond_workflow_task_failed_response__descriptor, RESPOND_TIMEOUT_MS,
           true, what, NULL, NULL);
 }
 
-static void respond_query(worker *w, const WftTask *t, const Payloads *answer, const char *error) {
+static void respond_query(worker *w, tc_conn *conn, const WftTask *t, const Payloads *answer, const char *error) {
     Temporal__Api__Workflowservice__V1__RespondQueryTaskCompletedRequest req;
     temporal__api__workflowservice__v1__respond_query_task_completed_request__init(&req);
     req.task_token = t->task_token;
@@ -408,7 +489,7 @@ static void respond_query(worker *w, const WftTask *t, const Payloads *answer, c
     if (t->poller_group_id != NULL && t->poller_group_id[0] != '\0') req.poller_group_id = t->poller_group_id;
     char what[400];
     snprintf(what, sizeof what, "answering a query on '%.300s'", t->workflow_execution->workflow_id);
-    wcall(w->wf_conn, "RespondQueryTaskCompleted", &req.base,
+    wcall(conn, "RespondQueryTaskCompleted", &req.base,
           &temporal__api__workflowservice__v1__respond_query_task_completed_response__descriptor, RESPOND_TIMEOUT_MS,
           true, what, NULL, NULL);
 }
@@ -420,11 +501,11 @@ static void respond_query(worker *w, const WftTask *t, const Payloads *answer, c
  * every attempt would replay a broken script in a tight loop. A later
  * attempt is left to time out (the workflow task timeout, 10 s by default),
  * which paces the retries; a fixed script is picked up at the next one. */
-static void fail_task(worker *w, const WftTask *t, int cause, const char *message) {
+static void fail_task(worker *w, tc_conn *conn, const WftTask *t, int cause, const char *message) {
     const char *wid = t->workflow_execution->workflow_id;
     if (t->query != NULL) {
         wlog("query '%s' on %s failed: %s", t->query->query_type, wid, message);
-        respond_query(w, t, NULL, message);
+        respond_query(w, conn, t, NULL, message);
         return;
     }
     const char *kind =
@@ -444,7 +525,7 @@ static void fail_task(worker *w, const WftTask *t, int cause, const char *messag
          * (the `jorch worker --task-queue` that `run` suggests), rather
          * than being taken here and left to time out */
         atomic_store(&w->stop, true);
-        if (t->attempt == 1) respond_wft_failed(w, t, cause, message);
+        if (t->attempt == 1) respond_wft_failed(w, conn, t, cause, message);
         return;
     }
     if (t->attempt > 1) {
@@ -455,7 +536,7 @@ static void fail_task(worker *w, const WftTask *t, int cause, const char *messag
         return;
     }
     winfo(w, "workflow task of %s failed (attempt %d, %s): %s", wid, t->attempt, kind, message);
-    respond_wft_failed(w, t, cause, message);
+    respond_wft_failed(w, conn, t, cause, message);
 }
 
 /* Answers of attached queries, built for RespondWorkflowTaskCompleted. */
@@ -517,57 +598,194 @@ static int answer_attached(engine_run *run, const WftTask *t, query_answers *qa,
     return 0;
 }
 
-static void handle_wft(worker *w, const WftTask *t) {
-    if (t->workflow_execution == NULL || t->workflow_type == NULL) {
-        wlog("a workflow task came without its workflow execution or type; ignored (it will time out)");
-        return;
+/* ------------------------------------------------------------ run cache */
+
+static void cache_unlink(run_cache *c, cached_run *e) {
+    if (e->prev != NULL) e->prev->next = e->next; else c->head = e->next;
+    if (e->next != NULL) e->next->prev = e->prev; else c->tail = e->prev;
+    e->prev = e->next = NULL;
+}
+
+static void cache_push_front(run_cache *c, cached_run *e) {
+    e->prev = NULL;
+    e->next = c->head;
+    if (c->head != NULL) c->head->prev = e; else c->tail = e;
+    c->head = e;
+}
+
+static void entry_free(cached_run *e) {
+    if (e == NULL) return;
+    engine_run_free(e->run);
+    free(e->run_id);
+    free(e->workflow_id);
+    free(e);
+}
+
+/* Checks a run out for this thread, waiting while another thread works on
+ * it, so that one run's tasks never run concurrently. The entry holds the
+ * cached engine_run, if any. NULL when out of memory. */
+static cached_run *cache_checkout(worker *w, const char *wid, const char *run_id) {
+    run_cache *c = &w->cache;
+    pthread_mutex_lock(&c->mu);
+    for (;;) {
+        cached_run *e = c->head;
+        while (e != NULL && strcmp(e->run_id, run_id) != 0) e = e->next;
+        if (e == NULL) {
+            e = calloc(1, sizeof *e);
+            if (e != NULL) {
+                e->run_id = jstrdup(run_id);
+                e->workflow_id = jstrdup(wid);
+            }
+            if (e == NULL || e->run_id == NULL || e->workflow_id == NULL) {
+                pthread_mutex_unlock(&c->mu);
+                entry_free(e);
+                return NULL;
+            }
+            e->busy = true;
+            cache_push_front(c, e);
+            pthread_mutex_unlock(&c->mu);
+            return e;
+        }
+        if (!e->busy) {
+            e->busy = true;
+            pthread_mutex_unlock(&c->mu);
+            return e;
+        }
+        /* the entry may be gone when this wakes: look it up again */
+        pthread_cond_wait(&c->cv, &c->mu);
     }
+}
+
+/* Takes the cached run out of a checked-out entry: the caller owns it. */
+static engine_run *cache_take(worker *w, cached_run *e) {
+    run_cache *c = &w->cache;
+    pthread_mutex_lock(&c->mu);
+    engine_run *r = e->run;
+    if (r != NULL) {
+        e->run = NULL;
+        c->n_runs--;
+        c->bytes -= e->bytes;
+        e->bytes = 0;
+    }
+    pthread_mutex_unlock(&c->mu);
+    return r;
+}
+
+/* Hands an entry back: with run (kept in the cache, most recently used) or
+ * without (dropped). Runs beyond the limits, least recently used first, are
+ * evicted: returned as a list (linked by next) for the caller to free and
+ * hand back to the normal queue, outside the lock. */
+static cached_run *cache_checkin(worker *w, cached_run *e, engine_run *run) {
+    run_cache *c = &w->cache;
+    cached_run *evicted = NULL, *dropped = NULL;
+    pthread_mutex_lock(&c->mu);
+    e->busy = false;
+    cache_unlink(c, e);
+    if (run != NULL && c->max_runs > 0) {
+        e->run = run;
+        e->bytes = engine_run_memory(run);
+        c->n_runs++;
+        c->bytes += e->bytes;
+        cache_push_front(c, e);
+        run = NULL;
+    } else {
+        dropped = e;
+    }
+    for (cached_run *x = c->tail; x != NULL && (c->n_runs > c->max_runs || c->bytes > c->max_bytes);) {
+        cached_run *prev = x->prev;
+        if (!x->busy && x->run != NULL) {
+            cache_unlink(c, x);
+            c->n_runs--;
+            c->bytes -= x->bytes;
+            c->evictions++;
+            x->next = evicted;
+            evicted = x;
+        }
+        x = prev;
+    }
+    pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+    engine_run_free(run);
+    entry_free(dropped);
+    return evicted;
+}
+
+static void cache_count(worker *w, bool hit) {
+    pthread_mutex_lock(&w->cache.mu);
+    if (hit)
+        w->cache.hits++;
+    else
+        w->cache.misses++;
+    pthread_mutex_unlock(&w->cache.mu);
+}
+
+/* Tells the server the run is no longer in this worker's cache, so its next
+ * task goes to the normal queue with the full history at once instead of
+ * waiting on the sticky queue for the sticky schedule-to-start timeout. */
+static void reset_sticky(worker *w, tc_conn *conn, const char *wid, const char *run_id) {
+    Temporal__Api__Common__V1__WorkflowExecution ex;
+    temporal__api__common__v1__workflow_execution__init(&ex);
+    ex.workflow_id = (char *)wid;
+    ex.run_id = (char *)run_id;
+    Temporal__Api__Workflowservice__V1__ResetStickyTaskQueueRequest req;
+    temporal__api__workflowservice__v1__reset_sticky_task_queue_request__init(&req);
+    req.namespace_ = w->cfg.namespace_;
+    req.execution = &ex;
+    int code = 0;
+    char msg[1024];
+    if (wcall_q(conn, "ResetStickyTaskQueue", &req.base,
+                &temporal__api__workflowservice__v1__reset_sticky_task_queue_response__descriptor,
+                RESPOND_TIMEOUT_MS, true, "ResetStickyTaskQueue", NULL, &code, msg, sizeof msg) != 0 &&
+        code != TC_NOT_FOUND) /* NOT_FOUND: the run closed meanwhile */
+        wlog("cannot hand %s back to the normal task queue (ResetStickyTaskQueue): %s; its next task waits for "
+             "the sticky queue's schedule-to-start timeout", wid, msg);
+}
+
+static void evict_all(worker *w, tc_conn *conn, cached_run *evicted) {
+    while (evicted != NULL) {
+        cached_run *next = evicted->next;
+        if (conn != NULL) reset_sticky(w, conn, evicted->workflow_id, evicted->run_id);
+        entry_free(evicted);
+        evicted = next;
+    }
+}
+
+/* ------------------------------------------------------------ workflow tasks */
+
+/* Whether events hold a jorch upgrade record: the run's script version
+ * may change there, which a cached run (built on the old one) cannot follow. */
+static bool has_upgrade(const wft_history *h) {
+    for (size_t i = 0; i < h->n; i++) {
+        const Temporal__Api__History__V1__WorkflowExecutionSignaledEventAttributes *a =
+            h->events[i]->workflow_execution_signaled_event_attributes;
+        if (h->events[i]->event_type == TEMPORAL__API__ENUMS__V1__EVENT_TYPE__EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED &&
+            a != NULL && a->signal_name != NULL && strcmp(a->signal_name, ENGINE_UPGRADE_SIGNAL) == 0)
+            return true;
+    }
+    return false;
+}
+
+static const int FAILED_UNHANDLED =
+    TEMPORAL__API__ENUMS__V1__WORKFLOW_TASK_FAILED_CAUSE__WORKFLOW_TASK_FAILED_CAUSE_WORKFLOW_WORKER_UNHANDLED_FAILURE;
+static const int FAILED_NONDET =
+    TEMPORAL__API__ENUMS__V1__WORKFLOW_TASK_FAILED_CAUSE__WORKFLOW_TASK_FAILED_CAUSE_NON_DETERMINISTIC_ERROR;
+
+/* A fresh engine_run for the run of task t from its whole history h: the
+ * script is the run's pinned version when its history carries one, else
+ * own (the worker's DIR/T.lua, read for this task). Fails the task (and
+ * returns NULL) when it cannot be built. */
+static engine_run *build_run(worker *w, tc_conn *conn, const WftTask *t, const wft_history *h, const char *path,
+                             char **own_src, size_t own_len, const char *own_sha, cached_run *e) {
     const char *wid = t->workflow_execution->workflow_id;
-    const char *type = t->workflow_type->name;
-    const int FAILED_UNHANDLED =
-        TEMPORAL__API__ENUMS__V1__WORKFLOW_TASK_FAILED_CAUSE__WORKFLOW_TASK_FAILED_CAUSE_WORKFLOW_WORKER_UNHANDLED_FAILURE;
-    const int FAILED_NONDET =
-        TEMPORAL__API__ENUMS__V1__WORKFLOW_TASK_FAILED_CAUSE__WORKFLOW_TASK_FAILED_CAUSE_NON_DETERMINISTIC_ERROR;
     char msg[1400];
-    if (!type_is_safe(type)) {
-        snprintf(msg, sizeof msg, "workflow type '%.200s' cannot name a script in %.900s (it must be a file name "
-                 "without '/' or a leading '.')", type, w->wf_dir);
-        fail_task(w, t, FAILED_UNHANDLED, msg);
-        return;
-    }
-    char path[4096];
-    int pn = snprintf(path, sizeof path, "%s/%s.lua", w->wf_dir, type);
-    if (pn < 0 || (size_t)pn >= sizeof path) {
-        snprintf(msg, sizeof msg, "the script path for workflow type '%.200s' is too long", type);
-        fail_task(w, t, FAILED_UNHANDLED, msg);
-        return;
-    }
     jerr err = {0};
-    char *src = NULL;
-    size_t len = 0;
-    if (read_script(path, &src, &len, &err) != 0) {
-        snprintf(msg, sizeof msg, "no script for workflow type '%.200s': %.900s (the worker serves %.200s/<type>.lua; "
-                 "check --workflows)", type, err.msg, w->wf_dir);
-        fail_task(w, t, FAILED_UNHANDLED, msg);
-        return;
-    }
-    wft_history h;
-    memset(&h, 0, sizeof h);
-    if (collect_history(w, t, &h, &err) != 0) {
-        /* Transient (or a history too large): let the task time out and be retried. */
-        wlog("workflow task of %s: %s; leaving it to time out and be retried", wid, err.msg);
-        history_free(&h);
-        free(src);
-        return;
-    }
-    /* a run started with its script version replays on that version */
+    char *src = *own_src;
+    size_t len = own_len;
     char *pinned_src = NULL, *pinned_name = NULL;
     size_t pinned_len = 0;
     char pinned_sha[65];
-    int pinned = tc_pin_from_history(h.events, h.n, &pinned_src, &pinned_len, pinned_sha, &pinned_name, &err);
+    int pinned = tc_pin_from_history(h->events, h->n, &pinned_src, &pinned_len, pinned_sha, &pinned_name, &err);
     if (pinned > 0) {
-        char own_sha[65];
-        sha256_hex(src, len, own_sha);
         if (w->require_known && strcmp(own_sha, pinned_sha) != 0) {
             snprintf(msg, sizeof msg, "workflow '%.200s' runs script version %.12s (%.200s), which is not this "
                      "worker's %.300s (sha256 %.12s): with --require-known-scripts the worker runs only the scripts "
@@ -575,7 +793,6 @@ static void handle_wft(worker *w, const WftTask *t) {
                      wid, pinned_sha, pinned_name, path, own_sha);
             pinned = -1;
         } else {
-            free(src);
             src = pinned_src;
             len = pinned_len;
             pinned_src = NULL;
@@ -585,11 +802,13 @@ static void handle_wft(worker *w, const WftTask *t) {
     }
     free(pinned_src);
     if (pinned < 0) {
-        fail_task(w, t, FAILED_UNHANDLED, msg);
+        fail_task(w, conn, t, FAILED_UNHANDLED, msg);
         free(pinned_name);
-        free(src);
-        history_free(&h);
-        return;
+        return NULL;
+    }
+    if (e != NULL) {
+        e->pinned = pinned > 0;
+        snprintf(e->sha, sizeof e->sha, "%s", pinned > 0 ? pinned_sha : own_sha);
     }
     engine_run_config ec = {
         .script_name = pinned > 0 ? pinned_name : path, .script_src = src, .script_len = len,
@@ -598,39 +817,150 @@ static void handle_wft(worker *w, const WftTask *t) {
         .workflow_id = wid, .run_id = t->workflow_execution->run_id, .log_fn = wf_log, .log_ud = w,
     };
     engine_run *run = engine_run_new(&ec, &err);
-    free(src);
+    if (src != *own_src) free(src);
     free(pinned_name);
-    if (run == NULL) {
-        fail_task(w, t, FAILED_UNHANDLED, err.msg);
-        history_free(&h);
-        return;
+    if (run == NULL) fail_task(w, conn, t, FAILED_UNHANDLED, err.msg);
+    return run;
+}
+
+/* A legacy query task: answered from a fresh replay of the whole history
+ * (never from the cached run, which may be ahead of or behind it). */
+static void answer_query_task(worker *w, tc_conn *conn, const WftTask *t, wft_history *h, const char *path,
+                              char **own_src, size_t own_len, const char *own_sha) {
+    const char *wid = t->workflow_execution->workflow_id;
+    jerr err = {0};
+    if (h->n == 0 || h->events[0]->event_id != 1) {
+        /* on the sticky queue a query task carries no history (or only the
+         * events since the run's last task) */
+        history_free(h);
+        if (fetch_full_history(w, conn, t, h, &err) != 0) {
+            wlog("query task on %s: %s; leaving it to time out", wid, err.msg);
+            return;
+        }
     }
+    engine_run *run = build_run(w, conn, t, h, path, own_src, own_len, own_sha, NULL);
+    if (run == NULL) return;
     engine_output out;
     memset(&out, 0, sizeof out);
-    if (engine_run_feed(run, h.events, h.n, &out, &err) != 0) {
-        fail_task(w, t, out.failure == ENGINE_NONDETERMINISM ? FAILED_NONDET : FAILED_UNHANDLED, err.msg);
+    Payloads *answer = NULL;
+    if (engine_run_feed(run, h->events, h->n, &out, &err) != 0) {
+        fail_task(w, conn, t, out.failure == ENGINE_NONDETERMINISM ? FAILED_NONDET : FAILED_UNHANDLED, err.msg);
+    } else if (engine_run_query(run, t->query->query_type, t->query->query_args, &answer, &err) != 0) {
+        fail_task(w, conn, t, FAILED_UNHANDLED, err.msg);
+    } else {
+        respond_query(w, conn, t, answer, NULL);
+        winfo(w, "query '%s' on %s answered", t->query->query_type, wid);
+        protobuf_c_message_free_unpacked(&answer->base, NULL);
+    }
+    engine_run_free(run);
+}
+
+/* Executes one workflow task of the checked-out run e. *runp is the cached
+ * engine_run (or NULL) on entry, and on return the run to keep in the cache
+ * (or NULL: drop it). */
+static void execute_wft(worker *w, tc_conn *conn, const WftTask *t, cached_run *e, engine_run **runp) {
+    const char *wid = t->workflow_execution->workflow_id;
+    const char *type = t->workflow_type->name;
+    engine_run *run = *runp;
+    *runp = NULL; /* until the task ends well */
+    char msg[1400];
+    if (!type_is_safe(type)) {
+        snprintf(msg, sizeof msg, "workflow type '%.200s' cannot name a script in %.900s (it must be a file name "
+                 "without '/' or a leading '.')", type, w->wf_dir);
+        fail_task(w, conn, t, FAILED_UNHANDLED, msg);
         engine_run_free(run);
+        return;
+    }
+    char path[4096];
+    int pn = snprintf(path, sizeof path, "%s/%s.lua", w->wf_dir, type);
+    if (pn < 0 || (size_t)pn >= sizeof path) {
+        snprintf(msg, sizeof msg, "the script path for workflow type '%.200s' is too long", type);
+        fail_task(w, conn, t, FAILED_UNHANDLED, msg);
+        engine_run_free(run);
+        return;
+    }
+    jerr err = {0};
+    char *src = NULL;
+    size_t len = 0;
+    if (read_script(path, &src, &len, &err) != 0) {
+        snprintf(msg, sizeof msg, "no script for workflow type '%.200s': %.900s (the worker serves %.200s/<type>.lua; "
+                 "check --workflows)", type, err.msg, w->wf_dir);
+        fail_task(w, conn, t, FAILED_UNHANDLED, msg);
+        engine_run_free(run);
+        return;
+    }
+    char own_sha[65];
+    sha256_hex(src, len, own_sha);
+    wft_history h;
+    memset(&h, 0, sizeof h);
+    if (collect_history(w, conn, t, &h, &err) != 0) {
+        /* Transient (or a history too large): let the task time out and be retried. */
+        wlog("workflow task of %s: %s; leaving it to time out and be retried", wid, err.msg);
         history_free(&h);
+        free(src);
+        engine_run_free(run);
         return;
     }
     if (t->query != NULL) {
         /* Legacy query: answered on its own, never with RespondWorkflowTaskCompleted. */
-        Payloads *answer = NULL;
-        if (engine_run_query(run, t->query->query_type, t->query->query_args, &answer, &err) != 0) {
-            fail_task(w, t, FAILED_UNHANDLED, err.msg);
-        } else {
-            respond_query(w, t, answer, NULL);
-            winfo(w, "query '%s' on %s answered", t->query->query_type, wid);
-            protobuf_c_message_free_unpacked(&answer->base, NULL);
+        answer_query_task(w, conn, t, &h, path, &src, len, own_sha);
+        *runp = run; /* the cached run is untouched */
+        history_free(&h);
+        free(src);
+        return;
+    }
+    /* Continue the cached run when the task's events follow the last one it
+     * saw and nothing changed its script: the run's own (pinned) version,
+     * or the worker's file, unchanged since the run was built. */
+    int64_t first = h.n > 0 ? h.events[0]->event_id : 0;
+    bool cont = run != NULL && first == e->last_event_id + 1 && !has_upgrade(&h) &&
+                strcmp(e->sha, own_sha) == 0;
+    if (run != NULL && cont == false && e->pinned && first == e->last_event_id + 1 && !has_upgrade(&h) &&
+        !w->require_known)
+        cont = true; /* a pinned run replays on its version whatever the file holds */
+    if (!cont) {
+        engine_run_free(run);
+        run = NULL;
+        if (first != 1) {
+            /* A sticky task's events since the run's last task, and this
+             * worker does not have the run as they leave it (evicted,
+             * restarted, or the cached run diverged): a cache miss, served
+             * by reading the whole history, never a failed task. */
+            history_free(&h);
+            memset(&h, 0, sizeof h);
+            if (fetch_full_history(w, conn, t, &h, &err) != 0) {
+                wlog("workflow task of %s: %s; leaving it to time out and be retried", wid, err.msg);
+                history_free(&h);
+                free(src);
+                return;
+            }
+            if (w->cache.max_runs > 0) cache_count(w, false);
         }
+        run = build_run(w, conn, t, &h, path, &src, len, own_sha, e);
+        free(src);
+        src = NULL;
+        if (run == NULL) {
+            history_free(&h);
+            return;
+        }
+    } else {
+        free(src);
+        src = NULL;
+        cache_count(w, true);
+    }
+    engine_output out;
+    memset(&out, 0, sizeof out);
+    if (engine_run_feed(run, h.events, h.n, &out, &err) != 0) {
+        fail_task(w, conn, t, out.failure == ENGINE_NONDETERMINISM ? FAILED_NONDET : FAILED_UNHANDLED, err.msg);
         engine_run_free(run);
         history_free(&h);
         return;
     }
+    e->last_event_id = h.n > 0 ? h.events[h.n - 1]->event_id : e->last_event_id;
     query_answers qa;
     memset(&qa, 0, sizeof qa);
     if (answer_attached(run, t, &qa, &err) != 0) {
-        fail_task(w, t, FAILED_UNHANDLED, err.msg);
+        fail_task(w, conn, t, FAILED_UNHANDLED, err.msg);
         answers_free(&qa);
         engine_run_free(run);
         history_free(&h);
@@ -645,9 +975,26 @@ static void handle_wft(worker *w, const WftTask *t) {
     req.namespace_ = w->cfg.namespace_;
     req.query_results = qa.ptrs;
     req.n_query_results = qa.n;
+    /* The run stays in the cache after this task: its next task comes to
+     * this worker's sticky queue, with only the new events. */
+    bool keep = w->cache.max_runs > 0 && !engine_run_closed(run);
+    Temporal__Api__Taskqueue__V1__TaskQueue sticky_tq;
+    temporal__api__taskqueue__v1__task_queue__init(&sticky_tq);
+    sticky_tq.name = w->sticky_queue;
+    sticky_tq.kind = TEMPORAL__API__ENUMS__V1__TASK_QUEUE_KIND__TASK_QUEUE_KIND_STICKY;
+    sticky_tq.normal_name = w->task_queue;
+    Google__Protobuf__Duration sticky_timeout;
+    google__protobuf__duration__init(&sticky_timeout);
+    sticky_timeout.seconds = w->set.sticky_schedule_to_start_timeout_ms / 1000;
+    sticky_timeout.nanos = (int32_t)(w->set.sticky_schedule_to_start_timeout_ms % 1000) * 1000000;
+    Temporal__Api__Taskqueue__V1__StickyExecutionAttributes sticky;
+    temporal__api__taskqueue__v1__sticky_execution_attributes__init(&sticky);
+    sticky.worker_task_queue = &sticky_tq;
+    sticky.schedule_to_start_timeout = &sticky_timeout;
+    if (keep) req.sticky_attributes = &sticky;
     /* runtime flags this task used first, and jorch's name on the first task */
     if (engine_task_metadata(&out, &req.sdk_metadata, &err) != 0) {
-        fail_task(w, t, FAILED_UNHANDLED, err.msg);
+        fail_task(w, conn, t, FAILED_UNHANDLED, err.msg);
         answers_free(&qa);
         engine_run_free(run);
         history_free(&h);
@@ -657,7 +1004,7 @@ static void handle_wft(worker *w, const WftTask *t) {
     snprintf(what, sizeof what, "completing the workflow task of '%.300s'", wid);
     int code = 0;
     char refusal[1024];
-    if (wcall_q(w->wf_conn, "RespondWorkflowTaskCompleted", &req.base,
+    if (wcall_q(conn, "RespondWorkflowTaskCompleted", &req.base,
                 &temporal__api__workflowservice__v1__respond_workflow_task_completed_response__descriptor,
                 RESPOND_TIMEOUT_MS, true, what, NULL, &code, refusal, sizeof refusal) == 0) {
         char cmds[256] = "";
@@ -667,9 +1014,14 @@ static void handle_wft(worker *w, const WftTask *t) {
                              command_type_name((int)out.commands[i]->command_type));
             if (k > 0) used += (size_t)k;
         }
-        winfo(w, "workflow task of %s (%s, %zu events%s, attempt %d): %zu command(s)%s%s%s%s", wid, type, h.n,
-             h.n_pages > 0 ? " over several pages" : "", t->attempt, out.n_commands, out.n_commands ? " " : "", cmds, engine_run_closed(run) ? "; the run is closing" : "",
-             qa.n ? "; queries answered" : "");
+        winfo(w, "workflow task of %s (%s, %zu %s%s, attempt %d): %zu command(s)%s%s%s%s", wid, type, h.n,
+              cont ? "new events on the cached run" : "events", h.n_pages > 0 ? " over several pages" : "",
+              t->attempt, out.n_commands, out.n_commands ? " " : "", cmds,
+              engine_run_closed(run) ? "; the run is closing" : "", qa.n ? "; queries answered" : "");
+        if (keep) {
+            *runp = run;
+            run = NULL;
+        }
     } else if (code == TC_NOT_FOUND) {
         wlog("the workflow task of %s was already gone (timed out, or the run closed): %s", wid, refusal);
     } else if (code == TC_INVALID_ARGUMENT) {
@@ -686,18 +1038,88 @@ static void handle_wft(worker *w, const WftTask *t) {
     }
     if (req.sdk_metadata) protobuf_c_message_free_unpacked(&req.sdk_metadata->base, NULL);
     answers_free(&qa);
-    engine_run_free(run);
+    engine_run_free(run); /* NULL when kept */
     history_free(&h);
 }
 
+static void handle_wft(worker *w, tc_conn *conn, const WftTask *t) {
+    if (t->workflow_execution == NULL || t->workflow_type == NULL || t->workflow_execution->run_id == NULL) {
+        wlog("a workflow task came without its workflow execution or type; ignored (it will time out)");
+        return;
+    }
+    const char *wid = t->workflow_execution->workflow_id;
+    cached_run *e = cache_checkout(w, wid, t->workflow_execution->run_id);
+    if (e == NULL) {
+        wlog("workflow task of %s: out of memory; leaving it to time out and be retried", wid);
+        return;
+    }
+    engine_run *run = cache_take(w, e);
+    bool had_run = run != NULL;
+    execute_wft(w, conn, t, e, &run);
+    bool dropped = had_run && run == NULL;
+    cached_run *evicted = cache_checkin(w, e, run);
+    /* e may be freed now */
+    if (dropped && w->cache.max_runs > 0) reset_sticky(w, conn, wid, t->workflow_execution->run_id);
+    evict_all(w, conn, evicted);
+}
+
+/* A poll permit: at most max_concurrent_workflow_task_pollers polls at
+ * once, split between the normal and the sticky queue. false when the
+ * worker stops. */
+static bool poll_permit(worker *w, bool *sticky) {
+    int limit = w->set.max_concurrent_workflow_task_pollers;
+    pthread_mutex_lock(&w->mu);
+    while (!stopping(w) && w->polls_normal + w->polls_sticky >= limit) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 100000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&w->poll_cv, &w->mu, &ts);
+    }
+    bool ok = !stopping(w);
+    if (ok) {
+        if (w->sticky_queue[0] == '\0')
+            *sticky = false;
+        else if (w->polls_sticky != w->polls_normal)
+            *sticky = w->polls_sticky < w->polls_normal;
+        else
+            *sticky = (w->poll_toggle = !w->poll_toggle);
+        if (*sticky)
+            w->polls_sticky++;
+        else
+            w->polls_normal++;
+    }
+    pthread_mutex_unlock(&w->mu);
+    return ok;
+}
+
+static void poll_done(worker *w, bool sticky) {
+    pthread_mutex_lock(&w->mu);
+    if (sticky)
+        w->polls_sticky--;
+    else
+        w->polls_normal--;
+    pthread_cond_signal(&w->poll_cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
 static void *workflow_thread(void *arg) {
-    worker *w = arg;
+    wf_thread *wt = arg;
+    worker *w = wt->w;
     int backoff = 0;
     while (!stopping(w)) {
+        bool sticky = false;
+        if (!poll_permit(w, &sticky)) break;
+        const char *queue = sticky ? w->sticky_queue : w->task_queue;
         Temporal__Api__Taskqueue__V1__TaskQueue tq;
         temporal__api__taskqueue__v1__task_queue__init(&tq);
-        tq.name = (char *)w->task_queue;
-        tq.kind = TEMPORAL__API__ENUMS__V1__TASK_QUEUE_KIND__TASK_QUEUE_KIND_NORMAL;
+        tq.name = (char *)queue;
+        tq.kind = sticky ? TEMPORAL__API__ENUMS__V1__TASK_QUEUE_KIND__TASK_QUEUE_KIND_STICKY
+                         : TEMPORAL__API__ENUMS__V1__TASK_QUEUE_KIND__TASK_QUEUE_KIND_NORMAL;
+        if (sticky) tq.normal_name = w->task_queue;
         Temporal__Api__Workflowservice__V1__PollWorkflowTaskQueueRequest req;
         temporal__api__workflowservice__v1__poll_workflow_task_queue_request__init(&req);
         req.namespace_ = w->cfg.namespace_;
@@ -705,10 +1127,11 @@ static void *workflow_thread(void *arg) {
         req.identity = w->cfg.identity;
         tc_call_opts opts = {.timeout_ms = TC_LONG_POLL_TIMEOUT_MS};
         jerr err = {0};
-        tc_call *call = tc_call_start(w->wf_conn, SVC_POLL_WFT, &req.base,
+        tc_call *call = tc_call_start(wt->conn, SVC_POLL_WFT, &req.base,
                                       &temporal__api__workflowservice__v1__poll_workflow_task_queue_response__descriptor,
                                       &opts, &err);
         if (call == NULL) {
+            poll_done(w, sticky);
             wlog("cannot poll for workflow tasks: %s", err.msg);
             backoff = next_backoff(backoff);
             nap(w, backoff);
@@ -716,11 +1139,12 @@ static void *workflow_thread(void *arg) {
         }
         bool broken = false;
         while (!tc_call_done(call) && !stopping(w)) {
-            if (tc_conn_perform(w->wf_conn, 250, &err) < 0) {
+            if (tc_conn_perform(wt->conn, 250, &err) < 0) {
                 broken = true;
                 break;
             }
         }
+        poll_done(w, sticky);
         if (stopping(w) || broken) {
             tc_call_free(call); /* abandons the long poll */
             if (broken) {
@@ -741,8 +1165,7 @@ static void *workflow_thread(void *arg) {
                 char text[1200];
                 status_text(&st, text, sizeof text);
                 backoff = next_backoff(backoff);
-                wlog("polling %s for workflow tasks failed: %s; retrying in %.1f s", w->task_queue, text,
-                     backoff / 1000.0);
+                wlog("polling %s for workflow tasks failed: %s; retrying in %.1f s", queue, text, backoff / 1000.0);
                 tc_status_clear(&st);
                 nap(w, backoff);
                 continue;
@@ -753,7 +1176,7 @@ static void *workflow_thread(void *arg) {
         tc_status_clear(&st);
         backoff = 0;
         WftTask *t = (void *)resp;
-        if (t->task_token.len > 0) handle_wft(w, t);
+        if (t->task_token.len > 0) handle_wft(w, wt->conn, t);
         protobuf_c_message_free_unpacked(resp, NULL);
     }
     return NULL;
@@ -910,20 +1333,61 @@ static void on_outcome(worker *w, act_outcome *o) {
     protobuf_c_message_free_unpacked(&t->base, NULL);
 }
 
+/* A finished activity poll: start its attempt. */
+static void activity_polled(worker *w, tc_call *poll, int *backoff, int64_t *retry_at_ms, int64_t now_ms) {
+    tc_status st;
+    tc_status_init(&st);
+    ProtobufCMessage *resp = NULL;
+    int rc = tc_call_result(poll, &resp, &st);
+    if (rc != 0) {
+        if (!(st.transport && st.code == TC_DEADLINE_EXCEEDED)) {
+            char text[1200];
+            status_text(&st, text, sizeof text);
+            *backoff = next_backoff(*backoff);
+            *retry_at_ms = now_ms + *backoff;
+            wlog("polling %s for activity tasks failed: %s; retrying in %.1f s", w->task_queue, text,
+                 *backoff / 1000.0);
+        }
+    } else {
+        *backoff = 0;
+        ActTask *t = (void *)resp;
+        int src = t->task_token.len > 0 ? start_activity(w, t) : -1;
+        if (src == -2) {
+            Temporal__Api__Failure__V1__Failure f;
+            temporal__api__failure__v1__failure__init(&f);
+            f.message = "the worker could not start the activity (out of memory?)";
+            f.source = "jorch";
+            respond_activity_failed(w, t, &f);
+        }
+        if (src != 0) protobuf_c_message_free_unpacked(resp, NULL);
+    }
+    tc_status_clear(&st);
+}
+
 static void *activity_thread(void *arg) {
     worker *w = arg;
-    tc_call *poll = NULL;
+    /* Polls in flight, all on act_conn (driven together); a poll only
+     * starts while the attempts running plus the polls out stay within the
+     * slots, so every task a poll brings has a slot. */
+    enum { MAX_POLLS = 64 };
+    tc_call *polls[MAX_POLLS] = {0};
+    int max_polls = w->set.max_concurrent_activity_task_pollers;
+    if (max_polls > MAX_POLLS) max_polls = MAX_POLLS;
+    int capacity = w->set.max_concurrent_activity_executions;
     int backoff = 0;
     int64_t retry_at_ms = 0;
     int64_t stop_deadline_ms = -1;
     bool cancelled_rest = false;
     for (;;) {
         int64_t now_ms = time_now_nanos() / 1000000;
+        int out = 0;
+        for (int i = 0; i < max_polls; i++) out += polls[i] != NULL ? 1 : 0;
         if (stopping(w)) {
-            if (poll != NULL) {
-                tc_call_free(poll); /* abandons the long poll */
-                poll = NULL;
+            for (int i = 0; i < max_polls; i++) {
+                if (polls[i] != NULL) tc_call_free(polls[i]); /* abandons the long poll */
+                polls[i] = NULL;
             }
+            out = 0;
             if (stop_deadline_ms < 0) {
                 stop_deadline_ms = now_ms + SHUTDOWN_GRACE_MS;
                 int n = slots_used(w);
@@ -939,79 +1403,192 @@ static void *activity_thread(void *arg) {
             } else if (now_ms >= stop_deadline_ms && cancelled_rest) {
                 break; /* act_host_free will deal with what is left */
             }
-        } else if (poll == NULL && now_ms >= retry_at_ms && slots_used(w) < WORKER_ACT_SLOTS) {
-            Temporal__Api__Taskqueue__V1__TaskQueue tq;
-            temporal__api__taskqueue__v1__task_queue__init(&tq);
-            tq.name = (char *)w->task_queue;
-            tq.kind = TEMPORAL__API__ENUMS__V1__TASK_QUEUE_KIND__TASK_QUEUE_KIND_NORMAL;
-            Temporal__Api__Workflowservice__V1__PollActivityTaskQueueRequest req;
-            temporal__api__workflowservice__v1__poll_activity_task_queue_request__init(&req);
-            req.namespace_ = w->cfg.namespace_;
-            req.task_queue = &tq;
-            req.identity = w->cfg.identity;
-            tc_call_opts opts = {.timeout_ms = TC_LONG_POLL_TIMEOUT_MS};
-            jerr err = {0};
-            poll = tc_call_start(w->act_conn, "PollActivityTaskQueue", &req.base,
-                                 &temporal__api__workflowservice__v1__poll_activity_task_queue_response__descriptor,
-                                 &opts, &err);
-            if (poll == NULL) {
-                backoff = next_backoff(backoff);
-                retry_at_ms = now_ms + backoff;
-                wlog("cannot poll for activity tasks: %s", err.msg);
+        } else if (now_ms >= retry_at_ms) {
+            for (int i = 0; i < max_polls && slots_used(w) + out < capacity; i++) {
+                if (polls[i] != NULL) continue;
+                Temporal__Api__Taskqueue__V1__TaskQueue tq;
+                temporal__api__taskqueue__v1__task_queue__init(&tq);
+                tq.name = (char *)w->task_queue;
+                tq.kind = TEMPORAL__API__ENUMS__V1__TASK_QUEUE_KIND__TASK_QUEUE_KIND_NORMAL;
+                Temporal__Api__Workflowservice__V1__PollActivityTaskQueueRequest req;
+                temporal__api__workflowservice__v1__poll_activity_task_queue_request__init(&req);
+                req.namespace_ = w->cfg.namespace_;
+                req.task_queue = &tq;
+                req.identity = w->cfg.identity;
+                tc_call_opts opts = {.timeout_ms = TC_LONG_POLL_TIMEOUT_MS};
+                jerr err = {0};
+                polls[i] = tc_call_start(w->act_conn, "PollActivityTaskQueue", &req.base,
+                                         &temporal__api__workflowservice__v1__poll_activity_task_queue_response__descriptor,
+                                         &opts, &err);
+                if (polls[i] == NULL) {
+                    backoff = next_backoff(backoff);
+                    retry_at_ms = now_ms + backoff;
+                    wlog("cannot poll for activity tasks: %s", err.msg);
+                    break;
+                }
+                out++;
             }
         }
-        if (poll != NULL) {
+        if (out > 0) {
             jerr err = {0};
             if (tc_conn_perform(w->act_conn, 50, &err) < 0) {
-                tc_call_free(poll);
-                poll = NULL;
+                for (int i = 0; i < max_polls; i++) {
+                    if (polls[i] != NULL) tc_call_free(polls[i]);
+                    polls[i] = NULL;
+                }
+                out = 0;
                 backoff = next_backoff(backoff);
                 retry_at_ms = now_ms + backoff;
                 wlog("polling for activity tasks failed: %s", err.msg);
-            } else if (tc_call_done(poll)) {
-                tc_status st;
-                tc_status_init(&st);
-                ProtobufCMessage *resp = NULL;
-                int rc = tc_call_result(poll, &resp, &st);
-                tc_call_free(poll);
-                poll = NULL;
-                if (rc != 0) {
-                    if (!(st.transport && st.code == TC_DEADLINE_EXCEEDED)) {
-                        char text[1200];
-                        status_text(&st, text, sizeof text);
-                        backoff = next_backoff(backoff);
-                        retry_at_ms = now_ms + backoff;
-                        wlog("polling %s for activity tasks failed: %s; retrying in %.1f s", w->task_queue, text,
-                             backoff / 1000.0);
-                    }
-                } else {
-                    backoff = 0;
-                    ActTask *t = (void *)resp;
-                    int src = t->task_token.len > 0 ? start_activity(w, t) : -1;
-                    if (src == -2) {
-                        Temporal__Api__Failure__V1__Failure f;
-                        temporal__api__failure__v1__failure__init(&f);
-                        f.message = "the worker could not start the activity (out of memory?)";
-                        f.source = "jorch";
-                        respond_activity_failed(w, t, &f);
-                    }
-                    if (src != 0) protobuf_c_message_free_unpacked(resp, NULL);
+            } else {
+                for (int i = 0; i < max_polls; i++) {
+                    if (polls[i] == NULL || !tc_call_done(polls[i])) continue;
+                    activity_polled(w, polls[i], &backoff, &retry_at_ms, now_ms);
+                    tc_call_free(polls[i]);
+                    polls[i] = NULL;
+                    out--;
                 }
-                tc_status_clear(&st);
             }
         }
         /* Outcomes: wait a little when nothing else paces the loop. */
         act_outcome o;
         memset(&o, 0, sizeof o);
-        while (act_host_wait(w->host, poll == NULL ? 50 : 0, &o) == 1) {
+        while (act_host_wait(w->host, out == 0 ? 50 : 0, &o) == 1) {
             on_outcome(w, &o);
             act_outcome_clear(&o);
             memset(&o, 0, sizeof o);
-            if (poll == NULL && !stopping(w)) break; /* go poll again */
+            if (out == 0 && !stopping(w)) break; /* go poll again */
         }
     }
-    if (poll != NULL) tc_call_free(poll);
+    for (int i = 0; i < max_polls; i++)
+        if (polls[i] != NULL) tc_call_free(polls[i]);
     return NULL;
+}
+
+/* ------------------------------------------------------------ settings */
+
+void tc_worker_settings_default(tc_worker_settings *s) {
+    s->max_concurrent_workflow_task_executions = 4;
+    s->max_concurrent_activity_executions = 8;
+    s->max_concurrent_workflow_task_pollers = 2;
+    s->max_concurrent_activity_task_pollers = 2;
+    s->max_cached_workflows = 1000;
+    s->cache_memory_mb = 512;
+    s->sticky_schedule_to_start_timeout_ms = 5000;
+}
+
+static const struct {
+    const char *key;
+    long long min, max;
+} int_settings[] = {
+    {"max_concurrent_workflow_task_executions", 1, MAX_TASK_SLOTS},
+    {"max_concurrent_activity_executions", 1, MAX_TASK_SLOTS},
+    {"max_concurrent_workflow_task_pollers", 1, MAX_TASK_SLOTS},
+    {"max_concurrent_activity_task_pollers", 1, 64},
+    {"max_cached_workflows", 0, MAX_CACHED_RUNS},
+    {"cache_memory_mb", 1, 1048576},
+};
+
+static int *int_setting(tc_worker_settings *s, size_t i) {
+    switch (i) {
+    case 0: return &s->max_concurrent_workflow_task_executions;
+    case 1: return &s->max_concurrent_activity_executions;
+    case 2: return &s->max_concurrent_workflow_task_pollers;
+    case 3: return &s->max_concurrent_activity_task_pollers;
+    case 4: return &s->max_cached_workflows;
+    default: return &s->cache_memory_mb;
+    }
+}
+
+int tc_worker_settings_set(tc_worker_settings *s, const char *key, const char *value, const char *source,
+                           jerr *err) {
+    if (value == NULL) value = "";
+    for (size_t i = 0; i < sizeof int_settings / sizeof int_settings[0]; i++) {
+        if (strcmp(key, int_settings[i].key) != 0) continue;
+        char *end = NULL;
+        errno = 0;
+        long long v = strtoll(value, &end, 10);
+        if (value[0] == '\0' || end == NULL || *end != '\0' || errno != 0 || v < int_settings[i].min ||
+            v > int_settings[i].max)
+            return jerr_set(err, JERR_USAGE, "%s: '%.40s' is not a whole number from %lld to %lld", source, value,
+                            int_settings[i].min, int_settings[i].max);
+        *int_setting(s, i) = (int)v;
+        return 0;
+    }
+    if (strcmp(key, "sticky_schedule_to_start_timeout") == 0) {
+        int64_t ns = 0;
+        jerr derr = {0};
+        char *end = NULL;
+        double secs = strtod(value, &end);
+        if (value[0] != '\0' && end != NULL && *end == '\0')
+            ns = secs >= 0 && secs <= 3600 ? (int64_t)(secs * 1e9) : -1;
+        else if (duration_parse(value, &ns, &derr) != 0)
+            ns = -1;
+        if (ns < 1000000 || ns > (int64_t)3600 * 1000000000)
+            return jerr_set(err, JERR_USAGE, "%s: '%.40s' is not a duration from 1 ms to 1 hour (e.g. 5 or \"10s\")",
+                            source, value);
+        s->sticky_schedule_to_start_timeout_ms = ns / 1000000;
+        return 0;
+    }
+    return jerr_set(err, JERR_USAGE, "%s: unknown worker setting '%.60s' (known: max_concurrent_workflow_task_executions, "
+                    "max_concurrent_activity_executions, max_concurrent_workflow_task_pollers, "
+                    "max_concurrent_activity_task_pollers, max_cached_workflows, cache_memory_mb, "
+                    "sticky_schedule_to_start_timeout)", source, key);
+}
+
+int tc_worker_settings_load(tc_worker_settings *s, jerr *err) {
+    const char *path = NULL;
+    int found = config_locate(&path, err);
+    if (found <= 0) return found;
+    jbuf json;
+    jbuf_init(&json, 0);
+    if (config_load_yaml_as_json(path, &json, err) != 0) {
+        jbuf_free(&json);
+        return -1;
+    }
+    cJSON *root = cJSON_ParseWithLength(json.data != NULL ? json.data : "{}", json.data != NULL ? json.len : 2);
+    jbuf_free(&json);
+    if (root == NULL) return jerr_set(err, JERR_INTERNAL, "%s: the YAML converter produced invalid JSON", path);
+    int rc = 0;
+    const cJSON *t = cJSON_IsObject(root) ? cJSON_GetObjectItemCaseSensitive(root, "worker") : NULL;
+    if (t != NULL && !cJSON_IsNull(t) && !cJSON_IsObject(t))
+        rc = jerr_set(err, JERR_USAGE, "%s: worker: must be a mapping of settings (max_cached_workflows:, ...)", path);
+    for (const cJSON *kv = cJSON_IsObject(t) ? t->child : NULL; kv != NULL && rc == 0; kv = kv->next) {
+        char source[1200], num[64];
+        const char *value;
+        snprintf(source, sizeof source, "%s: worker.%.60s", path, kv->string);
+        if (cJSON_IsNull(kv)) continue; /* "key:" with nothing: not set */
+        if (cJSON_IsNumber(kv)) {
+            snprintf(num, sizeof num, "%.17g", kv->valuedouble);
+            value = num;
+        } else if (cJSON_IsString(kv)) {
+            value = kv->valuestring;
+        } else {
+            rc = jerr_set(err, JERR_USAGE, "%s must be a number (or a duration)", source);
+            break;
+        }
+        if (tc_worker_settings_set(s, kv->string, value, source, err) != 0) rc = -1;
+    }
+    cJSON_Delete(root);
+    return rc;
+}
+
+/* Pollers beyond the slots could only wait: at most one poll per slot. */
+static int settings_settle(tc_worker_settings *s, jerr *err) {
+    tc_worker_settings d;
+    tc_worker_settings_default(&d);
+    if (s->max_concurrent_workflow_task_executions < 1 || s->max_concurrent_activity_executions < 1)
+        return jerr_set(err, JERR_USAGE, "the worker needs at least one workflow task slot and one activity slot");
+    if (s->max_concurrent_workflow_task_pollers < 1) s->max_concurrent_workflow_task_pollers = 1;
+    if (s->max_concurrent_activity_task_pollers < 1) s->max_concurrent_activity_task_pollers = 1;
+    if (s->max_concurrent_workflow_task_pollers > s->max_concurrent_workflow_task_executions)
+        s->max_concurrent_workflow_task_pollers = s->max_concurrent_workflow_task_executions;
+    if (s->max_concurrent_activity_task_pollers > s->max_concurrent_activity_executions)
+        s->max_concurrent_activity_task_pollers = s->max_concurrent_activity_executions;
+    if (s->max_cached_workflows < 0) s->max_cached_workflows = 0;
+    if (s->cache_memory_mb < 1) s->cache_memory_mb = d.cache_memory_mb;
+    if (s->sticky_schedule_to_start_timeout_ms < 1) s->sticky_schedule_to_start_timeout_ms = d.sticky_schedule_to_start_timeout_ms;
+    return 0;
 }
 
 /* ------------------------------------------------------------ lifecycle */
@@ -1038,8 +1615,8 @@ static int check_server(worker *w, jerr *err) {
 }
 
 /* Connections (made here, on the main thread: see the top of the file),
- * the start-up check, the locks and the activity host. worker_close undoes
- * whatever of it was done. */
+ * the start-up check, the locks, the run cache and the activity host.
+ * worker_close undoes whatever of it was done. */
 static int worker_open(worker *w, jerr *err) {
     w->wf_conn = tc_conn_new(&w->cfg, err);
     if (w->wf_conn == NULL) return -1;
@@ -1048,16 +1625,36 @@ static int worker_open(worker *w, jerr *err) {
     w->hb_conn = tc_conn_new(&w->cfg, err);
     if (w->hb_conn == NULL) return -1;
     if (check_server(w, err) != 0) return -1;
-    w->slots = act_slots_new(WORKER_ACT_SLOTS, err);
+    size_t n = (size_t)w->set.max_concurrent_workflow_task_executions;
+    w->wft = calloc(n, sizeof *w->wft);
+    if (w->wft == NULL) return jerr_oom(err, "the workflow task slots");
+    w->n_wft = n;
+    for (size_t i = 0; i < n; i++) {
+        w->wft[i].w = w;
+        w->wft[i].conn = tc_conn_new(&w->cfg, err);
+        if (w->wft[i].conn == NULL) return -1;
+    }
+    w->slots = act_slots_new((size_t)w->set.max_concurrent_activity_executions, err);
     if (w->slots == NULL) return -1;
     if (pthread_mutex_init(&w->mu, NULL) != 0) return jerr_set(err, JERR_FAILED, "cannot create the worker's locks");
     if (pthread_mutex_init(&w->hb_mu, NULL) != 0) {
         pthread_mutex_destroy(&w->mu);
         return jerr_set(err, JERR_FAILED, "cannot create the worker's locks");
     }
+    if (pthread_mutex_init(&w->cache.mu, NULL) != 0) {
+        pthread_mutex_destroy(&w->mu);
+        pthread_mutex_destroy(&w->hb_mu);
+        return jerr_set(err, JERR_FAILED, "cannot create the worker's locks");
+    }
+    if (pthread_cond_init(&w->cache.cv, NULL) != 0 || pthread_cond_init(&w->poll_cv, NULL) != 0) {
+        pthread_mutex_destroy(&w->mu);
+        pthread_mutex_destroy(&w->hb_mu);
+        pthread_mutex_destroy(&w->cache.mu);
+        return jerr_set(err, JERR_FAILED, "cannot create the worker's locks");
+    }
     w->mu_ok = true;
-    act_host_config hc = {.activities_dir = w->act_dir, .threads = WORKER_ACT_SLOTS, .on_heartbeat = on_heartbeat,
-                          .ud = w, .log_fn = act_log, .config_json = w->conf.data};
+    act_host_config hc = {.activities_dir = w->act_dir, .threads = w->set.max_concurrent_activity_executions,
+                          .on_heartbeat = on_heartbeat, .ud = w, .log_fn = act_log, .config_json = w->conf.data};
     w->host = act_host_new(&hc, err);
     if (w->host == NULL) return jerr_prefix(err, "cannot start the activity host on '%s'", w->act_dir);
     return 0;
@@ -1065,15 +1662,19 @@ static int worker_open(worker *w, jerr *err) {
 
 static void worker_threads_stop(worker *w);
 
-/* The two threads; they never take SIGINT/SIGTERM (the main thread does). */
+/* The threads; they never take SIGINT/SIGTERM (the main thread does). */
 static int worker_threads_start(worker *w) {
     sigset_t block, old;
     sigemptyset(&block);
     sigaddset(&block, SIGINT);
     sigaddset(&block, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &block, &old);
-    w->wf_started = pthread_create(&w->wf_thread, NULL, workflow_thread, w) == 0;
-    w->act_started = w->wf_started && pthread_create(&w->act_thread, NULL, activity_thread, w) == 0;
+    bool ok = true;
+    for (size_t i = 0; i < w->n_wft && ok; i++) {
+        w->wft[i].started = pthread_create(&w->wft[i].thread, NULL, workflow_thread, &w->wft[i]) == 0;
+        ok = w->wft[i].started;
+    }
+    w->act_started = ok && pthread_create(&w->act_thread, NULL, activity_thread, w) == 0;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (!w->act_started) {
         worker_threads_stop(w);
@@ -1084,9 +1685,38 @@ static int worker_threads_start(worker *w) {
 
 static void worker_threads_stop(worker *w) {
     atomic_store(&w->stop, true);
-    if (w->wf_started) pthread_join(w->wf_thread, NULL);
+    for (size_t i = 0; i < w->n_wft; i++) {
+        if (w->wft[i].started) pthread_join(w->wft[i].thread, NULL);
+        w->wft[i].started = false;
+    }
     if (w->act_started) pthread_join(w->act_thread, NULL);
-    w->wf_started = w->act_started = false;
+    w->act_started = false;
+}
+
+/* After the threads stopped: the cached runs are freed and, for a few
+ * seconds at most, handed back to the normal queue, so their next tasks do
+ * not wait out the sticky timeout for a worker that is gone. */
+static void cache_release(worker *w, bool reset) {
+    if (!w->mu_ok) return;
+    int64_t deadline = time_now_nanos() + (int64_t)SHUTDOWN_RESET_MS * 1000000;
+    size_t n = 0;
+    cached_run *e = w->cache.head;
+    while (e != NULL) {
+        cached_run *next = e->next;
+        if (reset && e->run != NULL && w->wf_conn != NULL && time_now_nanos() < deadline) {
+            reset_sticky(w, w->wf_conn, e->workflow_id, e->run_id);
+            n++;
+        }
+        entry_free(e);
+        e = next;
+    }
+    w->cache.head = w->cache.tail = NULL;
+    w->cache.n_runs = 0;
+    w->cache.bytes = 0;
+    if (reset && w->cache.max_runs > 0 && !w->run_mode)
+        wlog("run cache: %" PRIu64 " task(s) continued a cached run, %" PRIu64 " cache miss(es) read the full "
+             "history, %" PRIu64 " run(s) evicted; %zu run(s) handed back to the task queue", w->cache.hits,
+             w->cache.misses, w->cache.evictions, n);
 }
 
 static void free_task(void *task) { protobuf_c_message_free_unpacked(task, NULL); }
@@ -1097,11 +1727,19 @@ static void worker_close(worker *w) {
     /* Outcomes never collected (the grace period ran out) leave tasks behind. */
     act_slots_free(w->slots, free_task);
     w->slots = NULL;
+    cache_release(w, false);
     if (w->mu_ok) {
         pthread_mutex_destroy(&w->mu);
         pthread_mutex_destroy(&w->hb_mu);
+        pthread_mutex_destroy(&w->cache.mu);
+        pthread_cond_destroy(&w->cache.cv);
+        pthread_cond_destroy(&w->poll_cv);
     }
     w->mu_ok = false;
+    for (size_t i = 0; i < w->n_wft; i++) tc_conn_free(w->wft[i].conn);
+    free(w->wft);
+    w->wft = NULL;
+    w->n_wft = 0;
     tc_conn_free(w->hb_conn);
     tc_conn_free(w->act_conn);
     tc_conn_free(w->wf_conn);
@@ -1162,6 +1800,31 @@ tc_worker *tc_worker_start(const tc_worker_opts *o, jerr *err) {
         worker_free(w);
         return NULL;
     }
+    if (o->settings != NULL) {
+        w->set = *o->settings;
+    } else {
+        tc_worker_settings_default(&w->set);
+        if (tc_worker_settings_load(&w->set, err) != 0) {
+            worker_free(w);
+            return NULL;
+        }
+    }
+    if (settings_settle(&w->set, err) != 0) {
+        worker_free(w);
+        return NULL;
+    }
+    w->cache.max_runs = (size_t)w->set.max_cached_workflows;
+    w->cache.max_bytes = (size_t)w->set.cache_memory_mb << 20;
+    if (w->cache.max_runs > 0) {
+        /* this worker's own sticky queue: unique per process */
+        char uuid[37];
+        if (uuid_random(uuid) != 0) {
+            jerr_set(err, JERR_INTERNAL, "cannot read random bytes for the sticky queue's name");
+            worker_free(w);
+            return NULL;
+        }
+        snprintf(w->sticky_queue, sizeof w->sticky_queue, "jorch-sticky-%s", uuid);
+    }
     if (activity_config(w, err) != 0 || worker_open(w, err) != 0) {
         worker_free(w);
         return NULL;
@@ -1188,5 +1851,6 @@ bool tc_worker_task_failed(tc_worker *w, char *msg, size_t cap) {
 void tc_worker_stop(tc_worker *w) {
     if (w == NULL) return;
     worker_threads_stop(w);
+    cache_release(w, true);
     worker_free(w);
 }

@@ -307,6 +307,28 @@ int tc_pin_from_history(Temporal__Api__History__V1__HistoryEvent *const *events,
  * activities' own lines), or in run mode prints the embedded runner's
  * progress lines instead. */
 typedef struct tc_worker tc_worker;
+
+/* How much the worker does at once, with the Temporal SDKs' names (the
+ * worker: section of jorch.yaml, and `jorch worker` flags). */
+typedef struct tc_worker_settings {
+    int max_concurrent_workflow_task_executions; /* workflow task slots (threads); default 4 */
+    int max_concurrent_activity_executions;      /* activity attempts at once (host threads); default 8 */
+    int max_concurrent_workflow_task_pollers;    /* default 2 (at most the slots) */
+    int max_concurrent_activity_task_pollers;    /* default 2 (at most the slots) */
+    int max_cached_workflows;                    /* runs kept for sticky execution; default 1000; 0: none */
+    int cache_memory_mb;                         /* Lua heap of the cached runs; default 512 */
+    int64_t sticky_schedule_to_start_timeout_ms; /* default 5000 */
+} tc_worker_settings;
+void tc_worker_settings_default(tc_worker_settings *s);
+/* One setting by its name (above; sticky_schedule_to_start_timeout takes
+ * seconds or a duration like "10s"); source names where the value came
+ * from, for the message. JERR_USAGE on an unknown key or a bad value. */
+int tc_worker_settings_set(tc_worker_settings *s, const char *key, const char *value, const char *source,
+                           jerr *err);
+/* The worker: section of jorch.yaml ($JORCH_CONFIG, else ./jorch.yaml if
+ * present) over what s holds. */
+int tc_worker_settings_load(tc_worker_settings *s, jerr *err);
+
 typedef struct tc_worker_opts {
     const char *workflows_dir;   /* a workflow of type T runs DIR/T.lua; NULL: "workflows" */
     const char *activities_dir;  /* NULL: "activities" */
@@ -314,6 +336,7 @@ typedef struct tc_worker_opts {
     bool require_known_scripts;  /* fail tasks of runs pinned to a script not in workflows_dir */
     bool run_mode;               /* in-process for `jorch run --temporal` */
     bool quiet;                  /* run mode: no progress lines */
+    const tc_worker_settings *settings; /* NULL: the defaults, then jorch.yaml's worker: section */
 } tc_worker_opts;
 /* Loads the configuration (tc_config_load) and activities' jorch.config
  * ($JORCH_HOME or ./.jorch), connects, checks the server (DescribeNamespace:
