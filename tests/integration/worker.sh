@@ -54,9 +54,10 @@ end
 LUA
 Q1=worker-it-$$-1
 W1LOG=$TC_TMP/worker1.log
-# MARK_DELAY: each mark() activity takes 0.4 s, so three_steps runs long
-# enough to be queried while it runs.
-MARK_DELAY=0.4 it_worker_start "$W1LOG" "$Q1" --workflows "$WF" --activities "$SRC/tests/cli/activities"
+# MARK_DELAY: each mark() activity takes 1.5 s, so three_steps runs long
+# enough to be queried while it runs (its later tasks come from the run
+# cache, in parallel with the query's replay: the run is quick otherwise).
+MARK_DELAY=1.5 it_worker_start "$W1LOG" "$Q1" --workflows "$WF" --activities "$SRC/tests/cli/activities"
 W1=$WORKER
 check "worker prints 'polling task queue $Q1 on $ADDR (namespace default)'" \
     grep -q "^worker: polling task queue $Q1 on $ADDR (namespace default)" "$W1LOG"

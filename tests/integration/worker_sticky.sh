@@ -61,7 +61,9 @@ ln -s "$SRC/tests/histories/three_steps.lua" "$WF/"
 
 # No WorkflowTaskFailed in the run's history (jorch history prints event names).
 no_task_failure() { jr history --temporal "$1"; [ "$RC" = 0 ] && ! grep -qi "WorkflowTaskFailed" <<<"$OUT"; }
-types_of() { tcli workflow show -w "$1" -o json | jq -c '[.events[].eventType]'; }
+# The run's events but the workflow task bookkeeping (a task may time out
+# on a loaded machine, with the cache on or off).
+types_of() { tcli workflow show -w "$1" -o json | jq -c '[.events[].eventType | select(startswith("EVENT_TYPE_WORKFLOW_TASK_") | not)]'; }
 sticky_tasks() { # how many workflow tasks of the run were scheduled on a sticky queue
     tcli workflow show -w "$1" -o json |
         jq '[.events[] | select(.eventType == "EVENT_TYPE_WORKFLOW_TASK_SCHEDULED" and
@@ -93,8 +95,10 @@ check "(1) flow: the same result with the cache on and off ($FON)" \
     test "$FON" = "$FOFF" -a "$FON" = '0:["https://example.invalid/bin-src-PROJ-1","M:PROJ-1"]'
 check "(1) three_steps with a signal: the same result with the cache on and off ($TON)" \
     test "$TON" = "$TOFF" -a "$TON" = '0:["A:ada","B:zed","C:ada"]'
-check "(1) flow: the same event sequence with the cache on and off" \
-    test "$(types_of "flow-$QS")" = "$(types_of "flow-$QN")"
+EON=$(types_of "flow-$QS")
+EOFF=$(types_of "flow-$QN")
+if [ -n "$EON" ] && [ "$EON" = "$EOFF" ]; then ok "(1) flow: the same event sequence with the cache on and off"; else
+    bad "(1) flow: the same event sequence with the cache on and off" "on:  $EON" "off: $EOFF"; fi
 NS=$(sticky_tasks "flow-$QS")
 check "(1) cache on: the run's later workflow tasks went to the worker's sticky queue ($NS)" test "${NS:-0}" -ge 3
 check "(1) cache off: no task on a sticky queue" test "$(sticky_tasks "flow-$QN")" = 0
