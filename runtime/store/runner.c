@@ -337,12 +337,10 @@ static ProtobufCMessage *msg_copy(const ProtobufCMessage *m) {
 }
 #define COPY(T, m) ((T *)msg_copy((const ProtobufCMessage *)(m)))
 
+/* From the store's statement cache: hand back with store_release. */
 static sqlite3_stmt *q_prep(runner *r, const char *sql, jerr *err) {
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(r->s->db, sql, -1, &st, NULL) != SQLITE_OK) {
-        store_db_error(r->s, "a query", err);
-        return NULL;
-    }
+    sqlite3_stmt *st = store_prep(r->s, sql, err);
+    if (!st) return NULL;
     sqlite3_bind_text(st, 1, r->run_id, -1, SQLITE_TRANSIENT);
     return st;
 }
@@ -350,7 +348,7 @@ static sqlite3_stmt *q_prep(runner *r, const char *sql, jerr *err) {
 static int q_done(runner *r, sqlite3_stmt *st, const char *what, jerr *err) {
     if (!st) return -1;
     int rc = sqlite3_step(st);
-    sqlite3_finalize(st);
+    store_release(r->s, st);
     return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : store_db_error(r->s, what, err);
 }
 
@@ -501,7 +499,7 @@ static int cmd_request_cancel_activity(runner *r, const Command *c, int64_t wft_
     sqlite3_bind_int64(q, 2, sched);
     int state = -1;
     if (sqlite3_step(q) == SQLITE_ROW) state = sqlite3_column_int(q, 0);
-    sqlite3_finalize(q);
+    store_release(r->s, q);
     if (state == 0) { /* never started: cancelled at once, after the task's command events */
         *not_started = req;
         return 0;
@@ -557,7 +555,7 @@ static int cmd_cancel_timer(runner *r, const Command *c, int64_t wft_completed, 
     sqlite3_bind_text(q, 2, tid, -1, SQLITE_TRANSIENT);
     int64_t started = 0;
     if (sqlite3_step(q) == SQLITE_ROW) started = sqlite3_column_int64(q, 0);
-    sqlite3_finalize(q);
+    store_release(r->s, q);
     HistoryEvent *e = store_event_new(ET(TIMER_CANCELED));
     Temporal__Api__History__V1__TimerCanceledEventAttributes *a = malloc(sizeof *a);
     if (!e || !a) {
@@ -1071,7 +1069,7 @@ static int dispatch_ready(runner *r, jerr *err) {
             break;
         }
     }
-    sqlite3_finalize(q);
+    store_release(r->s, q);
     if (rc == 0 && n > 0) {
         /* mark them started in one transaction, then hand them to the host */
         if (store_begin(r->s, err) != 0) {
@@ -1252,7 +1250,7 @@ static int on_outcome(runner *r, act_outcome *o, jerr *err) {
     if (!q) goto fail;
     sqlite3_bind_int64(q, 2, sched);
     if (sqlite3_step(q) != SQLITE_ROW) {
-        sqlite3_finalize(q);
+        store_release(r->s, q);
         if (hb) protobuf_c_message_free_unpacked(&hb->base, NULL);
         return 0; /* the run closed or the activity was cancelled meanwhile */
     }
@@ -1263,7 +1261,7 @@ static int on_outcome(runner *r, act_outcome *o, jerr *err) {
     int64_t scheduled_at = sqlite3_column_int64(q, 2);
     int64_t cancel_req = sqlite3_column_int64(q, 3);
     bool cancel_requested = cancel_req != 0;
-    sqlite3_finalize(q);
+    store_release(r->s, q);
     if (!a) {
         jerr_set(err, JERR_BACKEND, "store: activity %" PRId64 " cannot be decoded", sched);
         goto fail;
@@ -1385,7 +1383,7 @@ static int check_heartbeats(runner *r, jerr *err) {
             act_host_cancel(r->host, token_of(r, sched));
         }
     }
-    sqlite3_finalize(q);
+    store_release(r->s, q);
     return 0;
 }
 
@@ -1404,7 +1402,7 @@ static int fire_due_timers(runner *r, jerr *err) {
         started[n] = sqlite3_column_int64(q, 1);
         n++;
     }
-    sqlite3_finalize(q);
+    store_release(r->s, q);
     if (n == 0) return 0;
     if (store_begin(r->s, err) != 0) return -1;
     for (int i = 0; i < n; i++) {
@@ -1444,7 +1442,7 @@ static int64_t next_due(runner *r) {
                                 " UNION ALL SELECT MIN(ready_at) FROM activities WHERE run_id=?1 AND state=0)", NULL);
     if (!q) return 0;
     if (sqlite3_step(q) == SQLITE_ROW && sqlite3_column_type(q, 0) != SQLITE_NULL) t = sqlite3_column_int64(q, 0);
-    sqlite3_finalize(q);
+    store_release(r->s, q);
     return t;
 }
 
@@ -1453,7 +1451,7 @@ static int count_running(runner *r) {
     sqlite3_stmt *q = q_prep(r, "SELECT COUNT(*) FROM activities WHERE run_id=?1 AND state=1", NULL);
     if (!q) return 0;
     if (sqlite3_step(q) == SQLITE_ROW) n = sqlite3_column_int(q, 0);
-    sqlite3_finalize(q);
+    store_release(r->s, q);
     return n;
 }
 
@@ -1462,7 +1460,7 @@ static bool inbox_empty(runner *r) {
     sqlite3_stmt *q = q_prep(r, "SELECT 1 FROM inbox WHERE run_id=?1 LIMIT 1", NULL);
     if (!q) return true;
     if (sqlite3_step(q) == SQLITE_ROW) empty = false;
-    sqlite3_finalize(q);
+    store_release(r->s, q);
     return empty;
 }
 
@@ -1558,7 +1556,7 @@ static int history_limits(runner *r, jerr *err) {
         count = sqlite3_column_int64(q, 0);
         size = sqlite3_column_int64(q, 1);
     }
-    sqlite3_finalize(q);
+    store_release(r->s, q);
     const char *reason = NULL;
     if (count > HISTORY_COUNT_ERROR) reason = "Workflow history count exceeds limit.";
     else if (size > HISTORY_SIZE_ERROR) reason = "Workflow history size exceeds limit.";

@@ -96,13 +96,77 @@ int store_commit(store *s, jerr *err) {
 }
 void store_rollback(store *s) { sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL); }
 
-static sqlite3_stmt *prep(store *s, const char *sql, jerr *err) {
+/* Preparing a statement from SQL text costs more than running most of
+ * them (the hot path runs a few dozen per workflow step), so each
+ * connection keeps its statements prepared. Keyed by the text's hash and
+ * confirmed by comparing the text, so any string works, literal or not. */
+static uint64_t sql_hash(const char *sql) {
+    uint64_t h = UINT64_C(1469598103934665603); /* FNV-1a */
+    for (const unsigned char *p = (const unsigned char *)sql; *p; p++) h = (h ^ *p) * UINT64_C(1099511628211);
+    return h;
+}
+
+sqlite3_stmt *store_prep(store *s, const char *sql, jerr *err) {
+    uint64_t h = sql_hash(sql);
     sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
+    store_stmt_slot *free_slot = NULL;
+    /* the connection may be shared by threads (SQLITE_OPEN_FULLMUTEX): its
+     * recursive mutex guards the cache too */
+    sqlite3_mutex_enter(sqlite3_db_mutex(s->db));
+    for (size_t i = 0; i < STORE_STMT_SLOTS; i++) {
+        store_stmt_slot *sl = &s->stmts[(h + i) % STORE_STMT_SLOTS];
+        if (!sl->st) {
+            free_slot = sl;
+            break;
+        }
+        if (sl->hash == h && !sl->out && strcmp(sqlite3_sql(sl->st), sql) == 0) {
+            sl->out = true;
+            sqlite3_mutex_leave(sqlite3_db_mutex(s->db));
+            return sl->st;
+        }
+    }
+    int rc = sqlite3_prepare_v3(s->db, sql, -1, free_slot ? SQLITE_PREPARE_PERSISTENT : 0, &st, NULL);
+    if (rc == SQLITE_OK && st && free_slot) {
+        free_slot->st = st;
+        free_slot->hash = h;
+        free_slot->out = true;
+    }
+    sqlite3_mutex_leave(sqlite3_db_mutex(s->db));
+    if (rc != SQLITE_OK) {
         store_db_error(s, "a query", err);
+        sqlite3_finalize(st);
         return NULL;
     }
     return st;
+}
+
+void store_release(store *s, sqlite3_stmt *st) {
+    if (!st) return;
+    uint64_t h = sql_hash(sqlite3_sql(st));
+    sqlite3_mutex_enter(sqlite3_db_mutex(s->db));
+    for (size_t i = 0; i < STORE_STMT_SLOTS; i++) {
+        store_stmt_slot *sl = &s->stmts[(h + i) % STORE_STMT_SLOTS];
+        if (!sl->st) break;
+        if (sl->st == st) {
+            sqlite3_reset(st);
+            sqlite3_clear_bindings(st);
+            sl->out = false;
+            sqlite3_mutex_leave(sqlite3_db_mutex(s->db));
+            return;
+        }
+    }
+    sqlite3_mutex_leave(sqlite3_db_mutex(s->db));
+    sqlite3_finalize(st); /* not cached: nested use, or the cache is full */
+}
+
+static sqlite3_stmt *prep(store *s, const char *sql, jerr *err) { return store_prep(s, sql, err); }
+
+/* Before sqlite3_close, which refuses a connection with live statements. */
+static void stmt_cache_clear(store *s) {
+    for (size_t i = 0; i < STORE_STMT_SLOTS; i++) {
+        sqlite3_finalize(s->stmts[i].st);
+        s->stmts[i].st = NULL;
+    }
 }
 
 const char *store_home(const store *s) { return s->home; }
@@ -136,7 +200,7 @@ static int store_migrate(store *s, jerr *err) {
         if (!q) break;
         int version = 0;
         if (sqlite3_step(q) == SQLITE_ROW) version = sqlite3_column_int(q, 0);
-        sqlite3_finalize(q);
+        store_release(s, q);
         if (version > STORE_SCHEMA_VERSION) {
             jerr_set(err, JERR_USAGE, "the store in %s was written by a newer jorch (schema %d, this jorch knows %d): "
                      "upgrade jorch", s->home, version, STORE_SCHEMA_VERSION);
@@ -195,6 +259,7 @@ static int store_create_file(const char *home, const char *path, jerr *err) {
                  ? 0
                  : -1;
     /* closing the only connection copies the log into the file and removes it */
+    stmt_cache_clear(&t);
     if (t.db && sqlite3_close(t.db) != SQLITE_OK && rc == 0)
         rc = jerr_set(err, JERR_BACKEND, "store %s: finishing a new jorch.db failed", home);
     if (rc == 0 && link(tmp, path) != 0 && errno != EEXIST) {
@@ -356,6 +421,7 @@ int store_check_files(store *s, jerr *err) {
 
 void store_close(store *s) {
     if (!s) return;
+    stmt_cache_clear(s);
     if (s->db) sqlite3_close(s->db);
     free(s->home);
     free(s);
@@ -389,7 +455,7 @@ int64_t store_run_now(store *s, const char *run_id) {
     if (q) {
         sqlite3_bind_text(q, 1, run_id, -1, SQLITE_TRANSIENT);
         if (sqlite3_step(q) == SQLITE_ROW) off = sqlite3_column_int64(q, 0);
-        sqlite3_finalize(q);
+        store_release(s, q);
     }
     return time_now_nanos() + off;
 }
@@ -401,7 +467,7 @@ int store_skip_time(store *s, const char *run_id, int64_t by, jerr *err) {
     sqlite3_bind_int64(q, 1, by);
     sqlite3_bind_text(q, 2, run_id, -1, SQLITE_TRANSIENT);
     int rc = sqlite3_step(q) == SQLITE_DONE ? 0 : store_db_error(s, "skipping time", err);
-    sqlite3_finalize(q);
+    store_release(s, q);
     return rc;
 }
 
@@ -421,7 +487,7 @@ int64_t store_next_event_id(store *s, const char *run_id) {
     if (!q) return -1;
     sqlite3_bind_text(q, 1, run_id, -1, SQLITE_TRANSIENT);
     if (sqlite3_step(q) == SQLITE_ROW) id = sqlite3_column_int64(q, 0);
-    sqlite3_finalize(q);
+    store_release(s, q);
     return id;
 }
 
@@ -451,13 +517,13 @@ int64_t store_append(store *s, const char *run_id, HistoryEvent *e, jerr *err) {
     sqlite3_bind_int64(q, 2, id);
     sqlite3_bind_blob(q, 3, buf, (int)len, free);
     int rc = sqlite3_step(q);
-    sqlite3_finalize(q);
+    store_release(s, q);
     if (rc != SQLITE_DONE) return store_db_error(s, "appending an event", err);
     q = prep(s, "UPDATE runs SET next_event_id=next_event_id+1 WHERE run_id=?", err);
     if (!q) return -1;
     sqlite3_bind_text(q, 1, run_id, -1, SQLITE_TRANSIENT);
     rc = sqlite3_step(q);
-    sqlite3_finalize(q);
+    store_release(s, q);
     if (rc != SQLITE_DONE) return store_db_error(s, "appending an event", err);
     return id;
 }
@@ -469,7 +535,7 @@ int store_set_status(store *s, const char *run_id, int status, jerr *err) {
     sqlite3_bind_int64(q, 2, status == RUN_RUNNING ? 0 : store_run_now(s, run_id));
     sqlite3_bind_text(q, 3, run_id, -1, SQLITE_TRANSIENT);
     int rc = sqlite3_step(q) == SQLITE_DONE ? 0 : store_db_error(s, "updating a run", err);
-    sqlite3_finalize(q);
+    store_release(s, q);
     return rc;
 }
 
@@ -479,7 +545,7 @@ bool store_wft_pending(store *s, const char *run_id) {
     if (!q) return false;
     sqlite3_bind_text(q, 1, run_id, -1, SQLITE_TRANSIENT);
     if (sqlite3_step(q) == SQLITE_ROW) p = sqlite3_column_int(q, 0) != 0;
-    sqlite3_finalize(q);
+    store_release(s, q);
     return p;
 }
 
@@ -488,7 +554,7 @@ void store_clear_wft(store *s, const char *run_id) {
     if (!q) return;
     sqlite3_bind_text(q, 1, run_id, -1, SQLITE_TRANSIENT);
     sqlite3_step(q);
-    sqlite3_finalize(q);
+    store_release(s, q);
 }
 
 int store_schedule_wft(store *s, const char *run_id, jerr *err) {
@@ -518,7 +584,7 @@ int store_schedule_wft(store *s, const char *run_id, jerr *err) {
     if (!q) return -1;
     sqlite3_bind_text(q, 1, run_id, -1, SQLITE_TRANSIENT);
     int rc = sqlite3_step(q) == SQLITE_DONE ? 0 : store_db_error(s, "scheduling a workflow task", err);
-    sqlite3_finalize(q);
+    store_release(s, q);
     return rc;
 }
 
@@ -552,10 +618,10 @@ int store_run_find(store *s, const char *id, store_run *out, jerr *err) {
     int rc = sqlite3_step(q);
     if (rc == SQLITE_ROW) {
         row_to_run(q, out);
-        sqlite3_finalize(q);
+        store_release(s, q);
         return 0;
     }
-    sqlite3_finalize(q);
+    store_release(s, q);
     if (rc != SQLITE_DONE) return store_db_error(s, "finding a run", err);
     return jerr_set(err, JERR_USAGE, "workflow '%s' not found in the store %s (see 'jorch list')", id, s->home);
 }
@@ -573,7 +639,7 @@ int store_run_list(store *s, int status, store_run **out, size_t *n, jerr *err) 
             size_t nc = cap ? cap * 2 : 16;
             store_run *p = realloc(*out, nc * sizeof *p);
             if (!p) {
-                sqlite3_finalize(q);
+                store_release(s, q);
                 return jerr_oom(err, "listing runs");
             }
             *out = p;
@@ -581,7 +647,7 @@ int store_run_list(store *s, int status, store_run **out, size_t *n, jerr *err) 
         }
         row_to_run(q, &(*out)[(*n)++]);
     }
-    sqlite3_finalize(q);
+    store_release(s, q);
     return rc == SQLITE_DONE ? 0 : store_db_error(s, "listing runs", err);
 }
 
@@ -591,7 +657,7 @@ int store_run_set_activities_dir(store *s, const char *run_id, const char *dir, 
     sqlite3_bind_text(q, 1, dir, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(q, 2, run_id, -1, SQLITE_TRANSIENT);
     int rc = sqlite3_step(q) == SQLITE_DONE ? 0 : store_db_error(s, "recording the activities directory", err);
-    sqlite3_finalize(q);
+    store_release(s, q);
     return rc;
 }
 
@@ -602,7 +668,7 @@ static int save_script(store *s, const char *sha, const char *name, const char *
     sqlite3_bind_text(q, 2, name, -1, SQLITE_TRANSIENT);
     sqlite3_bind_blob64(q, 3, src, len, SQLITE_TRANSIENT);
     int rc = sqlite3_step(q) == SQLITE_DONE ? 0 : store_db_error(s, "saving a script version", err);
-    sqlite3_finalize(q);
+    store_release(s, q);
     return rc;
 }
 
@@ -666,10 +732,10 @@ int store_run_start(store *s, const store_new_run *nr, store_run *out, jerr *err
     if (sqlite3_step(q) == SQLITE_ROW) {
         jerr_set(err, JERR_USAGE, "workflow '%s' is already running (run id %s): pick another --id, or wait for it, "
                  "or 'jorch cancel %s'", wid, (const char *)sqlite3_column_text(q, 0), wid);
-        sqlite3_finalize(q);
+        store_release(s, q);
         goto fail;
     }
-    sqlite3_finalize(q);
+    store_release(s, q);
     if (save_script(s, sha, nr->script_name, nr->script_src, nr->script_len, err) != 0) goto fail;
     q = prep(s, "INSERT INTO runs(run_id,workflow_id,workflow_type,task_queue,script_name,script_sha,status,"
                 "start_time,next_event_id,time_skip,activities_dir,seq) VALUES(?,?,?,?,?,?,1,?,1,?,?,"
@@ -687,11 +753,11 @@ int store_run_start(store *s, const store_new_run *nr, store_run *out, jerr *err
     sqlite3_bind_int(q, 8, nr->time_skip ? 1 : 0);
     if (nr->activities_dir) sqlite3_bind_text(q, 9, nr->activities_dir, -1, SQLITE_TRANSIENT);
     if (sqlite3_step(q) != SQLITE_DONE) {
-        sqlite3_finalize(q);
+        store_release(s, q);
         store_db_error(s, "creating a run", err);
         goto fail;
     }
-    sqlite3_finalize(q);
+    store_release(s, q);
 
     HistoryEvent *e = store_event_new(ET(WORKFLOW_EXECUTION_STARTED));
     Temporal__Api__History__V1__WorkflowExecutionStartedEventAttributes *a = malloc(sizeof *a);
@@ -754,7 +820,7 @@ int store_history(store *s, const char *run_id, int64_t after_id, HistoryEvent *
             size_t nc = cap ? cap * 2 : 64;
             HistoryEvent **p = realloc(*events, nc * sizeof *p);
             if (!p) {
-                sqlite3_finalize(q);
+                store_release(s, q);
                 store_events_free(*events, *n);
                 *events = NULL;
                 *n = 0;
@@ -768,7 +834,7 @@ int store_history(store *s, const char *run_id, int64_t after_id, HistoryEvent *
         HistoryEvent *e = temporal__api__history__v1__history_event__unpack(NULL, (size_t)len, blob);
         if (!e) {
             int64_t id = sqlite3_column_int64(q, 0);
-            sqlite3_finalize(q);
+            store_release(s, q);
             store_events_free(*events, *n);
             *events = NULL;
             *n = 0;
@@ -777,7 +843,7 @@ int store_history(store *s, const char *run_id, int64_t after_id, HistoryEvent *
         }
         (*events)[(*n)++] = e;
     }
-    sqlite3_finalize(q);
+    store_release(s, q);
     if (rc != SQLITE_DONE) {
         store_events_free(*events, *n);
         *events = NULL;
@@ -792,14 +858,14 @@ int store_script(store *s, const char *sha, char **name, char **src, size_t *len
     if (!q) return -1;
     sqlite3_bind_text(q, 1, sha, -1, SQLITE_TRANSIENT);
     if (sqlite3_step(q) != SQLITE_ROW) {
-        sqlite3_finalize(q);
+        store_release(s, q);
         return jerr_set(err, JERR_BACKEND, "store %s: script version %s is missing", s->home, sha);
     }
     int n = sqlite3_column_bytes(q, 1);
     *src = jstrndup(sqlite3_column_blob(q, 1) ? sqlite3_column_blob(q, 1) : "", (size_t)n);
     *len = (size_t)n;
     if (name) *name = jstrdup((const char *)sqlite3_column_text(q, 0));
-    sqlite3_finalize(q);
+    store_release(s, q);
     if (!*src || (name && !*name)) return jerr_oom(err, "loading a script");
     return 0;
 }
@@ -814,10 +880,10 @@ int store_find_module(void *ud, const char *name, char **src, size_t *len, char 
         char sha[65];
         snprintf(sha, sizeof sha, "%s", (const char *)sqlite3_column_text(q, 1));
         *chunkname = jstrdup((const char *)sqlite3_column_text(q, 0));
-        sqlite3_finalize(q);
+        store_release(c->s, q);
         return store_script(c->s, sha, NULL, src, len, err);
     }
-    sqlite3_finalize(q);
+    store_release(c->s, q);
     int rc = engine_find_module_in_dir(c->script_dir, name, src, len, chunkname, err);
     if (rc != 0) return rc;
     /* pin it: later loads of this run get this exact version */
@@ -831,7 +897,7 @@ int store_find_module(void *ud, const char *name, char **src, size_t *len, char 
     sqlite3_bind_text(q, 3, *chunkname, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(q, 4, sha, -1, SQLITE_TRANSIENT);
     sqlite3_step(q);
-    sqlite3_finalize(q);
+    store_release(c->s, q);
     return 0;
 }
 
@@ -898,7 +964,7 @@ bool store_run_has_executor(store *s, const char *run_id) {
         int st = owner && *owner ? owner_state(owner, s->owner) : OWNER_DEAD;
         held = st == OWNER_ALIVE || (st == OWNER_UNKNOWN && until > time_now_nanos());
     }
-    sqlite3_finalize(q);
+    store_release(s, q);
     return held;
 }
 
@@ -916,7 +982,7 @@ static int lease_claim(store *s, const char *run_id, bool idle_only, bool hold, 
     sqlite3_bind_text(q, 1, run_id, -1, SQLITE_TRANSIENT);
     int rc = sqlite3_step(q);
     if (rc != SQLITE_ROW) {
-        sqlite3_finalize(q);
+        store_release(s, q);
         if (rc == SQLITE_DONE) return jerr_set(err, JERR_USAGE, "run %s not found in the store %s", run_id, s->home);
         return store_db_error(s, "reading the lease of a run", err);
     }
@@ -925,7 +991,7 @@ static int lease_claim(store *s, const char *run_id, bool idle_only, bool hold, 
     snprintf(owner, sizeof owner, "%s", o ? o : "");
     int64_t until = sqlite3_column_int64(q, 1);
     int64_t g = sqlite3_column_int64(q, 2);
-    sqlite3_finalize(q);
+    store_release(s, q);
     if (owner[0] && strcmp(owner, s->owner) != 0) {
         int st = owner_state(owner, s->owner);
         bool expired = until <= time_now_nanos();
@@ -943,7 +1009,7 @@ static int lease_claim(store *s, const char *run_id, bool idle_only, bool hold, 
     sqlite3_bind_int64(q, 3, g + 1);
     sqlite3_bind_text(q, 4, run_id, -1, SQLITE_TRANSIENT);
     rc = sqlite3_step(q);
-    sqlite3_finalize(q);
+    store_release(s, q);
     if (rc != SQLITE_DONE) return store_db_error(s, "taking the lease of a run", err);
     *gen = g + 1;
     return 0;
@@ -967,7 +1033,7 @@ int store_lease_check(store *s, const char *run_id, int64_t gen, jerr *err) {
     sqlite3_bind_text(q, 1, run_id, -1, SQLITE_TRANSIENT);
     int rc = sqlite3_step(q);
     if (rc != SQLITE_ROW) {
-        sqlite3_finalize(q);
+        store_release(s, q);
         return rc == SQLITE_DONE ? jerr_set(err, JERR_USAGE, "run %s is no longer in the store %s", run_id, s->home)
                                  : store_db_error(s, "checking the lease of a run", err);
     }
@@ -975,7 +1041,7 @@ int store_lease_check(store *s, const char *run_id, int64_t gen, jerr *err) {
     char owner[128];
     const char *o = (const char *)sqlite3_column_text(q, 1);
     snprintf(owner, sizeof owner, "%s", o ? o : "");
-    sqlite3_finalize(q);
+    store_release(s, q);
     if (g == gen && strcmp(owner, s->owner) == 0) return 0;
     char who[160];
     if (owner[0] && strcmp(owner, s->owner) != 0)
@@ -997,7 +1063,7 @@ int store_lease_renew(store *s, const char *run_id, int64_t gen, jerr *err) {
     sqlite3_bind_int64(q, 3, gen);
     sqlite3_bind_text(q, 4, s->owner, -1, SQLITE_TRANSIENT);
     int rc = sqlite3_step(q);
-    sqlite3_finalize(q);
+    store_release(s, q);
     if (rc != SQLITE_DONE) {
         store_db_error(s, "renewing the lease of a run", err);
         return 1;
@@ -1014,7 +1080,7 @@ void store_lease_release(store *s, const char *run_id, int64_t gen) {
     sqlite3_bind_int64(q, 2, gen);
     sqlite3_bind_text(q, 3, s->owner, -1, SQLITE_TRANSIENT);
     sqlite3_step(q);
-    sqlite3_finalize(q);
+    store_release(s, q);
 }
 
 /* ------------------------------------------------------------ inbox */
@@ -1058,14 +1124,14 @@ int store_inbox_add(store *s, const char *run_id, int kind, const char *name, co
         size_t len;
         uint8_t *b = pack_msg(&input->base, &len);
         if (!b) {
-            sqlite3_finalize(q);
+            store_release(s, q);
             return jerr_oom(err, "queueing a request");
         }
         sqlite3_bind_blob(q, 4, b, (int)len, free);
     }
     if (reason) sqlite3_bind_text(q, 5, reason, -1, SQLITE_TRANSIENT);
     int rc = sqlite3_step(q) == SQLITE_DONE ? 0 : store_db_error(s, "queueing a request", err);
-    sqlite3_finalize(q);
+    store_release(s, q);
     return rc;
 }
 
@@ -1079,7 +1145,7 @@ int store_apply_inbox(store *s, const char *run_id, jerr *err) {
     int status = RUN_RUNNING;
     store_run r;
     if (store_run_find(s, run_id, &r, err) != 0) {
-        sqlite3_finalize(q);
+        store_release(s, q);
         return -1;
     }
     status = r.status;
@@ -1099,7 +1165,7 @@ int store_apply_inbox(store *s, const char *run_id, jerr *err) {
             int up = store_version_apply(s, run_id, in, err);
             if (in) protobuf_c_message_free_unpacked(&in->base, NULL);
             if (up < 0 || (up > 0 && store_schedule_wft(s, run_id, err) != 0)) {
-                sqlite3_finalize(q);
+                store_release(s, q);
                 return -1;
             }
             applied += up;
@@ -1111,7 +1177,7 @@ int store_apply_inbox(store *s, const char *run_id, jerr *err) {
             if (!e || !a) {
                 free(a);
                 if (e) protobuf_c_message_free_unpacked(&e->base, NULL);
-                sqlite3_finalize(q);
+                store_release(s, q);
                 return jerr_oom(err, "applying a signal");
             }
             temporal__api__history__v1__workflow_execution_signaled_event_attributes__init(a);
@@ -1128,7 +1194,7 @@ int store_apply_inbox(store *s, const char *run_id, jerr *err) {
             if (!e || !a) {
                 free(a);
                 if (e) protobuf_c_message_free_unpacked(&e->base, NULL);
-                sqlite3_finalize(q);
+                store_release(s, q);
                 return jerr_oom(err, "applying a cancel request");
             }
             temporal__api__history__v1__workflow_execution_cancel_requested_event_attributes__init(a);
@@ -1142,7 +1208,7 @@ int store_apply_inbox(store *s, const char *run_id, jerr *err) {
             if (!e || !a) {
                 free(a);
                 if (e) protobuf_c_message_free_unpacked(&e->base, NULL);
-                sqlite3_finalize(q);
+                store_release(s, q);
                 return jerr_oom(err, "applying a termination");
             }
             temporal__api__history__v1__workflow_execution_terminated_event_attributes__init(a);
@@ -1152,29 +1218,29 @@ int store_apply_inbox(store *s, const char *run_id, jerr *err) {
             a->identity = jstrdup("jorch-cli");
         }
         if (store_append(s, run_id, e, err) < 0) {
-            sqlite3_finalize(q);
+            store_release(s, q);
             return -1;
         }
         applied++;
         if (kind == INBOX_TERMINATE) {
             status = RUN_TERMINATED;
             if (store_set_status(s, run_id, RUN_TERMINATED, err) != 0) {
-                sqlite3_finalize(q);
+                store_release(s, q);
                 return -1;
             }
         } else if (store_schedule_wft(s, run_id, err) != 0) {
-            sqlite3_finalize(q);
+            store_release(s, q);
             return -1;
         }
     }
-    sqlite3_finalize(q);
+    store_release(s, q);
     if (last_id) {
         sqlite3_stmt *d = prep(s, "DELETE FROM inbox WHERE run_id=? AND id<=?", err);
         if (!d) return -1;
         sqlite3_bind_text(d, 1, run_id, -1, SQLITE_TRANSIENT);
         sqlite3_bind_int64(d, 2, last_id);
         sqlite3_step(d);
-        sqlite3_finalize(d);
+        store_release(s, d);
     }
     if (status == RUN_TERMINATED) {
         /* a terminated run has no pending work */
@@ -1184,7 +1250,7 @@ int store_apply_inbox(store *s, const char *run_id, jerr *err) {
             if (!d) return -1;
             sqlite3_bind_text(d, 1, run_id, -1, SQLITE_TRANSIENT);
             sqlite3_step(d);
-            sqlite3_finalize(d);
+            store_release(s, d);
         }
     }
     return applied;
@@ -1282,7 +1348,7 @@ int store_describe(store *s, const char *id, Temporal__Api__Workflowservice__V1_
                 pa->next_attempt_schedule_time = pb_timestamp_new(sqlite3_column_int64(q, 8));
             protobuf_c_message_free_unpacked(&attrs->base, NULL);
         }
-        sqlite3_finalize(q);
+        store_release(s, q);
     }
     *out = d;
     return 0;

@@ -13,6 +13,14 @@
 #include "engine/engine_int.h"
 #include "store/store.h"
 
+/* store_prep's cache: statements by the hash of their SQL text */
+#define STORE_STMT_SLOTS 128
+typedef struct store_stmt_slot {
+    sqlite3_stmt *st; /* NULL: empty */
+    uint64_t hash;
+    bool out;         /* handed out and not yet released */
+} store_stmt_slot;
+
 struct store {
     sqlite3 *db;
     char *home;
@@ -23,6 +31,7 @@ struct store {
     bool wal_known;
     dev_t wal_dev;
     ino_t wal_ino;
+    store_stmt_slot stmts[STORE_STMT_SLOTS];
 };
 
 int store_exec(store *s, const char *sql, jerr *err);
@@ -30,6 +39,14 @@ int store_begin(store *s, jerr *err);
 int store_commit(store *s, jerr *err);
 void store_rollback(store *s);
 int store_db_error(store *s, const char *what, jerr *err);
+/* A prepared statement for sql, from the connection's cache (prepared from
+ * text only the first time), with no bindings; NULL and err on failure.
+ * Hand it back with store_release, never sqlite3_finalize: that resets it
+ * (ending its read) for the next user. A statement whose SQL is in use
+ * already (nested) is prepared afresh and finalised at release. The cache
+ * is finalised by store_close. */
+sqlite3_stmt *store_prep(store *s, const char *sql, jerr *err);
+void store_release(store *s, sqlite3_stmt *st);
 
 /* The run's clock: wall clock plus the time skipped in time-skipping mode. */
 int64_t store_run_now(store *s, const char *run_id);
