@@ -1549,14 +1549,8 @@ static int history_limits(runner *r, jerr *err) {
     store_run now;
     if (store_run_find(r->s, r->run_id, &now, err) != 0) return -1;
     if (now.status != RUN_RUNNING) return 0;
-    sqlite3_stmt *q = q_prep(r, "SELECT count(*), COALESCE(sum(length(data)), 0) FROM events WHERE run_id=?1", err);
-    if (!q) return -1;
     int64_t count = 0, size = 0;
-    if (sqlite3_step(q) == SQLITE_ROW) {
-        count = sqlite3_column_int64(q, 0);
-        size = sqlite3_column_int64(q, 1);
-    }
-    store_release(r->s, q);
+    if (store_history_size(r->s, r->run_id, &count, &size, err) != 0) return -1;
     const char *reason = NULL;
     if (count > HISTORY_COUNT_ERROR) reason = "Workflow history count exceeds limit.";
     else if (size > HISTORY_SIZE_ERROR) reason = "Workflow history size exceeds limit.";

@@ -491,6 +491,32 @@ int64_t store_next_event_id(store *s, const char *run_id) {
     return id;
 }
 
+int store_history_size(store *s, const char *run_id, int64_t *count, int64_t *bytes, jerr *err) {
+    if (strncmp(s->hist_run, run_id, sizeof s->hist_run) != 0) {
+        snprintf(s->hist_run, sizeof s->hist_run, "%s", run_id);
+        s->hist_upto = s->hist_count = s->hist_bytes = 0;
+    }
+    sqlite3_stmt *q = prep(s, "SELECT count(*), COALESCE(sum(length(data)), 0), COALESCE(max(event_id), 0)"
+                              " FROM events WHERE run_id=? AND event_id>?", err);
+    if (!q) return -1;
+    sqlite3_bind_text(q, 1, run_id, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(q, 2, s->hist_upto);
+    int rc = sqlite3_step(q);
+    if (rc == SQLITE_ROW && sqlite3_column_int64(q, 0) > 0) {
+        s->hist_count += sqlite3_column_int64(q, 0);
+        s->hist_bytes += sqlite3_column_int64(q, 1);
+        s->hist_upto = sqlite3_column_int64(q, 2);
+    }
+    store_release(s, q);
+    if (rc != SQLITE_ROW) {
+        s->hist_run[0] = '\0';
+        return store_db_error(s, "measuring the history", err);
+    }
+    *count = s->hist_count;
+    *bytes = s->hist_bytes;
+    return 0;
+}
+
 int64_t store_append(store *s, const char *run_id, HistoryEvent *e, jerr *err) {
     int64_t id = store_next_event_id(s, run_id);
     if (id <= 0) {

@@ -32,6 +32,9 @@ struct store {
     dev_t wal_dev;
     ino_t wal_ino;
     store_stmt_slot stmts[STORE_STMT_SLOTS];
+    /* store_history_size's running total for one run (history is append-only) */
+    char hist_run[40];
+    int64_t hist_upto, hist_count, hist_bytes;
 };
 
 int store_exec(store *s, const char *sql, jerr *err);
@@ -59,6 +62,11 @@ HistoryEvent *store_event_new(int type);
  * Takes ownership of e. Returns the event id or -1. */
 int64_t store_append(store *s, const char *run_id, HistoryEvent *e, jerr *err);
 int64_t store_next_event_id(store *s, const char *run_id);
+/* The run's history: number of events and their encoded bytes. Counts only
+ * the events added since the last call for the same run, so asking after
+ * every workflow task costs what the task added, not the whole history.
+ * Call it outside a transaction (on committed events only). */
+int store_history_size(store *s, const char *run_id, int64_t *count, int64_t *bytes, jerr *err);
 int store_set_status(store *s, const char *run_id, int status, jerr *err);
 /* Appends WorkflowTaskScheduled unless a workflow task is already pending. */
 int store_schedule_wft(store *s, const char *run_id, jerr *err);
