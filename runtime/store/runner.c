@@ -1071,8 +1071,9 @@ static int dispatch_ready(runner *r, jerr *err) {
     }
     store_release(r->s, q);
     if (rc == 0 && n > 0) {
-        /* mark them started in one transaction, then hand them to the host */
-        if (store_begin(r->s, err) != 0) {
+        /* mark them started in one transaction, then hand them to the host
+         * (not synced by itself: recovery marks started attempts ready again) */
+        if (store_begin_nosync(r->s, err) != 0) {
             rc = -1;
         } else {
             for (int i = 0; i < n && rc == 0; i++) {
@@ -1579,7 +1580,7 @@ static int execute_one(runner *r, char *new_run_id, jerr *err) {
     if (r->run.status != RUN_RUNNING) return 0;
     if (store_lease_acquire(r->s, r->run_id, &r->lease_gen, err) != 0) return -1;
     int rc = keeper_start(r, err);
-    if (rc == 0 && store_begin(r->s, err) == 0) {
+    if (rc == 0 && store_begin_nosync(r->s, err) == 0) {
         /* attempts in flight when an earlier process died run again */
         if (q_done(r, q_prep(r, "UPDATE activities SET state=0 WHERE run_id=?1 AND state=1", err),
                    "recovering activities", err) != 0 || runner_commit(r, err) != 0) {

@@ -86,15 +86,50 @@ int store_exec(store *s, const char *sql, jerr *err) {
     return 0;
 }
 
+/* SQLite refuses to change the safety level inside a transaction, so it is
+ * set before BEGIN and put back after the transaction ends. */
+static void set_synchronous(store *s, const char *sql) {
+    sqlite3_stmt *q = store_prep(s, sql, NULL);
+    if (!q) return;
+    sqlite3_step(q);
+    store_release(s, q);
+}
+
+static void end_nosync(store *s) {
+    if (!s->nosync) return;
+    s->nosync = false;
+    set_synchronous(s, "PRAGMA synchronous=FULL");
+}
+
 int store_begin(store *s, jerr *err) { return store_exec(s, "BEGIN IMMEDIATE", err); }
+
+int store_begin_nosync(store *s, jerr *err) {
+    /* WAL mode: NORMAL writes the log without fdatasync; the log is written
+     * in order, so the next FULL commit makes this one durable too */
+    set_synchronous(s, "PRAGMA synchronous=NORMAL");
+    s->nosync = true;
+    if (store_begin(s, err) != 0) {
+        end_nosync(s);
+        return -1;
+    }
+    return 0;
+}
+
 int store_commit(store *s, jerr *err) {
     if (store_check_files(s, err) != 0) {
         store_rollback(s);
         return -1;
     }
-    return store_exec(s, "COMMIT", err);
+    int rc = store_exec(s, "COMMIT", err);
+    if (rc != 0) sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    end_nosync(s);
+    return rc;
 }
-void store_rollback(store *s) { sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL); }
+
+void store_rollback(store *s) {
+    sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    end_nosync(s);
+}
 
 /* Preparing a statement from SQL text costs more than running most of
  * them (the hot path runs a few dozen per workflow step), so each
@@ -1045,7 +1080,8 @@ int store_lease_acquire(store *s, const char *run_id, int64_t *gen, jerr *err) {
     if (s->readonly)
         return jerr_set(err, JERR_BACKEND, "store %s is read-only: cannot execute run %s (make $JORCH_HOME and the "
                         "files in it writable for this user)", s->home, run_id);
-    if (store_begin(s, err) != 0) return -1;
+    /* not synced by itself (store_begin_nosync): a power failure ends every holder anyway */
+    if (store_begin_nosync(s, err) != 0) return -1;
     if (lease_claim(s, run_id, false, true, gen, err) != 0 || store_commit(s, err) != 0) {
         store_rollback(s);
         return -1;
@@ -1105,7 +1141,11 @@ void store_lease_release(store *s, const char *run_id, int64_t gen) {
     sqlite3_bind_text(q, 1, run_id, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int64(q, 2, gen);
     sqlite3_bind_text(q, 3, s->owner, -1, SQLITE_TRANSIENT);
+    /* not synced by itself (as store_begin_nosync): a lease lost to a power
+     * failure is one whose holder died, which the next executor handles */
+    set_synchronous(s, "PRAGMA synchronous=NORMAL");
     sqlite3_step(q);
+    set_synchronous(s, "PRAGMA synchronous=FULL");
     store_release(s, q);
 }
 

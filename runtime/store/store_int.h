@@ -32,6 +32,7 @@ struct store {
     dev_t wal_dev;
     ino_t wal_ino;
     store_stmt_slot stmts[STORE_STMT_SLOTS];
+    bool nosync;      /* in a store_begin_nosync transaction */
     /* store_history_size's running total for one run (history is append-only) */
     char hist_run[40];
     int64_t hist_upto, hist_count, hist_bytes;
@@ -41,6 +42,14 @@ int store_exec(store *s, const char *sql, jerr *err);
 int store_begin(store *s, jerr *err);
 int store_commit(store *s, jerr *err);
 void store_rollback(store *s);
+/* A transaction whose commit is not synced to disk by itself, for state
+ * that recovery recomputes anyway (a lease, "this activity attempt
+ * started"): a process crash loses nothing (the log is in the page cache),
+ * and after a power failure the store is as before the transaction, which
+ * recovery treats the same. The next durable commit syncs it. Never for
+ * history events or anything a run's progress depends on. Ends with
+ * store_commit or store_rollback, which restore durable commits. */
+int store_begin_nosync(store *s, jerr *err);
 int store_db_error(store *s, const char *what, jerr *err);
 /* A prepared statement for sql, from the connection's cache (prepared from
  * text only the first time), with no bindings; NULL and err on failure.
