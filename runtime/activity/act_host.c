@@ -4,11 +4,15 @@
  * in the activities directory, call it, turn what happened into an act_outcome) and
  * the `activity` object (heartbeat, info, error, log, cancelled).
  *
- * Every attempt gets a fresh Lua state, closed when the attempt ends. Loading
- * a handful of modules costs well under a millisecond, small next to any
- * real activity, and in exchange nothing an attempt does to its globals,
- * package.loaded or open files can leak into the next one, and an attempt
- * abandoned by a timeout leaves no half-updated shared state behind.
+ * Every attempt gets a fresh Lua state, closed when the attempt ends, so
+ * nothing an attempt does to its globals, package.loaded or open files can
+ * leak into the next one, and an attempt abandoned by a timeout leaves no
+ * half-updated shared state behind. What does not change between attempts
+ * is done once per version of the files: the directory is listed again
+ * only when its stat changes, and each module is compiled once per version
+ * of its file (its bytecode kept in memory, never read from outside) and
+ * only run in each attempt's state. An edited module is seen by the next
+ * attempt, as docs/activities.md promises.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -59,6 +63,15 @@ struct act_attempt {
     struct act_attempt *next;
 };
 
+/* One compiled module: the stat of its file when it was read, and the
+ * bytecode lua_dump made of it (debug information kept for tracebacks). */
+typedef struct mod_code {
+    char *name; /* "jira.lua" */
+    struct stat st;
+    char *code;
+    size_t len;
+} mod_code;
+
 struct act_host {
     char *dir;
     char *config_json; /* jorch.config for every attempt, or NULL */
@@ -76,6 +89,15 @@ struct act_host {
     atomic_int stopping;
     pthread_t *threads;
     int nthreads;
+    /* the module cache (cache_mu): the directory's listing as of dir_st,
+     * and the compiled modules */
+    pthread_mutex_t cache_mu;
+    bool dir_known;
+    struct stat dir_st;
+    char **dir_names;
+    size_t dir_n;
+    mod_code *mods;
+    size_t nmods, capmods;
 };
 
 /* Registry keys and markers (their addresses are the keys). */
@@ -301,9 +323,78 @@ static bool has_lua_suffix(const char *name, size_t len) {
     return len > 4 && strcmp(name + len - 4, ".lua") == 0;
 }
 
+/* A file or directory is taken as unchanged when its stat is: same inode,
+ * size and modification and change times. A time within a second of now
+ * is not trusted (another write in the same clock tick would not change
+ * it), so a file just written is read again until it has settled. */
+static bool same_stat(const struct stat *a, const struct stat *b) {
+    return a->st_ino == b->st_ino && a->st_dev == b->st_dev && a->st_size == b->st_size &&
+           a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
+           a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
+}
+
+static bool settled(const struct stat *st) {
+    time_t now = time(NULL);
+    return st->st_mtim.tv_sec < now - 1 && st->st_ctim.tv_sec < now - 1;
+}
+
+static int scan_modules(const char *dir, modlist *out, jerr *err);
+
+static int copy_names(char *const *names, size_t n, modlist *out) {
+    memset(out, 0, sizeof *out);
+    if (n == 0) return 0;
+    out->names = calloc(n, sizeof *out->names);
+    if (!out->names) return -1;
+    for (size_t i = 0; i < n; i++) {
+        out->names[i] = jstrdup(names[i]);
+        if (!out->names[i]) {
+            out->n = i;
+            modlist_free(out);
+            return -1;
+        }
+    }
+    out->n = n;
+    return 0;
+}
+
+static void forget_listing(act_host *h) {
+    for (size_t i = 0; i < h->dir_n; i++) free(h->dir_names[i]);
+    free(h->dir_names);
+    h->dir_names = NULL;
+    h->dir_n = 0;
+    h->dir_known = false;
+}
+
+/* The *.lua files of the host's directory, from the cache while the
+ * directory's stat is unchanged (one stat instead of a listing). */
+static int list_modules(act_host *h, modlist *out, jerr *err) {
+    memset(out, 0, sizeof *out);
+    struct stat st;
+    if (stat(h->dir, &st) != 0 || !S_ISDIR(st.st_mode)) return scan_modules(h->dir, out, err);
+    pthread_mutex_lock(&h->cache_mu);
+    if (h->dir_known && same_stat(&st, &h->dir_st)) {
+        int rc = copy_names(h->dir_names, h->dir_n, out);
+        pthread_mutex_unlock(&h->cache_mu);
+        return rc == 0 ? 0 : jerr_oom(err, "listing the activities directory");
+    }
+    pthread_mutex_unlock(&h->cache_mu);
+    if (scan_modules(h->dir, out, err) != 0) return -1;
+    if (!settled(&st)) return 0;
+    modlist keep;
+    if (copy_names(out->names, out->n, &keep) != 0) return 0; /* not cached: listed again next time */
+    pthread_mutex_lock(&h->cache_mu);
+    forget_listing(h);
+    h->dir_names = keep.names;
+    h->dir_n = keep.n;
+    h->dir_st = st;
+    h->dir_known = true;
+    pthread_mutex_unlock(&h->cache_mu);
+    return 0;
+}
+
 /* The *.lua regular files of dir, sorted by name. A missing directory is
  * an empty list (the caller's "unknown activity" message names the dir). */
-static int list_modules(const char *dir, modlist *out, jerr *err) {
+static int scan_modules(const char *dir, modlist *out, jerr *err) {
     memset(out, 0, sizeof *out);
     DIR *d = opendir(dir);
     if (!d) {
@@ -377,6 +468,80 @@ static const char *error_text(lua_State *L, int idx) {
     return s ? s : "(error object is not a string)";
 }
 
+static int dump_writer(lua_State *L, const void *p, size_t n, void *ud) {
+    (void)L;
+    return jbuf_append(ud, p, n) == 0 ? 0 : 1;
+}
+
+/* Pushes module `file` (at path) compiled: from the cache while the file's
+ * stat is unchanged, else compiled from its text (mode "t": a file of
+ * bytecode is refused) and its bytecode kept. Only bytecode this function
+ * made is ever loaded in mode "b". */
+static int load_chunk(lua_State *L, act_host *host, const char *file, const char *path) {
+    struct stat st;
+    bool have_st = stat(path, &st) == 0 && S_ISREG(st.st_mode);
+    if (have_st) {
+        char *code = NULL;
+        size_t len = 0;
+        pthread_mutex_lock(&host->cache_mu);
+        for (size_t i = 0; i < host->nmods; i++) {
+            mod_code *m = &host->mods[i];
+            if (strcmp(m->name, file) != 0) continue;
+            if (same_stat(&st, &m->st) && (code = malloc(m->len)) != NULL) {
+                memcpy(code, m->code, m->len);
+                len = m->len;
+            }
+            break;
+        }
+        pthread_mutex_unlock(&host->cache_mu);
+        if (code) {
+            int rc = luaL_loadbufferx(L, code, len, path, "b");
+            free(code);
+            return rc;
+        }
+    }
+    int rc = luaL_loadfilex(L, path, "t");
+    if (rc != LUA_OK || !have_st || !settled(&st)) return rc;
+    jbuf b;
+    jbuf_init(&b, (size_t)64 << 20);
+    if (lua_dump(L, dump_writer, &b, 0) != 0 || !b.data) {
+        jbuf_free(&b);
+        return rc; /* not cached: compiled again next time */
+    }
+    pthread_mutex_lock(&host->cache_mu);
+    mod_code *slot = NULL;
+    for (size_t i = 0; i < host->nmods && !slot; i++)
+        if (strcmp(host->mods[i].name, file) == 0) slot = &host->mods[i];
+    if (!slot && host->nmods == host->capmods) {
+        size_t ncap = host->capmods ? host->capmods * 2 : 8, bytes;
+        mod_code *nm = size_mul(ncap, sizeof *nm, &bytes) ? realloc(host->mods, bytes) : NULL;
+        if (nm) {
+            host->mods = nm;
+            host->capmods = ncap;
+        }
+    }
+    if (!slot && host->nmods < host->capmods) {
+        char *name = jstrdup(file);
+        if (name) {
+            slot = &host->mods[host->nmods++];
+            memset(slot, 0, sizeof *slot);
+            slot->name = name;
+        }
+    }
+    if (slot) {
+        free(slot->code);
+        slot->st = st;
+        slot->code = jbuf_take(&b, &slot->len);
+        if (!slot->code) { /* never matches a file */
+            memset(&slot->st, 0, sizeof slot->st);
+            slot->len = 0;
+        }
+    }
+    pthread_mutex_unlock(&host->cache_mu);
+    jbuf_free(&b);
+    return rc;
+}
+
 /* Loads module `file` of the host's dir and leaves its table on the stack.
  * On failure sets an ActivityModuleError outcome and returns -1. */
 static int load_module(lua_State *L, act_attempt *a, const char *file) {
@@ -388,7 +553,7 @@ static int load_module(lua_State *L, act_attempt *a, const char *file) {
     }
     lua_pushcfunction(L, traceback_handler);
     int h = lua_gettop(L);
-    int st = luaL_loadfilex(L, path, "t");
+    int st = load_chunk(L, a->host, file, path);
     if (st == LUA_OK) st = lua_pcall(L, 0, 1, h);
     if (st != LUA_OK) {
         const char *msg = lua_pushfstring(L, "activity module %s failed to load: %s (fix the module and retry)",
@@ -457,7 +622,7 @@ static void not_in_module(lua_State *L, act_attempt *a, const char *file, const 
 static int resolve_activity(lua_State *L, act_attempt *a) {
     modlist m;
     jerr err = {0};
-    if (list_modules(a->host->dir, &m, &err) < 0) {
+    if (list_modules(a->host, &m, &err) < 0) {
         set_app_failure(a, "ActivityModuleError", err.msg, false, NULL, NULL);
         return -1;
     }
@@ -920,6 +1085,7 @@ act_host *act_host_new(const act_host_config *cfg, jerr *err) {
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_mutex_init(&h->mu, NULL);
+    pthread_mutex_init(&h->cache_mu, NULL);
     pthread_cond_init(&h->work_cv, NULL);
     pthread_cond_init(&h->done_cv, &ca);
     pthread_condattr_destroy(&ca);
@@ -950,6 +1116,13 @@ void act_host_free(act_host *h) {
     pthread_mutex_destroy(&h->mu);
     pthread_cond_destroy(&h->work_cv);
     pthread_cond_destroy(&h->done_cv);
+    forget_listing(h);
+    for (size_t i = 0; i < h->nmods; i++) {
+        free(h->mods[i].name);
+        free(h->mods[i].code);
+    }
+    free(h->mods);
+    pthread_mutex_destroy(&h->cache_mu);
     free(h->threads);
     free(h->dir);
     free(h->config_json);

@@ -15,6 +15,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -245,6 +246,80 @@ static void test_module_errors(void) {
     /* A broken module answers "maybe": the attempt reports the real error. */
     CHECK(act_host_has(h, "x"));
     CHECK(act_host_has(h, "c.ok"));
+    act_host_free(h);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK(system(cmd) == 0);
+}
+
+/* Sets path's modification time to *ts (NULL: keep it), which leaves its
+ * change time at now: what an editor that restores times does. */
+static void set_mtime(const char *dir, const char *name, const struct timespec *ts) {
+    char path[256];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    struct timespec both[2] = {*ts, *ts};
+    CHECK(utimensat(AT_FDCWD, path, both, 0) == 0);
+}
+
+static struct timespec mtime_of(const char *dir, const char *name) {
+    char path[256];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    struct stat st;
+    memset(&st, 0, sizeof st);
+    CHECK(stat(path, &st) == 0);
+    return st.st_mtim;
+}
+
+static void expect_result(act_host *h, const char *name, const char *json) {
+    act_task t = {.activity_type = name, .token = 1};
+    jerr err = {0};
+    CHECK(act_host_submit(h, &t, &err) == 0);
+    act_outcome o;
+    CHECK_INT(act_host_wait(h, 30000, &o), 1);
+    if (json) {
+        CHECK_STREQ(o.kind == ACT_COMPLETED ? result_json(&o) : failure_type(&o), json);
+    } else {
+        expect_failure(&o, "ActivityNotFound");
+    }
+    act_outcome_clear(&o);
+}
+
+/* Modules are compiled once per version of their file and the directory
+ * listed once per version of it, yet every edit is seen by the next
+ * attempt (docs/activities.md): a same-size edit that keeps the old
+ * modification time, a broken then fixed module, files added and removed. */
+static void test_module_versions(void) {
+    char dir[] = "/tmp/jorch-act-versXXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    write_file(dir, "m.lua", "return { v = function() return 1 end }");
+    struct timespec first = mtime_of(dir, "m.lua");
+    /* files changed within the last second are not cached (a second write
+     * in the same clock tick would keep the time): let these settle */
+    struct timespec pause = {2, 200000000};
+    nanosleep(&pause, NULL);
+    jerr err = {0};
+    act_host_config cfg = {.activities_dir = dir, .threads = 2};
+    act_host *h = act_host_new(&cfg, &err);
+    CHECK(h != NULL);
+    if (!h) return;
+    expect_result(h, "v", "1");
+    expect_result(h, "v", "1"); /* from the compiled copy and the listing kept */
+    expect_result(h, "w", NULL);
+    write_file(dir, "m.lua", "return { v = function() return 2 end }"); /* same size, same inode */
+    set_mtime(dir, "m.lua", &first);
+    expect_result(h, "v", "2");
+    write_file(dir, "m.lua", "return { v = function( return 3 end }");
+    expect_result(h, "v", "ActivityModuleError");
+    write_file(dir, "m.lua", "return { v = function() return 4 end, x = 1 }");
+    expect_result(h, "v", "4");
+    write_file(dir, "n.lua", "return { w = function() return 5 end }");
+    expect_result(h, "w", "5");
+    expect_result(h, "n.w", "5");
+    char path[256];
+    snprintf(path, sizeof path, "%s/n.lua", dir);
+    CHECK(unlink(path) == 0);
+    expect_result(h, "w", NULL);
+    expect_result(h, "v", "4");
     act_host_free(h);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
@@ -858,7 +933,8 @@ static void test_cli(void) {
 static void test_http_cleanup(void) { stop_server(); }
 
 TEST_MAIN(TEST_CASE(test_result_round_trip), TEST_CASE(test_typed_error), TEST_CASE(test_plain_error),
-          TEST_CASE(test_unknown_activity), TEST_CASE(test_ambiguous_activity), TEST_CASE(test_module_errors), TEST_CASE(test_encoding_error),
+          TEST_CASE(test_unknown_activity), TEST_CASE(test_ambiguous_activity), TEST_CASE(test_module_errors), TEST_CASE(test_module_versions),
+          TEST_CASE(test_encoding_error),
           TEST_CASE(test_info), TEST_CASE(test_log), TEST_CASE(test_concurrent), TEST_CASE(test_wait_timeout),
           TEST_CASE(test_timeout_busy_loop), TEST_CASE(test_timeout_exec_kills_group),
           TEST_CASE(test_heartbeat_cancel), TEST_CASE(test_host_cancel), TEST_CASE(test_free_while_running),
