@@ -105,6 +105,39 @@ int main(int argc, char **argv) {
     engine_run_feed(run, small.ev, small.n, &out, &e);
     printf("memory: %.1f KiB of Lua heap for one loaded run at its first task\n", (double)engine_run_memory(run) / 1024.0);
     engine_run_free(run);
+
+    /* what a worker without a cache of runs does for every workflow task:
+     * a new engine (sandbox, jorch.workflow, the script) and a first task,
+     * with the orchestrator's script */
+    char *orch = NULL;
+    size_t orch_len = 0;
+    if (file_read_all("workflows/orchestrate.lua", 1u << 20, &orch, &orch_len, &e) != 0) {
+        fprintf(stderr, "bench_replay: %s (run from the repository root)\n", e.msg);
+        return 1;
+    }
+    hb otask;
+    hb_init(&otask);
+    const char *oargs[] = {"\"PROJ-1\""};
+    hb_started(&otask, "orchestrate", oargs, 1);
+    hb_open_task(&otask);
+    const int tasks = 200;
+    double ta = now_s();
+    for (int i = 0; i < tasks; i++) {
+        engine_run_config oc = {.script_name = "workflows/orchestrate.lua", .script_src = orch,
+                                .script_len = orch_len, .limits = engine_limits_default(),
+                                .workflow_id = "bench", .run_id = "bench"};
+        engine_run *o = engine_run_new(&oc, &e);
+        if (!o || engine_run_feed(o, otask.ev, otask.n, &out, &e) != 0) {
+            fprintf(stderr, "bench_replay: orchestrate's first task failed: %s\n", e.msg);
+            return 1;
+        }
+        engine_run_free(o);
+    }
+    double td = now_s() - ta;
+    printf("task: a new engine and the first task of workflows/orchestrate.lua: %.2f ms (mean of %d)\n",
+           td * 1e3 / tasks, tasks);
+    free(orch);
+    hb_free(&otask);
     hb_free(&small);
     protobuf_c_message_free_unpacked(&parsed->base, NULL);
     jbuf_free(&b);

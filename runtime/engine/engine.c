@@ -2565,20 +2565,9 @@ int engine_run_query(engine_run *r, const char *name, const Payloads *args, Payl
 /* ------------------------------------------------------------- lifetime */
 
 engine_run *engine_run_new(const engine_run_config *cfg, jerr *err) {
-    /* compile once now so a syntax error is reported before any history is touched */
-    lua_State *tmp = luaL_newstate();
-    if (!tmp) {
-        jerr_oom(err, "checking the script");
-        return NULL;
-    }
-    char chunk[1100];
-    snprintf(chunk, sizeof chunk, "@%s", cfg->script_name);
-    if (luaL_loadbufferx(tmp, cfg->script_src, cfg->script_len, chunk, "t") != LUA_OK) {
-        jerr_set(err, JERR_USAGE, "%s", lua_tostring(tmp, -1));
-        lua_close(tmp);
-        return NULL;
-    }
-    lua_close(tmp);
+    /* compile now so a syntax error is reported before any history is
+     * touched; the bytecode is kept for the run's sandbox (sandbox_compile) */
+    if (sandbox_compile(cfg->script_name, cfg->script_src, cfg->script_len, err) != 0) return NULL;
     engine_run *r = calloc(1, sizeof *r);
     if (!r) {
         jerr_oom(err, "creating a run");

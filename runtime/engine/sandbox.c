@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +30,9 @@
 /* Instructions between two hook calls: small enough to stop a loop
  * promptly, large enough to cost nothing measurable. */
 #define SB_HOOK_COUNT 1000
+
+/* Loads source text through the cache of compiled chunks (see there). */
+static int load_text_chunk(lua_State *L, const char *src, size_t len, const char *name);
 
 enum trip_kind { TRIP_NONE, TRIP_INSTRUCTIONS, TRIP_WALL_CLOCK, TRIP_MEMORY, TRIP_CLOSING };
 
@@ -1332,7 +1336,7 @@ static int sb_require(lua_State *L) {
     size_t srclen;
     const char *src = lua_tolstring(L, 5, &srclen);
     lua_pushfstring(L, "@%s", chunkname); /* 6 */
-    if (luaL_loadbufferx(L, src, srclen, lua_tostring(L, 6), "t") != LUA_OK) return lua_error(L);
+    if (load_text_chunk(L, src, srclen, lua_tostring(L, 6)) != LUA_OK) return lua_error(L);
     lua_rawgetp(L, LUA_REGISTRYINDEX, &reg_env);
     if (lua_setupvalue(L, -2, 1) == NULL) lua_pop(L, 1);
 
@@ -1777,6 +1781,165 @@ void sandbox_free(sandbox *sb) {
     free(sb);
 }
 
+/* ------------------------------------------------- compiled chunks
+ *
+ * jorch.workflow, the script and its modules are the same text for every
+ * workflow task of a version, and a worker without a live run builds a new
+ * state for each task: compiling them every time cost more than the task.
+ * They are compiled once per (chunk name, SHA-256 of the text) into a
+ * scratch state and kept as bytecode (lua_dump, debug information kept, so
+ * error messages and tracebacks name the same lines); every run loads that
+ * bytecode in mode "b". Always the bytecode, on a hit or a miss: the run's
+ * heap then sees the same allocations either way (compiling in it would
+ * leave the parser's allocations behind, and addresses must depend only on
+ * the run's own history; see "the heap"). The cache is filled only here,
+ * from text compiled in mode "t", and never from outside input: scripts
+ * still cannot load bytecode (load() and the chunks themselves refuse it).
+ */
+
+#define CHUNK_SLOTS 64
+#define CHUNK_BYTES_MAX ((size_t)64 << 20)
+
+typedef struct chunk_code {
+    char *name; /* "@workflows/x.lua" */
+    char sha[65];
+    char *code;
+    size_t len;
+    uint64_t used; /* chunk_clock at the last use: the least recent goes first */
+} chunk_code;
+
+static pthread_mutex_t chunk_mu = PTHREAD_MUTEX_INITIALIZER;
+static chunk_code chunks[CHUNK_SLOTS];
+static size_t chunk_bytes;
+static uint64_t chunk_clock;
+
+static void chunk_drop(chunk_code *c) {
+    chunk_bytes -= c->len;
+    free(c->name);
+    free(c->code);
+    memset(c, 0, sizeof *c);
+}
+
+static int dump_to_jbuf(lua_State *L, const void *p, size_t n, void *ud) {
+    (void)L;
+    return jbuf_append(ud, p, n) == 0 ? 0 : 1;
+}
+
+/* A malloc'ed copy of the bytecode of chunk `name` ("@file") with text
+ * src, compiling it on a miss. -1 with the compiler's message ("file:line:
+ * ...") or an out-of-memory note in msg. */
+static int chunk_bytecode(const char *name, const char *src, size_t len, char **code, size_t *code_len,
+                          char *msg, size_t msglen) {
+    char sha[65];
+    sha256_hex(src, len, sha);
+    *code = NULL;
+    pthread_mutex_lock(&chunk_mu);
+    for (size_t i = 0; i < CHUNK_SLOTS; i++) {
+        chunk_code *c = &chunks[i];
+        if (!c->code || strcmp(c->sha, sha) != 0 || strcmp(c->name, name) != 0) continue;
+        *code = malloc(c->len);
+        if (*code) {
+            memcpy(*code, c->code, c->len);
+            *code_len = c->len;
+            c->used = ++chunk_clock;
+        }
+        break;
+    }
+    pthread_mutex_unlock(&chunk_mu);
+    if (*code) return 0;
+
+    lua_State *T = luaL_newstate();
+    if (!T) {
+        snprintf(msg, msglen, "%s: out of memory compiling the chunk", name + 1);
+        return -1;
+    }
+    if (luaL_loadbufferx(T, src, len, name, "t") != LUA_OK) {
+        const char *m = lua_tostring(T, -1);
+        snprintf(msg, msglen, "%s", m ? m : "cannot compile the chunk");
+        lua_close(T);
+        return -1;
+    }
+    jbuf b;
+    jbuf_init(&b, CHUNK_BYTES_MAX);
+    int rc = lua_dump(T, dump_to_jbuf, &b, 0);
+    lua_close(T);
+    size_t blen = b.len;
+    char *bytes = rc == 0 ? jbuf_take(&b, &blen) : NULL;
+    jbuf_free(&b);
+    char *kept = bytes ? malloc(blen) : NULL;
+    char *kept_name = kept ? jstrdup(name) : NULL;
+    if (!bytes || !kept_name) {
+        free(bytes);
+        free(kept);
+        snprintf(msg, msglen, "%s: out of memory compiling the chunk", name + 1);
+        return -1;
+    }
+    memcpy(kept, bytes, blen);
+    pthread_mutex_lock(&chunk_mu);
+    chunk_code *slot = NULL;
+    bool known = false; /* another thread compiled it meanwhile */
+    for (size_t i = 0; i < CHUNK_SLOTS && !known; i++) {
+        chunk_code *c = &chunks[i];
+        if (!c->code) {
+            if (!slot || slot->code) slot = c; /* an empty slot first */
+        } else if (strcmp(c->sha, sha) == 0 && strcmp(c->name, name) == 0) {
+            known = true;
+        } else if (!slot || (slot->code && c->used < slot->used)) {
+            slot = c; /* else the least recently used */
+        }
+    }
+    if (!known && blen <= CHUNK_BYTES_MAX / 4) {
+        if (slot->code) chunk_drop(slot);
+        while (chunk_bytes + blen > CHUNK_BYTES_MAX) {
+            chunk_code *old = NULL;
+            for (size_t i = 0; i < CHUNK_SLOTS; i++)
+                if (chunks[i].code && (!old || chunks[i].used < old->used)) old = &chunks[i];
+            if (!old) break;
+            chunk_drop(old);
+        }
+        slot->name = kept_name;
+        memcpy(slot->sha, sha, sizeof slot->sha);
+        slot->code = kept;
+        slot->len = blen;
+        slot->used = ++chunk_clock;
+        chunk_bytes += blen;
+        kept = NULL;
+        kept_name = NULL;
+    }
+    free(kept);
+    free(kept_name);
+    pthread_mutex_unlock(&chunk_mu);
+    *code = bytes;
+    *code_len = blen;
+    return 0;
+}
+
+int sandbox_compile(const char *chunkname, const char *src, size_t len, jerr *err) {
+    char name[1100], msg[1024];
+    snprintf(name, sizeof name, "@%s", chunkname);
+    char *code = NULL;
+    size_t clen = 0;
+    if (chunk_bytecode(name, src, len, &code, &clen, msg, sizeof msg) != 0)
+        return jerr_set(err, JERR_USAGE, "%s", msg);
+    free(code);
+    return 0;
+}
+
+/* luaL_loadbufferx(L, src, len, name, "t") through the cache: pushes the
+ * function or the error message, and returns the status. */
+static int load_text_chunk(lua_State *L, const char *src, size_t len, const char *name) {
+    char *code = NULL;
+    size_t clen = 0;
+    char msg[1024];
+    if (chunk_bytecode(name, src, len, &code, &clen, msg, sizeof msg) != 0) {
+        lua_pushstring(L, msg);
+        return LUA_ERRSYNTAX;
+    }
+    int status = luaL_loadbufferx(L, code, clen, name, "b");
+    free(code);
+    return status;
+}
+
 /* ------------------------------------------------- loading host chunks */
 
 struct load_args {
@@ -1791,7 +1954,7 @@ static int load_protected(lua_State *L) {
         return luaL_error(L, "%s: binary chunks are not accepted (workflow scripts must be Lua "
                              "source text)", a->chunkname);
     lua_pushfstring(L, "@%s", a->chunkname);
-    int status = luaL_loadbufferx(L, a->src, a->len, lua_tostring(L, -1), "t");
+    int status = load_text_chunk(L, a->src, a->len, lua_tostring(L, -1));
     if (status != LUA_OK) return lua_error(L);
     lua_rawgetp(L, LUA_REGISTRYINDEX, &reg_env);
     if (lua_setupvalue(L, -2, 1) == NULL) lua_pop(L, 1);

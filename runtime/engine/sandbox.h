@@ -44,6 +44,11 @@ void sandbox_push_env(sandbox *sb);
  * "chunkname:line: message". Runs no code. */
 int sandbox_load(sandbox *sb, const char *chunkname, const char *src, size_t len, jerr *err);
 
+/* Compiles a text chunk as sandbox_load would, without a run: a syntax
+ * error comes back as "chunkname:line: message" (JERR_USAGE). The bytecode
+ * is kept, so loading the same text again costs no compilation. */
+int sandbox_compile(const char *chunkname, const char *src, size_t len, jerr *err);
+
 /* Registers src as the source of module `name` for require(), ahead of the
  * finder (used for lua/jorch modules and for pinned module versions). */
 int sandbox_preload(sandbox *sb, const char *name, const char *chunkname, const char *src,

@@ -662,6 +662,62 @@ static void syntax_error_before_history(void) {
     CHECK_CONTAINS(e.msg, "workflows/bad.lua:2:");
 }
 
+/* jorch.workflow and the script are compiled once per version and every
+ * run loads the bytecode (sandbox.c, "compiled chunks"): the first run in
+ * a process (a miss) and the next ones (hits) must be the same run - the
+ * same commands, the same heap (object keys hash by address), the same
+ * line numbers in errors. */
+static void compiled_once_runs_the_same(void) {
+    static const char *src = /* text no other test uses: its first load here is a miss */
+        "-- compiled_once_runs_the_same\n"
+        "return function(n)\n"
+        "  local keys, t = {}, {}\n"
+        "  for i = 1, n do local k = {i}; keys[i] = k; t[k] = i end\n"
+        "  local holes = {}\n"
+        "  for i = 1, n, 3 do holes[i] = true end\n"
+        "  local r = workflow.execute_activity('greet', {#holes, #keys}, {start_to_close_timeout = '10s'})\n"
+        "  if r == 'boom' then local x = nil; return x.y end\n"
+        "  return r\n"
+        "end\n";
+    size_t mem[3] = {0};
+    char first[256] = "", json[256];
+    for (int round = 0; round < 3; round++) {
+        hb h;
+        hb_init(&h);
+        const char *args[] = {"40"};
+        hb_started(&h, "test", args, 1);
+        hb_open_task(&h);
+        fed f = feed_script(src, &h);
+        CHECK_INT(f.rc, 0);
+        CHECK_INT(f.out.n_commands, 1);
+        if (f.rc == 0 && f.out.n_commands == 1) {
+            cmd_payload_json(f.out.commands[0], json, sizeof json);
+            if (round == 0) snprintf(first, sizeof first, "%s", json);
+            else CHECK_STREQ(json, first);
+        }
+        mem[round] = f.r ? engine_run_memory(f.r) : 0;
+        fed_free(&f);
+        hb_free(&h);
+    }
+    CHECK(mem[0] > 0);
+    CHECK_INT(mem[1], mem[0]);
+    CHECK_INT(mem[2], mem[0]);
+    /* an error in the loaded bytecode names the script's line */
+    hb h;
+    hb_init(&h);
+    const char *args[] = {"1"};
+    hb_started(&h, "test", args, 1);
+    hb_task(&h);
+    int64_t sched = hb_activity_scheduled(&h, "1", "greet");
+    hb_activity_completed(&h, sched, "\"boom\"");
+    hb_open_task(&h);
+    fed f = feed_script(src, &h);
+    CHECK(f.rc != 0);
+    CHECK_CONTAINS(f.err.msg, "workflows/test.lua:8");
+    fed_free(&f);
+    hb_free(&h);
+}
+
 static void script_must_return_function(void) {
     jerr e = {0};
     CHECK(engine_check_script("workflows/x.lua", "return 42", 9, NULL, NULL, &e) != 0);
@@ -1074,7 +1130,8 @@ TEST_MAIN(TEST_CASE(first_task_schedules_activity), TEST_CASE(flag1_new_run_reco
           TEST_CASE(side_effect_replays_recorded_value), TEST_CASE(query_reads_state_and_cannot_block),
           TEST_CASE(cancellation_cancels_timer_and_ends_cancelled), TEST_CASE(go_coroutines_and_await_all),
           TEST_CASE(unknown_event_type_respects_worker_may_ignore), TEST_CASE(bad_options_are_clear),
-          TEST_CASE(syntax_error_before_history), TEST_CASE(script_must_return_function),
+          TEST_CASE(syntax_error_before_history), TEST_CASE(compiled_once_runs_the_same),
+          TEST_CASE(script_must_return_function),
           TEST_CASE(waiting_inside_pcall_and_xpcall), TEST_CASE(event_without_attributes_is_rejected),
           TEST_CASE(out_of_order_history_is_rejected),
           TEST_CASE(recorded_oversized_command_still_replays))

@@ -525,6 +525,51 @@ static void syntax_error_names_file_and_line(void) {
     sandbox_free(sb);
 }
 
+/* Chunks are compiled once per version and every run loads the bytecode
+ * (sandbox.c, "compiled chunks"), so the first load in a process (a miss)
+ * leaves the run's heap exactly as the next ones (hits) do: addresses, and
+ * so the hashing of object keys, depend only on the run's own history. */
+static void compiled_chunks_leave_the_same_heap(void) {
+    static const char *src = /* text no other test loads */
+        "-- compiled_chunks_leave_the_same_heap\n"
+        "local t = {}\n"
+        "for i = 1, 50 do t[{}] = i end\n"
+        "local function f(a, b) return a .. b end\n"
+        "return function() local n = 0 for _ in pairs({a = 1, b = 2}) do n = n + 1 end\n"
+        "  return f('x', 'y') .. n end\n";
+    size_t used[3] = {0};
+    for (int round = 0; round < 3; round++) {
+        sandbox *sb = new_sb();
+        if (!sb) return;
+        size_t before = sandbox_memory_used(sb);
+        jerr err = {0, ""};
+        CHECK(sandbox_load(sb, "workflows/same.lua", src, strlen(src), &err) == 0);
+        used[round] = sandbox_memory_used(sb) - before;
+        lua_State *L = sandbox_state(sb);
+        CHECK_INT(lua_pcall(L, 0, 1, 0), LUA_OK);
+        CHECK_INT(lua_pcall(L, 0, 1, 0), LUA_OK);
+        CHECK_STREQ(lua_tostring(L, -1), "xy2");
+        sandbox_free(sb);
+    }
+    CHECK(used[0] > 0);
+    CHECK_INT(used[1], used[0]);
+    CHECK_INT(used[2], used[0]);
+    /* the same text under another name is another chunk: errors name it */
+    sandbox *sb = new_sb();
+    if (!sb) return;
+    const char *bad = "local x = 1\nerror('boom')\n";
+    jerr err = {0, ""};
+    CHECK(sandbox_load(sb, "workflows/one.lua", bad, strlen(bad), &err) == 0);
+    CHECK(lua_pcall(sandbox_state(sb), 0, 0, 0) != LUA_OK);
+    CHECK_CONTAINS(lua_tostring(sandbox_state(sb), -1), "workflows/one.lua:2: boom");
+    lua_settop(sandbox_state(sb), 0);
+    CHECK(sandbox_load(sb, "workflows/two.lua", bad, strlen(bad), &err) == 0);
+    CHECK(lua_pcall(sandbox_state(sb), 0, 0, 0) != LUA_OK);
+    CHECK_CONTAINS(lua_tostring(sandbox_state(sb), -1), "workflows/two.lua:2: boom");
+    lua_settop(sandbox_state(sb), 0);
+    sandbox_free(sb);
+}
+
 /* -------------------------------------------------------------- require */
 
 struct finder_log {
@@ -934,7 +979,7 @@ static void object_keys_length_is_the_same_in_every_heap(void) {
     for (int i = 0; i < 3; i++) sandbox_free(sbs[i]);
 }
 
-TEST_MAIN(TEST_CASE(trick_forbidden_globals), TEST_CASE(trick_getmetatable_string_index_dump),
+TEST_MAIN(TEST_CASE(trick_forbidden_globals), TEST_CASE(compiled_chunks_leave_the_same_heap), TEST_CASE(trick_getmetatable_string_index_dump),
           TEST_CASE(trick_env_metatable_removal), TEST_CASE(reachable_from_G_is_the_allow_list),
           TEST_CASE(pairs_order_is_canonical), TEST_CASE(pairs_order_matches_child_processes),
           TEST_CASE(sort_is_stable_and_deterministic), TEST_CASE(math_random_is_seeded_by_the_run),
