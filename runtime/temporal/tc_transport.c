@@ -1,23 +1,30 @@
 /*
  * tc_transport.c - gRPC unary calls to Temporal's WorkflowService over
- * libcurl's multi interface (HTTP/2): request headers, deadlines, response
- * collection, and retries with jittered exponential backoff.
- *
- * Over cleartext every attempt gets its own connection (FRESH_CONNECT +
- * FORBID_REUSE) because Debian's libcurl 7.88.1 fails the second request on
- * a reused prior-knowledge connection with CURLE_HTTP2. Over TLS the multi
- * handle multiplexes calls on shared connections (PIPEWAIT prefers an
- * existing connection over opening a new one).
+ * HTTP/2: request headers, deadlines, response collection, and retries with
+ * jittered exponential backoff, on one of two transports:
+ *  - TLS: libcurl's multi interface, which multiplexes calls on shared
+ *    connections (PIPEWAIT prefers an existing connection over a new one);
+ *  - cleartext: tc_h2c.c, libnghttp2 on plain sockets, with a connection
+ *    pool per address shared by every tc_conn of the process. (Debian's
+ *    libcurl 7.88.1 fails the second request on a reused prior-knowledge
+ *    connection with CURLE_HTTP2, so through curl every cleartext call paid
+ *    a fresh connection.)
+ * Both feed the same response pieces (tc_meta, tc_deframer) and end in the
+ * same settle_response.
  */
+#include <errno.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
 
+#include "temporal/tc_int.h"
 #include "temporal/temporal.h"
 
 #define TC_SERVICE_PATH "/temporal.api.workflowservice.v1.WorkflowService/"
@@ -40,6 +47,8 @@ struct tc_conn {
     tc_call *calls;                 /* started and not freed */
     uint64_t rng;
     long connects;
+    h2_pool *h2;                    /* cleartext: the shared pool of the address */
+    int wake_fd;                    /* cleartext: an eventfd other threads wake us with */
 };
 
 struct tc_call {
@@ -61,6 +70,10 @@ struct tc_call {
     jerr body_err;
     bool body_failed;
     char errbuf[CURL_ERROR_SIZE];
+    tc_h2_attempt h2;               /* cleartext attempt */
+    bool on_h2;                     /* h2 is started and not cleaned up */
+    bool h2_timed_out;
+    bool unprocessed;               /* the last attempt never reached the server's handlers */
     tc_status status;
     ProtobufCMessage *resp;
 };
@@ -150,6 +163,7 @@ tc_conn *tc_conn_new(const tc_config *cfg, jerr *err) {
         curl_global_cleanup();
         return NULL;
     }
+    c->wake_fd = -1;
     c->rng = (uint64_t)time_now_nanos() ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15ULL;
     if (c->rng == 0) c->rng = 1;
     jbuf url;
@@ -175,6 +189,19 @@ tc_conn *tc_conn_new(const tc_config *cfg, jerr *err) {
         return NULL;
     }
     curl_multi_setopt(c->multi, CURLMOPT_PIPELINING, tls ? CURLPIPE_MULTIPLEX : CURLPIPE_NOTHING);
+    if (!tls) {
+        c->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        if (c->wake_fd < 0) {
+            jerr_set(err, JERR_INTERNAL, "cannot create an eventfd for a Temporal connection: %s", strerror(errno));
+            tc_conn_free(c);
+            return NULL;
+        }
+        c->h2 = h2_pool_get(cfg->address, err);
+        if (c->h2 == NULL) {
+            tc_conn_free(c);
+            return NULL;
+        }
+    }
     return c;
 }
 
@@ -185,6 +212,8 @@ long tc_conn_connects(const tc_conn *c) { return c->connects; }
 void tc_conn_free(tc_conn *c) {
     if (c == NULL) return;
     while (c->calls != NULL) tc_call_free(c->calls);
+    h2_pool_put(c->h2);
+    if (c->wake_fd >= 0) close(c->wake_fd);
     if (c->multi != NULL) curl_multi_cleanup(c->multi);
     curl_slist_free_all(c->connect_to);
     free(c->url_base);
@@ -218,6 +247,11 @@ static size_t on_header(char *ptr, size_t size, size_t nmemb, void *userdata) {
 }
 
 static void attempt_cleanup(tc_call *call) {
+    if (call->on_h2) {
+        h2_cancel(call->conn->h2, &call->h2); /* no-op when done */
+        if (call->h2.opened_connection) call->conn->connects++;
+        call->on_h2 = false;
+    }
     if (call->easy != NULL) {
         long connects = 0;
         if (curl_easy_getinfo(call->easy, CURLINFO_NUM_CONNECTS, &connects) == CURLE_OK)
@@ -279,6 +313,44 @@ static void finish_with(tc_call *call, int code, const char *fmt, ...) {
     call->state = CALL_DONE;
 }
 
+/* A cleartext attempt: the same headers as build_headers, on tc_h2c.c. */
+static void launch_h2(tc_call *call) {
+    tc_conn *c = call->conn;
+    const tc_config *cfg = &c->cfg;
+    char path[sizeof TC_SERVICE_PATH + sizeof call->method];
+    snprintf(path, sizeof path, TC_SERVICE_PATH "%s", call->method);
+    int64_t t = call->opts.timeout_ms;
+    if (t > 99999999) t = 99999999; /* grpc-timeout allows at most 8 digits */
+    char timeout[16];
+    snprintf(timeout, sizeof timeout, "%lldm", (long long)t);
+    char bearer[TC_MAX_HEADER];
+    tc_h2_header h[8] = {
+        {"content-type", "application/grpc", false}, {"te", "trailers", false},
+        {"grpc-timeout", timeout, false}, {"temporal-namespace", cfg->namespace_, false},
+        {"client-name", "jorch", false}, {"client-version", JORCH_VERSION, false},
+        {"user-agent", "jorch/" JORCH_VERSION, false},
+    };
+    size_t n = 7;
+    if (cfg->api_key != NULL) {
+        snprintf(bearer, sizeof bearer, "Bearer %s", cfg->api_key);
+        h[n++] = (tc_h2_header){"authorization", bearer, true};
+    }
+    call->h2.meta = &call->meta;
+    call->h2.deframer = &call->deframer;
+    call->h2.body_err = &call->body_err;
+    call->h2.body_failed = &call->body_failed;
+    call->h2.body = call->frame;
+    call->h2.body_len = call->frame_len;
+    call->h2.wake_fd = c->wake_fd;
+    call->h2_timed_out = false;
+    call->on_h2 = true;
+    call->state = CALL_RUNNING;
+    call->attempt_start_ms = mono_ms();
+    h2_start(c->h2, &call->h2, path, h, n);
+    /* nghttp2 copied the headers; wipe the stack copy of the key. */
+    memset(bearer, 0, sizeof bearer);
+}
+
 static int launch_attempt(tc_call *call) {
     tc_conn *c = call->conn;
     const bool tls = c->cfg.tls > 0;
@@ -286,10 +358,15 @@ static int launch_attempt(tc_call *call) {
     int n = snprintf(url, sizeof url, "%s%s", c->url_base, call->method);
     call->attempt++;
     call->body_failed = false;
+    call->unprocessed = false;
     call->errbuf[0] = '\0';
     jerr_set(&call->body_err, JERR_OK, "%s", "");
     tc_deframer_init(&call->deframer, TC_MAX_MESSAGE);
     tc_meta_init(&call->meta);
+    if (c->h2 != NULL) {
+        launch_h2(call);
+        return 0;
+    }
     call->easy = curl_easy_init();
     if (n < 0 || (size_t)n >= sizeof url || call->easy == NULL || build_headers(call) != 0) {
         attempt_cleanup(call);
@@ -373,7 +450,39 @@ static bool plaintext_reply(const char *msg) {
     return false;
 }
 
-/* Turn a finished attempt into the call's status (and response). */
+/* The status and message of a response that arrived (HTTP/2, headers in). */
+static void settle_response(tc_call *call) {
+    tc_status *st = &call->status;
+    tc_status_from_meta(&call->meta, st);
+    if (st->code != TC_OK) return;
+    if (tc_deframer_finish(&call->deframer, &call->body_err) != 0) {
+        st->code = TC_INTERNAL;
+        snprintf(st->message, sizeof st->message, "%s", call->body_err.msg);
+        return;
+    }
+    if (!call->deframer.have_message) {
+        st->code = TC_INTERNAL;
+        snprintf(st->message, sizeof st->message, "the server sent status OK but no response message");
+        return;
+    }
+    if (!tc_pb_depth_ok(call->resp_desc, (const uint8_t *)call->deframer.body.data, call->deframer.body.len,
+                        TC_MAX_PROTO_DEPTH)) {
+        st->code = TC_INTERNAL;
+        snprintf(st->message, sizeof st->message,
+                 "refusing the %zu-byte %s response: malformed, or messages nested deeper than %d",
+                 call->deframer.body.len, call->resp_desc->name, TC_MAX_PROTO_DEPTH);
+        return;
+    }
+    call->resp = protobuf_c_message_unpack(call->resp_desc, NULL, call->deframer.body.len,
+                                           (const uint8_t *)call->deframer.body.data);
+    if (call->resp == NULL) {
+        st->code = TC_INTERNAL;
+        snprintf(st->message, sizeof st->message, "cannot decode the %zu-byte %s response",
+                 call->deframer.body.len, call->resp_desc->name);
+    }
+}
+
+/* Turn a finished curl attempt into the call's status (and response). */
 static void settle_attempt(tc_call *call, CURLcode rc) {
     tc_status *st = &call->status;
     tc_status_clear(st);
@@ -425,38 +534,60 @@ static void settle_attempt(tc_call *call, CURLcode rc) {
                  call->meta.http_status);
         return;
     }
-    tc_status_from_meta(&call->meta, st);
-    if (st->code != TC_OK) return;
-    if (tc_deframer_finish(&call->deframer, &call->body_err) != 0) {
+    settle_response(call);
+}
+
+/* A cleartext attempt's outcome, as settle_attempt's for curl. */
+static void settle_h2(tc_call *call) {
+    tc_status *st = &call->status;
+    const tc_h2_attempt *a = &call->h2;
+    tc_status_clear(st);
+    if (call->body_failed) {
         st->code = TC_INTERNAL;
         snprintf(st->message, sizeof st->message, "%s", call->body_err.msg);
         return;
     }
-    if (!call->deframer.have_message) {
+    if (a->fail == H2_LIMIT || a->fail == H2_INTERNAL) {
         st->code = TC_INTERNAL;
-        snprintf(st->message, sizeof st->message, "the server sent status OK but no response message");
+        snprintf(st->message, sizeof st->message, "%s", a->msg);
         return;
     }
-    if (!tc_pb_depth_ok(call->resp_desc, (const uint8_t *)call->deframer.body.data, call->deframer.body.len,
-                        TC_MAX_PROTO_DEPTH)) {
-        st->code = TC_INTERNAL;
-        snprintf(st->message, sizeof st->message,
-                 "refusing the %zu-byte %s response: malformed, or messages nested deeper than %d",
-                 call->deframer.body.len, call->resp_desc->name, TC_MAX_PROTO_DEPTH);
+    if (call->h2_timed_out || (a->fail != H2_OK && !call->meta.have_grpc_status)) {
+        st->transport = true;
+        st->code = TC_UNAVAILABLE;
+        snprintf(st->message, sizeof st->message, "%s", a->msg);
+        /* Errors as libcurl would have given them, for callers that tell
+         * kinds of transport failure apart by CURLcode. */
+        st->curl_code = a->fail == H2_CONNECT ? CURLE_COULDNT_CONNECT
+                        : a->fail == H2_RESET ? CURLE_HTTP2_STREAM
+                        : a->fail == H2_PROTOCOL ? CURLE_HTTP2 : CURLE_RECV_ERROR;
+        call->unprocessed = a->unprocessed && a->fail != H2_CONNECT;
+        /* A server honouring grpc-timeout may reset the stream instead of
+         * answering DEADLINE_EXCEEDED: past our deadline, that is what it means. */
+        bool past_deadline = mono_ms() - call->attempt_start_ms >= call->opts.timeout_ms;
+        if (call->h2_timed_out || (past_deadline && a->fail != H2_CONNECT && !a->unprocessed)) {
+            st->code = TC_DEADLINE_EXCEEDED;
+            st->curl_code = CURLE_OPERATION_TIMEDOUT;
+            snprintf(st->message, sizeof st->message, "no answer within %lld ms", (long long)call->opts.timeout_ms);
+        }
         return;
     }
-    call->resp = protobuf_c_message_unpack(call->resp_desc, NULL, call->deframer.body.len,
-                                           (const uint8_t *)call->deframer.body.data);
-    if (call->resp == NULL) {
-        st->code = TC_INTERNAL;
-        snprintf(st->message, sizeof st->message, "cannot decode the %zu-byte %s response",
-                 call->deframer.body.len, call->resp_desc->name);
+    if (call->meta.http_status == 0) {
+        st->transport = true;
+        st->code = TC_UNAVAILABLE;
+        st->curl_code = CURLE_GOT_NOTHING;
+        snprintf(st->message, sizeof st->message, "the server ended the call without a response");
+        return;
     }
+    settle_response(call);
 }
-
 static bool should_retry(const tc_call *call) {
     const tc_status *st = &call->status;
-    if (!call->opts.retry_safe || call->attempt >= call->opts.max_attempts) return false;
+    if (call->attempt >= call->opts.max_attempts) return false;
+    /* Refused before the server processed it (GOAWAY, REFUSED_STREAM): any
+     * call may go again, as gRPC's transparent retry does. */
+    if (call->unprocessed) return true;
+    if (!call->opts.retry_safe) return false;
     return st->code == TC_UNAVAILABLE || st->code == TC_RESOURCE_EXHAUSTED;
 }
 
@@ -468,8 +599,7 @@ static int64_t backoff_ms(tc_call *call) {
     return d / 2 + (int64_t)(conn_random(call->conn) % (uint64_t)(d / 2 + 1));
 }
 
-static void on_attempt_done(tc_call *call, CURLcode rc) {
-    settle_attempt(call, rc);
+static void attempt_settled(tc_call *call) {
     attempt_cleanup(call);
     redact(call->conn, call->status.message);
     if (call->status.code != TC_OK && should_retry(call)) {
@@ -480,6 +610,11 @@ static void on_attempt_done(tc_call *call, CURLcode rc) {
         return;
     }
     call->state = CALL_DONE;
+}
+
+static void on_attempt_done(tc_call *call, CURLcode rc) {
+    settle_attempt(call, rc);
+    attempt_settled(call);
 }
 
 /* ----------------------------------------------------------------- calls */
@@ -566,7 +701,61 @@ static int count_pending(const tc_conn *c) {
     return n;
 }
 
+/* Cleartext: settle attempts the pool finished (whichever thread did the
+ * I/O) and abandon those past the client-side deadline. Returns the
+ * earliest deadline still ahead, or -1. */
+static int64_t collect_h2(tc_conn *c) {
+    int64_t now = mono_ms(), next = -1;
+    for (tc_call *call = c->calls; call != NULL; call = call->next) {
+        if (call->state != CALL_RUNNING || !call->on_h2) continue;
+        if (!atomic_load_explicit(&call->h2.done, memory_order_acquire)) {
+            int64_t deadline = call->attempt_start_ms + call->opts.timeout_ms + TC_CLIENT_GRACE_MS;
+            if (now < deadline) {
+                if (next < 0 || deadline < next) next = deadline;
+                continue;
+            }
+            h2_cancel(c->h2, &call->h2);
+            /* It may have finished just before the cancel: then that counts. */
+            if (!atomic_load_explicit(&call->h2.done, memory_order_acquire)) call->h2_timed_out = true;
+        }
+        settle_h2(call);
+        attempt_settled(call);
+    }
+    return next;
+}
+
+static int perform_h2(tc_conn *c, int wait_ms) {
+    int64_t next_due = -1;
+    launch_due_retries(c, mono_ms(), &next_due);
+    h2_pump(c->h2, c->wake_fd);
+    int64_t deadline = collect_h2(c);
+    if (wait_ms <= 0 || count_pending(c) == 0) return count_pending(c);
+    int64_t now = mono_ms();
+    int64_t wait = wait_ms < TC_MAX_POLL_WAIT_MS ? wait_ms : TC_MAX_POLL_WAIT_MS;
+    next_due = -1;
+    launch_due_retries(c, now, &next_due);
+    if (next_due >= 0 && next_due - now < wait) wait = next_due > now ? next_due - now : 0;
+    if (deadline >= 0 && deadline - now < wait) wait = deadline > now ? deadline - now : 0;
+    struct pollfd fds[16];
+    size_t n = h2_pollfds(c->h2, fds, sizeof fds / sizeof fds[0] - 1);
+    fds[n].fd = c->wake_fd;
+    fds[n].events = POLLIN;
+    fds[n].revents = 0;
+    /* An interrupted wait is only a shorter one. */
+    if (poll(fds, (nfds_t)(n + 1), (int)wait) > 0 && (fds[n].revents & POLLIN) != 0) {
+        uint64_t v;
+        ssize_t r = read(c->wake_fd, &v, sizeof v);
+        (void)r;
+    }
+    next_due = -1;
+    launch_due_retries(c, mono_ms(), &next_due);
+    h2_pump(c->h2, c->wake_fd);
+    collect_h2(c);
+    return count_pending(c);
+}
+
 int tc_conn_perform(tc_conn *c, int wait_ms, jerr *err) {
+    if (c->h2 != NULL) return perform_h2(c, wait_ms);
     int64_t next_due = -1;
     launch_due_retries(c, mono_ms(), &next_due);
     if (drive(c, err) != 0) return -1;

@@ -257,14 +257,26 @@ void tc_meta_line(tc_meta *m, const char *line, size_t len) {
     const char *colon = memchr(line, ':', len);
     if (colon == NULL) return;
     size_t nlen = (size_t)(colon - line);
-    const char *v = colon + 1;
-    size_t vlen = len - nlen - 1;
+    tc_meta_header(m, line, nlen, colon + 1, len - nlen - 1);
+}
+
+void tc_meta_header(tc_meta *m, const char *name, size_t nlen, const char *v, size_t vlen) {
     while (vlen > 0 && (*v == ' ' || *v == '\t')) {
         v++;
         vlen--;
     }
     while (vlen > 0 && (v[vlen - 1] == ' ' || v[vlen - 1] == '\t')) vlen--;
-    if (name_is(line, nlen, "content-type")) {
+    const char *line = name;
+    if (name_is(name, nlen, ":status")) {
+        /* HTTP/2's pseudo-header: the status line's digits. */
+        int status = 0;
+        bool ok = vlen == 3;
+        for (size_t i = 0; ok && i < vlen; i++) {
+            if (!isdigit((unsigned char)v[i])) ok = false;
+            else status = status * 10 + (v[i] - '0');
+        }
+        m->http_status = ok ? status : 0;
+    } else if (name_is(line, nlen, "content-type")) {
         m->grpc_content_type = vlen >= 16 && strncasecmp(v, "application/grpc", 16) == 0 &&
                                (vlen == 16 || v[16] == '+' || v[16] == ';');
     } else if (name_is(line, nlen, "grpc-status")) {

@@ -1,6 +1,7 @@
 /*
  * temporal.h - the public face of runtime/temporal: configuration, and gRPC
- * unary calls to Temporal's WorkflowService over libcurl (HTTP/2).
+ * unary calls to Temporal's WorkflowService over HTTP/2 (TLS: libcurl;
+ * cleartext: libnghttp2 on plain sockets, tc_h2c.c).
  *
  * Layers, bottom up:
  *  - wire pieces, pure and network-free (exposed for unit tests and the
@@ -8,9 +9,13 @@
  *    parser (grpc-status, grpc-message, grpc-status-details-bin), base64 and
  *    percent decoding;
  *  - tc_config: where and how to connect (address, namespace, TLS, API key);
- *  - tc_conn: one curl multi handle. Calls are started, driven together by
- *    tc_conn_perform (so a 70 s long poll never blocks other calls), and
- *    collected; tc_unary is the blocking form of one call;
+ *  - tc_conn: the calls of one thread. Calls are started, driven together
+ *    by tc_conn_perform (so a 70 s long poll never blocks other calls), and
+ *    collected; tc_unary is the blocking form of one call. A tc_conn is
+ *    used by one thread at a time; over TLS it is one curl multi handle,
+ *    over cleartext a handle on the process-wide connection pool of its
+ *    address (shared by all threads: their calls are streams on one TCP
+ *    connection, and whichever thread does the I/O completes the others');
  *  - tc_client (tc_client.c): the client operations the CLI's verbs use
  *    (start, signal, query, ...), with failures worded for people;
  *  - tc_pin (tc_pin.c): the script version a run carries in its history;
@@ -19,9 +24,9 @@
  *
  * Transport facts this is built around:
  *  - Debian's libcurl 7.88.1 cannot reuse a cleartext HTTP/2 prior-knowledge
- *    connection (the second request fails with CURLE_HTTP2), so over
- *    cleartext every call gets its own fresh connection; over TLS (ALPN h2)
- *    calls are multiplexed on shared connections.
+ *    connection (the second request fails with CURLE_HTTP2), so cleartext
+ *    does not go through libcurl; over TLS (ALPN h2) curl multiplexes calls
+ *    on shared connections.
  *  - libcurl hands HTTP/2 trailers to the header callback after the body,
  *    so grpc-status is looked for in both header blocks (a "Trailers-Only"
  *    error response has it in the first).
@@ -130,13 +135,16 @@ void tc_meta_init(tc_meta *m);
  * malformed input: bad values are recorded as such (a non-numeric
  * grpc-status becomes UNKNOWN). */
 void tc_meta_line(tc_meta *m, const char *line, size_t len);
+/* One header field as HTTP/2 delivers it (name and value apart; ":status"
+ * is the status line). Same rules as tc_meta_line. */
+void tc_meta_header(tc_meta *m, const char *name, size_t nlen, const char *value, size_t vlen);
 void tc_meta_free(tc_meta *m);
 
 /* The outcome of a call. */
 typedef struct tc_status {
     int code;                  /* gRPC code; TC_OK on success */
     bool transport;            /* no gRPC status arrived: connect/TLS/timeout failure */
-    int curl_code;             /* CURLcode when transport is true */
+    int curl_code;             /* CURLcode when transport is true (cleartext: the nearest one) */
     bool plaintext_peer;       /* the TLS handshake met a server that does not speak TLS */
     char message[1024];        /* grpc-message, or what went wrong in transport */
     Google__Rpc__Status *details; /* decoded grpc-status-details-bin, or NULL */
@@ -232,7 +240,8 @@ int tc_unary(tc_conn *c, const char *method, const ProtobufCMessage *req,
              const ProtobufCMessageDescriptor *resp_desc, const tc_call_opts *opts,
              ProtobufCMessage **resp, tc_status *st);
 
-/* Count of fresh connections curl opened so far (for tests of reuse). */
+/* Connections opened (or attempted) so far for this tc_conn's calls (for
+ * tests of reuse). */
 long tc_conn_connects(const tc_conn *c);
 
 /* ------------------------------------------------------------ client */

