@@ -38,19 +38,23 @@ static atomic_int refused_once; /* "Refuse" refused the first time only */
 static atomic_bool stopping;
 static pthread_t server_tid;
 
+typedef struct sstream sstream;
+
 typedef struct sconn {
     nghttp2_session *sess;
+    sstream *streams;       /* open streams, freed with the session */
     int fd;
     bool goaway_after;      /* send GOAWAY once this response is out */
     bool close_now;         /* drop the TCP connection */
 } sconn;
 
-typedef struct sstream {
+struct sstream {
+    sstream *prev, *next;
     char path[256];
     const unsigned char *body;
     size_t body_len, off;
     bool trailers;
-} sstream;
+};
 
 static const unsigned char empty_frame[5] = {0, 0, 0, 0, 0};
 static const unsigned char huge_frame[5] = {0, 0x10, 0, 0, 0}; /* announces 256 MiB */
@@ -115,7 +119,12 @@ static void respond(sconn *c, int32_t id, sstream *st) {
 
 static int s_begin(nghttp2_session *sess, const nghttp2_frame *f, void *ud) {
     if (f->hd.type != NGHTTP2_HEADERS) return 0;
+    sconn *c = ud;
     sstream *st = calloc(1, sizeof *st);
+    if (st == NULL) return NGHTTP2_ERR_CALLBACK_FAILURE;
+    st->next = c->streams;
+    if (c->streams != NULL) c->streams->prev = st;
+    c->streams = st;
     nghttp2_session_set_stream_user_data(sess, f->hd.stream_id, st);
     return 0;
 }
@@ -136,8 +145,16 @@ static int s_frame(nghttp2_session *sess, const nghttp2_frame *f, void *ud) {
     return 0;
 }
 
+static void sstream_free(sconn *c, sstream *st) {
+    if (st->prev != NULL) st->prev->next = st->next;
+    else c->streams = st->next;
+    if (st->next != NULL) st->next->prev = st->prev;
+    free(st);
+}
+
 static int s_close(nghttp2_session *sess, int32_t id, uint32_t code, void *ud) {
-    free(nghttp2_session_get_stream_user_data(sess, id));
+    sstream *st = nghttp2_session_get_stream_user_data(sess, id);
+    if (st != NULL) sstream_free(ud, st);
     nghttp2_session_set_stream_user_data(sess, id, NULL);
     return 0;
 }
@@ -179,6 +196,7 @@ static void serve_h2(int fd) {
     }
 done:
     nghttp2_session_del(c.sess);
+    while (c.streams != NULL) sstream_free(&c, c.streams);
 }
 
 /* Close like a polite server: our side first, then read until the client
