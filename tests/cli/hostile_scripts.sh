@@ -10,47 +10,17 @@ t_begin "hostile workflow scripts"
 export JORCH_WALL_CLOCK_LIMIT=2
 # a budget too large to matter here: the wall clock is what must hold
 export JORCH_INSTRUCTION_BUDGET=1000000000000000
+# The scripts are shared with tests/integration/worker_hostile.sh.
+H=$JORCH_SOURCE_DIR/tests/sandbox/hostile
 
-cat >"$T_DIR/evil_body.lua" <<'LUA'
--- An error object whose __tostring raises another such object, reached
--- while jorch turns the workflow's failure into a Temporal Failure.
-local function evil()
-  return setmetatable({}, {__tostring = function()
-    error(setmetatable({}, {__tostring = function() error({}) end}))
-  end})
-end
-return function()
-  local e = workflow.ApplicationError("x")
-  getmetatable(e).__index = function() error(evil()) end
-  error(e)
-end
-LUA
-run_jorch run --quiet --id evil "$T_DIR/evil_body.lua"
+run_jorch run --quiet --id evil "$H/evil_body.lua"
 expect_eq "body: error object with a failing __tostring fails the task (exit 1, no abort)" "$RC" "1"
 expect_contains "body: the message says what happened" "$ERR" "its __tostring failed"
 run_jorch resume --quiet evil
 expect_eq "body: resume fails the same clean way" "$RC" "1"
 expect_contains "body: resume names the failing __tostring" "$ERR" "its __tostring failed"
 
-cat >"$T_DIR/evil_query.lua" <<'LUA'
-local function evil()
-  return setmetatable({}, {__tostring = function()
-    error(setmetatable({}, {__tostring = function() error("inner") end}))
-  end})
-end
-return function()
-  workflow.on_query("boom", function() error(evil()) end)
-  workflow.on_query("move", function() table.move({}, 1, 1 << 50, 1, {}) end)
-  workflow.on_query("rep", function() return #string.rep("", math.maxinteger) end)
-  workflow.on_query("concat", function()
-    return table.concat(setmetatable({}, {__index = table.concat}), "", 1, 1 << 50)
-  end)
-  workflow.on_query("pattern", function() return ("a"):rep(40000):find(".-.-.-.-.-b") end)
-  workflow.on_query("ok", function() return "fine" end)
-  workflow.wait_condition(function() return false end)
-end
-LUA
-run_jorch start --id q "$T_DIR/evil_query.lua"
+run_jorch start --id q "$H/evil_query.lua"
 expect_eq "query: start" "$RC" "0"
 sleep 0.5
 run_jorch query q boom
@@ -70,14 +40,11 @@ run_jorch query q ok
 expect_eq "query: the run still answers afterwards" "$RC:$OUT" '0:"fine"'
 
 # A hanging body, and another run going on at the same time.
-cat >"$T_DIR/hang_body.lua" <<'LUA'
-return function() table.move({}, 1, 1 << 50, 1, {}) end
-LUA
 "$JORCH" run --quiet --id other --activities "$ACTS" "$WFS/three_steps.lua" '"ada"' \
   >"$T_DIR/other.out" 2>&1 &
 other=$!
 start=$(date +%s)
-OUT=$(timeout 30 "$JORCH" run --quiet --id hang "$T_DIR/hang_body.lua" 2>"$T_DIR/stderr"); RC=$?
+OUT=$(timeout 30 "$JORCH" run --quiet --id hang "$H/hang_body.lua" 2>"$T_DIR/stderr"); RC=$?
 ERR=$(cat "$T_DIR/stderr")
 took=$(($(date +%s) - start))
 expect_eq "body: table.move over 2^50 elements fails the task" "$RC" "1"
@@ -96,13 +63,7 @@ wait "$other"
 expect_eq "another run meanwhile completes" "$?" "0"
 
 # A signal handler that hangs fails its workflow task; the run stays open.
-cat >"$T_DIR/hang_signal.lua" <<'LUA'
-return function()
-  workflow.on_signal("hang", function() return ("x"):rep(50000):gsub(".-.-.-.-y", "") end)
-  workflow.wait_condition(function() return false end)
-end
-LUA
-run_jorch start --id sig "$T_DIR/hang_signal.lua"
+run_jorch start --id sig "$H/hang_signal.lua"
 sleep 0.5
 run_jorch signal sig hang
 expect_eq "signal: accepted" "$RC" "0"

@@ -34,38 +34,14 @@ worker_alive() { kill -0 "$WORKER" 2>/dev/null; }
 WF=$TC_TMP/wf
 mkdir -p "$WF"
 ln -s "$SRC/tests/histories/pipeline.lua" "$WF/"
-cat >"$WF/hostile.lua" <<'LUA'
-local function evil()
-  return setmetatable({}, {__tostring = function()
-    error(setmetatable({}, {__tostring = function() error("inner") end}))
-  end})
-end
-return function()
-  workflow.on_query("boom", function() error(evil()) end)
-  workflow.on_query("move", function() table.move({}, 1, 1 << 50, 1, {}) end)
-  workflow.on_query("pattern", function() return ("a"):rep(40000):find(".-.-.-.-.-b") end)
-  workflow.on_query("ok", function() return "fine" end)
-  workflow.wait_condition(function() return false end)
-end
-LUA
-cat >"$WF/evilbody.lua" <<'LUA'
-local function evil()
-  return setmetatable({}, {__tostring = function()
-    error(setmetatable({}, {__tostring = function() error({}) end}))
-  end})
-end
-return function()
-  local e = workflow.ApplicationError("x")
-  getmetatable(e).__index = function() error(evil()) end
-  error(e)
-end
-LUA
+# The scripts are shared with tests/cli/hostile_scripts.sh.
+ln -s "$SRC/tests/sandbox/hostile/evil_query.lua" "$SRC/tests/sandbox/hostile/evil_body.lua" "$WF/"
 Q=hostile-$$
 WLOG=$TC_TMP/worker.log
 it_worker_start "$WLOG" "$Q" --workflows "$WF" --activities "$SRC/tests/cli/activities"
 check "the worker polls $Q" grep -q "^worker: polling task queue $Q" "$WLOG"
 
-jr start --temporal --task-queue "$Q" --id "hq-$$" "$WF/hostile.lua"
+jr start --temporal --task-queue "$Q" --id "hq-$$" "$WF/evil_query.lua"
 check "start the hostile workflow" test "$RC" = 0
 qok() { jr query --temporal "hq-$$" ok; [ "$RC" = 0 ]; }
 wait_for 20 qok
@@ -89,7 +65,7 @@ check "the worker is still alive after the hanging queries" worker_alive
 jr query --temporal "hq-$$" ok
 check "the workflow still answers queries" test "$RC:$OUT" = '0:"fine"'
 
-tcli workflow start --type evilbody --task-queue "$Q" -w "eb-$$" >/dev/null 2>&1
+tcli workflow start --type evil_body --task-queue "$Q" -w "eb-$$" >/dev/null 2>&1
 wait_for 20 history_has "eb-$$" '.eventType == "EVENT_TYPE_WORKFLOW_TASK_FAILED"'
 S=$(tcli workflow show -w "eb-$$" -o json)
 check "a body raising a failing __tostring: WorkflowTaskFailed with a message" jq -e \
