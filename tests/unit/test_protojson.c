@@ -14,9 +14,9 @@
 #include "google/protobuf/empty.pb-c.h"
 #include "google/protobuf/wrappers.pb-c.h"
 #include "temporal/api/enums/v1/command_type.pb-c.h"
+#include "protojson_helpers.h"
 #include "test.h"
 
-typedef Temporal__Api__History__V1__History History;
 typedef Temporal__Api__History__V1__HistoryEvent Event;
 
 static const struct {
@@ -54,43 +54,10 @@ static History *load_fixture(size_t i) {
     return h;
 }
 
-/* Written JSON of a message (malloc'ed), or NULL with the error printed. */
-static char *to_json(const ProtobufCMessage *m, int indent) {
-    jbuf b;
-    jbuf_init(&b, 0);
-    jerr err = {0};
-    if (protojson_write(m, indent, &b, &err) != 0) {
-        fprintf(stderr, "protojson_write: %s\n", err.msg);
-        jbuf_free(&b);
-        return NULL;
-    }
-    return jbuf_take(&b, NULL);
-}
-
-static uint8_t *pack(const ProtobufCMessage *m, size_t *len) {
-    *len = protobuf_c_message_get_packed_size(m);
-    uint8_t *p = malloc(*len ? *len : 1);
-    if (p) protobuf_c_message_pack(m, p);
-    return p;
-}
-
-static bool same_pb(const ProtobufCMessage *a, const ProtobufCMessage *b) {
-    size_t la, lb;
-    uint8_t *pa = pack(a, &la), *pb = pack(b, &lb);
-    bool same = pa && pb && la == lb && memcmp(pa, pb, la) == 0;
-    free(pa);
-    free(pb);
-    return same;
-}
-
-static History *parse_str(const char *json, jerr *err) {
-    return protojson_parse_history(json, strlen(json), err);
-}
-
 /* Parse must fail with a message containing want. */
 static void expect_history_error(const char *json, const char *want) {
     jerr err = {0};
-    History *h = parse_str(json, &err);
+    History *h = parse_history(json, &err);
     CHECK_MSG(h == NULL, "parsed but expected error '%s'", want);
     if (h) protobuf_c_message_free_unpacked(&h->base, NULL);
     else CHECK_CONTAINS(err.msg, want);
@@ -220,7 +187,7 @@ static void test_legacy_equals_canonical(void) {
         History *legacy = load_fixture(i);
         CHECK(legacy != NULL);
         if (!legacy) continue;
-        char *text = to_json(&legacy->base, 2);
+        char *text = to_json(&legacy->base, 2, 0);
         CHECK(text != NULL);
         char path[1024];
         canonical_path(fixtures[i].file, path, sizeof path);
@@ -266,14 +233,14 @@ static void test_fixed_point(void) {
             continue;
         }
         for (int indent = 0; indent <= 4; indent += 4) {
-            char *a = to_json(&h->base, indent);
+            char *a = to_json(&h->base, indent, 0);
             CHECK(a != NULL);
             if (!a) continue;
             jerr err = {0};
-            History *h2 = parse_str(a, &err);
+            History *h2 = parse_history(a, &err);
             CHECK_MSG(h2 != NULL, "%s", err.msg);
             if (h2) {
-                char *b = to_json(&h2->base, indent);
+                char *b = to_json(&h2->base, indent, 0);
                 CHECK(b && strcmp(a, b) == 0);
                 CHECK(same_pb(&h->base, &h2->base));
                 free(b);
@@ -303,7 +270,7 @@ static const char *legacy_event =
 
 static void test_output_conventions(void) {
     jerr err = {0};
-    History *h = parse_str(legacy_event, &err);
+    History *h = parse_history(legacy_event, &err);
     CHECK_MSG(h != NULL, "%s", err.msg);
     if (!h) return;
     Event *e = h->events[0];
@@ -321,7 +288,7 @@ static void test_output_conventions(void) {
     CHECK_STREQ(p->metadata[0]->key, "encoding"); /* sorted by key */
     CHECK_STREQ(a->retry_policy->non_retryable_error_types[1], "\xc3\xa9\xf0\x9f\x98\x80");
 
-    char *out = to_json(&h->base, 0);
+    char *out = to_json(&h->base, 0, 0);
     CHECK(out != NULL);
     if (out) {
         CHECK_CONTAINS(out, "{\"events\":[{\"eventId\":\"1\",");
@@ -385,7 +352,7 @@ static void test_scalars_and_wkt(void) {
         ProtobufCMessage *m = protojson_parse(cases[i].d, cases[i].in, strlen(cases[i].in), &err);
         CHECK_MSG(m != NULL, "%s: %s", cases[i].in, err.msg);
         if (!m) continue;
-        char *out = to_json(m, 0);
+        char *out = to_json(m, 0, 0);
         CHECK_STREQ(out, cases[i].out);
         free(out);
         protobuf_c_message_free_unpacked(m, NULL);
@@ -434,7 +401,7 @@ static void test_enum_names(void) {
 /* Unknown fields, unknown event types and unknown enum names are ignored. */
 static void test_unknown_tolerated(void) {
     jerr err = {0};
-    History *h = parse_str(
+    History *h = parse_history(
         "[{\"events\":[{\"eventId\":\"1\",\"eventType\":\"EVENT_TYPE_SOMETHING_NEW\","
         "\"workerMayIgnore\":true,\"somethingNewEventAttributes\":{\"a\":[{}]}},"
         "{\"eventId\":\"2\",\"eventType\":4242}]},{\"events\":[]}, 3]",
@@ -446,7 +413,7 @@ static void test_unknown_tolerated(void) {
     CHECK(h->events[0]->worker_may_ignore);
     CHECK_INT(h->events[0]->attributes_case, 0);
     CHECK_INT(h->events[1]->event_type, 4242);
-    char *out = to_json(&h->base, 0);
+    char *out = to_json(&h->base, 0, 0);
     CHECK_CONTAINS(out, "\"eventType\":4242");
     free(out);
     protobuf_c_message_free_unpacked(&h->base, NULL);
@@ -574,7 +541,7 @@ static void test_depth_bomb(void) {
     ProtobufCMessage *m = protojson_parse(&temporal__api__failure__v1__failure__descriptor, s, o, &err);
     CHECK_MSG(m != NULL, "%s", err.msg);
     if (m) {
-        char *out = to_json(m, 0);
+        char *out = to_json(m, 0, 0);
         CHECK_STREQ(out, s);
         free(out);
         protobuf_c_message_free_unpacked(m, NULL);

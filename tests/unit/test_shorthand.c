@@ -6,44 +6,8 @@
  */
 #include "common/common.h"
 
+#include "protojson_helpers.h"
 #include "test.h"
-
-typedef Temporal__Api__History__V1__History History;
-
-static uint8_t *pack(const ProtobufCMessage *m, size_t *len) {
-    *len = protobuf_c_message_get_packed_size(m);
-    uint8_t *p = malloc(*len ? *len : 1);
-    if (p) protobuf_c_message_pack(m, p);
-    return p;
-}
-
-static bool same_pb(const ProtobufCMessage *a, const ProtobufCMessage *b) {
-    size_t la, lb;
-    uint8_t *pa = pack(a, &la), *pb = pack(b, &lb);
-    bool same = pa && pb && la == lb && memcmp(pa, pb, la) == 0;
-    free(pa);
-    free(pb);
-    return same;
-}
-
-static char *write_json(const ProtobufCMessage *m, int indent, unsigned flags) {
-    jbuf b;
-    jbuf_init(&b, 0);
-    jerr err = {0};
-    if (protojson_write_ex(m, indent, flags, &b, &err) != 0) {
-        fprintf(stderr, "protojson_write_ex: %s\n", err.msg);
-        jbuf_free(&b);
-        return NULL;
-    }
-    return jbuf_take(&b, NULL);
-}
-
-static History *parse(const char *json) {
-    jerr err = {0};
-    History *h = protojson_parse_history(json, strlen(json), &err);
-    if (!h) fprintf(stderr, "parse: %s\n", err.msg);
-    return h;
-}
 
 /* base64("json/plain") = anNvbi9wbGFpbg==, base64("binary/null") = YmluYXJ5L251bGw=,
  * base64("json/protobuf") = anNvbi9wcm90b2J1Zg==, base64("x.Msg") = eC5Nc2c=,
@@ -60,10 +24,10 @@ static const char raw_history[] =
     "{\"metadata\":{\"encoding\":\"YmluYXJ5L3BsYWlu\"},\"data\":\"AAEC\"}]}}}]}";
 
 static void test_shorthand_round_trip(void) {
-    History *h = parse(raw_history);
+    History *h = parse_history(raw_history, NULL);
     CHECK(h != NULL);
     if (!h) return;
-    char *s = write_json(&h->base, 2, PROTOJSON_SHORTHAND);
+    char *s = to_json(&h->base, 2, PROTOJSON_SHORTHAND);
     CHECK(s != NULL);
     if (s) {
         /* json/plain as its value, numbers as written; binary/null as null;
@@ -76,15 +40,15 @@ static void test_shorthand_round_trip(void) {
         CHECK_CONTAINS(s, "\"m\": \"value\"");
         /* binary/plain has no shorthand: the whole Payloads stays raw */
         CHECK_CONTAINS(s, "\"encoding\": \"YmluYXJ5L3BsYWlu\"");
-        History *back = parse(s);
+        History *back = parse_history(s, NULL);
         CHECK(back != NULL);
         if (back) {
             /* same events; the JSON payloads carry the same values */
             CHECK(back->n_events == 2);
-            char *again = write_json(&back->base, 2, PROTOJSON_SHORTHAND);
+            char *again = to_json(&back->base, 2, PROTOJSON_SHORTHAND);
             CHECK(again && strcmp(again, s) == 0);
             free(again);
-            char *raw1 = write_json(&h->base, 0, 0), *raw2 = write_json(&back->base, 0, 0);
+            char *raw1 = to_json(&h->base, 0, 0), *raw2 = to_json(&back->base, 0, 0);
             CHECK(raw1 && raw2);
             /* the protobuf payload keeps its type; the null keeps binary/null */
             if (raw2) {
@@ -99,8 +63,8 @@ static void test_shorthand_round_trip(void) {
         }
     }
     /* without the flag: the raw form, byte for byte what was read */
-    char *raw = write_json(&h->base, 0, 0);
-    History *back = raw ? parse(raw) : NULL;
+    char *raw = to_json(&h->base, 0, 0);
+    History *back = raw ? parse_history(raw, NULL) : NULL;
     CHECK(back && same_pb(&h->base, &back->base));
     if (back) protobuf_c_message_free_unpacked(&back->base, NULL);
     free(raw);
@@ -110,8 +74,8 @@ static void test_shorthand_round_trip(void) {
 
 /* Shorthand values that look a little like raw payloads are still values. */
 static void test_shorthand_reading(void) {
-    History *h = parse("{\"events\":[{\"eventId\":\"1\",\"eventType\":\"EVENT_TYPE_WORKFLOW_EXECUTION_STARTED\","
-                       "\"workflowExecutionStartedEventAttributes\":{\"input\":[{\"data\":\"x\"}, {}, \"s\", 7, [true]]}}]}");
+    History *h = parse_history("{\"events\":[{\"eventId\":\"1\",\"eventType\":\"EVENT_TYPE_WORKFLOW_EXECUTION_STARTED\","
+                               "\"workflowExecutionStartedEventAttributes\":{\"input\":[{\"data\":\"x\"}, {}, \"s\", 7, [true]]}}]}", NULL);
     CHECK(h != NULL);
     if (!h) return;
     const Temporal__Api__Common__V1__Payloads *in = h->events[0]->workflow_execution_started_event_attributes->input;
@@ -132,17 +96,17 @@ static void test_shorthand_reading(void) {
  * one) is written raw, so shorthand output always reads back the same. */
 static void test_shorthand_ambiguous_stays_raw(void) {
     /* data: {"metadata":{"encoding":"eA=="},"data":"eA=="} and {"_protoMessageType":"t"} */
-    History *h = parse("{\"events\":[{\"eventId\":\"1\",\"eventType\":\"EVENT_TYPE_WORKFLOW_EXECUTION_STARTED\","
-                       "\"workflowExecutionStartedEventAttributes\":{\"input\":{\"payloads\":["
-                       "{\"metadata\":{\"encoding\":\"anNvbi9wbGFpbg==\"},"
-                       "\"data\":\"eyJtZXRhZGF0YSI6eyJlbmNvZGluZyI6ImVBPT0ifSwiZGF0YSI6ImVBPT0ifQ==\"}]},"
-                       "\"lastCompletionResult\":{\"payloads\":[{\"metadata\":{\"encoding\":\"anNvbi9wbGFpbg==\"},"
-                       "\"data\":\"eyJfcHJvdG9NZXNzYWdlVHlwZSI6InQifQ==\"}]}}}]}");
+    History *h = parse_history("{\"events\":[{\"eventId\":\"1\",\"eventType\":\"EVENT_TYPE_WORKFLOW_EXECUTION_STARTED\","
+                               "\"workflowExecutionStartedEventAttributes\":{\"input\":{\"payloads\":["
+                               "{\"metadata\":{\"encoding\":\"anNvbi9wbGFpbg==\"},"
+                               "\"data\":\"eyJtZXRhZGF0YSI6eyJlbmNvZGluZyI6ImVBPT0ifSwiZGF0YSI6ImVBPT0ifQ==\"}]},"
+                               "\"lastCompletionResult\":{\"payloads\":[{\"metadata\":{\"encoding\":\"anNvbi9wbGFpbg==\"},"
+                               "\"data\":\"eyJfcHJvdG9NZXNzYWdlVHlwZSI6InQifQ==\"}]}}}]}", NULL);
     CHECK(h != NULL);
     if (!h) return;
-    char *s = write_json(&h->base, 0, PROTOJSON_SHORTHAND);
+    char *s = to_json(&h->base, 0, PROTOJSON_SHORTHAND);
     CHECK(s != NULL);
-    History *back = s ? parse(s) : NULL;
+    History *back = s ? parse_history(s, NULL) : NULL;
     CHECK(back && same_pb(&h->base, &back->base));
     if (s) CHECK_CONTAINS(s, "\"input\":{\"payloads\":[{\"metadata\"");
     if (back) protobuf_c_message_free_unpacked(&back->base, NULL);
@@ -169,10 +133,10 @@ static void test_worker_version_kept(void) {
         "\"activityTaskStartedEventAttributes\":{\"scheduledEventId\":\"5\",\"workerVersion\":{\"buildId\":\"b3\"}}},"
         "{\"eventId\":\"7\",\"eventType\":\"EVENT_TYPE_ACTIVITY_TASK_COMPLETED\","
         "\"activityTaskCompletedEventAttributes\":{\"scheduledEventId\":\"5\",\"workerVersion\":{\"buildId\":\"b4\"}}}]}";
-    History *h = parse(json);
+    History *h = parse_history(json, NULL);
     CHECK(h != NULL);
     if (!h) return;
-    char *out = write_json(&h->base, 0, 0);
+    char *out = to_json(&h->base, 0, 0);
     CHECK(out != NULL);
     if (out) {
         CHECK_CONTAINS(out, "\"sourceVersionStamp\":{\"buildId\":\"b0\"}");
