@@ -33,6 +33,13 @@ static fed feed_script(const char *src, hb *h) {
 
 static void fed_free(fed *f) { engine_run_free(f->r); }
 
+/* A history of workflow type "test" that starts with one argument (a JSON
+ * value) or none: how nearly every case here begins. */
+static void hb_begin(hb *h, const char *arg) {
+    hb_init(h);
+    hb_started(h, "test", arg != NULL ? &arg : NULL, arg != NULL ? 1 : 0);
+}
+
 static const char *cmd_payload_json(const Command *c, char *buf, size_t len) {
     const Payloads *ps = NULL;
     if (c->attributes_case == CMD_ATTR(SCHEDULE_ACTIVITY_TASK)) ps = c->schedule_activity_task_command_attributes->input;
@@ -54,9 +61,7 @@ static const char *one_activity =
 
 static void first_task_schedules_activity(void) {
     hb h;
-    hb_init(&h);
-    const char *args[] = {"\"ada\""};
-    hb_started(&h, "test", args, 1);
+    hb_begin(&h, "\"ada\"");
     hb_open_task(&h);
     fed f = feed_script(one_activity, &h);
     CHECK_MSG(f.rc == 0, "%s", f.err.msg);
@@ -79,9 +84,7 @@ static void first_task_schedules_activity(void) {
 
 static void replay_then_complete(void) {
     hb h;
-    hb_init(&h);
-    const char *args[] = {"\"ada\""};
-    hb_started(&h, "test", args, 1);
+    hb_begin(&h, "\"ada\"");
     hb_task(&h);
     int64_t s = hb_activity_scheduled(&h, "1", "greet");
     hb_activity_completed(&h, s, "\"hello ada\"");
@@ -101,9 +104,7 @@ static void replay_then_complete(void) {
 
 static void incremental_feed_matches_like_full(void) {
     hb h;
-    hb_init(&h);
-    const char *args[] = {"\"ada\""};
-    hb_started(&h, "test", args, 1);
+    hb_begin(&h, "\"ada\"");
     hb_open_task(&h);
     engine_run_config cfg = {.script_name = "workflows/test.lua", .script_src = one_activity,
                              .script_len = strlen(one_activity), .limits = engine_limits_default()};
@@ -125,9 +126,7 @@ static void incremental_feed_matches_like_full(void) {
 
 static void closed_history_replays_to_the_end(void) {
     hb h;
-    hb_init(&h);
-    const char *args[] = {"\"ada\""};
-    hb_started(&h, "test", args, 1);
+    hb_begin(&h, "\"ada\"");
     hb_task(&h);
     int64_t s = hb_activity_scheduled(&h, "1", "greet");
     hb_activity_completed(&h, s, "\"hi\"");
@@ -161,8 +160,7 @@ static void timer_cancel_replays(void) {
         "  return 'ok'\n"
         "end\n";
     hb h;
-    hb_init(&h);
-    hb_started(&h, "test", NULL, 0);
+    hb_begin(&h, NULL);
     hb_open_task(&h);
     fed f = feed_script(src, &h);
     /* started and cancelled in one task: neither command is sent */
@@ -179,8 +177,7 @@ static void timer_cancel_replays(void) {
         "  t:cancel()\n"
         "  return 'ok'\n"
         "end\n";
-    hb_init(&h);
-    hb_started(&h, "test", NULL, 0);
+    hb_begin(&h, NULL);
     hb_task(&h);
     int64_t t1 = hb_timer_started(&h, "1", INT64_C(60) * 1000000000);
     int64_t t2 = hb_timer_started(&h, "2", INT64_C(1) * 1000000000);
@@ -198,9 +195,7 @@ static void timer_cancel_replays(void) {
 
 static void nondeterminism_names_event_command_and_line(void) {
     hb h;
-    hb_init(&h);
-    const char *args[] = {"\"ada\""};
-    hb_started(&h, "test", args, 1);
+    hb_begin(&h, "\"ada\"");
     hb_task(&h);
     hb_activity_scheduled(&h, "1", "farewell"); /* history says another activity */
     hb_open_task(&h);
@@ -219,8 +214,7 @@ static void nondeterminism_names_event_command_and_line(void) {
 static void missing_command_is_nondeterminism(void) {
     static const char *src = "return function() return 1 end\n";
     hb h;
-    hb_init(&h);
-    hb_started(&h, "test", NULL, 0);
+    hb_begin(&h, NULL);
     hb_task(&h);
     hb_timer_started(&h, "1", 1000000000);
     hb_open_task(&h);
@@ -235,8 +229,7 @@ static void missing_command_is_nondeterminism(void) {
 static void extra_command_is_nondeterminism(void) {
     static const char *src = "return function() workflow.sleep(5) workflow.sleep(6) end\n";
     hb h;
-    hb_init(&h);
-    hb_started(&h, "test", NULL, 0);
+    hb_begin(&h, NULL);
     hb_task(&h); /* the recorded task produced no timer */
     hb_signal(&h, "poke", NULL);
     hb_open_task(&h);
@@ -258,8 +251,7 @@ static void timer_then_signal_wait_condition(void) {
         "  return {ok = ok, who = got, now = workflow.now() > 0}\n"
         "end\n";
     hb h;
-    hb_init(&h);
-    hb_started(&h, "test", NULL, 0);
+    hb_begin(&h, NULL);
     hb_open_task(&h);
     fed f = feed_script(src, &h);
     CHECK_MSG(f.rc == 0, "%s", f.err.msg);
@@ -296,8 +288,7 @@ static void wait_condition_times_out(void) {
         "  return ok\n"
         "end\n";
     hb h;
-    hb_init(&h);
-    hb_started(&h, "test", NULL, 0);
+    hb_begin(&h, NULL);
     hb_task(&h);
     int64_t ts = hb_timer_started(&h, "1", INT64_C(60) * 1000000000);
     hb_timer_fired(&h, "1", ts);
@@ -322,8 +313,7 @@ static void signals_before_handler_are_buffered(void) {
         "  return seen\n"
         "end\n";
     hb h;
-    hb_init(&h);
-    hb_started(&h, "test", NULL, 0);
+    hb_begin(&h, NULL);
     hb_signal(&h, "add", "1"); /* signal-with-start: before the first task */
     hb_signal(&h, "add", "2");
     hb_open_task(&h);
@@ -345,8 +335,7 @@ static void activity_failure_surfaces_typed(void) {
         "  return {ok = ok, type = e.type, cause = e.cause.type, msg = e.cause.message, nr = e.cause.non_retryable}\n"
         "end\n";
     hb h;
-    hb_init(&h);
-    hb_started(&h, "test", NULL, 0);
+    hb_begin(&h, NULL);
     hb_task(&h);
     int64_t s = hb_activity_scheduled(&h, "1", "x");
     hb_activity_failed(&h, s, "ValidationError", "bad key", 1);
@@ -368,8 +357,7 @@ static void application_error_fails_workflow(void) {
         "  error(workflow.ApplicationError{type = 'ValidationError', message = 'bad key', non_retryable = true})\n"
         "end\n";
     hb h;
-    hb_init(&h);
-    hb_started(&h, "test", NULL, 0);
+    hb_begin(&h, NULL);
     hb_open_task(&h);
     fed f = feed_script(src, &h);
     CHECK_MSG(f.rc == 0, "%s", f.err.msg);
@@ -389,8 +377,7 @@ static void application_error_fails_workflow(void) {
 static void lua_error_fails_the_task_with_line(void) {
     static const char *src = "return function()\n  local t = nil\n  return t.x\nend\n";
     hb h;
-    hb_init(&h);
-    hb_started(&h, "test", NULL, 0);
+    hb_begin(&h, NULL);
     hb_open_task(&h);
     fed f = feed_script(src, &h);
     CHECK(f.rc != 0);
@@ -404,8 +391,7 @@ static void lua_error_fails_the_task_with_line(void) {
 static void infinite_loop_fails_the_task(void) {
     static const char *src = "return function()\n  while true do pcall(function() while true do end end) end\nend\n";
     hb h;
-    hb_init(&h);
-    hb_started(&h, "test", NULL, 0);
+    hb_begin(&h, NULL);
     hb_open_task(&h);
     fed f = feed_script(src, &h);
     CHECK(f.rc != 0);
@@ -422,8 +408,7 @@ static void patched_new_run_emits_marker(void) {
         "  return 'old'\n"
         "end\n";
     hb h;
-    hb_init(&h);
-    hb_started(&h, "test", NULL, 0);
+    hb_begin(&h, NULL);
     hb_open_task(&h);
     fed f = feed_script(src, &h);
     CHECK_MSG(f.rc == 0, "%s", f.err.msg);
@@ -457,8 +442,7 @@ static void patched_old_history_takes_old_branch(void) {
         "  return 'done'\n"
         "end\n";
     hb h;
-    hb_init(&h);
-    hb_started(&h, "test", NULL, 0);
+    hb_begin(&h, NULL);
     hb_task(&h);
     int64_t ts = hb_timer_started(&h, "1", 1000000000);
     hb_timer_fired(&h, "1", ts);
@@ -470,8 +454,7 @@ static void patched_old_history_takes_old_branch(void) {
     fed_free(&f);
     /* and with the marker recorded, the new branch replays */
     hb h2;
-    hb_init(&h2);
-    hb_started(&h2, "test", NULL, 0);
+    hb_begin(&h2, NULL);
     hb_task(&h2);
     hb_patch_marker(&h2, "v2", 0);
     int64_t s = hb_activity_scheduled(&h2, "1", "newstep");
@@ -488,8 +471,7 @@ static void patched_old_history_takes_old_branch(void) {
 static void deprecated_patch_marker_is_skipped(void) {
     static const char *src = "return function() workflow.sleep(1) return 1 end\n";
     hb h;
-    hb_init(&h);
-    hb_started(&h, "test", NULL, 0);
+    hb_begin(&h, NULL);
     hb_task(&h);
     hb_patch_marker(&h, "old", 1);
     int64_t ts = hb_timer_started(&h, "1", 1000000000);
@@ -509,8 +491,7 @@ static void side_effect_replays_recorded_value(void) {
         "  return v\n"
         "end\n";
     hb h;
-    hb_init(&h);
-    hb_started(&h, "test", NULL, 0);
+    hb_begin(&h, NULL);
     hb_open_task(&h);
     fed f = feed_script(src, &h);
     CHECK_MSG(f.rc == 0, "%s", f.err.msg);
@@ -533,8 +514,7 @@ static void query_reads_state_and_cannot_block(void) {
         "  workflow.sleep(10)\n"
         "end\n";
     hb h;
-    hb_init(&h);
-    hb_started(&h, "test", NULL, 0);
+    hb_begin(&h, NULL);
     hb_open_task(&h);
     fed f = feed_script(src, &h);
     CHECK_MSG(f.rc == 0, "%s", f.err.msg);
@@ -561,8 +541,7 @@ static void query_reads_state_and_cannot_block(void) {
 static void cancellation_cancels_timer_and_ends_cancelled(void) {
     static const char *src = "return function() workflow.sleep(100) return 'slept' end\n";
     hb h;
-    hb_init(&h);
-    hb_started(&h, "test", NULL, 0);
+    hb_begin(&h, NULL);
     hb_task(&h);
     hb_timer_started(&h, "1", INT64_C(100) * 1000000000);
     hb_cancel_requested(&h);
@@ -587,8 +566,7 @@ static void go_coroutines_and_await_all(void) {
         "  return workflow.await_all(fs)\n"
         "end\n";
     hb h;
-    hb_init(&h);
-    hb_started(&h, "test", NULL, 0);
+    hb_begin(&h, NULL);
     hb_open_task(&h);
     fed f = feed_script(src, &h);
     CHECK_MSG(f.rc == 0, "%s", f.err.msg);
@@ -622,8 +600,7 @@ static void unknown_event_type_respects_worker_may_ignore(void) {
     static const char *src = "return function() workflow.sleep(1) end\n";
     for (int ignore = 0; ignore <= 1; ignore++) {
         hb h;
-        hb_init(&h);
-        hb_started(&h, "test", NULL, 0);
+        hb_begin(&h, NULL);
         HistoryEvent *e = hb_push(&h, 55); /* WorkflowExecutionOptionsUpdated: not handled */
         e->worker_may_ignore = ignore;
         hb_open_task(&h);
@@ -642,8 +619,7 @@ static void unknown_event_type_respects_worker_may_ignore(void) {
 static void bad_options_are_clear(void) {
     static const char *src = "return function() workflow.execute_activity('x', {}, {start_to_close = 5}) end\n";
     hb h;
-    hb_init(&h);
-    hb_started(&h, "test", NULL, 0);
+    hb_begin(&h, NULL);
     hb_open_task(&h);
     fed f = feed_script(src, &h);
     CHECK(f.rc != 0);
@@ -737,8 +713,7 @@ static void waiting_inside_pcall_and_xpcall(void) {
         "  return {ok1, ok2, v, ok3, m}\n"
         "end\n";
     hb h;
-    hb_init(&h);
-    hb_started(&h, "test", NULL, 0);
+    hb_begin(&h, NULL);
     hb_task(&h);
     int64_t t1 = hb_timer_started(&h, "1", 1000000000);
     hb_timer_fired(&h, "1", t1);
@@ -759,8 +734,7 @@ static void waiting_inside_pcall_and_xpcall(void) {
 
 static void event_without_attributes_is_rejected(void) {
     hb h;
-    hb_init(&h);
-    hb_started(&h, "test", NULL, 0);
+    hb_begin(&h, NULL);
     hb_task(&h);
     hb_push(&h, ET(ACTIVITY_TASK_COMPLETED)); /* no attributes: a damaged history */
     hb_open_task(&h);
@@ -773,8 +747,7 @@ static void event_without_attributes_is_rejected(void) {
 
 static void out_of_order_history_is_rejected(void) {
     hb h;
-    hb_init(&h);
-    hb_started(&h, "test", NULL, 0);
+    hb_begin(&h, NULL);
     hb_open_task(&h);
     h.ev[1]->event_id = 7;
     fed f = feed_script("return function() end", &h);
@@ -816,8 +789,7 @@ static const char *ids_script =
     "end\n";
 
 static void ids_history(hb *h, const char *timer_id, const uint32_t *flags, size_t nflags, bool meta) {
-    hb_init(h);
-    hb_started(h, "test", NULL, 0);
+    hb_begin(h, NULL);
     hb_task(h);
     if (meta) hb_jorch_flags(h, flags, nflags);
     hb_activity_scheduled(h, "1", "a");
@@ -828,8 +800,7 @@ static void ids_history(hb *h, const char *timer_id, const uint32_t *flags, size
 
 static void flag1_new_run_records_kind_ids(void) {
     hb h;
-    hb_init(&h);
-    hb_started(&h, "test", NULL, 0);
+    hb_begin(&h, NULL);
     hb_open_task(&h);
     fed f = feed_script(ids_script, &h);
     CHECK_MSG(f.rc == 0, "%s", f.err.msg);
@@ -931,8 +902,7 @@ static const char *patch_script =
 static void flag2_patch_upsert(void) {
     /* task 1 recorded without flag 2; task 2 (new) takes it on and records it */
     hb h;
-    hb_init(&h);
-    hb_started(&h, "test", NULL, 0);
+    hb_begin(&h, NULL);
     hb_task(&h);
     hb_jorch_flags(&h, NULL, 0);
     int64_t t = hb_timer_started(&h, "1", INT64_C(1000000000));
@@ -956,8 +926,7 @@ static void flag2_patch_upsert(void) {
     hb_free(&h);
 
     /* replay: task 2 recorded without flag 2 (marker only) replays the old way */
-    hb_init(&h);
-    hb_started(&h, "test", NULL, 0);
+    hb_begin(&h, NULL);
     hb_task(&h);
     hb_jorch_flags(&h, NULL, 0);
     t = hb_timer_started(&h, "1", INT64_C(1000000000));
@@ -988,8 +957,7 @@ static const char *details_script =
     "end\n";
 
 static void details_history(hb *h, const uint32_t *flags, size_t n) {
-    hb_init(h);
-    hb_started(h, "test", NULL, 0);
+    hb_begin(h, NULL);
     hb_task(h);
     hb_jorch_flags(h, flags, n);
     int64_t s = hb_activity_scheduled(h, "1", "a");
@@ -1031,8 +999,7 @@ static void flag3_heartbeat_details_list(void) {
         "end\n";
     for (int with = 0; with <= 1; with++) {
         hb h;
-        hb_init(&h);
-        hb_started(&h, "test", NULL, 0);
+        hb_begin(&h, NULL);
         hb_task(&h);
         const uint32_t fl[] = {ENGINE_FLAG_DETAILS_LIST};
         hb_jorch_flags(&h, fl, with ? 1 : 0);
@@ -1065,8 +1032,7 @@ static void flag3_error_details_as_payloads(void) {
         "  error(workflow.ApplicationError{type = 'E', message = 'm', details = {'d1', {k = 1}}})\n"
         "end\n";
     hb h;
-    hb_init(&h);
-    hb_started(&h, "test", NULL, 0);
+    hb_begin(&h, NULL);
     hb_open_task(&h);
     fed f = feed_script(src, &h);
     CHECK_MSG(f.rc == 0, "%s", f.err.msg);
@@ -1091,8 +1057,7 @@ static const char *big_activity =
 
 static void recorded_oversized_command_still_replays(void) {
     hb h;
-    hb_init(&h);
-    hb_started(&h, "test", NULL, 0);
+    hb_begin(&h, NULL);
     hb_task(&h);
     int64_t s = hb_activity_scheduled(&h, "1", "greet");
     hb_activity_completed(&h, s, "\"ok\"");
@@ -1104,8 +1069,7 @@ static void recorded_oversized_command_still_replays(void) {
     fed_free(&f);
     hb_free(&h);
 
-    hb_init(&h);
-    hb_started(&h, "test", NULL, 0);
+    hb_begin(&h, NULL);
     hb_open_task(&h);
     f = feed_script(big_activity, &h);
     CHECK_MSG(f.rc == 0, "%s", f.err.msg);
