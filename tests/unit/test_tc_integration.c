@@ -313,6 +313,7 @@ static void test_long_history_pagination(void) {
         protobuf_c_message_free_unpacked(resp, NULL);
         if (token.len == 0) break;
     }
+    free(token.data); /* NULL unless the loop ended early */
     CHECK_INT(paged, n);
     CHECK(pages >= 24);
 
