@@ -85,6 +85,40 @@ static int start_wf(cli_client *c, const char *wid, const char *input, char **ru
     return rc;
 }
 
+/* The checked configuration of use_env("default") in *cfg (free it). */
+static void env_config(tc_config *cfg) {
+    use_env("default");
+    jerr err = {0};
+    tc_config_init(cfg);
+    CHECK_MSG(tc_config_from_env(cfg, &err) == 0 && tc_config_check(cfg, &err) == 0, "%s", err.msg);
+}
+
+/* That configuration in *cfg, and a tc_conn on it. */
+static tc_conn *env_conn(tc_config *cfg) {
+    env_config(cfg);
+    jerr err = {0};
+    tc_conn *conn = tc_conn_new(cfg, &err);
+    CHECK_MSG(conn != NULL, "%s", err.msg);
+    return conn;
+}
+
+/* A long poll for the close of workflow wid on conn. */
+static tc_call *start_close_poll(tc_conn *conn, const char *wid) {
+    Temporal__Api__Common__V1__WorkflowExecution ex = TEMPORAL__API__COMMON__V1__WORKFLOW_EXECUTION__INIT;
+    ex.workflow_id = (char *)wid;
+    Temporal__Api__Workflowservice__V1__GetWorkflowExecutionHistoryRequest req =
+        TEMPORAL__API__WORKFLOWSERVICE__V1__GET_WORKFLOW_EXECUTION_HISTORY_REQUEST__INIT;
+    req.namespace_ = "default";
+    req.execution = &ex;
+    req.wait_new_event = true;
+    req.history_event_filter_type =
+        TEMPORAL__API__ENUMS__V1__HISTORY_EVENT_FILTER_TYPE__HISTORY_EVENT_FILTER_TYPE_CLOSE_EVENT;
+    tc_call_opts lp = {.timeout_ms = TC_LONG_POLL_TIMEOUT_MS};
+    return tc_call_start(conn, "GetWorkflowExecutionHistory", &req.base,
+                         &temporal__api__workflowservice__v1__get_workflow_execution_history_response__descriptor,
+                         &lp, NULL);
+}
+
 /* ------------------------------------------------------------------ tests */
 
 static void test_dev_server_starts(void) {
@@ -216,10 +250,7 @@ static void test_long_history_pagination(void) {
     free(run_id);
 
     tc_config cfg;
-    tc_config_init(&cfg);
-    CHECK(tc_config_from_env(&cfg, &err) == 0 && tc_config_check(&cfg, &err) == 0);
-    tc_conn *conn = tc_conn_new(&cfg, &err);
-    CHECK(conn != NULL);
+    tc_conn *conn = env_conn(&cfg);
     if (conn == NULL) {
         c->ops->free(c);
         tc_config_free(&cfg);
@@ -508,13 +539,9 @@ static int describe_namespace_calls(tc_conn *conn, int n, bool concurrent) {
 }
 
 static void test_many_calls_cleartext_and_long_poll_not_blocking(void) {
-    use_env("default");
     jerr err = {0};
     tc_config cfg;
-    tc_config_init(&cfg);
-    CHECK(tc_config_from_env(&cfg, &err) == 0 && tc_config_check(&cfg, &err) == 0);
-    tc_conn *conn = tc_conn_new(&cfg, &err);
-    CHECK(conn != NULL);
+    tc_conn *conn = env_conn(&cfg);
     if (conn == NULL) return;
     CHECK_INT(describe_namespace_calls(conn, 300, false), 300);
     CHECK_INT(describe_namespace_calls(conn, 150, true), 150);
@@ -528,19 +555,7 @@ static void test_many_calls_cleartext_and_long_poll_not_blocking(void) {
     char *run_id = NULL;
     CHECK(c != NULL && start_wf(c, wid, NULL, &run_id, &err) == 0);
     free(run_id);
-    Temporal__Api__Common__V1__WorkflowExecution ex = TEMPORAL__API__COMMON__V1__WORKFLOW_EXECUTION__INIT;
-    ex.workflow_id = wid;
-    Temporal__Api__Workflowservice__V1__GetWorkflowExecutionHistoryRequest req =
-        TEMPORAL__API__WORKFLOWSERVICE__V1__GET_WORKFLOW_EXECUTION_HISTORY_REQUEST__INIT;
-    req.namespace_ = cfg.namespace_;
-    req.execution = &ex;
-    req.wait_new_event = true;
-    req.history_event_filter_type =
-        TEMPORAL__API__ENUMS__V1__HISTORY_EVENT_FILTER_TYPE__HISTORY_EVENT_FILTER_TYPE_CLOSE_EVENT;
-    tc_call_opts lp = {.timeout_ms = TC_LONG_POLL_TIMEOUT_MS};
-    tc_call *poll = tc_call_start(conn, "GetWorkflowExecutionHistory", &req.base,
-                                  &temporal__api__workflowservice__v1__get_workflow_execution_history_response__descriptor,
-                                  &lp, &err);
+    tc_call *poll = start_close_poll(conn, wid);
     CHECK(poll != NULL);
     tc_conn_perform(conn, 200, NULL);
     int64_t t0 = time_now_nanos();
@@ -567,23 +582,6 @@ static void test_many_calls_cleartext_and_long_poll_not_blocking(void) {
     if (c != NULL) c->ops->free(c);
     tc_conn_free(conn);
     tc_config_free(&cfg);
-}
-
-/* A long poll for the close of workflow wid on conn. */
-static tc_call *start_close_poll(tc_conn *conn, const char *wid) {
-    Temporal__Api__Common__V1__WorkflowExecution ex = TEMPORAL__API__COMMON__V1__WORKFLOW_EXECUTION__INIT;
-    ex.workflow_id = (char *)wid;
-    Temporal__Api__Workflowservice__V1__GetWorkflowExecutionHistoryRequest req =
-        TEMPORAL__API__WORKFLOWSERVICE__V1__GET_WORKFLOW_EXECUTION_HISTORY_REQUEST__INIT;
-    req.namespace_ = "default";
-    req.execution = &ex;
-    req.wait_new_event = true;
-    req.history_event_filter_type =
-        TEMPORAL__API__ENUMS__V1__HISTORY_EVENT_FILTER_TYPE__HISTORY_EVENT_FILTER_TYPE_CLOSE_EVENT;
-    tc_call_opts lp = {.timeout_ms = TC_LONG_POLL_TIMEOUT_MS};
-    return tc_call_start(conn, "GetWorkflowExecutionHistory", &req.base,
-                         &temporal__api__workflowservice__v1__get_workflow_execution_history_response__descriptor,
-                         &lp, NULL);
 }
 
 enum { SHARE_THREADS = 4, SHARE_CALLS = 100 };
@@ -620,11 +618,9 @@ static void *share_thread(void *arg) {
  * streams on ONE TCP connection (counted by the kernel, not by jorch), and
  * a long poll on one thread blocks none of the others. */
 static void test_cleartext_connection_shared_by_threads(void) {
-    use_env("default");
     jerr err = {0};
     tc_config cfg;
-    tc_config_init(&cfg);
-    CHECK(tc_config_from_env(&cfg, &err) == 0 && tc_config_check(&cfg, &err) == 0);
+    env_config(&cfg);
     cli_client *c = client();
     char wid[128];
     snprintf(wid, sizeof wid, "it-share-%ld", (long)getpid());
@@ -683,13 +679,9 @@ static int one_describe(tc_conn *conn, tc_status *st) {
  * at once with a transport error, calls while it is down fail clearly, and
  * once it is back the same tc_conn reconnects by itself. */
 static void test_server_restart_reconnects(void) {
-    use_env("default");
     jerr err = {0};
     tc_config cfg;
-    tc_config_init(&cfg);
-    CHECK(tc_config_from_env(&cfg, &err) == 0 && tc_config_check(&cfg, &err) == 0);
-    tc_conn *conn = tc_conn_new(&cfg, &err);
-    CHECK(conn != NULL);
+    tc_conn *conn = env_conn(&cfg);
     cli_client *c = client();
     if (conn == NULL || c == NULL) return;
     tc_status st;
