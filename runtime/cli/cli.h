@@ -28,6 +28,7 @@ typedef struct cli_start_opts {
     const char *workflow_type; /* script basename without .lua */
     const char *task_queue;    /* NULL: the configured default */
     const char *script_path;   /* embedded backend: the script to pin; may be NULL on Temporal */
+    const char *activities_dir; /* embedded backend: the run's activities (absolute); NULL: the default */
     Temporal__Api__Common__V1__Payloads *input;
 } cli_start_opts;
 

@@ -62,7 +62,8 @@ static int local_start(cli_client *c, const cli_start_opts *o, char **run_id, je
     size_t len = 0;
     if (cli_read_script(o->script_path, &src, &len, err) != 0) return -1;
     store_new_run nr = {.workflow_id = o->workflow_id, .workflow_type = o->workflow_type, .task_queue = o->task_queue,
-                        .script_name = o->script_path, .script_src = src, .script_len = len, .input = o->input};
+                        .script_name = o->script_path, .script_src = src, .script_len = len, .input = o->input,
+                        .activities_dir = o->activities_dir};
     store_run r;
     int rc = store_run_start(ls(c), &nr, &r, err);
     free(src);

@@ -328,7 +328,8 @@ static int start_for_issue(web_server *w, const char *key, char *msg, size_t cap
         if (!p || payloads_add(in, p) != 0) goto fail;
     }
     cli_start_opts so = {.workflow_id = key, .workflow_type = w->conf.workflow_type,
-                         .script_path = w->conf.workflow, .input = in};
+                         .script_path = w->conf.workflow, .input = in,
+                         .activities_dir = w->conf.activities[0] ? w->conf.activities : NULL};
     char *run_id = NULL;
     int rc = w->c->ops->start(w->c, &so, &run_id, err);
     protobuf_c_message_free_unpacked(&in->base, NULL);
@@ -797,9 +798,18 @@ web_server *web_start(const web_options *o, jerr *err) {
         goto fail;
     }
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG | (ai->ai_family == AF_INET6 ? MHD_USE_IPv6 : 0);
+    /* the daemon's thread never takes the process's stop signals: they
+     * reach the thread that waits for them (web_main, or a service loop) */
+    sigset_t stop, old;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGTERM);
+    sigaddset(&stop, SIGCHLD);
+    pthread_sigmask(SIG_BLOCK, &stop, &old);
     w->d = MHD_start_daemon(flags, 0, NULL, NULL, handle, w, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
                             MHD_OPTION_NOTIFY_COMPLETED, request_done, NULL,
                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60, MHD_OPTION_END);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     freeaddrinfo(ai);
     if (!w->d) {
         jerr_set(err, JERR_BACKEND, "cannot listen on %s:%s (in use, or not an address of this machine?)",
