@@ -63,7 +63,7 @@ static const char worker_help[] =
     "Capacity (also the worker: section of jorch.yaml, same names with '_'):\n"
     "  --max-concurrent-workflow-task-executions N  workflow tasks at once (default 4)\n"
     "  --max-concurrent-activity-executions N       activity attempts at once (default 8)\n"
-    "  --max-concurrent-workflow-task-pollers N     workflow polls at once (default 2)\n"
+    "  --max-concurrent-workflow-task-pollers N     workflow polls at once (default 4)\n"
     "  --max-concurrent-activity-task-pollers N     activity polls at once (default 2)\n"
     "  --max-cached-workflows N   runs kept in memory between their tasks, served from\n"
     "                     this worker's sticky queue (default 1000; 0: none, every\n"

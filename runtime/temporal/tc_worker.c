@@ -1081,12 +1081,19 @@ static bool poll_permit(worker *w, bool *sticky) {
     }
     bool ok = !stopping(w);
     if (ok) {
+        /* After a run's first task its tasks come to the sticky queue, so
+         * most polls go there: one in five (at least one) polls the normal
+         * queue, where new runs and runs nobody has cached arrive; a
+         * single poller alternates. */
+        int normal_share = limit / 5 > 0 ? limit / 5 : 1;
         if (w->sticky_queue[0] == '\0')
             *sticky = false;
-        else if (w->polls_sticky != w->polls_normal)
-            *sticky = w->polls_sticky < w->polls_normal;
-        else
-            *sticky = (w->poll_toggle = !w->poll_toggle);
+        else if (limit > 1)
+            *sticky = w->polls_normal >= normal_share;
+        else {
+            w->poll_toggle = !w->poll_toggle;
+            *sticky = w->poll_toggle;
+        }
         if (*sticky)
             w->polls_sticky++;
         else
@@ -1470,7 +1477,7 @@ static void *activity_thread(void *arg) {
 void tc_worker_settings_default(tc_worker_settings *s) {
     s->max_concurrent_workflow_task_executions = 4;
     s->max_concurrent_activity_executions = 8;
-    s->max_concurrent_workflow_task_pollers = 2;
+    s->max_concurrent_workflow_task_pollers = 4;
     s->max_concurrent_activity_task_pollers = 2;
     s->max_cached_workflows = 1000;
     s->cache_memory_mb = 512;

@@ -322,7 +322,7 @@ typedef struct tc_worker tc_worker;
 typedef struct tc_worker_settings {
     int max_concurrent_workflow_task_executions; /* workflow task slots (threads); default 4 */
     int max_concurrent_activity_executions;      /* activity attempts at once (host threads); default 8 */
-    int max_concurrent_workflow_task_pollers;    /* default 2 (at most the slots) */
+    int max_concurrent_workflow_task_pollers;    /* default 4 (at most the slots) */
     int max_concurrent_activity_task_pollers;    /* default 2 (at most the slots) */
     int max_cached_workflows;                    /* runs kept for sticky execution; default 1000; 0: none */
     int cache_memory_mb;                         /* Lua heap of the cached runs; default 512 */
