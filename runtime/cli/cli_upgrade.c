@@ -125,16 +125,16 @@ static int upgrade_all_of(store *s, const char *sha, const char *to, bool dry_ru
     /* the prefix must name one version */
     char full[65] = "";
     for (size_t i = 0; i < n; i++) {
-        if (strncmp(runs[i].script_sha, sha, strlen(sha)) != 0) continue;
-        if (full[0] && strcmp(full, runs[i].script_sha) != 0) {
+        if (strncmp(runs[i].version_sha, sha, strlen(sha)) != 0) continue;
+        if (full[0] && strcmp(full, runs[i].version_sha) != 0) {
             free(runs);
             return cli_usage_error("upgrade", "'%s' is the prefix of more than one version: give more digits", sha);
         }
-        snprintf(full, sizeof full, "%s", runs[i].script_sha);
+        snprintf(full, sizeof full, "%s", runs[i].version_sha);
     }
     int worst = CLI_OK, done = 0, refused = 0;
     for (size_t i = 0; full[0] && i < n; i++) {
-        if (strcmp(runs[i].script_sha, full) != 0) continue;
+        if (strcmp(runs[i].version_sha, full) != 0) continue;
         int rc = upgrade_one(s, runs[i].run_id, to, dry_run);
         if (rc == CLI_OK) done++;
         else refused++;
@@ -213,10 +213,12 @@ int cli_verb_scripts(int argc, char **argv) {
     if (rc) return rc;
     if (a.help) {
         printf("Usage: jorch scripts [--prune]\n\n"
-               "Lists the script versions in the embedded store: SHA-256, the label the script\n"
-               "declares (a '-- jorch: version LABEL' line), how many open runs use it and which,\n"
-               "and the script's path. --prune deletes every stored script and module that no\n"
-               "open run needs (closed runs whose version is pruned can no longer be queried).\n"
+               "Lists the script versions in the embedded store: the version's SHA-256 (of the\n"
+               "script and the modules it requires; a script without modules: its own SHA-256),\n"
+               "the label the script declares (a '-- jorch: version LABEL' line), how many open\n"
+               "runs use it and which, the script's path and how many modules it has. --prune\n"
+               "deletes every version, stored script and module that no open run needs (closed\n"
+               "runs whose version is pruned can no longer be queried).\n"
                "  --home DIR      the embedded store (default $JORCH_HOME or ./.jorch)\n");
         return 0;
     }
@@ -226,14 +228,14 @@ int cli_verb_scripts(int argc, char **argv) {
     if (rc) return rc;
     jerr e = {0};
     if (a.set[U_PRUNE]) {
-        size_t removed = 0;
-        if (store_versions_prune(s, &removed, &e) != 0) {
+        size_t versions = 0, blobs = 0;
+        if (store_versions_prune(s, &versions, &blobs, &e) != 0) {
             cli_errorf("%s", e.msg);
             store_close(s);
             return cli_exit_for(&e);
         }
-        printf("pruned %zu stored script%s and module%s no open run needs\n", removed, removed == 1 ? "" : "s",
-               removed == 1 ? "" : "s");
+        printf("pruned %zu version%s (%zu stored script%s and module%s) no open run needs\n", versions,
+               versions == 1 ? "" : "s", blobs, blobs == 1 ? "" : "s", blobs == 1 ? "" : "s");
     }
     store_version_info *v = NULL;
     size_t n = 0;
@@ -248,8 +250,11 @@ int cli_verb_scripts(int argc, char **argv) {
     for (size_t i = 0; i < n; i++) {
         jbuf_reset(&b);
         text_escape(&b, v[i].name, strlen(v[i].name), false);
-        printf("%-64s %-10s %-9d %s\n", v[i].sha, v[i].label[0] ? v[i].label : "-", v[i].open_runs,
-               b.data ? b.data : "?");
+        char mods[48] = "";
+        if (v[i].modules > 0)
+            snprintf(mods, sizeof mods, " + %d module%s", v[i].modules, v[i].modules == 1 ? "" : "s");
+        printf("%-64s %-10s %-9d %s%s\n", v[i].sha, v[i].label[0] ? v[i].label : "-", v[i].open_runs,
+               b.data ? b.data : "?", mods);
         if (v[i].open_ids[0]) {
             jbuf_reset(&b);
             text_escape(&b, v[i].open_ids, strlen(v[i].open_ids), false);

@@ -1361,6 +1361,12 @@ int cli_verb_describe(int argc, char **argv) {
         memo_value(i->memo, "jorch.script", sn, sizeof sn);
         memo_value(i->memo, "jorch.script_sha256", sha, sizeof sha);
         if (strcmp(sn, "-") != 0) printf("Script:       %s (sha256 %s)\n", esc(0, sn), esc(1, sha));
+        /* a bundle: the version's own digest and its modules */
+        char vsha[80], mods[2048];
+        memo_value(i->memo, "jorch.version_sha256", vsha, sizeof vsha);
+        memo_value(i->memo, "jorch.version_modules", mods, sizeof mods);
+        if (strcmp(vsha, "-") != 0 && strcmp(vsha, sha) != 0)
+            printf("Bundle:       sha256 %s (the script and its modules: %s)\n", esc(0, vsha), esc(1, mods));
         char label[80];
         memo_value(i->memo, "jorch.script_version", label, sizeof label);
         if (strcmp(label, "-") != 0) printf("Version:      %s\n", esc(0, label));
@@ -1422,7 +1428,7 @@ int cli_verb_list(int argc, char **argv) {
         "Usage: jorch list [--status S] [--type T] [--version SHA] [--output json]\n\nLists workflows, newest first: "
         "id, type, status, since when (running: when the\nworkflow last acted; closed: when it closed) and what a "
         "running one waits for.\n--status filters (Running, Completed, Failed, Canceled, Terminated, ContinuedAsNew,\n"
-        "TimedOut); --type keeps one workflow type; --version keeps runs whose script\nSHA-256 starts with SHA "
+        "TimedOut); --type keeps one workflow type; --version keeps runs whose version\nSHA-256 starts with SHA "
         "(see 'jorch scripts').\n" CLIENT_HELP_COMMON};
     cli_args a;
     cli_client *c = NULL;
@@ -1473,7 +1479,9 @@ int cli_verb_list(int argc, char **argv) {
         if (want && (int)i->status != want) continue;
         if (a.set[O_VERSION]) {
             char sha[80];
-            memo_value(i->memo, "jorch.script_sha256", sha, sizeof sha);
+            /* the version: the bundle's digest, or (runs from before bundles) the script's */
+            memo_value(i->memo, "jorch.version_sha256", sha, sizeof sha);
+            if (strcmp(sha, "-") == 0) memo_value(i->memo, "jorch.script_sha256", sha, sizeof sha);
             if (!*a.val[O_VERSION] || strncmp(sha, a.val[O_VERSION], strlen(a.val[O_VERSION])) != 0) continue;
         }
         if (type && (!i->type || !i->type->name || strcmp(i->type->name, type) != 0)) continue;

@@ -719,15 +719,27 @@ static int start_continued(runner *r, const char *new_run_id, jerr *err) {
     const Temporal__Api__History__V1__WorkflowExecutionStartedEventAttributes *first =
         ev[0]->workflow_execution_started_event_attributes;
     sqlite3_stmt *q = q_prep(r, "INSERT INTO runs(run_id,workflow_id,workflow_type,task_queue,script_name,script_sha,status,"
-                                "start_time,next_event_id,time_skip,skip_offset,activities_dir,seq) SELECT ?2,workflow_id,"
-                                "workflow_type,task_queue,script_name,script_sha,1,?3,1,time_skip,skip_offset,activities_dir,"
-                                "(SELECT MAX(seq)+1 FROM runs) FROM runs WHERE run_id=?1", err);
+                                "start_time,next_event_id,time_skip,skip_offset,activities_dir,seq,version_sha) SELECT ?2,"
+                                "workflow_id,workflow_type,task_queue,script_name,script_sha,1,?3,1,time_skip,skip_offset,"
+                                "activities_dir,(SELECT MAX(seq)+1 FROM runs),version_sha FROM runs WHERE run_id=?1", err);
     if (!q) {
         store_events_free(ev, n);
         return -1;
     }
     sqlite3_bind_text(q, 2, new_run_id, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int64(q, 3, time_now_nanos());
+    if (q_done(r, q, "continuing as new", err) != 0) {
+        store_events_free(ev, n);
+        return -1;
+    }
+    /* the new run keeps the version: its modules too */
+    q = q_prep(r, "INSERT INTO run_modules(run_id,name,chunkname,sha) SELECT ?2,name,chunkname,sha FROM run_modules "
+                  "WHERE run_id=?1", err);
+    if (!q) {
+        store_events_free(ev, n);
+        return -1;
+    }
+    sqlite3_bind_text(q, 2, new_run_id, -1, SQLITE_TRANSIENT);
     if (q_done(r, q, "continuing as new", err) != 0) {
         store_events_free(ev, n);
         return -1;

@@ -59,6 +59,15 @@ static const struct {
     {2, "ALTER TABLE runs ADD COLUMN lease_gen INTEGER NOT NULL DEFAULT 0;"},
     /* each run's activities directory, so `resume` finds its activities */
     {3, "ALTER TABLE runs ADD COLUMN activities_dir TEXT;"},
+    /* script versions are bundles (store_versions.c): a run's version is
+     * the digest of its script and modules; runs from before are named by
+     * their script's SHA-256, as they were */
+    {4, "CREATE TABLE IF NOT EXISTS versions(sha TEXT PRIMARY KEY, script_sha TEXT NOT NULL,"
+        " name TEXT NOT NULL, modules INTEGER NOT NULL DEFAULT 0);"
+        "ALTER TABLE runs ADD COLUMN version_sha TEXT;"
+        "UPDATE runs SET version_sha=script_sha;"
+        "INSERT OR IGNORE INTO versions(sha,script_sha,name) SELECT script_sha, script_sha, MIN(script_name)"
+        " FROM runs GROUP BY script_sha;"},
 };
 
 /* ------------------------------------------------------------ basics */
@@ -668,9 +677,11 @@ static void row_to_run(sqlite3_stmt *q, store_run *r) {
     r->time_skip = sqlite3_column_int(q, 10) != 0;
     const char *adir = (const char *)sqlite3_column_text(q, 11);
     snprintf(r->activities_dir, sizeof r->activities_dir, "%s", adir ? adir : "");
+    const char *vsha = (const char *)sqlite3_column_text(q, 12);
+    snprintf(r->version_sha, sizeof r->version_sha, "%s", vsha ? vsha : r->script_sha);
 }
 
-#define RUN_COLUMNS "run_id, workflow_id, workflow_type, task_queue, script_name, script_sha, status, start_time, close_time, next_event_id, time_skip, activities_dir"
+#define RUN_COLUMNS "run_id, workflow_id, workflow_type, task_queue, script_name, script_sha, status, start_time, close_time, next_event_id, time_skip, activities_dir, version_sha"
 
 int store_run_find(store *s, const char *id, store_run *out, jerr *err) {
     sqlite3_stmt *q = prep(s, "SELECT " RUN_COLUMNS " FROM runs WHERE run_id=?1 OR workflow_id=?1 ORDER BY (run_id=?1) DESC, seq DESC LIMIT 1", err);
@@ -733,20 +744,20 @@ static int save_script(store *s, const char *sha, const char *name, const char *
     return rc;
 }
 
-static Temporal__Api__Common__V1__Memo *script_memo(const char *name, const char *sha) {
+static Temporal__Api__Common__V1__Memo *script_memo(const char *name, const char *sha, const char *version) {
     Temporal__Api__Common__V1__Memo *m = malloc(sizeof *m);
     if (!m) return NULL;
     temporal__api__common__v1__memo__init(m);
-    m->fields = calloc(3, sizeof *m->fields);
+    m->fields = calloc(4, sizeof *m->fields);
     if (!m->fields) {
         free(m);
         return NULL;
     }
     /* jorch.backend: workflow.info().backend reads it from the start event
      * (engine.c, on_started), so a run's scripts know where they live */
-    const char *keys[3] = {"jorch.script", "jorch.script_sha256", "jorch.backend"};
-    const char *vals[3] = {name, sha, "embedded"};
-    for (int i = 0; i < 3; i++) {
+    const char *keys[4] = {"jorch.script", "jorch.script_sha256", "jorch.backend", "jorch.version_sha256"};
+    const char *vals[4] = {name, sha, "embedded", version};
+    for (int i = 0; i < 4; i++) {
         Temporal__Api__Common__V1__Memo__FieldsEntry *e = malloc(sizeof *e);
         if (!e) break;
         temporal__api__common__v1__memo__fields_entry__init(e);
@@ -798,9 +809,12 @@ int store_run_start(store *s, const store_new_run *nr, store_run *out, jerr *err
     }
     store_release(s, q);
     if (save_script(s, sha, nr->script_name, nr->script_src, nr->script_len, err) != 0) goto fail;
+    /* the version is the bundle: the script and the modules it requires, pinned now */
+    char version[65];
+    if (store_version_pin(s, run_id, nr->script_name, nr->script_src, nr->script_len, version, err) != 0) goto fail;
     q = prep(s, "INSERT INTO runs(run_id,workflow_id,workflow_type,task_queue,script_name,script_sha,status,"
-                "start_time,next_event_id,time_skip,activities_dir,seq) VALUES(?,?,?,?,?,?,1,?,1,?,?,"
-                "(SELECT COALESCE(MAX(seq),0)+1 FROM runs))", err);
+                "start_time,next_event_id,time_skip,activities_dir,seq,version_sha) VALUES(?,?,?,?,?,?,1,?,1,?,?,"
+                "(SELECT COALESCE(MAX(seq),0)+1 FROM runs),?)", err);
     if (!q) goto fail;
     int64_t now = time_now_nanos();
     const char *tq = nr->task_queue && *nr->task_queue ? nr->task_queue : "jorch";
@@ -813,6 +827,7 @@ int store_run_start(store *s, const store_new_run *nr, store_run *out, jerr *err
     sqlite3_bind_int64(q, 7, now);
     sqlite3_bind_int(q, 8, nr->time_skip ? 1 : 0);
     if (nr->activities_dir) sqlite3_bind_text(q, 9, nr->activities_dir, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(q, 10, version, -1, SQLITE_TRANSIENT);
     if (sqlite3_step(q) != SQLITE_DONE) {
         store_release(s, q);
         store_db_error(s, "creating a run", err);
@@ -849,7 +864,7 @@ int store_run_start(store *s, const store_new_run *nr, store_run *out, jerr *err
     a->identity = jstrndup(s->owner, strcspn(s->owner, " ")); /* "pid@host", as before namespaces were recorded */
     a->attempt = 1;
     a->workflow_id = jstrdup(wid);
-    a->memo = script_memo(nr->script_name, sha);
+    a->memo = script_memo(nr->script_name, sha, version);
     if (store_append(s, run_id, e, err) < 0) goto fail;
     if (store_schedule_wft(s, run_id, err) != 0) goto fail;
     if (store_commit(s, err) != 0) goto fail;
@@ -1370,7 +1385,7 @@ int store_describe(store *s, const char *id, Temporal__Api__Workflowservice__V1_
     info->status = r.status;
     info->history_length = r.history_length;
     info->task_queue = jstrdup(r.task_queue);
-    info->memo = script_memo(r.script_name, r.script_sha);
+    info->memo = script_memo(r.script_name, r.script_sha, r.version_sha);
     store_version_memo(s, &r, info->memo);
     /* pending activities */
     sqlite3_stmt *q = prep(s, "SELECT attempt, state, attrs, heartbeat_details, last_failure, scheduled_at, started_at, last_heartbeat,"

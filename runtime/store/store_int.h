@@ -116,6 +116,15 @@ Payloads *payloads_copy(const Payloads *p);
  * the run's script to a describe memo when the script declares one, and
  * for auto_upgrade scripts what the policy did ("jorch.auto_upgrade"). */
 void store_version_memo(store *s, const store_run *r, Temporal__Api__Common__V1__Memo *memo);
+/* Inside the transaction that starts a run: collects the script's bundle
+ * (its modules from the script's directory), stores the modules, pins them
+ * to the run and records the version; version_sha gets its name. */
+int store_version_pin(store *s, const char *run_id, const char *script_name, const char *src, size_t len,
+                      char version_sha[65], jerr *err);
+/* Records a version (its digest, script and module count) in the versions
+ * table; an existing one is kept. */
+int store_version_record(store *s, const char *version_sha, const char *script_sha, const char *name,
+                         size_t n_modules, jerr *err);
 /* True if one of the events records an upgrade (ENGINE_UPGRADE_SIGNAL). */
 bool store_version_changed(HistoryEvent *const *ev, size_t n);
 

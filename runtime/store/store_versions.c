@@ -55,6 +55,283 @@ void store_version_label(const char *src, size_t len, char *out, size_t outlen) 
     }
 }
 
+/* ------------------------------------------------------------ bundles (files) */
+
+#define BUNDLE_MAX_MODULES 256
+
+void store_bundle_free(store_bundle *b) {
+    for (size_t i = 0; i < b->n; i++) {
+        free(b->m[i].name);
+        free(b->m[i].chunkname);
+        free(b->m[i].src);
+    }
+    free(b->m);
+    b->m = NULL;
+    b->n = b->cap = 0;
+}
+
+int store_bundle_add(store_bundle *b, const char *name, const char *chunkname, const char *src, size_t len,
+                     jerr *err) {
+    size_t at = 0;
+    while (at < b->n && strcmp(b->m[at].name, name) < 0) at++;
+    if (at < b->n && strcmp(b->m[at].name, name) == 0)
+        return jerr_set(err, JERR_USAGE, "module '%s' appears twice in one script version", name);
+    if (b->n >= BUNDLE_MAX_MODULES)
+        return jerr_set(err, JERR_USAGE, "a script version may have at most %d modules", BUNDLE_MAX_MODULES);
+    if (b->n == b->cap) {
+        size_t nc = b->cap ? b->cap * 2 : 8, bytes;
+        if (!size_mul(nc, sizeof *b->m, &bytes)) return jerr_oom(err, "collecting a script's modules");
+        store_bundle_module *p = realloc(b->m, bytes);
+        if (!p) return jerr_oom(err, "collecting a script's modules");
+        b->m = p;
+        b->cap = nc;
+    }
+    store_bundle_module v = {.name = jstrdup(name), .chunkname = jstrdup(chunkname), .src = malloc(len + 1),
+                             .len = len};
+    if (!v.name || !v.chunkname || !v.src) {
+        free(v.name);
+        free(v.chunkname);
+        free(v.src);
+        return jerr_oom(err, "collecting a script's modules");
+    }
+    if (len) memcpy(v.src, src, len);
+    v.src[len] = '\0';
+    sha256_hex(src, len, v.sha);
+    memmove(&b->m[at + 1], &b->m[at], (b->n - at) * sizeof *b->m);
+    b->m[at] = v;
+    b->n++;
+    return 0;
+}
+
+int store_bundle_digest(store_bundle *b, jerr *err) {
+    if (b->n == 0) {
+        memcpy(b->digest, b->script_sha, sizeof b->digest);
+        return 0;
+    }
+    jbuf t;
+    jbuf_init(&t, (size_t)BUNDLE_MAX_MODULES * 1200 + 128);
+    int bad = jbuf_puts(&t, "jorch-version 1\nscript ") | jbuf_puts(&t, b->script_sha) | jbuf_putc(&t, '\n');
+    for (size_t i = 0; i < b->n; i++)
+        bad |= jbuf_puts(&t, "module ") | jbuf_puts(&t, b->m[i].name) | jbuf_putc(&t, ' ') |
+               jbuf_puts(&t, b->m[i].sha) | jbuf_putc(&t, '\n');
+    if (bad || !t.data) {
+        jbuf_free(&t);
+        return jerr_oom(err, "naming a script version");
+    }
+    sha256_hex(t.data, t.len, b->digest);
+    jbuf_free(&t);
+    return 0;
+}
+
+/* Skips a long bracket [==[ ... ]==] starting at src[i] == '['; returns the
+ * index after it, or i when src[i] does not open one. *body gets the
+ * content's start and *blen its length. */
+static size_t skip_long(const char *src, size_t len, size_t i, size_t *body, size_t *blen) {
+    size_t j = i + 1, level = 0;
+    while (j < len && src[j] == '=') {
+        level++;
+        j++;
+    }
+    if (j >= len || src[j] != '[') return i;
+    size_t start = j + 1;
+    for (size_t k = start; k < len; k++) {
+        if (src[k] != ']') continue;
+        size_t e = k + 1, l = 0;
+        while (e < len && src[e] == '=') {
+            l++;
+            e++;
+        }
+        if (l == level && e < len && src[e] == ']') {
+            if (body) *body = start;
+            if (blen) *blen = k - start;
+            return e + 1;
+        }
+    }
+    if (body) *body = start;
+    if (blen) *blen = len - start;
+    return len;
+}
+
+/* Skips blanks and comments. */
+static size_t skip_space(const char *src, size_t len, size_t i) {
+    while (i < len) {
+        unsigned char c = (unsigned char)src[i];
+        if (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v') {
+            i++;
+        } else if (c == '-' && i + 1 < len && src[i + 1] == '-') {
+            i += 2;
+            size_t after = i < len && src[i] == '[' ? skip_long(src, len, i, NULL, NULL) : i;
+            if (after != i) {
+                i = after;
+            } else {
+                while (i < len && src[i] != '\n') i++;
+            }
+        } else {
+            break;
+        }
+    }
+    return i;
+}
+
+static bool ident_char(unsigned char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+}
+
+/* A name as the sandbox's require accepts it, and one a file can hold. */
+static bool literal_module_name(const char *p, size_t n) {
+    if (n == 0 || n > 200 || p[0] == '.') return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (!(ident_char(c) || c == '.' || c == '-')) return false;
+        if (c == '.' && i + 1 < n && p[i + 1] == '.') return false;
+    }
+    return p[n - 1] != '.';
+}
+
+/* Calls fn for every `require "name"` / `require("name")` / `require[[name]]`
+ * with a literal name in Lua source, outside comments and strings. A
+ * lexer, not a parser: `x.require "n"` and `x:require "n"` are not require. */
+static int scan_requires(const char *src, size_t len, int (*fn)(void *ud, const char *name, jerr *err), void *ud,
+                         jerr *err) {
+    size_t i = 0;
+    char prev = '\0'; /* the last character of the previous token */
+    while (i < len) {
+        size_t j = skip_space(src, len, i);
+        if (j != i) {
+            i = j;
+            continue;
+        }
+        unsigned char c = (unsigned char)src[i];
+        if (c == '"' || c == '\'') {
+            for (i++; i < len && (unsigned char)src[i] != c && src[i] != '\n'; i++)
+                if (src[i] == '\\') i++;
+            i++;
+            prev = '"';
+        } else if (c == '[' && (j = skip_long(src, len, i, NULL, NULL)) != i) {
+            i = j;
+            prev = '"';
+        } else if (ident_char(c) && !(c >= '0' && c <= '9')) {
+            size_t s0 = i;
+            while (i < len && ident_char((unsigned char)src[i])) i++;
+            bool is_req = i - s0 == 7 && memcmp(src + s0, "require", 7) == 0 && prev != '.' && prev != ':';
+            prev = 'a';
+            if (!is_req) continue;
+            size_t k = skip_space(src, len, i);
+            if (k < len && src[k] == '(') k = skip_space(src, len, k + 1);
+            if (k >= len) continue;
+            size_t nb = 0, nl = 0;
+            if (src[k] == '"' || src[k] == '\'') {
+                size_t e = k + 1;
+                while (e < len && src[e] != src[k] && src[e] != '\\' && src[e] != '\n') e++;
+                if (e >= len || src[e] != src[k]) continue; /* escapes: not a plain literal */
+                nb = k + 1;
+                nl = e - nb;
+            } else if (src[k] == '[') {
+                if (skip_long(src, len, k, &nb, &nl) == k) continue;
+            } else {
+                continue;
+            }
+            if (!literal_module_name(src + nb, nl)) continue;
+            char name[256];
+            memcpy(name, src + nb, nl);
+            name[nl] = '\0';
+            if (fn(ud, name, err) != 0) return -1;
+        } else {
+            prev = (char)c;
+            i++;
+        }
+    }
+    return 0;
+}
+
+typedef struct collect_ctx {
+    store_bundle *b;
+    const char *dir;
+} collect_ctx;
+
+static int collect_one(void *ud, const char *name, jerr *err) {
+    collect_ctx *c = ud;
+    for (size_t i = 0; i < c->b->n; i++)
+        if (strcmp(c->b->m[i].name, name) == 0) return 0;
+    char *src = NULL, *chunkname = NULL;
+    size_t len = 0;
+    int rc = engine_find_module_in_dir((void *)c->dir, name, &src, &len, &chunkname, err);
+    if (rc > 0) return 0; /* not a file here: jorch's own, or code never reached */
+    if (rc < 0) return jerr_prefix(err, "reading module '%s' of the script", name);
+    rc = store_bundle_add(c->b, name, chunkname, src, len, err);
+    if (rc == 0) rc = scan_requires(src, len, collect_one, c, err);
+    free(src);
+    free(chunkname);
+    return rc;
+}
+
+int store_bundle_collect(const char *dir, const char *src, size_t len, store_bundle *b, jerr *err) {
+    memset(b, 0, sizeof *b);
+    sha256_hex(src, len, b->script_sha);
+    collect_ctx c = {b, dir && *dir ? dir : "."};
+    if (scan_requires(src, len, collect_one, &c, err) != 0) {
+        store_bundle_free(b);
+        return -1;
+    }
+    if (store_bundle_digest(b, err) != 0) {
+        store_bundle_free(b);
+        return -1;
+    }
+    return 0;
+}
+
+static int save_blob(store *s, const char *sha, const char *name, const char *src, size_t len, jerr *err);
+
+static void dir_of(const char *path, char *out, size_t outlen) {
+    snprintf(out, outlen, "%s", path);
+    char *slash = strrchr(out, '/');
+    if (slash == out) snprintf(out, outlen, "/");
+    else if (slash) *slash = '\0';
+    else snprintf(out, outlen, ".");
+}
+
+int store_version_record(store *s, const char *version_sha, const char *script_sha, const char *name,
+                         size_t n_modules, jerr *err) {
+    sqlite3_stmt *q = NULL;
+    if (sqlite3_prepare_v2(s->db, "INSERT OR IGNORE INTO versions(sha,script_sha,name,modules) VALUES(?,?,?,?)", -1,
+                           &q, NULL) != SQLITE_OK)
+        return store_db_error(s, "recording a script version", err);
+    sqlite3_bind_text(q, 1, version_sha, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(q, 2, script_sha, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(q, 3, name, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(q, 4, (sqlite3_int64)n_modules);
+    int rc = sqlite3_step(q) == SQLITE_DONE ? 0 : store_db_error(s, "recording a script version", err);
+    sqlite3_finalize(q);
+    return rc;
+}
+
+int store_version_pin(store *s, const char *run_id, const char *script_name, const char *src, size_t len,
+                      char version_sha[65], jerr *err) {
+    char dir[1024];
+    dir_of(script_name, dir, sizeof dir);
+    store_bundle b;
+    if (store_bundle_collect(dir, src, len, &b, err) != 0) return -1;
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < b.n; i++) {
+        rc = save_blob(s, b.m[i].sha, b.m[i].chunkname, b.m[i].src, b.m[i].len, err);
+        sqlite3_stmt *q = NULL;
+        if (rc == 0 && sqlite3_prepare_v2(s->db, "INSERT OR REPLACE INTO run_modules(run_id,name,chunkname,sha) "
+                                                 "VALUES(?,?,?,?)", -1, &q, NULL) != SQLITE_OK)
+            rc = store_db_error(s, "pinning a module", err);
+        if (rc != 0) break;
+        sqlite3_bind_text(q, 1, run_id, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(q, 2, b.m[i].name, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(q, 3, b.m[i].chunkname, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(q, 4, b.m[i].sha, -1, SQLITE_TRANSIENT);
+        if (sqlite3_step(q) != SQLITE_DONE) rc = store_db_error(s, "pinning a module", err);
+        sqlite3_finalize(q);
+    }
+    if (rc == 0) rc = store_version_record(s, b.digest, b.script_sha, script_name, b.n, err);
+    if (rc == 0) memcpy(version_sha, b.digest, 65);
+    store_bundle_free(&b);
+    return rc;
+}
+
 /* ------------------------------------------------------------ bundles */
 
 typedef struct vmod {
@@ -65,7 +342,8 @@ typedef struct vmod {
 typedef struct vbundle {
     store *s;
     const char *dir; /* new version read from files: modules from here */
-    vmod *m;         /* modules the replay required */
+    const store_bundle *mem; /* the new version's modules read from files (NULL: applying) */
+    vmod *m;         /* modules of the version: from mem, then what the replay required */
     size_t n, cap;
     bool from_list;  /* modules only from m (applying a checked request) */
     bool save;       /* store each module found (the version is being pinned) */
@@ -119,6 +397,21 @@ static int save_blob(store *s, const char *sha, const char *name, const char *sr
 /* engine_module_finder: the new version's modules, recorded as found. */
 static int bundle_finder(void *ud, const char *name, char **src, size_t *len, char **chunkname, jerr *err) {
     vbundle *b = ud;
+    for (size_t i = 0; b->mem && i < b->mem->n; i++) {
+        const store_bundle_module *m = &b->mem->m[i];
+        if (strcmp(m->name, name) != 0) continue;
+        *chunkname = jstrdup(m->chunkname);
+        *src = malloc(m->len + 1);
+        if (!*chunkname || !*src) {
+            free(*chunkname);
+            free(*src);
+            *chunkname = *src = NULL;
+            return jerr_oom(err, "loading a module");
+        }
+        memcpy(*src, m->src, m->len + 1);
+        *len = m->len;
+        return 0;
+    }
     for (size_t i = 0; i < b->n; i++) {
         if (strcmp(b->m[i].name, name) != 0) continue;
         *chunkname = jstrdup(b->m[i].chunkname);
@@ -201,7 +494,8 @@ static int replay_run(store *s, const store_run *r, const char *name, const char
 }
 
 /* The version's record: the signal's JSON payload. */
-static char *request_json(const char *sha, const char *name, const char *label, const vbundle *b, int64_t checked) {
+static char *request_json(const char *sha, const char *version, const char *name, const char *label, const vbundle *b,
+                          int64_t checked) {
     cJSON *o = cJSON_CreateObject();
     cJSON *mods = cJSON_CreateArray();
     if (!o || !mods) {
@@ -210,6 +504,7 @@ static char *request_json(const char *sha, const char *name, const char *label, 
         return NULL;
     }
     cJSON_AddStringToObject(o, "sha", sha);
+    cJSON_AddStringToObject(o, "version", version);
     cJSON_AddStringToObject(o, "name", name);
     cJSON_AddStringToObject(o, "label", label);
     cJSON_AddNumberToObject(o, "checkedThroughEvent", (double)checked);
@@ -233,8 +528,8 @@ static const char *jstr(const cJSON *o, const char *key) {
 }
 
 /* Is the current version of the run exactly this bundle? */
-static bool same_version(store *s, const store_run *r, const char *sha, const vbundle *b) {
-    if (strcmp(r->script_sha, sha) != 0) return false;
+static bool same_version(store *s, const store_run *r, const char *version, const vbundle *b) {
+    if (strcmp(r->version_sha, version) != 0) return false;
     for (size_t i = 0; i < b->n; i++) {
         sqlite3_stmt *q = NULL;
         if (sqlite3_prepare_v2(s->db, "SELECT sha FROM run_modules WHERE run_id=? AND name=?", -1, &q, NULL) !=
@@ -268,8 +563,10 @@ int store_version_apply(store *s, const char *run_id, const Payloads *input, jer
     const ProtobufCBinaryData *d = &input->payloads[0]->data;
     cJSON *o = cJSON_ParseWithLength((const char *)d->data, d->len);
     const char *sha = o ? jstr(o, "sha") : NULL, *name = o ? jstr(o, "name") : NULL;
+    const char *version = o ? jstr(o, "version") : NULL;
     const cJSON *mods = o ? cJSON_GetObjectItemCaseSensitive(o, "modules") : NULL;
-    if (!sha || !name || strlen(sha) != 64 || !cJSON_IsArray(mods)) {
+    if (!version) version = sha; /* a request queued by a jorch from before bundles */
+    if (!sha || !name || strlen(sha) != 64 || strlen(version) != 64 || !cJSON_IsArray(mods)) {
         cJSON_Delete(o);
         fprintf(stderr, "jorch: an upgrade request for run %s is malformed: dropped\n", run_id);
         return 0;
@@ -308,7 +605,9 @@ int store_version_apply(store *s, const char *run_id, const Payloads *input, jer
         return 0;
     }
     free(src);
-    rc = exec_bound(s, "UPDATE runs SET script_sha=?, script_name=? WHERE run_id=?", sha, name, run_id, NULL, err);
+    rc = exec_bound(s, "UPDATE runs SET script_sha=?, script_name=?, version_sha=? WHERE run_id=?", sha, name, version,
+                    run_id, err);
+    if (rc == 0) rc = store_version_record(s, version, sha, name, (size_t)cJSON_GetArraySize(mods), err);
     if (rc == 0) rc = exec_bound(s, "DELETE FROM run_modules WHERE run_id=?", run_id, NULL, NULL, NULL, err);
     for (size_t i = 0; rc == 0 && i < b.n; i++)
         rc = exec_bound(s, "INSERT INTO run_modules(run_id,name,chunkname,sha) VALUES(?,?,?,?)", run_id, b.m[i].name,
@@ -383,7 +682,7 @@ static int inbox_pending(store *s, const char *run_id) {
     return n;
 }
 
-/* Was an upgrade to sha recorded after event `after`? */
+/* Was an upgrade to version sha recorded after event `after`? */
 static bool recorded_after(store *s, const char *run_id, int64_t after, const char *sha) {
     HistoryEvent **ev = NULL;
     size_t n = 0;
@@ -397,7 +696,8 @@ static bool recorded_after(store *s, const char *run_id, int64_t after, const ch
             continue;
         const ProtobufCBinaryData *d = &a->input->payloads[0]->data;
         cJSON *o = cJSON_ParseWithLength((const char *)d->data, d->len);
-        const char *v = o ? jstr(o, "sha") : NULL;
+        const char *v = o ? jstr(o, "version") : NULL;
+        if (!v && o) v = jstr(o, "sha");
         found = v && strcmp(v, sha) == 0;
         cJSON_Delete(o);
     }
@@ -410,40 +710,55 @@ static int upgrade_check_queue(store *s, const store_run *rp, const store_upgrad
                                jerr *err) {
     const store_run r = *rp;
     snprintf(res->run_id, sizeof res->run_id, "%s", r.run_id);
-    snprintf(res->old_sha, sizeof res->old_sha, "%s", r.script_sha);
-    sha256_hex(o->script_src, o->script_len, res->new_sha);
+    snprintf(res->old_sha, sizeof res->old_sha, "%s", r.version_sha);
     store_version_label(o->script_src, o->script_len, res->label, sizeof res->label);
     char dir[1024];
-    snprintf(dir, sizeof dir, "%s", o->script_path);
-    char *slash = strrchr(dir, '/');
-    if (slash) *slash = '\0';
-    else snprintf(dir, sizeof dir, ".");
-    if (slash == dir) snprintf(dir, sizeof dir, "/");
-    vbundle b = {.s = s, .dir = dir, .save = !o->dry_run};
+    dir_of(o->script_path, dir, sizeof dir);
+    /* the new version: the script and the modules it requires, as the files are now */
+    store_bundle mem;
+    if (store_bundle_collect(dir, o->script_src, o->script_len, &mem, err) != 0) return -1;
+    snprintf(res->new_sha, sizeof res->new_sha, "%s", mem.digest);
+    vbundle b = {.s = s, .dir = dir, .mem = &mem, .save = !o->dry_run};
     int64_t checked = 0;
     /* the sources go in first (they are content-addressed: harmless if the
      * upgrade is refused, and `jorch scripts --prune` drops them) */
-    if (!o->dry_run && save_blob(s, res->new_sha, o->script_path, o->script_src, o->script_len, err) != 0) return -1;
+    int rc = 0;
+    if (!o->dry_run) {
+        rc = save_blob(s, mem.script_sha, o->script_path, o->script_src, o->script_len, err);
+        for (size_t i = 0; rc == 0 && i < mem.n; i++) {
+            rc = save_blob(s, mem.m[i].sha, mem.m[i].chunkname, mem.m[i].src, mem.m[i].len, err);
+            if (rc == 0) rc = bundle_add(&b, mem.m[i].name, mem.m[i].chunkname, mem.m[i].sha, err);
+        }
+    }
+    if (rc != 0) {
+        bundle_free(&b);
+        store_bundle_free(&mem);
+        return -1;
+    }
     if (replay_run(s, &r, o->script_path, o->script_src, o->script_len, &b, &checked, err) != 0) {
         bundle_free(&b);
+        store_bundle_free(&mem);
         err->code = JERR_FAILED;
         return -1;
     }
     res->checked_events = checked;
-    res->n_modules = b.n;
+    res->n_modules = mem.n;
     if (same_version(s, &r, res->new_sha, &b)) {
         res->unchanged = true;
         bundle_free(&b);
+        store_bundle_free(&mem);
         return 0;
     }
     if (o->dry_run) {
         bundle_free(&b);
+        store_bundle_free(&mem);
         return 0;
     }
-    char *json = request_json(res->new_sha, o->script_path, res->label, &b, checked);
+    char *json = request_json(mem.script_sha, res->new_sha, o->script_path, res->label, &b, checked);
     bundle_free(&b);
+    store_bundle_free(&mem);
     if (!json) return jerr_oom(err, "queueing an upgrade");
-    int rc = queue_request(s, r.run_id, json, err);
+    rc = queue_request(s, r.run_id, json, err);
     cJSON_free(json);
     res->checked_events = checked;
     return rc;
@@ -489,16 +804,15 @@ int store_upgrade(store *s, const char *id, const store_upgrade_opts *o, store_u
 int store_versions_list(store *s, store_version_info **out, size_t *n, jerr *err) {
     *out = NULL;
     *n = 0;
-    /* versions = scripts some run was started or upgraded with */
+    /* versions = bundles some run was started or upgraded with */
     sqlite3_stmt *q = NULL;
     if (sqlite3_prepare_v2(s->db,
-                           "SELECT sc.sha, sc.name, sc.source,"
-                           " (SELECT COUNT(*) FROM runs r WHERE r.script_sha=sc.sha AND r.status=1),"
-                           " (SELECT COUNT(*) FROM runs r WHERE r.script_sha=sc.sha),"
+                           "SELECT v.sha, v.name, sc.source, v.modules,"
+                           " (SELECT COUNT(*) FROM runs r WHERE r.version_sha=v.sha AND r.status=1),"
+                           " (SELECT COUNT(*) FROM runs r WHERE r.version_sha=v.sha),"
                            " (SELECT group_concat(workflow_id, ' ') FROM (SELECT workflow_id FROM runs r"
-                           "   WHERE r.script_sha=sc.sha AND r.status=1 ORDER BY seq LIMIT 20))"
-                           " FROM scripts sc WHERE sc.sha IN (SELECT script_sha FROM runs)"
-                           " OR sc.sha NOT IN (SELECT sha FROM run_modules) ORDER BY sc.name, sc.sha",
+                           "   WHERE r.version_sha=v.sha AND r.status=1 ORDER BY seq LIMIT 20))"
+                           " FROM versions v LEFT JOIN scripts sc ON sc.sha=v.script_sha ORDER BY v.name, v.sha",
                            -1, &q, NULL) != SQLITE_OK)
         return store_db_error(s, "listing script versions", err);
     size_t cap = 0;
@@ -521,31 +835,39 @@ int store_versions_list(store *s, store_version_info **out, size_t *n, jerr *err
         snprintf(v->name, sizeof v->name, "%s", name ? name : "");
         const char *src = sqlite3_column_blob(q, 2);
         if (src) store_version_label(src, (size_t)sqlite3_column_bytes(q, 2), v->label, sizeof v->label);
-        v->open_runs = sqlite3_column_int(q, 3);
-        v->all_runs = sqlite3_column_int(q, 4);
-        const char *ids = (const char *)sqlite3_column_text(q, 5);
+        v->modules = sqlite3_column_int(q, 3);
+        v->open_runs = sqlite3_column_int(q, 4);
+        v->all_runs = sqlite3_column_int(q, 5);
+        const char *ids = (const char *)sqlite3_column_text(q, 6);
         snprintf(v->open_ids, sizeof v->open_ids, "%s", ids ? ids : "");
     }
     sqlite3_finalize(q);
     return rc == SQLITE_DONE ? 0 : store_db_error(s, "listing script versions", err);
 }
 
-int store_versions_prune(store *s, size_t *removed, jerr *err) {
-    *removed = 0;
+int store_versions_prune(store *s, size_t *versions, size_t *blobs, jerr *err) {
+    *versions = *blobs = 0;
     if (store_begin(s, err) != 0) return -1;
-    /* what an open run needs: its script and its pinned modules; a request
-     * still queued for an open run may name a version too (kept: its
-     * script is not referenced by a row yet, so keep everything younger
-     * than the oldest queued upgrade by keeping scripts named in the inbox) */
-    const char *sql =
+    /* what an open run needs: its version, its script and its pinned
+     * modules; a request still queued for an open run names a version that
+     * no row references yet, so nothing is pruned while one is queued */
+    const char *sql_versions =
+        "DELETE FROM versions WHERE sha NOT IN (SELECT COALESCE(version_sha, script_sha) FROM runs WHERE status=1)"
+        " AND NOT EXISTS (SELECT 1 FROM inbox WHERE name='" ENGINE_UPGRADE_SIGNAL "')";
+    const char *sql_blobs =
         "DELETE FROM scripts WHERE sha NOT IN (SELECT script_sha FROM runs WHERE status=1)"
         " AND sha NOT IN (SELECT m.sha FROM run_modules m JOIN runs r ON r.run_id=m.run_id WHERE r.status=1)"
         " AND NOT EXISTS (SELECT 1 FROM inbox WHERE name='" ENGINE_UPGRADE_SIGNAL "')";
-    if (store_exec(s, sql, err) != 0) {
+    if (store_exec(s, sql_versions, err) != 0) {
         store_rollback(s);
         return -1;
     }
-    *removed = (size_t)sqlite3_changes(s->db);
+    *versions = (size_t)sqlite3_changes(s->db);
+    if (store_exec(s, sql_blobs, err) != 0) {
+        store_rollback(s);
+        return -1;
+    }
+    *blobs = (size_t)sqlite3_changes(s->db);
     if (store_exec(s, "DELETE FROM run_modules WHERE run_id IN (SELECT run_id FROM runs WHERE status<>1)", err) != 0) {
         store_rollback(s);
         return -1;
@@ -588,6 +910,23 @@ void store_version_memo(store *s, const store_run *r, Temporal__Api__Common__V1_
     bool follows = auto_declared(src, len);
     free(src);
     if (label[0]) memo_add(memo, "jorch.script_version", label);
+    /* the version's modules, for describe: "name (sha256 123456789abc), ..." */
+    sqlite3_stmt *q = NULL;
+    if (sqlite3_prepare_v2(s->db, "SELECT name, sha FROM run_modules WHERE run_id=? ORDER BY name", -1, &q, NULL) ==
+        SQLITE_OK) {
+        jbuf b;
+        jbuf_init(&b, 64u << 10);
+        sqlite3_bind_text(q, 1, r->run_id, -1, SQLITE_TRANSIENT);
+        while (sqlite3_step(q) == SQLITE_ROW) {
+            char one[300];
+            snprintf(one, sizeof one, "%s%.200s (sha256 %.12s)", b.len ? ", " : "",
+                     (const char *)sqlite3_column_text(q, 0), (const char *)sqlite3_column_text(q, 1));
+            jbuf_puts(&b, one);
+        }
+        sqlite3_finalize(q);
+        if (b.len && b.data) memo_add(memo, "jorch.version_modules", b.data);
+        jbuf_free(&b);
+    }
     if (follows) {
         char note[1024];
         if (note_get(s, r->run_id, note, sizeof note) != 0 || !note[0])
@@ -665,17 +1004,29 @@ int store_version_auto(store *s, const char *run_id, char *said, size_t saidlen,
     jerr rerr = {0};
     char note[1024];
     if (file_read_all(r.script_name, 16u << 20, &src, &len, &rerr) != 0) {
-        snprintf(note, sizeof note, "stays on %.12s: cannot read %s to look for a newer version", r.script_sha,
+        snprintf(note, sizeof note, "stays on %.12s: cannot read %s to look for a newer version", r.version_sha,
                  r.script_name);
         note_set(s, run_id, note);
         return 0;
     }
+    /* the newest version: the file and the modules it requires, as they are now */
+    char dir[1024];
+    dir_of(r.script_name, dir, sizeof dir);
+    store_bundle now;
+    if (store_bundle_collect(dir, src, len, &now, &rerr) != 0) {
+        snprintf(note, sizeof note, "stays on %.12s: cannot read the newest version of %s: %s", r.version_sha,
+                 r.script_name, rerr.msg);
+        note_set(s, run_id, note);
+        free(src);
+        return 0;
+    }
     char sha[65];
-    sha256_hex(src, len, sha);
+    memcpy(sha, now.digest, sizeof sha);
+    store_bundle_free(&now);
     char prev[1024];
     note_get(s, run_id, prev, sizeof prev);
     /* unchanged, or this very version was already refused: nothing to check */
-    if (strcmp(sha, r.script_sha) == 0 || strstr(prev, sha)) {
+    if (strcmp(sha, r.version_sha) == 0 || strstr(prev, sha)) {
         free(src);
         return 0;
     }
@@ -685,15 +1036,15 @@ int store_version_auto(store *s, const char *run_id, char *said, size_t saidlen,
     int rc = store_upgrade_queue(s, &r, &o, &res, &uerr);
     free(src);
     if (rc != 0) {
-        snprintf(note, sizeof note, "stays on %.12s: version %s does not replay its history: %s", r.script_sha, sha,
+        snprintf(note, sizeof note, "stays on %.12s: version %s does not replay its history: %s", r.version_sha, sha,
                  uerr.msg);
         note_set(s, run_id, note);
         snprintf(said, saidlen, "auto_upgrade: %s", note);
         return 0;
     }
     snprintf(note, sizeof note, "follows the newest version of its script; moved from %.12s to %.12s",
-             r.script_sha, sha);
+             r.version_sha, sha);
     note_set(s, run_id, note);
-    snprintf(said, saidlen, "auto_upgrade: moving from %.12s to %.12s (its history replays)", r.script_sha, sha);
+    snprintf(said, saidlen, "auto_upgrade: moving from %.12s to %.12s (its history replays)", r.version_sha, sha);
     return 1;
 }

@@ -189,8 +189,10 @@ static void test_old_store_is_upgraded(void) {
     char run[40];
     start_run(s, run);
     CHECK_INT(schema_version(s), STORE_SCHEMA_VERSION);
-    /* make it a store of schema 1: no lease generations (2), no activities directories (3) */
+    /* make it a store of schema 1: no lease generations (2), no activities
+     * directories (3), no bundle versions (4) */
     sql(s, "ALTER TABLE runs DROP COLUMN lease_gen; ALTER TABLE runs DROP COLUMN activities_dir;"
+           " ALTER TABLE runs DROP COLUMN version_sha; DROP TABLE versions;"
            " UPDATE meta SET value='1' WHERE key='schema_version'");
     store_close(s);
     s = open_store();
@@ -199,6 +201,10 @@ static void test_old_store_is_upgraded(void) {
     CHECK_INT(schema_version(s), STORE_SCHEMA_VERSION);
     int64_t g = 0;
     jerr e = {0};
+    /* a run from before bundles: its version is named by its script */
+    store_run r;
+    CHECK(store_run_find(s, run, &r, &e) == 0);
+    CHECK(strcmp(r.version_sha, r.script_sha) == 0);
     CHECK(store_lease_acquire(s, run, &g, &e) == 0);
     CHECK_INT(g, 1);
     /* a store from a newer jorch is refused, not modified */
