@@ -2298,8 +2298,29 @@ static int read_flags(engine_run *r, const HistoryEvent *e, engine_output *out, 
     return 0;
 }
 
+/* A worker's record of the run's script version (a memo upsert that only
+ * sets ENGINE_VERSION_MEMO_PREFIX keys): added by the worker, not produced
+ * by the script, so no command matches it. */
+static bool version_record(const HistoryEvent *e) {
+    if (e->event_type != ET(WORKFLOW_PROPERTIES_MODIFIED) ||
+        e->attributes_case != EV_ATTR(WORKFLOW_PROPERTIES_MODIFIED))
+        return false;
+    const Temporal__Api__History__V1__WorkflowPropertiesModifiedEventAttributes *a =
+        e->workflow_properties_modified_event_attributes;
+    if (!a || !a->upserted_memo ||
+        a->upserted_memo->n_fields == 0)
+        return false;
+    const size_t plen = strlen(ENGINE_VERSION_MEMO_PREFIX);
+    for (size_t i = 0; i < a->upserted_memo->n_fields; i++) {
+        const char *k = a->upserted_memo->fields[i]->key;
+        if (!k || strncmp(k, ENGINE_VERSION_MEMO_PREFIX, plen) != 0) return false;
+    }
+    return true;
+}
+
 static int handle_event(engine_run *r, HistoryEvent **events, size_t n, size_t i, engine_output *out, jerr *err) {
     HistoryEvent *e = events[i];
+    if (version_record(e)) return 0;
     if (r->matching) {
         /* As in sdk-core, a task's command events run up to the next
          * WorkflowTaskStarted; the non-command events among them (what the

@@ -68,6 +68,13 @@ typedef struct engine_run_config {
  * to the script; clients may not send it. */
 #define ENGINE_UPGRADE_SIGNAL "__jorch_upgrade"
 
+/* A Temporal worker records which script version a run executes (a run
+ * started without one, or one that moved to a new version by itself) with
+ * a ModifyWorkflowProperties command whose memo keys all start with this
+ * prefix, added to the script's commands. The engine skips the resulting
+ * WorkflowPropertiesModified events: no command of the script matches them. */
+#define ENGINE_VERSION_MEMO_PREFIX "jorch."
+
 /* Failure kinds of a workflow task (what a backend reports). */
 enum {
     ENGINE_TASK_OK = 0,

@@ -144,6 +144,8 @@ int store_query(store *s, const char *id, const char *name,
  * module), its label what a `-- jorch: version LABEL` line in the script's
  * first 20 lines declares (empty if none). */
 void store_version_label(const char *src, size_t len, char *out, size_t outlen);
+/* Does the script declare `-- jorch: auto_upgrade` in its first 20 lines? */
+bool store_version_auto_declared(const char *src, size_t len);
 
 /* A bundle read from files: the modules the script requires by a literal
  * name (require "a.b", require("a.b"), in the script or in those modules,

@@ -897,7 +897,6 @@ static int memo_add(Temporal__Api__Common__V1__Memo *memo, const char *key, cons
     return 0;
 }
 
-static bool auto_declared(const char *src, size_t len);
 static int note_get(store *s, const char *run_id, char *out, size_t outlen);
 
 void store_version_memo(store *s, const store_run *r, Temporal__Api__Common__V1__Memo *memo) {
@@ -907,7 +906,7 @@ void store_version_memo(store *s, const store_run *r, Temporal__Api__Common__V1_
     char label[64];
     if (store_script(s, r->script_sha, NULL, &src, &len, NULL) != 0) return;
     store_version_label(src, len, label, sizeof label);
-    bool follows = auto_declared(src, len);
+    bool follows = store_version_auto_declared(src, len);
     free(src);
     if (label[0]) memo_add(memo, "jorch.script_version", label);
     /* the version's modules, for describe: "name (sha256 123456789abc), ..." */
@@ -949,7 +948,7 @@ bool store_version_changed(HistoryEvent *const *ev, size_t n) {
 /* ------------------------------------------------------------ auto_upgrade */
 
 /* `-- jorch: auto_upgrade` among the first 20 lines. */
-static bool auto_declared(const char *src, size_t len) {
+bool store_version_auto_declared(const char *src, size_t len) {
     static const char tag[] = "-- jorch: auto_upgrade";
     const size_t tlen = sizeof tag - 1;
     size_t pos = 0;
@@ -996,7 +995,7 @@ int store_version_auto(store *s, const char *run_id, char *said, size_t saidlen,
     char *old = NULL;
     size_t old_len = 0;
     if (store_script(s, r.script_sha, NULL, &old, &old_len, err) != 0) return -1;
-    bool follows = auto_declared(old, old_len);
+    bool follows = store_version_auto_declared(old, old_len);
     free(old);
     if (!follows) return 0;
     char *src = NULL;
