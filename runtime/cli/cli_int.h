@@ -74,12 +74,15 @@ int cli_verb_upgrade(int argc, char **argv);
 int cli_verb_scripts(int argc, char **argv);
 
 /* cli_pin.c: script versions on Temporal. The memo `jorch start --temporal
- * SCRIPT.lua` gives the run (name, SHA-256, label, source); reading it back
- * from a history is tc_pin_from_history (runtime/temporal). */
+ * SCRIPT.lua` gives the run (tc_pin_memo: the script and its modules, with
+ * their SHA-256s and sources); reading it back from a history is
+ * tc_pin_task_run's (runtime/temporal). */
 Temporal__Api__Common__V1__Memo *cli_pin_memo(const char *path, jerr *err);
-/* jorch upgrade --temporal: replays the run's history (from the server)
- * against SCRIPT; when clean and not dry_run, records the version with its
- * source as ENGINE_UPGRADE_SIGNAL. JERR_FAILED with the report otherwise. */
+/* jorch upgrade --temporal: replays the run's history (from the server),
+ * and its pending or failed workflow task, against SCRIPT and its modules
+ * (tc_pin_upgrade_check); when clean and not dry_run, records the version
+ * with its sources as ENGINE_UPGRADE_SIGNAL. JERR_FAILED with the report
+ * otherwise. */
 int cli_pin_upgrade_temporal(cli_client *c, const char *id, const char *path, bool dry_run, jerr *err);
 
 #endif

@@ -10,6 +10,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include <cjson/cJSON.h>
+
 #include "store/store.h"
 
 enum { U_TO, U_DRY_RUN, U_ALL_OF, U_HOME, U_TEMPORAL, U_PRUNE };
@@ -32,8 +34,8 @@ static const char upgrade_help[] =
     "                  of at least 8 hex digits, as 'jorch scripts' shows)\n"
     "  --dry-run       check only\n"
     "  --home DIR      the embedded store (default $JORCH_HOME or ./.jorch)\n"
-    "  --temporal      a run on Temporal (also FEATURE_TEMPORAL_ENABLED=true): needs\n"
-    "                  --to; the version and its source are recorded in the run's history\n"
+    "  --temporal      runs on Temporal (also FEATURE_TEMPORAL_ENABLED=true): needs\n"
+    "                  --to; the version and its sources are recorded in the run's history\n"
     "Exit 0 upgraded (or would be), 1 the new version does not replay, 2 usage.\n";
 
 static const char *home_of(const cli_args *a) {
@@ -150,21 +152,34 @@ static int upgrade_all_of(store *s, const char *sha, const char *to, bool dry_ru
     return worst;
 }
 
-static int upgrade_temporal(const cli_args *a) {
-    if (a->set[U_ALL_OF] || a->set[U_HOME])
-        return cli_usage_error("upgrade", "--all-of and --home work on the embedded backend only");
-    if (!a->set[U_TO])
-        return cli_usage_error("upgrade", "on Temporal, name the new version with --to SCRIPT");
-    jerr e = {0};
-    cli_client *c = cli_temporal_client_new(&e);
-    if (!c) {
-        cli_errorf("%s", e.msg);
-        return cli_exit_for(&e);
+/* A string memo field (the version's keys are JSON strings), or "". */
+static void memo_str(const Temporal__Api__Common__V1__Memo *m, const char *key, char *out, size_t cap) {
+    out[0] = '\0';
+    for (size_t i = 0; m && i < m->n_fields; i++) {
+        if (!m->fields[i]->key || strcmp(m->fields[i]->key, key) != 0 || !m->fields[i]->value) continue;
+        const ProtobufCBinaryData *d = &m->fields[i]->value->data;
+        cJSON *v = cJSON_ParseWithLength((const char *)d->data, d->len);
+        if (cJSON_IsString(v) && v->valuestring) snprintf(out, cap, "%s", v->valuestring);
+        cJSON_Delete(v);
     }
-    const char *id = a->pos[0], *path = a->val[U_TO];
-    int rc = cli_pin_upgrade_temporal(c, id, path, a->set[U_DRY_RUN], &e);
-    c->ops->free(c);
-    if (rc != 0) {
+}
+
+/* The version an execution's memo names: the bundle's, else (a run from
+ * before bundles) the script's; "" for a run started without one. */
+static void memo_version(const Temporal__Api__Common__V1__Memo *m, char out[65]) {
+    memo_str(m, "jorch.version_sha256", out, 65);
+    if (!out[0]) memo_str(m, "jorch.script_sha256", out, 65);
+}
+
+/* The open runs on Temporal (all pages the client fetches). */
+static int temporal_open_runs(cli_client *c, Temporal__Api__Workflowservice__V1__ListWorkflowExecutionsResponse **l,
+                              jerr *e) {
+    return c->ops->list(c, "ExecutionStatus=\"Running\"", l, e);
+}
+
+static int upgrade_temporal_one(cli_client *c, const char *id, const char *path, bool dry_run) {
+    jerr e = {0};
+    if (cli_pin_upgrade_temporal(c, id, path, dry_run, &e) != 0) {
         if (e.code == JERR_FAILED) {
             cli_errorf("cannot upgrade workflow '%s' to %s: %s; nothing changed", id, path, e.msg);
             return CLI_FAILED;
@@ -172,11 +187,72 @@ static int upgrade_temporal(const cli_args *a) {
         cli_errorf("%s", e.msg);
         return cli_exit_for(&e);
     }
-    printf(a->set[U_DRY_RUN] ? "workflow '%s' can be upgraded to %s: its history replays cleanly\n"
-                             : "upgraded workflow '%s' to %s: its history replayed cleanly; the next workflow task "
-                               "runs the new version\n",
+    printf(dry_run ? "workflow '%s' can be upgraded to %s: its history replays cleanly\n"
+                   : "upgraded workflow '%s' to %s: its history replayed cleanly; the next workflow task "
+                     "runs the new version\n",
            id, path);
     return CLI_OK;
+}
+
+static bool hex_prefix(const char *s);
+
+static int upgrade_temporal(const cli_args *a) {
+    if (a->set[U_HOME]) return cli_usage_error("upgrade", "--home works on the embedded backend only");
+    if (!a->set[U_TO])
+        return cli_usage_error("upgrade", "on Temporal, name the new version with --to SCRIPT");
+    const char *sha = a->set[U_ALL_OF] ? a->val[U_ALL_OF] : NULL;
+    if (sha && !hex_prefix(sha))
+        return cli_usage_error("upgrade", "--all-of needs a SHA-256 (or a prefix of at least 8 lowercase hex "
+                                          "digits) as 'jorch scripts --temporal' shows, not '%s'", sha);
+    jerr e = {0};
+    cli_client *c = cli_temporal_client_new(&e);
+    if (!c) {
+        cli_errorf("%s", e.msg);
+        return cli_exit_for(&e);
+    }
+    const char *path = a->val[U_TO];
+    if (!sha) {
+        int rc = upgrade_temporal_one(c, a->pos[0], path, a->set[U_DRY_RUN]);
+        c->ops->free(c);
+        return rc;
+    }
+    Temporal__Api__Workflowservice__V1__ListWorkflowExecutionsResponse *l = NULL;
+    if (temporal_open_runs(c, &l, &e) != 0) {
+        c->ops->free(c);
+        cli_errorf("%s", e.msg);
+        return cli_exit_for(&e);
+    }
+    /* the prefix must name one version */
+    char full[65] = "", v[65];
+    for (size_t i = 0; i < l->n_executions; i++) {
+        memo_version(l->executions[i]->memo, v);
+        if (!v[0] || strncmp(v, sha, strlen(sha)) != 0) continue;
+        if (full[0] && strcmp(full, v) != 0) {
+            protobuf_c_message_free_unpacked(&l->base, NULL);
+            c->ops->free(c);
+            return cli_usage_error("upgrade", "'%s' is the prefix of more than one version: give more digits", sha);
+        }
+        snprintf(full, sizeof full, "%s", v);
+    }
+    int worst = CLI_OK, done = 0, refused = 0;
+    for (size_t i = 0; full[0] && i < l->n_executions; i++) {
+        const Temporal__Api__Workflow__V1__WorkflowExecutionInfo *x = l->executions[i];
+        memo_version(x->memo, v);
+        if (strcmp(v, full) != 0 || !x->execution || !x->execution->workflow_id) continue;
+        int rc = upgrade_temporal_one(c, x->execution->workflow_id, path, a->set[U_DRY_RUN]);
+        if (rc == CLI_OK) done++;
+        else refused++;
+        if (rc > worst) worst = rc;
+    }
+    protobuf_c_message_free_unpacked(&l->base, NULL);
+    c->ops->free(c);
+    if (!full[0]) {
+        printf("no open run has version %s; nothing to do\n", sha);
+        return CLI_OK;
+    }
+    fprintf(stderr, "%d run%s %s, %d refused\n", done, done == 1 ? "" : "s",
+            a->set[U_DRY_RUN] ? "can be upgraded" : "upgraded", refused);
+    return worst;
 }
 
 int cli_verb_upgrade(int argc, char **argv) {
@@ -205,24 +281,89 @@ int cli_verb_upgrade(int argc, char **argv) {
 
 /* ------------------------------------------------------------ scripts */
 
-static const cli_opt scripts_opts[] = {{"home", 1, U_HOME}, {"prune", 0, U_PRUNE}, {NULL, 0, 0}};
+static const cli_opt scripts_opts[] = {{"home", 1, U_HOME}, {"prune", 0, U_PRUNE}, {"temporal", 0, U_TEMPORAL},
+                                       {NULL, 0, 0}};
+
+/* jorch scripts --temporal: the versions of the open runs, from their memos. */
+static int scripts_temporal(const cli_args *a) {
+    if (a->set[U_PRUNE])
+        return cli_usage_error("scripts", "there is nothing to prune on Temporal: a version is not stored apart from "
+                                          "its runs, it lives in each run's history, which the server deletes with the "
+                                          "run after the namespace's retention period");
+    if (a->set[U_HOME]) return cli_usage_error("scripts", "--home works on the embedded backend only");
+    jerr e = {0};
+    cli_client *c = cli_temporal_client_new(&e);
+    if (!c) {
+        cli_errorf("%s", e.msg);
+        return cli_exit_for(&e);
+    }
+    Temporal__Api__Workflowservice__V1__ListWorkflowExecutionsResponse *l = NULL;
+    if (temporal_open_runs(c, &l, &e) != 0) {
+        c->ops->free(c);
+        cli_errorf("%s", e.msg);
+        return cli_exit_for(&e);
+    }
+    printf("%-64s %-10s %-9s %s\n", "SHA256", "LABEL", "OPEN RUNS", "SCRIPT");
+    size_t n = l->n_executions;
+    bool *done = calloc(n ? n : 1, sizeof *done);
+    jbuf b;
+    jbuf_init(&b, 1u << 16);
+    for (size_t i = 0; done && i < n; i++) {
+        if (done[i]) continue;
+        char v[65], label[64], name[1024];
+        memo_version(l->executions[i]->memo, v);
+        memo_str(l->executions[i]->memo, "jorch.script_version", label, sizeof label);
+        memo_str(l->executions[i]->memo, "jorch.script", name, sizeof name);
+        /* this version's runs */
+        int count = 0;
+        jbuf ids;
+        jbuf_init(&ids, 4096);
+        for (size_t k = i; k < n; k++) {
+            char w[65];
+            memo_version(l->executions[k]->memo, w);
+            if (strcmp(w, v) != 0) continue;
+            done[k] = true;
+            const Temporal__Api__Common__V1__WorkflowExecution *x = l->executions[k]->execution;
+            if (count++ < 20 && x && x->workflow_id) {
+                if (ids.len) jbuf_putc(&ids, ' ');
+                text_escape(&ids, x->workflow_id, strlen(x->workflow_id), false);
+            }
+        }
+        jbuf_reset(&b);
+        text_escape(&b, v[0] ? name : "(none: started without a version, pinned at its first workflow task)",
+                    strlen(v[0] ? name : "(none: started without a version, pinned at its first workflow task)"),
+                    false);
+        printf("%-64s %-10s %-9d %s\n", v[0] ? v : "-", label[0] ? label : "-", count, b.data ? b.data : "?");
+        printf("%-64s   open: %s%s\n", "", ids.data ? ids.data : "?", count > 20 ? " ..." : "");
+        jbuf_free(&ids);
+    }
+    jbuf_free(&b);
+    free(done);
+    protobuf_c_message_free_unpacked(&l->base, NULL);
+    c->ops->free(c);
+    return CLI_OK;
+}
 
 int cli_verb_scripts(int argc, char **argv) {
     cli_args a;
     int rc = cli_parse("scripts", argc, argv, scripts_opts, false, &a);
     if (rc) return rc;
     if (a.help) {
-        printf("Usage: jorch scripts [--prune]\n\n"
+        printf("Usage: jorch scripts [--prune] [--temporal]\n\n"
                "Lists the script versions in the embedded store: the version's SHA-256 (of the\n"
                "script and the modules it requires; a script without modules: its own SHA-256),\n"
                "the label the script declares (a '-- jorch: version LABEL' line), how many open\n"
                "runs use it and which, the script's path and how many modules it has. --prune\n"
                "deletes every version, stored script and module that no open run needs (closed\n"
                "runs whose version is pruned can no longer be queried).\n"
-               "  --home DIR      the embedded store (default $JORCH_HOME or ./.jorch)\n");
+               "  --home DIR      the embedded store (default $JORCH_HOME or ./.jorch)\n"
+               "  --temporal      the versions of the open runs on Temporal (also\n"
+               "                  FEATURE_TEMPORAL_ENABLED=true), from their memos; nothing to\n"
+               "                  prune there: each version lives in its run's history\n");
         return 0;
     }
     if (a.npos != 0) return cli_usage_error("scripts", "unexpected argument '%s'", a.pos[0]);
+    if (temporal_wanted(&a)) return scripts_temporal(&a);
     store *s = NULL;
     rc = open_home(&a, &s);
     if (rc) return rc;

@@ -99,6 +99,7 @@ struct engine_run {
     engine_limits limits;
     engine_module_finder finder;
     void *finder_ud;
+    engine_bundle modules;    /* the version's modules, preloaded ahead of the finder (a copy) */
     char *namespace_, *workflow_id, *run_id;
     void (*log_fn)(void *ud, const char *workflow_id, const char *line);
     void *log_ud;
@@ -1592,6 +1593,10 @@ static int do_setup(lua_State *L, engine_run *r, void *ud) {
     lua_pop(L, 2);
     if (sandbox_preload(r->sb, "jorch.workflow", "[jorch]/workflow-module.lua", "return workflow", 15, &e) != 0)
         return luaL_error(L, "%s", e.msg);
+    for (size_t i = 0; i < r->modules.n; i++) {
+        const engine_bundle_module *m = &r->modules.m[i];
+        if (sandbox_preload(r->sb, m->name, m->chunkname, m->src, m->len, &e) != 0) return luaL_error(L, "%s", e.msg);
+    }
     if (sandbox_load(r->sb, r->script_name, r->script_src, r->script_len, &e) != 0)
         return luaL_error(L, "%s", e.msg);
     lua_call(L, 0, 1);
@@ -2603,6 +2608,13 @@ engine_run *engine_run_new(const engine_run_config *cfg, jerr *err) {
     r->limits = cfg->limits.memory_limit ? cfg->limits : engine_limits_default();
     r->finder = cfg->finder;
     r->finder_ud = cfg->finder_ud;
+    for (size_t i = 0; cfg->modules && i < cfg->modules->n; i++) {
+        const engine_bundle_module *m = &cfg->modules->m[i];
+        if (engine_bundle_add(&r->modules, m->name, m->chunkname, m->src, m->len, err) != 0) {
+            engine_run_free(r);
+            return NULL;
+        }
+    }
     r->log_fn = cfg->log_fn;
     r->log_ud = cfg->log_ud;
     r->rt_ref = r->main_ref = r->input_ref = LUA_NOREF;
@@ -2626,6 +2638,7 @@ void engine_run_free(engine_run *r) {
     free(r->patches);
     free(r->script_name);
     free(r->script_src);
+    engine_bundle_free(&r->modules);
     free(r->namespace_);
     free(r->workflow_id);
     free(r->run_id);

@@ -54,6 +54,9 @@ typedef struct engine_run_config {
     engine_limits limits;
     engine_module_finder finder; /* may be NULL */
     void *finder_ud;
+    /* The modules of the run's version (may be NULL): require() finds them
+     * ahead of the finder. Copied: the caller keeps its bundle. */
+    const struct engine_bundle *modules;
     /* Identity of the run (the history does not carry all of it). */
     const char *namespace_;
     const char *workflow_id;
@@ -182,6 +185,44 @@ int engine_start_check(const char *script_name, const char *src, size_t len,
  * up as files: require("a.b") -> "<dir>/a/b.lua". ud is the directory. */
 int engine_find_module_in_dir(void *dir, const char *name, char **src, size_t *len, char **chunkname,
                               jerr *err);
+
+/* ------------------------------------------------------------ versions
+ * (bundle.c) */
+
+/* The label a `-- jorch: version LABEL` line among the script's first 20
+ * lines declares (one word of [A-Za-z0-9._+-]), or "". */
+void engine_script_label(const char *src, size_t len, char *out, size_t outlen);
+/* Does the script declare `-- jorch: auto_upgrade` among its first 20 lines? */
+bool engine_script_auto_upgrade(const char *src, size_t len);
+
+/* A bundle read from files: the modules the script requires by a literal
+ * name (require "a.b", require("a.b"), in the script or in those modules,
+ * transitively) that exist in the script's directory, sorted by name.
+ * Modules required by a computed name are not part of it (a run pins them
+ * when it first loads them). */
+typedef struct engine_bundle_module {
+    char *name, *chunkname, *src;
+    size_t len;
+    char sha[65];
+} engine_bundle_module;
+typedef struct engine_bundle {
+    char script_sha[65];
+    char digest[65]; /* the version's name */
+    engine_bundle_module *m;
+    size_t n, cap;
+} engine_bundle;
+/* Collects the bundle of script src (its modules looked up in dir) and
+ * computes its digest. JERR_USAGE for a module that cannot be read. */
+int engine_bundle_collect(const char *dir, const char *src, size_t len, engine_bundle *b, jerr *err);
+/* Adds one module (copied; kept sorted by name; a second one of the same
+ * name is an error). */
+int engine_bundle_add(engine_bundle *b, const char *name, const char *chunkname, const char *src, size_t len,
+                     jerr *err);
+/* b->digest from b->script_sha and the modules: the script's SHA-256 when
+ * there are none, else SHA-256 of "jorch-version 1\nscript SHA\n" and one
+ * "module NAME SHA\n" line per module in name order. */
+int engine_bundle_digest(engine_bundle *b, jerr *err);
+void engine_bundle_free(engine_bundle *b);
 
 /* The workflow type of a script path: its basename without ".lua". */
 void engine_workflow_type(const char *script_path, char *out, size_t outlen);

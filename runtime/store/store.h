@@ -42,7 +42,7 @@ typedef struct store_run {
     char task_queue[256];
     char script_name[1024];
     char script_sha[65];  /* the script file's SHA-256 (its source in the scripts table) */
-    char version_sha[65]; /* the version: the script and its modules (store_bundle_digest) */
+    char version_sha[65]; /* the version: the script and its modules (engine_bundle_digest) */
     int status;
     int64_t start_time, close_time; /* nanos */
     int64_t history_length;
@@ -138,43 +138,11 @@ int store_query(store *s, const char *id, const char *name,
                 Temporal__Api__Common__V1__Payloads **answer, jerr *err);
 
 /* ---------------------------------------------------------------- versions
- * (store_versions.c). A version is a bundle: a script and the workflow
- * modules it requires, each stored by SHA-256. Its name is the bundle's
- * digest (store_bundle_digest: the script's own SHA-256 when it requires no
- * module), its label what a `-- jorch: version LABEL` line in the script's
- * first 20 lines declares (empty if none). */
+ * (store_versions.c). A version is a bundle (engine_bundle): a script and
+ * the workflow modules it requires, each stored by SHA-256. Its name is the
+ * bundle's digest, its label what a `-- jorch: version LABEL` line in the
+ * script's first 20 lines declares (empty if none; engine_script_label). */
 void store_version_label(const char *src, size_t len, char *out, size_t outlen);
-/* Does the script declare `-- jorch: auto_upgrade` in its first 20 lines? */
-bool store_version_auto_declared(const char *src, size_t len);
-
-/* A bundle read from files: the modules the script requires by a literal
- * name (require "a.b", require("a.b"), in the script or in those modules,
- * transitively) that exist in the script's directory, sorted by name.
- * Modules required by a computed name are not part of it (a run pins them
- * when it first loads them). */
-typedef struct store_bundle_module {
-    char *name, *chunkname, *src;
-    size_t len;
-    char sha[65];
-} store_bundle_module;
-typedef struct store_bundle {
-    char script_sha[65];
-    char digest[65]; /* the version's name */
-    store_bundle_module *m;
-    size_t n, cap;
-} store_bundle;
-/* Collects the bundle of script src (its modules looked up in dir) and
- * computes its digest. JERR_USAGE for a module that cannot be read. */
-int store_bundle_collect(const char *dir, const char *src, size_t len, store_bundle *b, jerr *err);
-/* Adds one module (copied; kept sorted by name; a second one of the same
- * name is an error). */
-int store_bundle_add(store_bundle *b, const char *name, const char *chunkname, const char *src, size_t len,
-                     jerr *err);
-/* b->digest from b->script_sha and the modules: the script's SHA-256 when
- * there are none, else SHA-256 of "jorch-version 1\nscript SHA\n" and one
- * "module NAME SHA\n" line per module in name order. */
-int store_bundle_digest(store_bundle *b, jerr *err);
-void store_bundle_free(store_bundle *b);
 
 typedef struct store_upgrade_opts {
     const char *script_path;   /* the new version; its modules are read from its directory */

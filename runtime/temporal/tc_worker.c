@@ -93,8 +93,8 @@ typedef struct cached_run {
     char *workflow_id;
     engine_run *run;          /* NULL: nothing cached (busy only) */
     int64_t last_event_id;    /* the last event fed to run */
-    char sha[65];             /* of the source run was built with */
-    bool pinned;              /* the source came from the run's history */
+    tc_pin_version *version;  /* the script version run executes (tc_pin.c) */
+    char refused[65];         /* an auto_upgrade version refused for the run, or "" */
     size_t bytes;             /* engine_run_memory when checked in */
     bool busy;
     struct cached_run *prev, *next; /* most recently used first */
@@ -408,16 +408,6 @@ static int fetch_full_history(worker *w, tc_conn *conn, const WftTask *t, wft_hi
     return 0;
 }
 
-/* As `jorch run` loads a script (the same bound, the same words). */
-static int read_script(const char *path, char **src, size_t *len, jerr *err) {
-    if (file_read_all(path, 16u << 20, src, len, err) != 0) {
-        jerr_prefix(err, "cannot load workflow script");
-        err->code = JERR_USAGE;
-        return -1;
-    }
-    return 0;
-}
-
 /* A workflow type names a file in the workflows directory: no separators,
  * no leading dot (so no "..", no hidden files), nothing odd. */
 static bool type_is_safe(const char *type) {
@@ -616,6 +606,7 @@ static void cache_push_front(run_cache *c, cached_run *e) {
 static void entry_free(cached_run *e) {
     if (e == NULL) return;
     engine_run_free(e->run);
+    tc_pin_version_free(e->version);
     free(e->run_id);
     free(e->workflow_id);
     free(e);
@@ -770,63 +761,19 @@ static const int FAILED_UNHANDLED =
 static const int FAILED_NONDET =
     TEMPORAL__API__ENUMS__V1__WORKFLOW_TASK_FAILED_CAUSE__WORKFLOW_TASK_FAILED_CAUSE_NON_DETERMINISTIC_ERROR;
 
-/* A fresh engine_run for the run of task t from its whole history h: the
- * script is the run's pinned version when its history carries one, else
- * own (the worker's DIR/T.lua, read for this task). Fails the task (and
- * returns NULL) when it cannot be built. */
-static engine_run *build_run(worker *w, tc_conn *conn, const WftTask *t, const wft_history *h, const char *path,
-                             char **own_src, size_t own_len, const char *own_sha, cached_run *e) {
-    const char *wid = t->workflow_execution->workflow_id;
-    char msg[1400];
-    jerr err = {0};
-    char *src = *own_src;
-    size_t len = own_len;
-    char *pinned_src = NULL, *pinned_name = NULL;
-    size_t pinned_len = 0;
-    char pinned_sha[65];
-    int pinned = tc_pin_from_history(h->events, h->n, &pinned_src, &pinned_len, pinned_sha, &pinned_name, &err);
-    if (pinned > 0) {
-        if (w->require_known && strcmp(own_sha, pinned_sha) != 0) {
-            snprintf(msg, sizeof msg, "workflow '%.200s' runs script version %.12s (%.200s), which is not this "
-                     "worker's %.300s (sha256 %.12s): with --require-known-scripts the worker runs only the scripts "
-                     "in its own workflows directory; deploy that version to it, or serve the run with another worker",
-                     wid, pinned_sha, pinned_name, path, own_sha);
-            pinned = -1;
-        } else {
-            src = pinned_src;
-            len = pinned_len;
-            pinned_src = NULL;
-        }
-    } else if (pinned < 0) {
-        snprintf(msg, sizeof msg, "%s", err.msg);
-    }
-    free(pinned_src);
-    if (pinned < 0) {
-        fail_task(w, conn, t, FAILED_UNHANDLED, msg);
-        free(pinned_name);
-        return NULL;
-    }
-    if (e != NULL) {
-        e->pinned = pinned > 0;
-        snprintf(e->sha, sizeof e->sha, "%s", pinned > 0 ? pinned_sha : own_sha);
-    }
-    engine_run_config ec = {
-        .script_name = pinned > 0 ? pinned_name : path, .script_src = src, .script_len = len,
-        .limits = engine_limits_default(),
-        .finder = engine_find_module_in_dir, .finder_ud = (void *)w->wf_dir, .namespace_ = w->cfg.namespace_,
-        .workflow_id = wid, .run_id = t->workflow_execution->run_id, .log_fn = wf_log, .log_ud = w,
+/* The version record and the replay of a run (tc_pin.c) for task t. */
+static tc_pin_in pin_in_for(worker *w, const WftTask *t, bool completes) {
+    tc_pin_in in = {
+        .wf_dir = w->wf_dir, .type = t->workflow_type->name, .require_known = w->require_known,
+        .completes = completes, .namespace_ = w->cfg.namespace_, .workflow_id = t->workflow_execution->workflow_id,
+        .run_id = t->workflow_execution->run_id, .log_fn = wf_log, .log_ud = w,
     };
-    engine_run *run = engine_run_new(&ec, &err);
-    if (src != *own_src) free(src);
-    free(pinned_name);
-    if (run == NULL) fail_task(w, conn, t, FAILED_UNHANDLED, err.msg);
-    return run;
+    return in;
 }
 
 /* A legacy query task: answered from a fresh replay of the whole history
  * (never from the cached run, which may be ahead of or behind it). */
-static void answer_query_task(worker *w, tc_conn *conn, const WftTask *t, wft_history *h, const char *path,
-                              char **own_src, size_t own_len, const char *own_sha) {
+static void answer_query_task(worker *w, tc_conn *conn, const WftTask *t, wft_history *h) {
     const char *wid = t->workflow_execution->workflow_id;
     jerr err = {0};
     if (h->n == 0 || h->events[0]->event_id != 1) {
@@ -838,21 +785,37 @@ static void answer_query_task(worker *w, tc_conn *conn, const WftTask *t, wft_hi
             return;
         }
     }
-    engine_run *run = build_run(w, conn, t, h, path, own_src, own_len, own_sha, NULL);
-    if (run == NULL) return;
-    engine_output out;
-    memset(&out, 0, sizeof out);
+    tc_pin_in in = pin_in_for(w, t, false);
+    tc_pin_task pin;
     Payloads *answer = NULL;
-    if (engine_run_feed(run, h->events, h->n, &out, &err) != 0) {
-        fail_task(w, conn, t, out.failure == ENGINE_NONDETERMINISM ? FAILED_NONDET : FAILED_UNHANDLED, err.msg);
-    } else if (engine_run_query(run, t->query->query_type, t->query->query_args, &answer, &err) != 0) {
+    if (tc_pin_task_run(&in, h->events, h->n, &pin, &err) != 0) {
+        fail_task(w, conn, t, pin.nondeterminism ? FAILED_NONDET : FAILED_UNHANDLED, err.msg);
+    } else if (engine_run_query(pin.run, t->query->query_type, t->query->query_args, &answer, &err) != 0) {
         fail_task(w, conn, t, FAILED_UNHANDLED, err.msg);
     } else {
         respond_query(w, conn, t, answer, NULL);
         winfo(w, "query '%s' on %s answered", t->query->query_type, wid);
         protobuf_c_message_free_unpacked(&answer->base, NULL);
     }
-    engine_run_free(run);
+    tc_pin_task_free(&pin);
+}
+
+/* Whether the cached run of e can go on with the task's new events h: they
+ * follow the last one it saw, hold no upgrade record, and what the worker's
+ * own version decides (--require-known-scripts, auto_upgrade) still holds. */
+static bool can_continue(worker *w, const WftTask *t, const cached_run *e, const engine_run *run,
+                         const wft_history *h) {
+    int64_t first = h->n > 0 ? h->events[0]->event_id : 0;
+    if (run == NULL || e->version == NULL || first != e->last_event_id + 1 || has_upgrade(h)) return false;
+    bool follows = tc_pin_version_auto(e->version);
+    if (!w->require_known && !follows) return true; /* a run replays on its version whatever the file holds */
+    char own[65];
+    jerr ignore = {0};
+    bool have = tc_pin_own_digest(w->wf_dir, t->workflow_type->name, own, &ignore) == 0;
+    const char *v = tc_pin_version_digest(e->version);
+    if (w->require_known && (!have || strcmp(own, v) != 0)) return false;
+    if (follows && have && strcmp(own, v) != 0 && strcmp(own, e->refused) != 0) return false;
+    return true;
 }
 
 /* Executes one workflow task of the checked-out run e. *runp is the cached
@@ -871,57 +834,37 @@ static void execute_wft(worker *w, tc_conn *conn, const WftTask *t, cached_run *
         engine_run_free(run);
         return;
     }
-    char path[4096];
-    int pn = snprintf(path, sizeof path, "%s/%s.lua", w->wf_dir, type);
-    if (pn < 0 || (size_t)pn >= sizeof path) {
-        snprintf(msg, sizeof msg, "the script path for workflow type '%.200s' is too long", type);
-        fail_task(w, conn, t, FAILED_UNHANDLED, msg);
-        engine_run_free(run);
-        return;
-    }
     jerr err = {0};
-    char *src = NULL;
-    size_t len = 0;
-    if (read_script(path, &src, &len, &err) != 0) {
-        snprintf(msg, sizeof msg, "no script for workflow type '%.200s': %.900s (the worker serves %.200s/<type>.lua; "
-                 "check --workflows)", type, err.msg, w->wf_dir);
-        fail_task(w, conn, t, FAILED_UNHANDLED, msg);
-        engine_run_free(run);
-        return;
-    }
-    char own_sha[65];
-    sha256_hex(src, len, own_sha);
     wft_history h;
     memset(&h, 0, sizeof h);
     if (collect_history(w, conn, t, &h, &err) != 0) {
         /* Transient (or a history too large): let the task time out and be retried. */
         wlog("workflow task of %s: %s; leaving it to time out and be retried", wid, err.msg);
         history_free(&h);
-        free(src);
         engine_run_free(run);
         return;
     }
     if (t->query != NULL) {
         /* Legacy query: answered on its own, never with RespondWorkflowTaskCompleted. */
-        answer_query_task(w, conn, t, &h, path, &src, len, own_sha);
+        answer_query_task(w, conn, t, &h);
         *runp = run; /* the cached run is untouched */
         history_free(&h);
-        free(src);
         return;
     }
-    /* Continue the cached run when the task's events follow the last one it
-     * saw and nothing changed its script: the run's own (pinned) version,
-     * or the worker's file, unchanged since the run was built. */
-    int64_t first = h.n > 0 ? h.events[0]->event_id : 0;
-    bool cont = run != NULL && first == e->last_event_id + 1 && !has_upgrade(&h) &&
-                strcmp(e->sha, own_sha) == 0;
-    if (run != NULL && cont == false && e->pinned && first == e->last_event_id + 1 && !has_upgrade(&h) &&
-        !w->require_known)
-        cont = true; /* a pinned run replays on its version whatever the file holds */
-    if (!cont) {
+    /* Continue the cached run, or replay the whole history on the run's
+     * version (tc_pin.c: recorded in its history, or the worker's own for a
+     * run started without one). */
+    tc_pin_in pin_in = pin_in_for(w, t, true);
+    tc_pin_task pin;
+    bool cont = can_continue(w, t, e, run, &h);
+    int rc;
+    if (cont) {
+        cache_count(w, true);
+        rc = tc_pin_task_continue(&pin_in, run, e->version, h.events, h.n, &pin, &err);
+    } else {
         engine_run_free(run);
         run = NULL;
-        if (first != 1) {
+        if (h.n > 0 && h.events[0]->event_id != 1) {
             /* A sticky task's events since the run's last task, and this
              * worker does not have the run as they leave it (evicted,
              * restarted, or the cached run diverged): a cache miss, served
@@ -931,37 +874,36 @@ static void execute_wft(worker *w, tc_conn *conn, const WftTask *t, cached_run *
             if (fetch_full_history(w, conn, t, &h, &err) != 0) {
                 wlog("workflow task of %s: %s; leaving it to time out and be retried", wid, err.msg);
                 history_free(&h);
-                free(src);
                 return;
             }
             if (w->cache.max_runs > 0) cache_count(w, false);
         }
-        run = build_run(w, conn, t, &h, path, &src, len, own_sha, e);
-        free(src);
-        src = NULL;
-        if (run == NULL) {
-            history_free(&h);
-            return;
+        rc = tc_pin_task_run(&pin_in, h.events, h.n, &pin, &err);
+        if (rc == 0) {
+            run = pin.run;
+            pin.run = NULL;
+            tc_pin_version_free(e->version);
+            e->version = pin.version;
+            pin.version = NULL;
+            memcpy(e->refused, pin.refused, sizeof e->refused);
         }
-    } else {
-        free(src);
-        src = NULL;
-        cache_count(w, true);
     }
-    engine_output out;
-    memset(&out, 0, sizeof out);
-    if (engine_run_feed(run, h.events, h.n, &out, &err) != 0) {
-        fail_task(w, conn, t, out.failure == ENGINE_NONDETERMINISM ? FAILED_NONDET : FAILED_UNHANDLED, err.msg);
+    if (rc != 0) {
+        fail_task(w, conn, t, pin.nondeterminism ? FAILED_NONDET : FAILED_UNHANDLED, err.msg);
+        tc_pin_task_free(&pin);
         engine_run_free(run);
         history_free(&h);
         return;
     }
+    if (pin.said[0]) winfo(w, "workflow task of %s: %s", wid, pin.said);
+    engine_output out = pin.out;
     e->last_event_id = h.n > 0 ? h.events[h.n - 1]->event_id : e->last_event_id;
     query_answers qa;
     memset(&qa, 0, sizeof qa);
     if (answer_attached(run, t, &qa, &err) != 0) {
         fail_task(w, conn, t, FAILED_UNHANDLED, err.msg);
         answers_free(&qa);
+        tc_pin_task_free(&pin);
         engine_run_free(run);
         history_free(&h);
         return;
@@ -969,8 +911,8 @@ static void execute_wft(worker *w, tc_conn *conn, const WftTask *t, cached_run *
     Temporal__Api__Workflowservice__V1__RespondWorkflowTaskCompletedRequest req;
     temporal__api__workflowservice__v1__respond_workflow_task_completed_request__init(&req);
     req.task_token = t->task_token;
-    req.commands = out.commands;
-    req.n_commands = out.n_commands;
+    req.commands = pin.commands;
+    req.n_commands = pin.n_commands;
     req.identity = w->cfg.identity;
     req.namespace_ = w->cfg.namespace_;
     req.query_results = qa.ptrs;
@@ -996,6 +938,7 @@ static void execute_wft(worker *w, tc_conn *conn, const WftTask *t, cached_run *
     if (engine_task_metadata(&out, &req.sdk_metadata, &err) != 0) {
         fail_task(w, conn, t, FAILED_UNHANDLED, err.msg);
         answers_free(&qa);
+        tc_pin_task_free(&pin);
         engine_run_free(run);
         history_free(&h);
         return;
@@ -1009,14 +952,14 @@ static void execute_wft(worker *w, tc_conn *conn, const WftTask *t, cached_run *
                 RESPOND_TIMEOUT_MS, true, what, NULL, &code, refusal, sizeof refusal) == 0) {
         char cmds[256] = "";
         size_t used = 0;
-        for (size_t i = 0; i < out.n_commands && used + 40 < sizeof cmds; i++) {
+        for (size_t i = 0; i < pin.n_commands && used + 40 < sizeof cmds; i++) {
             int k = snprintf(cmds + used, sizeof cmds - used, "%s%s", i ? ", " : "",
-                             command_type_name((int)out.commands[i]->command_type));
+                             command_type_name((int)pin.commands[i]->command_type));
             if (k > 0) used += (size_t)k;
         }
         winfo(w, "workflow task of %s (%s, %zu %s%s, attempt %d): %zu command(s)%s%s%s%s", wid, type, h.n,
               cont ? "new events on the cached run" : "events", h.n_pages > 0 ? " over several pages" : "",
-              t->attempt, out.n_commands, out.n_commands ? " " : "", cmds,
+              t->attempt, pin.n_commands, pin.n_commands ? " " : "", cmds,
               engine_run_closed(run) ? "; the run is closing" : "", qa.n ? "; queries answered" : "");
         if (keep) {
             *runp = run;
@@ -1038,6 +981,7 @@ static void execute_wft(worker *w, tc_conn *conn, const WftTask *t, cached_run *
     }
     if (req.sdk_metadata) protobuf_c_message_free_unpacked(&req.sdk_metadata->base, NULL);
     answers_free(&qa);
+    tc_pin_task_free(&pin); /* the commands; not the run */
     engine_run_free(run); /* NULL when kept */
     history_free(&h);
 }

@@ -43,6 +43,7 @@
 #include <protobuf-c/protobuf-c.h>
 
 #include "common/common.h"
+#include "engine/engine.h"
 #include "google/rpc/status.pb-c.h"
 #include "temporal/api/workflowservice/v1/request_response.pb-c.h"
 
@@ -298,14 +299,83 @@ int tc_client_terminate(tc_client *c, const char *workflow_id, const char *reaso
 
 /* ------------------------------------------------------ script versions */
 
-/* A run's pinned script source from its history: the last upgrade record
- * that took effect (an ENGINE_UPGRADE_SIGNAL right after the history it was
- * checked against), else the start memo of `jorch start --temporal
- * SCRIPT.lua`. Returns 1 with *src (its length in *len), its SHA-256 and
- * its *name (all malloc'ed), 0 when the run carries none (started by
- * another client), -1 with err when the record does not match its source. */
-int tc_pin_from_history(Temporal__Api__History__V1__HistoryEvent *const *events, size_t n, char **src,
-                        size_t *len, char sha[65], char **name, jerr *err);
+/* A version is a bundle (engine_bundle): the workflow script and the
+ * modules it requires, named by one SHA-256 over them. It travels in the
+ * run's history with its sources: the start memo of `jorch start
+ * --temporal` (tc_pin_memo), a `jorch upgrade --temporal` signal
+ * (ENGINE_UPGRADE_SIGNAL, valid right after the history it checked), or the
+ * worker's own record (a ModifyWorkflowProperties command upserting the
+ * same jorch.* memo keys: ENGINE_VERSION_MEMO_PREFIX). The last one wins. */
+
+/* The start memo for SCRIPT.lua (and the modules it requires): jorch.script,
+ * jorch.script_sha256, jorch.version_sha256, jorch.script_version (label),
+ * jorch.script_source, jorch.modules (with sources), jorch.version_modules. */
+Temporal__Api__Common__V1__Memo *tc_pin_memo(const char *path, jerr *err);
+
+/* A run's version as the worker executes it (opaque). */
+typedef struct tc_pin_version tc_pin_version;
+void tc_pin_version_free(tc_pin_version *v);
+const char *tc_pin_version_digest(const tc_pin_version *v);
+/* Does the version declare `-- jorch: auto_upgrade`? */
+bool tc_pin_version_auto(const tc_pin_version *v);
+/* The version the worker's own WF_DIR/TYPE.lua (and its modules) make. */
+int tc_pin_own_digest(const char *wf_dir, const char *type, char digest[65], jerr *err);
+
+/* One workflow task. */
+typedef struct tc_pin_in {
+    const char *wf_dir, *type;
+    bool require_known;   /* refuse a version that is not the worker's own */
+    bool completes;       /* the task will be completed (not a legacy query): records may be added */
+    const char *namespace_, *workflow_id, *run_id;
+    void (*log_fn)(void *ud, const char *workflow_id, const char *line);
+    void *log_ud;
+} tc_pin_in;
+typedef struct tc_pin_task {
+    engine_run *run;          /* fed with the history */
+    engine_output out;        /* what the feed produced */
+    /* the commands to send: out's, after the worker's version record when
+     * one is due (a closing command stays last); a continue-as-new carries
+     * the version in its memo */
+    Temporal__Api__Command__V1__Command **commands;
+    size_t n_commands;
+    Temporal__Api__Command__V1__Command *record;
+    tc_pin_version *version;  /* tc_pin_task_run: the version run executes (take it: set NULL) */
+    char refused[65];         /* an auto_upgrade version refused for this run, or "" */
+    bool nondeterminism;      /* on failure: the replay disagreed with history */
+    char said[1600];          /* a line for the worker's log (auto_upgrade), or "" */
+    bool owns_run_;           /* internal */
+} tc_pin_task;
+/* From the run's whole history: decides the version (the last record in
+ * it, or the worker's own WF_DIR/TYPE.lua for a run that has none, then
+ * recorded), applies --require-known-scripts and auto_upgrade, replays the
+ * history on it into a new t->run (the caller takes it: set t->run NULL).
+ * 0 with t ready; -1 with err (fail the workflow task with it). Free t
+ * with tc_pin_task_free either way. */
+int tc_pin_task_run(const tc_pin_in *in, Temporal__Api__History__V1__HistoryEvent **events, size_t n,
+                    tc_pin_task *t, jerr *err);
+/* A cached run of version v, fed the task's new events (run stays the
+ * caller's). */
+int tc_pin_task_continue(const tc_pin_in *in, engine_run *run, const tc_pin_version *v,
+                         Temporal__Api__History__V1__HistoryEvent **events, size_t n, tc_pin_task *t, jerr *err);
+void tc_pin_task_free(tc_pin_task *t);
+
+/* jorch upgrade --temporal: replays the run's history h, and its pending
+ * or failed workflow task, against SCRIPT and the modules it requires.
+ * Clean: 0 with the ENGINE_UPGRADE_SIGNAL payload (malloc'ed JSON: the
+ * version with its sources, checkedThroughEvent). Otherwise -1: JERR_FAILED
+ * with the report, JERR_USAGE for a closed run or an unreadable script. */
+int tc_pin_upgrade_check(const char *path, const char *workflow_id, const Temporal__Api__History__V1__History *h,
+                         char **payload_json, jerr *err);
+/* The last event of h an upgrade check covers: the last one before a
+ * workflow task at the end (which may be transient: the server shows the
+ * attempt in progress of a failing task but records it only if it ends
+ * otherwise); the record's checkedThroughEvent. */
+int64_t tc_pin_checked_through(const Temporal__Api__History__V1__History *h);
+/* Whether the upgrade record checked through event `checked` is in h: 1
+ * there and valid (nothing but failed workflow task attempts came after the
+ * checked events), -1 there but void, 0 not yet (a run whose task attempt
+ * is running gets the signal when the attempt ends). */
+int tc_pin_upgrade_landed(const Temporal__Api__History__V1__History *h, int64_t checked);
 
 /* ------------------------------------------------------------ worker */
 

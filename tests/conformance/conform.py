@@ -16,6 +16,7 @@
 """
 import asyncio
 import base64
+import hashlib
 import json
 import os
 import sys
@@ -41,7 +42,17 @@ async def first_task_done(client, wid):
 async def run_one(client, name, args, prefix, queue, out, tag=""):
     from datetime import timedelta
     wid = f"{prefix}-{name}" + (f"-{tag}" if tag else "")
-    h = await client.start_workflow(name, args=args, id=wid, task_queue=queue,
+    memo = None
+    if prefix == "lua":
+        # the script version, as `jorch start --temporal` records it: a run
+        # started without one gets the worker's record (a memo upsert) at
+        # its first task, an event the Python version does not have
+        path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "shapes", f"{name}.lua")
+        with open(path, encoding="utf-8") as f:
+            src = f.read()
+        memo = {"jorch.script": path, "jorch.script_source": src,
+                "jorch.script_sha256": hashlib.sha256(src.encode("utf-8")).hexdigest()}
+    h = await client.start_workflow(name, args=args, id=wid, task_queue=queue, memo=memo,
                                     execution_timeout=timedelta(seconds=60))
     if name == "signal_gate":
         await first_task_done(client, wid)

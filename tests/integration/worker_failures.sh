@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # tests/integration/worker_failures.sh - failed workflow tasks are visible
 # (issue 11 item 3), against a real Temporal dev server: a script error and a
-# nondeterminism error (the script edited between two tasks: the worker
-# reads workflows/ afresh per task) reach the server as WorkflowTaskFailed
+# nondeterminism error (a module the script requires by a computed name,
+# so not part of its pinned version, edited between two tasks) reach the server as WorkflowTaskFailed
 # with the right cause, the engine's message and the Lua traceback as the
 # stack trace; `temporal workflow describe` shows the pending task retrying;
 # `jorch query` on such a run says why it cannot answer (not "no worker
@@ -43,11 +43,17 @@ return function()
 end
 EOF
 cat >"$WF/drift.lua" <<'EOF'
--- Edited below while a run waits on its timer.
+-- Its steps come from a module required by a computed name, which is not
+-- part of the run's pinned version: the module is edited below while a run
+-- waits on its timer.
+local steps = "drift" .. "_steps"
 return function()
-  workflow.sleep(2)
+  require(steps).run()
   return "done"
 end
+EOF
+cat >"$WF/drift_steps.lua" <<'EOF'
+return {run = function() workflow.sleep(2) end}
 EOF
 cat >"$WF/badsa.lua" <<'EOF'
 return function()
@@ -87,12 +93,9 @@ check "script error: jorch query says the workflow task keeps failing, with the 
 # ------------------------------------------------------------ nondeterminism
 tcli workflow start --type drift --task-queue "$Q" -w "drift-$$" >/dev/null 2>&1
 wait_for 20 history_has "drift-$$" '.eventType == "EVENT_TYPE_TIMER_STARTED"'
-cat >"$WF/drift.lua" <<'EOF'
+cat >"$WF/drift_steps.lua" <<'EOF'
 -- The edit: an activity where the run's history has a timer.
-return function()
-  workflow.execute_activity("anything", {}, {start_to_close_timeout = "5s"})
-  return "done"
-end
+return {run = function() workflow.execute_activity("anything", {}, {start_to_close_timeout = "5s"}) end}
 EOF
 wait_for 20 history_has "drift-$$" '.eventType == "EVENT_TYPE_WORKFLOW_TASK_FAILED"'
 S=$(tcli workflow show -w "drift-$$" -o json)
