@@ -809,9 +809,9 @@ static int run_in_process(cli_client *c, cli_start_opts *so, const char *script,
         if (tc_worker_task_failed(w, failure, sizeof failure)) {
             cli_errorf("%s", failure);
             cli_errorf("the run is still open on Temporal; its next workflow task waits for a worker on task "
-                       "queue %s. A script bug: the run is pinned to the script it started with, so end it with "
-                       "'jorch terminate --temporal %s' and run the fixed script. Anything else (the environment): "
-                       "fix it, then 'jorch worker --task-queue %s' in this directory continues the run",
+                       "queue %s. A script bug: fix the script, then 'jorch upgrade --temporal %s --to SCRIPT' (the "
+                       "run is pinned to the version it started with). Then, or after fixing anything else (the "
+                       "environment), 'jorch worker --task-queue %s' in this directory continues the run",
                        queue, wid, queue);
             rc = CLI_FAILED;
             break;

@@ -297,8 +297,9 @@ int tc_client_query(tc_client *c, const char *wid, const char *name, Temporal__A
     char why[900];
     if (failing_task(c, wid, why, sizeof why) == 1)
         return jerr_set(err, JERR_FAILED,
-                        "query '%s' on workflow '%s' cannot be answered: %s (fix the script; the next attempt of the "
-                        "task picks it up)", name, wid, why);
+                        "query '%s' on workflow '%s' cannot be answered: %s (a script bug: fix the script, then "
+                        "'jorch upgrade --temporal %s --to SCRIPT', as the run keeps the version it started with; the "
+                        "next attempt of the task runs the fix)", name, wid, why, wid);
     Temporal__Api__Common__V1__WorkflowExecution ex = TEMPORAL__API__COMMON__V1__WORKFLOW_EXECUTION__INIT;
     ex.workflow_id = (char *)wid;
     Temporal__Api__Query__V1__WorkflowQuery q = TEMPORAL__API__QUERY__V1__WORKFLOW_QUERY__INIT;
@@ -320,8 +321,9 @@ int tc_client_query(tc_client *c, const char *wid, const char *name, Temporal__A
         if ((st.code == TC_DEADLINE_EXCEEDED || st.code == TC_FAILED_PRECONDITION) &&
             failing_task(c, wid, why, sizeof why) == 1) {
             /* The task started failing while the query waited. */
-            jerr_set(err, JERR_FAILED, "query '%s' on workflow '%s' cannot be answered: %s (fix the script; the "
-                     "next attempt of the task picks it up)", name, wid, why);
+            jerr_set(err, JERR_FAILED, "query '%s' on workflow '%s' cannot be answered: %s (a script bug: fix the "
+                     "script, then 'jorch upgrade --temporal %s --to SCRIPT', as the run keeps the version it started "
+                     "with; the next attempt of the task runs the fix)", name, wid, why, wid);
         } else if (st.code == TC_DEADLINE_EXCEEDED) {
             /* Name the queue a worker must poll: the workflow's own, if the
              * server tells it, else the configured one. */

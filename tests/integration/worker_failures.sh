@@ -63,7 +63,9 @@ end
 EOF
 Q=failures-$$
 WLOG=$TC_TMP/worker.log
-it_worker_start "$WLOG" "$Q" --workflows "$WF" --activities "$TC_TMP/act"
+# no run cache: every task replays the whole history, so an edit of a module
+# the script loads by a computed name reaches a run at its next task
+it_worker_start "$WLOG" "$Q" --workflows "$WF" --activities "$TC_TMP/act" --max-cached-workflows 0
 
 # ------------------------------------------------------------ script error
 tcli workflow start --type broken --task-queue "$Q" -w "broken-$$" >/dev/null 2>&1

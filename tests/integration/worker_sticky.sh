@@ -6,8 +6,9 @@
 #      run's later tasks on the worker's sticky queue, with it off never;
 #  (2) a cache of one run with 50 workflows at once: all complete, no
 #      workflow task fails, runs are evicted and replay;
-#  (3) a cache miss: the script edited under a cached run makes the worker
-#      read the whole history and replay (a miss, never a failed task);
+#  (3) a cache miss: a `jorch upgrade` record (the script's version changes)
+#      under a cached run makes the worker read the whole history and
+#      replay (a miss, never a failed task);
 #  (4) kill -9 of one of two workers mid-run: the run's sticky task times
 #      out (sticky schedule-to-start) and the other worker finishes it;
 #  (5) a worker restarted with a different --workflows directory keeps
@@ -143,9 +144,12 @@ QM=miss-$$
 it_worker_start "$TC_TMP/miss.log" "$QM" --workflows "$WF" --activities "$ACT"
 tcli workflow start --type waiter --task-queue "$QM" -w "miss-$$" --input '"PROJ-3"' >/dev/null 2>&1
 wait_for 20 waiting "miss-$$"
-# The edit changes nothing the run did, but the cached run was built on the
-# old text: the next (sticky, partial-history) task is a cache miss.
+# The edit changes nothing the run did; the upgrade record moves the run to
+# it, and the cached run was built on the old version: the next (sticky,
+# partial-history) task is a cache miss.
 printf '\n-- edited while a run waits\n' >>"$WF/waiter.lua"
+jr upgrade --temporal "miss-$$" --to "$WF/waiter.lua"
+check "(3) the run is upgraded to the edited script" test "$RC" = 0
 jr signal --temporal "miss-$$" go '"yes"'
 jr result --temporal "miss-$$" --timeout 30s
 check "(3) the run completes after the cache miss" test "$RC:$OUT" = '0:"bin-src-PROJ-3+yes"'
