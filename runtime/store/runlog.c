@@ -93,3 +93,37 @@ void runlog_write(const char *prefix, const char *text) {
     }
     jbuf_free(&b);
 }
+
+void runlog_append(const char *path, const char *prefix, const char *text) {
+    size_t len = strlen(text);
+    size_t keep = len > RUNLOG_LINE_MAX ? RUNLOG_LINE_MAX : len;
+    while (keep < len && keep > 0 && ((unsigned char)text[keep] & 0xC0) == 0x80) keep--;
+    jbuf b;
+    jbuf_init(&b, 0);
+    int rc = text_escape(&b, prefix, strlen(prefix), false);
+    if (rc == 0) rc = text_escape(&b, text, keep, false);
+    if (rc == 0 && keep < len) rc = jbuf_printf(&b, " [... %zu more bytes not shown]", len - keep);
+    if (rc == 0) rc = jbuf_putc(&b, '\n');
+    int fd = rc == 0 && b.data ? open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600) : -1;
+    if (fd >= 0) {
+        struct stat st;
+        ssize_t w = write(fd, b.data, b.len);
+        (void)w;
+        bool full = fstat(fd, &st) == 0 && (uint64_t)st.st_size >= RUNLOG_FILE_MAX;
+        close(fd);
+        if (full) {
+            /* ID.log -> ID.log.1 -> ... (the oldest is dropped); the next line starts a new ID.log */
+            size_t n = strlen(path) + 24;
+            char *from = malloc(n), *to = malloc(n);
+            for (int k = RUNLOG_KEEP; from && to && k >= 1; k--) {
+                if (k == 1) snprintf(from, n, "%s", path);
+                else snprintf(from, n, "%s.%d", path, k - 1);
+                snprintf(to, n, "%s.%d", path, k);
+                if (rename(from, to) != 0 && errno != ENOENT) break;
+            }
+            free(from);
+            free(to);
+        }
+    }
+    jbuf_free(&b);
+}

@@ -12,6 +12,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,7 +52,7 @@ typedef struct keeper {
     jerr err;
 } keeper;
 
-typedef struct runner {
+struct runner {
     store *s;
     const store_runner_opts *o;
     act_host *host;
@@ -75,7 +76,11 @@ typedef struct runner {
     int64_t lease_gen;           /* the fencing token of this process's lease on run_id */
     keeper keep;
     bool warned_count, warned_size; /* history limit warnings already printed */
-} runner;
+    bool service;                /* executed by the service: shared host, no keeper thread, no terminal */
+    bool leased;                 /* holds the lease (runner_open .. runner_close) */
+    int64_t hb_due;              /* wall clock: the next heartbeat deadline of a running attempt, or 0 */
+    char log_path[1100];         /* the service: this run's log file ("": stderr) */
+};
 
 /* Output: plain lines, and on a terminal also a live status line at the
  * bottom (what the run waits for), erased before each new line. Activity
@@ -100,7 +105,8 @@ static void out_line(runner *r, const char *open, const char *name, const char *
         snprintf(prefix, sizeof prefix, "[%s%s] ", open, name);
     pthread_mutex_lock(&out_mu);
     status_clear_locked(r);
-    runlog_write(prefix, text);
+    if (r->log_path[0]) runlog_append(r->log_path, prefix, text);
+    else runlog_write(prefix, text);
     pthread_mutex_unlock(&out_mu);
 }
 
@@ -163,7 +169,8 @@ static void refresh_status(runner *r) {
     else snprintf(prefix, sizeof prefix, "[%.256s] == ", r->run.workflow_id);
     pthread_mutex_lock(&out_mu);
     status_clear_locked(r);
-    runlog_write(prefix, details);
+    if (r->log_path[0]) runlog_append(r->log_path, prefix, details);
+    else runlog_write(prefix, details);
     if (r->tty) r->grouped = true;
     pthread_mutex_unlock(&out_mu);
 }
@@ -1373,6 +1380,7 @@ static int check_heartbeats(runner *r, jerr *err) {
     sqlite3_stmt *q = q_prep(r, "SELECT scheduled_event_id, attrs FROM activities WHERE run_id=?1 AND state=1", err);
     if (!q) return -1;
     int64_t wall = time_now_nanos();
+    r->hb_due = 0;
     while (sqlite3_step(q) == SQLITE_ROW) {
         int64_t sched = sqlite3_column_int64(q, 0);
         Temporal__Api__Command__V1__ScheduleActivityTaskCommandAttributes *a =
@@ -1389,6 +1397,10 @@ static int check_heartbeats(runner *r, jerr *err) {
         if (late) {
             sl->cancel = true;
             sl->heartbeat_timed_out = true;
+        } else if (sl && !sl->cancel) {
+            /* when to look again (not started yet: the clock has not begun, look after one timeout) */
+            int64_t at = sl->started ? sl->last + hbt + 1000000 : wall + hbt;
+            if (r->hb_due == 0 || at < r->hb_due) r->hb_due = at;
         }
         pthread_mutex_unlock(&r->mu);
         if (late) {
@@ -1586,12 +1598,56 @@ static int history_limits(runner *r, jerr *err) {
     return 0;
 }
 
-static int execute_one(runner *r, char *new_run_id, jerr *err) {
-    r->generation++;
+/* Each runner (and each run of a continue-as-new chain it follows) gets a
+ * generation of its own, process-wide: tokens carry it, so an attempt that
+ * finishes after its run moved on (or, in the service, for another run
+ * sharing the activity host) is never taken for another run's. */
+static uint32_t next_generation(void) {
+    static _Atomic uint32_t counter;
+    uint32_t g;
+    do {
+        g = (atomic_fetch_add(&counter, 1) + 1) & ((UINT32_C(1) << 24) - 1);
+    } while (g == 0);
+    return g;
+}
+
+uint32_t runner_token_generation(uint64_t token) { return generation_of(token); }
+uint32_t runner_generation(const runner *r) { return r->generation; }
+int64_t runner_lease_gen(const runner *r) { return r->lease_gen; }
+const char *runner_run_id(const runner *r) { return r->run_id; }
+const store_run *runner_run(const runner *r) { return &r->run; }
+bool runner_has_engine(const runner *r) { return r->eng != NULL; }
+size_t runner_engine_memory(const runner *r) { return r->eng ? engine_run_memory(r->eng) : 0; }
+const cJSON *runner_status(const runner *r) { return r->wf_status; }
+
+void runner_evict(runner *r) {
+    engine_run_free(r->eng);
+    r->eng = NULL;
+    r->fed = 0;
+}
+
+int runner_query(runner *r, const char *name, const Payloads *args, Payloads **answer, jerr *err) {
+    if (!r->eng) return jerr_set(err, JERR_INTERNAL, "run %s has no live engine", r->run_id);
+    return engine_run_query(r->eng, name, args, answer, err);
+}
+
+void runner_on_start(runner *r, uint64_t token) { on_start(r, token); }
+bool runner_on_heartbeat(runner *r, uint64_t token, const Payloads *details) {
+    return on_heartbeat(r, token, details);
+}
+void runner_act_log(runner *r, const char *activity_type, const char *line) { act_log(r, activity_type, line); }
+
+/* Takes the run: its lease (kept by a thread of this runner's own unless
+ * the service renews it), and attempts that were in flight when an
+ * earlier process died are made ready to run again. 1: the run is not
+ * running (nothing taken). */
+int runner_open(runner *r, jerr *err) {
+    r->generation = next_generation();
     if (store_run_find(r->s, r->run_id, &r->run, err) != 0) return -1;
-    if (r->run.status != RUN_RUNNING) return 0;
+    if (r->run.status != RUN_RUNNING) return 1;
     if (store_lease_acquire(r->s, r->run_id, &r->lease_gen, err) != 0) return -1;
-    int rc = keeper_start(r, err);
+    r->leased = true;
+    int rc = r->service ? 0 : keeper_start(r, err);
     if (rc == 0 && store_begin_nosync(r->s, err) == 0) {
         /* attempts in flight when an earlier process died run again */
         if (q_done(r, q_prep(r, "UPDATE activities SET state=0 WHERE run_id=?1 AND state=1", err),
@@ -1614,68 +1670,61 @@ static int execute_one(runner *r, char *new_run_id, jerr *err) {
             r->waiting_since = since;
         }
     }
-    while (rc == 0) {
-        if (keeper_check(r, err) != 0) {
-            rc = -1;
-            break;
-        }
+    return rc;
+}
+
+/* Lets the run go: its attempts still in the host are cancelled, the
+ * lease keeper stops and the lease is released. */
+void runner_close(runner *r) {
+    cancel_generation(r);
+    keeper_stop(r);
+    if (r->leased) store_lease_release(r->s, r->run_id, r->lease_gen);
+    r->leased = false;
+}
+
+/* Does everything the run can do now without waiting: applies requests
+ * from other processes, runs a pending workflow task, starts activities
+ * whose (re)try is due, fires due timers, checks heartbeats, skips time in
+ * time-skipping mode. Returns RUNNER_WAITING with what it waits for in *w,
+ * RUNNER_CLOSED when the run is no longer running, -2 when a workflow task
+ * failed (stop_on_task_failure; err says why), -1 on errors. */
+int runner_step(runner *r, char *new_run_id, runner_wait *w, jerr *err) {
+    memset(w, 0, sizeof *w);
+    for (;;) {
+        if (!r->service && keeper_check(r, err) != 0) return -1;
         if (!inbox_empty(r)) {
-            if (store_begin(r->s, err) != 0) {
-                rc = -1;
-                break;
-            }
+            if (store_begin(r->s, err) != 0) return -1;
             int applied = store_apply_inbox(r->s, r->run_id, err);
             fault_point("inbox-before-commit");
             if (applied < 0 || runner_commit(r, err) != 0) {
                 store_rollback(r->s);
-                rc = -1;
-                break;
+                return -1;
             }
             if (applied > 0) progress(r, "%d request%s from other processes applied", applied, applied == 1 ? "" : "s");
         }
-        if (store_run_find(r->s, r->run_id, &r->run, err) != 0) {
-            rc = -1;
-            break;
-        }
-        if (r->run.status != RUN_RUNNING) break;
+        if (store_run_find(r->s, r->run_id, &r->run, err) != 0) return -1;
+        if (r->run.status != RUN_RUNNING) return RUNNER_CLOSED;
         if (store_wft_pending(r->s, r->run_id)) {
             /* auto_upgrade scripts: a newer version that replays is queued
              * now and applied (and replayed) before this task runs */
             char said[1200];
             int moved = store_version_auto(r->s, r->run_id, said, sizeof said, err);
             if (said[0]) progress(r, "%s", said);
-            if (moved < 0) {
-                rc = -1;
-                break;
-            }
+            if (moved < 0) return -1;
             if (moved > 0) continue;
             int t = run_workflow_task(r, new_run_id, err);
             if (t == -2) {
                 progress(r, "workflow task failed: %s", err->msg);
-                if (r->o->stop_on_task_failure) {
-                    rc = -2;
-                    break;
-                }
+                if (r->o->stop_on_task_failure) return -2;
                 continue;
             }
-            if (t != 0) {
-                rc = -1;
-                break;
-            }
-            if (history_limits(r, err) != 0) {
-                rc = -1;
-                break;
-            }
+            if (t != 0) return -1;
+            if (history_limits(r, err) != 0) return -1;
             refresh_status(r);
             continue;
         }
-        if (dispatch_ready(r, err) != 0 || fire_due_timers(r, err) < 0 || check_heartbeats(r, err) != 0) {
-            rc = -1;
-            break;
-        }
+        if (dispatch_ready(r, err) != 0 || fire_due_timers(r, err) < 0 || check_heartbeats(r, err) != 0) return -1;
         if (store_wft_pending(r->s, r->run_id)) continue;
-        act_outcome o;
-        memset(&o, 0, sizeof o);
         int running = count_running(r);
         int64_t due = next_due(r);
         if (running == 0 && r->run.time_skip && due > 0 && inbox_empty(r)) {
@@ -1684,12 +1733,38 @@ static int execute_one(runner *r, char *new_run_id, jerr *err) {
             if (due > now && (store_begin(r->s, err) != 0 || store_skip_time(r->s, r->run_id, due - now, err) != 0 ||
                               runner_commit(r, err) != 0)) {
                 store_rollback(r->s);
-                rc = -1;
-                break;
+                return -1;
             }
             continue;
         }
-        status_draw(r, running, due);
+        w->running = running;
+        w->due = due;
+        /* the same instant on the wall clock (the run's clock may be skipped ahead) */
+        int64_t wall_due = due > 0 ? due - (store_run_now(r->s, r->run_id) - time_now_nanos()) : 0;
+        if (r->hb_due > 0 && (wall_due == 0 || r->hb_due < wall_due)) wall_due = r->hb_due;
+        if (running > 0 && free_slots(r) == 0 && (wall_due == 0 || wall_due > time_now_nanos() + 100000000))
+            wall_due = time_now_nanos() + 100000000; /* attempts wait for a slot: look again soon */
+        w->wall_due = wall_due;
+        return RUNNER_WAITING;
+    }
+}
+
+int runner_outcome(runner *r, act_outcome *o, jerr *err) { return on_outcome(r, o, err); }
+
+static int execute_one(runner *r, char *new_run_id, jerr *err) {
+    int rc = runner_open(r, err);
+    if (rc == 1) return 0;
+    while (rc == 0) {
+        runner_wait w;
+        int st = runner_step(r, new_run_id, &w, err);
+        if (st == RUNNER_CLOSED) break;
+        if (st != RUNNER_WAITING) {
+            rc = st;
+            break;
+        }
+        status_draw(r, w.running, w.due);
+        act_outcome o;
+        memset(&o, 0, sizeof o);
         int wait_ms = 50;
         if (act_host_wait(r->host, wait_ms, &o) == 1) {
             int orc = on_outcome(r, &o, err);
@@ -1700,19 +1775,17 @@ static int execute_one(runner *r, char *new_run_id, jerr *err) {
             }
         }
     }
-    cancel_generation(r);
-    keeper_stop(r);
-    store_lease_release(r->s, r->run_id, r->lease_gen);
+    runner_close(r);
     return rc;
 }
 
-int store_runner_execute(store *s, const char *run_id, const store_runner_opts *o, store_run *final, jerr *err) {
+runner *runner_new(store *s, const store_runner_opts *o, const char *run_id, act_host *shared, jerr *err) {
     static const store_runner_opts dflt = {0};
-    if (store_lease_nanos() < 0)
-        return jerr_set(err, JERR_USAGE, "JORCH_LEASE_SECONDS must be a whole number of seconds from 1 to 86400 "
-                        "(got '%s')", getenv("JORCH_LEASE_SECONDS"));
     runner *r = calloc(1, sizeof *r);
-    if (!r) return jerr_oom(err, "starting a run");
+    if (!r) {
+        jerr_oom(err, "starting a run");
+        return NULL;
+    }
     r->s = s;
     r->o = o ? o : &dflt;
     pthread_mutex_init(&r->mu, NULL);
@@ -1723,6 +1796,12 @@ int store_runner_execute(store *s, const char *run_id, const store_runner_opts *
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&r->keep.cv, &ca);
     pthread_condattr_destroy(&ca);
+    if (shared) {
+        /* the service: one host for many runs, leases renewed for all at once, output to the run's log */
+        r->service = true;
+        r->host = shared;
+        return r;
+    }
     const char *term = getenv("TERM");
     r->tty = isatty(2) && !(term && strcmp(term, "dumb") == 0);
     if (r->o->log_file) runlog_configure(r->o->log_file);
@@ -1735,7 +1814,40 @@ int store_runner_execute(store *s, const char *run_id, const store_runner_opts *
                           .on_heartbeat = on_heartbeat, .ud = r, .config_json = r->o->config_json,
                           .log_fn = act_log, .on_start = on_start};
     r->host = act_host_new(&hc, err);
-    int rc = r->host ? 0 : -1;
+    if (!r->host) {
+        runner_free(r);
+        return NULL;
+    }
+    return r;
+}
+
+void runner_set_log(runner *r, const char *path) {
+    snprintf(r->log_path, sizeof r->log_path, "%s", path ? path : "");
+}
+
+void runner_free(runner *r) {
+    if (!r) return;
+    pthread_mutex_lock(&out_mu);
+    status_clear_locked(r);
+    pthread_mutex_unlock(&out_mu);
+    engine_run_free(r->eng);
+    cJSON_Delete(r->wf_status);
+    if (r->host && !r->service) act_host_free(r->host);
+    store_close(r->keep.s);
+    pthread_cond_destroy(&r->keep.cv);
+    pthread_mutex_destroy(&r->keep.mu);
+    for (size_t i = 0; i < sizeof r->slots / sizeof r->slots[0]; i++)
+        if (r->slots[i].details) protobuf_c_message_free_unpacked(&r->slots[i].details->base, NULL);
+    pthread_mutex_destroy(&r->mu);
+    free(r);
+}
+
+int store_runner_execute(store *s, const char *run_id, const store_runner_opts *o, store_run *final, jerr *err) {
+    if (store_lease_nanos() < 0)
+        return jerr_set(err, JERR_USAGE, "JORCH_LEASE_SECONDS must be a whole number of seconds from 1 to 86400 "
+                        "(got '%s')", getenv("JORCH_LEASE_SECONDS"));
+    runner *r = runner_new(s, o, run_id, NULL, err);
+    int rc = r ? 0 : -1;
     while (rc == 0) {
         char new_run_id[40] = "";
         rc = execute_one(r, new_run_id, err);
@@ -1762,19 +1874,8 @@ int store_runner_execute(store *s, const char *run_id, const store_runner_opts *
         }
         break;
     }
-    if (final && rc != 0) store_run_find(s, r->run_id, final, NULL);
-    pthread_mutex_lock(&out_mu);
-    status_clear_locked(r);
-    pthread_mutex_unlock(&out_mu);
-    cJSON_Delete(r->wf_status);
-    if (r->host) act_host_free(r->host);
-    store_close(r->keep.s);
-    pthread_cond_destroy(&r->keep.cv);
-    pthread_mutex_destroy(&r->keep.mu);
-    for (size_t i = 0; i < sizeof r->slots / sizeof r->slots[0]; i++)
-        if (r->slots[i].details) protobuf_c_message_free_unpacked(&r->slots[i].details->base, NULL);
-    pthread_mutex_destroy(&r->mu);
-    free(r);
+    if (final && rc != 0 && r) store_run_find(s, r->run_id, final, NULL);
+    runner_free(r);
     return rc == 0 ? 0 : -1;
 }
 

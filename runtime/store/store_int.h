@@ -10,6 +10,7 @@
 #include <sqlite3.h>
 #include <sys/types.h>
 
+#include "activity/activity.h"
 #include "engine/engine_int.h"
 #include "store/store.h"
 
@@ -138,6 +139,43 @@ bool store_version_changed(HistoryEvent *const *ev, size_t n);
 #define RUNLOG_KEEP 3
 void runlog_configure(const char *path);
 void runlog_write(const char *prefix, const char *text);
+
+/* The same line appended to the file at path (the service writes each
+ * run's lines to that run's log, logs/ID.log), rotated the same way. */
+void runlog_append(const char *path, const char *prefix, const char *text);
+
+/* runner.c: one run's executor state, driven by store_runner_execute's
+ * loop (foreground: run, resume) or by the service (service.c), which
+ * steps many runners on one thread with one shared activity host. */
+typedef struct runner runner;
+enum { RUNNER_WAITING = 0, RUNNER_CLOSED = 1 };
+typedef struct runner_wait {
+    int running;      /* attempts in the activity host */
+    int64_t due;      /* the run's clock: next timer or retry, 0 none */
+    int64_t wall_due; /* wall clock: when to step the run again (timer, retry, heartbeat check), 0 none */
+} runner_wait;
+/* shared: the service's activity host (its callbacks route by token to
+ * runner_on_start/on_heartbeat/act_log); NULL: a host of the runner's own. */
+runner *runner_new(store *s, const store_runner_opts *o, const char *run_id, act_host *shared, jerr *err);
+void runner_free(runner *r);
+void runner_set_log(runner *r, const char *path);
+int runner_open(runner *r, jerr *err);  /* 0 taken, 1 not running, -1 (held by a live process: JERR_USAGE) */
+void runner_close(runner *r);
+int runner_step(runner *r, char *new_run_id, runner_wait *w, jerr *err);
+int runner_outcome(runner *r, act_outcome *o, jerr *err);
+int64_t runner_lease_gen(const runner *r);
+uint32_t runner_generation(const runner *r);
+uint32_t runner_token_generation(uint64_t token);
+const char *runner_run_id(const runner *r);
+const store_run *runner_run(const runner *r);
+bool runner_has_engine(const runner *r);
+size_t runner_engine_memory(const runner *r);
+void runner_evict(runner *r); /* drops the live engine: the next task replays from history */
+const cJSON *runner_status(const runner *r);
+int runner_query(runner *r, const char *name, const Payloads *args, Payloads **answer, jerr *err);
+void runner_on_start(runner *r, uint64_t token);
+bool runner_on_heartbeat(runner *r, uint64_t token, const Payloads *details);
+void runner_act_log(runner *r, const char *activity_type, const char *line);
 
 /* Is the lease owner ("pid@host pid:[ns]") a live process? 1 alive, 0
  * dead, -1 cannot tell (another host or pid namespace: trust the expiry). */
