@@ -24,6 +24,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 #include <lauxlib.h>
@@ -78,6 +79,8 @@ struct act_host {
     act_heartbeat_fn on_heartbeat;
     void *ud;
     void (*log_fn)(void *ud, const char *activity_type, const char *line);
+    void (*log_token_fn)(void *ud, uint64_t token, const char *activity_type, const char *line);
+    int wake_fd; /* > 0: poked at each queued outcome */
     void (*on_start)(void *ud, uint64_t token);
     pthread_mutex_t mu;
     pthread_cond_t work_cv;
@@ -780,7 +783,8 @@ static int l_log(lua_State *L) {
                         (int)(len - LOG_LINE_MAX));
         line = lua_tostring(L, -1);
     }
-    if (a->host->log_fn) a->host->log_fn(a->host->ud, a->activity_type, line);
+    if (a->host->log_token_fn) a->host->log_token_fn(a->host->ud, a->token, a->activity_type, line);
+    else if (a->host->log_fn) a->host->log_fn(a->host->ud, a->activity_type, line);
     else fprintf(stderr, "[activity %s] %s\n", a->activity_type, line);
     return 0;
 }
@@ -989,6 +993,15 @@ static void run_attempt(act_attempt *a) {
 
 /* --------------------------------------------------------- the pool */
 
+/* Tells a polling event loop that an outcome is queued. A full pipe
+ * already has a wake-up pending, so EAGAIN is fine. */
+static void wake(act_host *h) {
+    if (h->wake_fd <= 0) return;
+    char b = 1;
+    ssize_t w = write(h->wake_fd, &b, 1);
+    (void)w;
+}
+
 static void *worker_main(void *arg) {
     act_host *h = arg;
     /* A child that closes its stdin early must give jorch.exec EPIPE, not
@@ -1028,6 +1041,7 @@ static void *worker_main(void *arg) {
         h->busy--;
         pthread_cond_broadcast(&h->done_cv);
         pthread_mutex_unlock(&h->mu);
+        wake(h);
     }
 }
 
@@ -1080,6 +1094,8 @@ act_host *act_host_new(const act_host_config *cfg, jerr *err) {
     h->on_heartbeat = c.on_heartbeat;
     h->ud = c.ud;
     h->log_fn = c.log_fn;
+    h->log_token_fn = c.log_token_fn;
+    h->wake_fd = c.wake_fd;
     h->on_start = c.on_start;
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -1179,6 +1195,7 @@ void act_host_cancel(act_host *h, uint64_t token) {
         h->done_tail = a;
         h->busy--;
         pthread_cond_broadcast(&h->done_cv);
+        wake(h);
         break;
     }
     for (act_attempt *a = h->running; a; a = a->next)

@@ -67,6 +67,13 @@ typedef struct act_host_config {
     /* jorch.yaml as JSON text (plus "home"), seen by activities as the
      * table jorch.config; NULL: jorch.config is nil. Copied. */
     const char *config_json;
+    /* Like log_fn, with the attempt's token (a host shared by many runs
+     * routes the line to its run); used instead of log_fn when set. */
+    void (*log_token_fn)(void *ud, uint64_t token, const char *activity_type, const char *line);
+    /* When > 0: a byte is written to this file descriptor (a pipe's
+     * non-blocking write end) each time an outcome is queued, so an event
+     * loop can poll() for outcomes instead of waiting in act_host_wait. */
+    int wake_fd;
 } act_host_config;
 
 act_host *act_host_new(const act_host_config *cfg, jerr *err);

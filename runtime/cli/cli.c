@@ -337,6 +337,7 @@ static const cli_verb verbs[] = {
     {"resume", cli_verb_resume, "resume ID                   continue a run whose process stopped"},
     {"run", cli_verb_run, "run SCRIPT [ARG...]         run a workflow to completion"},
     {"scripts", cli_verb_scripts, "scripts [--prune]           list stored script versions, prune unused ones"},
+    {"serve", cli_verb_serve, "serve [--status]            execute every open run in one service process"},
     {"signal", cli_verb_signal, "signal ID NAME [JSON]       send a signal to a run"},
     {"start", cli_verb_start, "start SCRIPT|TYPE [ARG...]  start a run, print its id"},
     {"terminate", cli_verb_terminate, "terminate ID [--reason R]   end a run now"},

@@ -60,6 +60,11 @@ int cli_replay_history(const char *script_path, const char *src, size_t len,
 int cli_verb_run(int argc, char **argv);
 int cli_verb_start(int argc, char **argv);
 int cli_verb_resume(int argc, char **argv);
+int cli_verb_serve(int argc, char **argv);
+/* Hands a started run to the service of store `home`, starting the
+ * service when none runs (cli_serve.c): 0 handed, 1 not (JORCH_SERVICE=off,
+ * or the service could not start: the caller executes it another way). */
+int cli_service_handoff(const char *home, const char *run_id);
 int cli_verb_worker(int argc, char **argv);
 int cli_verb_signal(int argc, char **argv);
 int cli_verb_query(int argc, char **argv);

@@ -72,6 +72,14 @@ static int local_start(cli_client *c, const cli_start_opts *o, char **run_id, je
     return *run_id ? 0 : jerr_oom(err, "starting");
 }
 
+/* Tells the service about a request or a new run (unless JORCH_SERVICE=off):
+ * 0 the service executes the run. */
+static int service_poke(store *s, const char *run_id) {
+    const char *mode = getenv("JORCH_SERVICE");
+    if (mode && strcmp(mode, "off") == 0) return 1;
+    return store_service_poke(store_home(s), run_id);
+}
+
 /* Applies requests at once when no process is executing the run. */
 static void apply_if_idle(store *s, const char *run_id) { store_apply_if_idle(s, run_id); }
 
@@ -82,6 +90,8 @@ static int local_request(cli_client *c, const char *id, int kind, const char *na
     if (r.status != RUN_RUNNING)
         return jerr_set(err, JERR_USAGE, "workflow '%s' is not running (status %s)", id, store_status_name(r.status));
     if (store_inbox_add(ls(c), r.run_id, kind, name, args, reason, err) != 0) return -1;
+    /* the service executes it (or takes it now): it applies the request at once */
+    if (service_poke(ls(c), r.run_id) == 0) return 0;
     apply_if_idle(ls(c), r.run_id);
     return 0;
 }
@@ -933,7 +943,10 @@ static int start_common(int argc, char **argv, bool run_mode) {
             return cli_exit_for(&e);
         }
         if (!run_mode || a.set[O_DETACH]) {
-            rc = spawn_background(home_dir(a.set[O_HOME] ? a.val[O_HOME] : NULL), r.workflow_id, &a);
+            /* the service executes it (started now if none runs); a
+             * process of its own only when that is off or impossible */
+            const char *home = home_dir(a.set[O_HOME] ? a.val[O_HOME] : NULL);
+            rc = cli_service_handoff(home, r.run_id) == 0 ? 0 : spawn_background(home, r.workflow_id, &a);
             if (rc == 0) printf("%s\n", r.workflow_id);
             store_close(s);
             return rc;

@@ -220,6 +220,32 @@ typedef struct store_runner_opts {
 int store_runner_execute(store *s, const char *run_id, const store_runner_opts *o, store_run *final,
                          jerr *err);
 
+/* ---------------------------------------------------------------- service
+ * (service.c) `jorch serve`: one process executes every open run of the
+ * store on one event loop (see docs/development.md, "The service"). */
+typedef struct store_service_opts {
+    int concurrency;          /* activity threads (per activities directory), default 8 */
+    size_t cache_size;        /* runs whose workflow engine stays in memory, default 1000 */
+    size_t cache_memory;      /* bytes of Lua heap the cached engines may hold, 0: no limit */
+    const char *config_json;  /* jorch.config for activities, or NULL */
+} store_service_opts;
+
+/* Runs the service until SIGTERM or SIGINT (then 0: every run's lease is
+ * released, attempts in flight run again at the next start). Returns 1
+ * (err says which process) when a service already runs for this store. */
+int store_service_run(store *s, const store_service_opts *o, jerr *err);
+
+/* One request line to the service of store directory `home` and its one
+ * reply line (malloc'ed, without the newline). 0 answered, 1 no service
+ * runs, -1 error (err). timeout_ms < 0: no limit. */
+int store_service_request(const char *home, const char *line, char **reply, int timeout_ms, jerr *err);
+
+/* Tells the service that run_id was started or has a request queued, so
+ * it acts now: 0 the service executes the run, 1 no service runs, 2 the
+ * service does not execute it (closed, or another live process does), -1
+ * the service could not be asked. */
+int store_service_poke(const char *home, const char *run_id);
+
 /* True when a live process executes the run (holds its lease). */
 bool store_run_has_executor(store *s, const char *run_id);
 
