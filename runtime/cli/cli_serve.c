@@ -141,6 +141,7 @@ static int serve_status(const char *home, bool json) {
 static int spawn_service(const char *home, const char *const *extra, jerr *err) {
     char logdir[1100], logpath[1200];
     snprintf(logdir, sizeof logdir, "%s/logs", home);
+    mkdir(home, 0700); /* a first start: the store is created by the service */
     mkdir(logdir, 0700);
     snprintf(logpath, sizeof logpath, "%s/serve.log", logdir);
     pid_t pid = fork();
@@ -151,7 +152,9 @@ static int spawn_service(const char *home, const char *const *extra, jerr *err) 
         pid_t g = fork();
         if (g != 0) _exit(g < 0 ? 127 : 0);
         int fd = open(logpath, O_WRONLY | O_CREAT | O_APPEND, 0600);
-        int nul = open("/dev/null", O_RDONLY);
+        int nul = open("/dev/null", O_RDWR);
+        /* never the caller's terminal or pipe: a test's or a user's output must not get the service's lines */
+        if (fd < 0) fd = nul;
         if (fd >= 0) {
             dup2(fd, 1);
             dup2(fd, 2);

@@ -97,6 +97,8 @@ static int local_request(cli_client *c, const char *id, int kind, const char *na
 }
 
 static Temporal__Api__Common__V1__Payload *string_payload(const char *text, jerr *err);
+static int local_query(cli_client *c, const char *id, const char *name, Temporal__Api__Common__V1__Payloads *args,
+                       Temporal__Api__Common__V1__Payloads **result, jerr *err);
 
 /* What the run's script says about a signal before it is sent (the
  * ENGINE_SIGNAL_CHECK_QUERY, answered by replaying the run like a query):
@@ -121,7 +123,8 @@ static int local_signal_check(cli_client *c, const store_run *r, const char *nam
     q.n_payloads = n + 1;
     q.payloads = arr;
     Temporal__Api__Common__V1__Payloads *ans = NULL;
-    int qrc = store_query(ls(c), r->run_id, ENGINE_SIGNAL_CHECK_QUERY, &q, &ans, &qe);
+    /* from the service's live engine when it has one, else by a replay here */
+    int qrc = local_query(c, r->run_id, ENGINE_SIGNAL_CHECK_QUERY, &q, &ans, &qe);
     protobuf_c_message_free_unpacked(&np->base, NULL);
     free(arr);
     if (qrc != 0) {
@@ -175,6 +178,14 @@ static int local_signal(cli_client *c, const char *id, const char *name, Tempora
 
 static int local_query(cli_client *c, const char *id, const char *name, Temporal__Api__Common__V1__Payloads *args,
                        Temporal__Api__Common__V1__Payloads **result, jerr *err) {
+    /* a run the service executes answers from its live engine, without a replay */
+    store_run r;
+    const char *mode = getenv("JORCH_SERVICE");
+    if (!(mode && strcmp(mode, "off") == 0) && store_run_find(ls(c), id, &r, NULL) == 0 && r.status == RUN_RUNNING &&
+        store_run_has_executor(ls(c), r.run_id)) {
+        int rc = store_service_query(store_home(ls(c)), r.run_id, name, args, result, err);
+        if (rc <= 0) return rc;
+    }
     return store_query(ls(c), id, name, args, result, err);
 }
 
@@ -241,6 +252,10 @@ static int local_result(cli_client *c, const char *id, int64_t timeout_ms,
                         Temporal__Api__History__V1__HistoryEvent **close_event, jerr *err) {
     int64_t deadline = timeout_ms < 0 ? INT64_MAX : time_now_nanos() / 1000000 + timeout_ms;
     bool told = false;
+    /* a run the service executes: its socket says when it closes (no polling) */
+    store_run sr;
+    if (store_run_find(ls(c), id, &sr, NULL) == 0 && sr.status == RUN_RUNNING)
+        store_service_wait(store_home(ls(c)), sr.run_id, timeout_ms);
     for (;;) {
         int64_t left = deadline - time_now_nanos() / 1000000;
         int64_t slice = left < 1000 ? (left > 0 ? left : 0) : 1000;
@@ -1033,6 +1048,22 @@ int cli_verb_resume(int argc, char **argv) {
         cli_errorf("%s", e.msg);
         store_close(s);
         return cli_exit_for(&e);
+    }
+    /* the service executes it: it lets the run go only when the run's last
+     * workflow task failed (resume after a fix); otherwise it goes on with it */
+    store_executor x;
+    if (r.status == RUN_RUNNING && store_run_executor(s, r.run_id, &x, &e) == 0 && x.held && x.alive && x.service) {
+        char line[128], *reply = NULL;
+        snprintf(line, sizeof line, "{\"op\":\"release\",\"run\":\"%s\"}\n", r.run_id);
+        bool released = store_service_request(store_home(s), line, &reply, 10000, &e) == 0 && reply &&
+                        strstr(reply, "\"released\":true") != NULL;
+        free(reply);
+        if (!released) {
+            cli_errorf("workflow '%s' is executed by the service (process %ld); 'jorch result %s' waits for it, "
+                       "'jorch serve --status' shows what it waits for", r.workflow_id, x.pid, r.workflow_id);
+            store_close(s);
+            return CLI_USAGE;
+        }
     }
     rc = execute_local(s, r.run_id, &a, true);
     store_close(s);

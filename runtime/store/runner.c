@@ -901,7 +901,7 @@ static int run_workflow_task(runner *r, char *new_run_id, jerr *err) {
     size_t n = 0;
     /* the new events and the next event id from one snapshot; the id is
      * checked again inside the commit's transaction */
-    if (store_exec(r->s, "BEGIN", err) != 0) return -1;
+    if (store_begin_read(r->s, err) != 0) return -1;
     if (store_history(r->s, r->run_id, r->fed, &ev, &n, err) != 0) {
         store_rollback(r->s);
         return -1;
@@ -1648,7 +1648,9 @@ int runner_open(runner *r, jerr *err) {
     if (store_lease_acquire(r->s, r->run_id, &r->lease_gen, err) != 0) return -1;
     r->leased = true;
     int rc = r->service ? 0 : keeper_start(r, err);
-    if (rc == 0 && store_begin_nosync(r->s, err) == 0) {
+    if (rc == 0 && count_running(r) == 0) {
+        /* nothing in flight: no transaction needed */
+    } else if (rc == 0 && store_begin_nosync(r->s, err) == 0) {
         /* attempts in flight when an earlier process died run again */
         if (q_done(r, q_prep(r, "UPDATE activities SET state=0 WHERE run_id=?1 AND state=1", err),
                    "recovering activities", err) != 0 || runner_commit(r, err) != 0) {

@@ -40,6 +40,9 @@
 #define SVC_BUCKETS 4096u
 #define SVC_LINE_MAX ((size_t)64 << 10) /* one request or reply line */
 #define SVC_MAX_CLIENTS 512
+#define SVC_REPLY_MAX ((size_t)64 << 20) /* a reply line (status lists up to 1000 runs) */
+#define SVC_GROUP_MAX 256              /* runs stepped in one group commit */
+#define SVC_GROUP_NS (200 * 1000000)   /* ... or for at most this long */
 #define SVC_ERROR_RETRY (5 * NS)     /* a run whose step failed (store busy, ...) is tried again after this */
 
 typedef struct svc_run {
@@ -94,6 +97,10 @@ typedef struct service {
     size_t nhosts;
     svc_client *clients[SVC_MAX_CLIENTS];
     size_t nclients;
+    char (*pending)[40];    /* runs poked but not taken yet (taken in the next group) */
+    size_t npending, cappending;
+    char (*closed)[40];     /* runs closed in the current group: waiters are told after its commit */
+    size_t nclosed, capclosed;
     int64_t started;
     int64_t next_housekeeping;
     uint64_t steps, tasks_failed;
@@ -202,6 +209,19 @@ static void set_due(service *sv, svc_run *x, int64_t due) {
     x->heap_idx = sv->nheap;
     sv->heap[sv->nheap++] = x;
     heap_up(sv, x->heap_idx);
+}
+
+/* Appends a run id to a growable list; false when out of memory. */
+static bool id_push(char (**list)[40], size_t *n, size_t *cap, const char *id) {
+    if (*n == *cap) {
+        size_t nc = *cap ? *cap * 2 : 64;
+        char (*g)[40] = realloc(*list, nc * sizeof *g);
+        if (!g) return false;
+        *list = g;
+        *cap = nc;
+    }
+    snprintf((*list)[(*n)++], 40, "%s", id);
+    return true;
 }
 
 /* ------------------------------------------------------------ ready list, cache */
@@ -373,6 +393,9 @@ static int adopt(service *sv, const char *run_id, jerr *err) {
     char logpath[4300];
     run_log_path(sv, cur.workflow_id, logpath, sizeof logpath);
     runner_set_log(x->r, logpath);
+    /* the run's log exists from the start, as a background process's does */
+    int lfd = open(logpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (lfd >= 0) close(lfd);
     int rc = runner_open(x->r, err);
     if (rc != 0) {
         if (rc < 0 && err->code != JERR_USAGE) svc_log("cannot take run %s (%s): %s", cur.workflow_id, cur.run_id, err->msg);
@@ -427,7 +450,7 @@ static void step_run(service *sv, svc_run *x) {
             jerr ae = {0};
             if (adopt(sv, next, &ae) < 0) svc_log("cannot take run %s (continued as new): %s", next, ae.msg);
         }
-        client_notify_closed(sv, run_id);
+        if (!id_push(&sv->closed, &sv->nclosed, &sv->capclosed, run_id)) client_notify_closed(sv, run_id);
         return;
     }
     if (rc == -2) {
@@ -455,6 +478,9 @@ static void drain_outcomes(service *sv) {
     char buf[256];
     while (read(sv->wake[0], buf, sizeof buf) > 0) {
     }
+    /* all outcomes queued now in one group commit (see step_group) */
+    jerr ge = {0};
+    bool grouped = store_group_begin(sv->s, &ge) == 0;
     for (size_t i = 0; i < sv->nhosts; i++) {
         act_outcome o;
         memset(&o, 0, sizeof o);
@@ -481,6 +507,10 @@ static void drain_outcomes(service *sv) {
             act_outcome_clear(&o);
             memset(&o, 0, sizeof o);
         }
+    }
+    if (grouped && store_group_commit(sv->s, &ge) != 0) {
+        svc_log("the service stops: %s", ge.msg);
+        stop_requested = 1;
     }
 }
 
@@ -530,13 +560,13 @@ static void housekeeping(service *sv, bool first) {
     }
     sqlite3_finalize(q);
     size_t taken = 0;
-    for (size_t i = 0; i < n && !stop_requested; i++) {
+    for (size_t i = 0; i < n; i++) {
         if (find_run(sv, ids[i])) continue;
-        jerr ae = {0};
-        if (adopt(sv, ids[i], &ae) == 0) taken++;
+        /* taken with the next groups (store_run_has_executor is asked there) */
+        if (id_push(&sv->pending, &sv->npending, &sv->cappending, ids[i])) taken++;
     }
     free(ids);
-    if (taken) svc_log("took %zu open run%s no process executed", taken, taken == 1 ? "" : "s");
+    if (taken) svc_log("taking %zu open run%s", taken, taken == 1 ? "" : "s");
 }
 
 /* ------------------------------------------------------------ socket */
@@ -745,21 +775,16 @@ static bool handle_line(service *sv, size_t ci, const char *line) {
         handle_status(sv, c);
     } else if (strcmp(o, "poke") == 0 && run_id) {
         /* a request was queued for the run, or the run was started: act on it now */
-        jerr e = {0};
+        /* a run not taken yet is taken with the next group, not while the client waits */
         svc_run *x = find_run(sv, run_id);
-        int rc = x ? 0 : adopt(sv, run_id, &e);
-        x = find_run(sv, run_id);
+        bool ok = true;
         if (x) {
             x->parked = false;
             make_ready(sv, x);
+        } else {
+            ok = id_push(&sv->pending, &sv->npending, &sv->cappending, run_id);
         }
-        cJSON *r = cJSON_CreateObject();
-        if (r) {
-            cJSON_AddBoolToObject(r, "ok", rc >= 0);
-            cJSON_AddBoolToObject(r, "executed", x != NULL);
-            if (rc < 0) cJSON_AddStringToObject(r, "error", e.msg);
-        }
-        reply_obj(c, r);
+        client_reply(c, ok ? "{\"ok\":true,\"executed\":true}" : "{\"ok\":false,\"error\":\"out of memory\"}");
     } else if (strcmp(o, "query") == 0 && run_id) {
         handle_query(sv, c, req, find_run(sv, run_id));
     } else if (strcmp(o, "result") == 0 && run_id) {
@@ -833,6 +858,46 @@ static void accept_clients(service *sv) {
     }
 }
 
+/* Takes the poked runs and steps the ready ones (oldest first), all in
+ * one group commit: one transaction and one fsync for up to SVC_GROUP_MAX
+ * runs' workflow tasks, timers and requests, each run's changes still a
+ * unit of their own (a savepoint). Safe for the crash guarantees: nothing
+ * leaves the process before the group commits except activity attempts,
+ * which are at-least-once anyway (an attempt started in a group lost to a
+ * crash runs again). Waiters on runs that closed are told after the
+ * commit. A failed group commit (disk full, store files gone) stops the
+ * service: its memory is then ahead of the store, and the next start
+ * continues from the store. */
+static int step_group(service *sv, jerr *err) {
+    int64_t t0 = time_now_nanos();
+    if (store_group_begin(sv->s, err) != 0) {
+        /* another process holds the store longer than the busy timeout: try again next turn */
+        svc_log("%s (tried again)", err->msg);
+        return 0;
+    }
+    size_t took = sv->npending < SVC_GROUP_MAX ? sv->npending : SVC_GROUP_MAX;
+    for (size_t i = 0; i < took; i++) {
+        jerr e = {0};
+        adopt(sv, sv->pending[i], &e);
+    }
+    memmove(sv->pending, sv->pending + took, (sv->npending - took) * sizeof *sv->pending);
+    sv->npending -= took;
+    int n = 0;
+    while (sv->ready_head && n < SVC_GROUP_MAX && !stop_requested && time_now_nanos() - t0 < SVC_GROUP_NS) {
+        svc_run *x = sv->ready_head;
+        sv->ready_head = x->next_ready;
+        if (!sv->ready_head) sv->ready_tail = NULL;
+        x->ready = false;
+        step_run(sv, x);
+        n++;
+    }
+    if (store_group_commit(sv->s, err) != 0)
+        return jerr_prefix(err, "the service stops: committing the work of %d runs failed", n);
+    for (size_t i = 0; i < sv->nclosed; i++) client_notify_closed(sv, sv->closed[i]);
+    sv->nclosed = 0;
+    return 0;
+}
+
 /* ------------------------------------------------------------ the loop */
 
 static int lock_service(service *sv, jerr *err) {
@@ -902,7 +967,6 @@ int store_service_run(store *s, const store_service_opts *o, jerr *err) {
     svc_log("service %ld started on %s (concurrency %d, cache %zu runs / %zu MiB)", (long)getpid(), s->home,
             sv->o.concurrency, sv->o.cache_size, sv->o.cache_memory >> 20);
     housekeeping(sv, true);
-    svc_log("executing %zu open run%s", sv->n_runs, sv->n_runs == 1 ? "" : "s");
     int64_t period = store_lease_nanos() / 3;
     sv->next_housekeeping = time_now_nanos() + period;
     struct pollfd *pfd = calloc(SVC_MAX_CLIENTS + 3, sizeof *pfd);
@@ -913,13 +977,10 @@ int store_service_run(store *s, const store_service_opts *o, jerr *err) {
     while (!stop_requested) {
         /* everything that is ready, oldest first; a run made ready while
          * this pass runs waits for the next pass (after the sockets) */
-        svc_run *batch = sv->ready_head;
-        sv->ready_head = sv->ready_tail = NULL;
-        while (batch && !stop_requested) {
-            svc_run *x = batch;
-            batch = x->next_ready;
-            x->ready = false;
-            step_run(sv, x);
+        if ((sv->ready_head || sv->npending) && !stop_requested && step_group(sv, err) != 0) {
+            rc = -1;
+            free(pfd);
+            goto out;
         }
         int64_t now = time_now_nanos();
         while (sv->nheap > 0 && sv->heap[0]->due <= now) {
@@ -934,7 +995,7 @@ int store_service_run(store *s, const store_service_opts *o, jerr *err) {
         }
         int64_t until = sv->next_housekeeping;
         if (sv->nheap > 0 && sv->heap[0]->due < until) until = sv->heap[0]->due;
-        int timeout = sv->ready_head ? 0 : (int)((until - time_now_nanos() + 999999) / 1000000);
+        int timeout = sv->ready_head || sv->npending ? 0 : (int)((until - time_now_nanos() + 999999) / 1000000);
         if (timeout < 0) timeout = 0;
         size_t np = 0;
         pfd[np++] = (struct pollfd){.fd = sig_pipe[0], .events = POLLIN};
@@ -962,8 +1023,11 @@ out:
             sv->n_runs == 1 ? "" : "s");
     /* attempts still running are cancelled; their rows stay started and run
      * again when the runs are taken next (activities are at-least-once) */
+    jerr ge = {0};
+    bool grouped = store_group_begin(s, &ge) == 0;
     for (size_t b = 0; b < SVC_BUCKETS; b++)
         while (sv->by_id[b]) drop_run(sv, sv->by_id[b], true);
+    if (grouped && store_group_commit(s, &ge) != 0) svc_log("releasing the runs' leases: %s", ge.msg);
     for (size_t i = 0; i < sv->nhosts; i++) act_host_free(sv->hosts[i].h);
     while (sv->nclients) client_close(sv, sv->nclients - 1);
     if (sv->listen_fd >= 0) {
@@ -979,6 +1043,8 @@ out:
     }
     if (sv->lock_fd >= 0) close(sv->lock_fd);
     free(sv->heap);
+    free(sv->pending);
+    free(sv->closed);
     free(sv->config_json);
     pthread_mutex_destroy(&sv->mu);
     free(sv);
@@ -1015,7 +1081,7 @@ int store_service_request(const char *home, const char *line, char **reply, int 
         len -= (size_t)w;
     }
     jbuf b;
-    jbuf_init(&b, SVC_LINE_MAX);
+    jbuf_init(&b, SVC_REPLY_MAX);
     int64_t deadline = timeout_ms < 0 ? INT64_MAX : time_now_nanos() + (int64_t)timeout_ms * 1000000;
     for (;;) {
         if (b.data && memchr(b.data, '\n', b.len)) break;
@@ -1058,6 +1124,120 @@ int store_service_poke(const char *home, const char *run_id) {
     free(reply);
     const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, "executed");
     rc = cJSON_IsTrue(x) ? 0 : 2;
+    cJSON_Delete(o);
+    return rc;
+}
+
+/* Reads one reply line from fd (at most SVC_LINE_MAX) by deadline (ns,
+ * INT64_MAX none): 0 and *line (malloc'ed), 1 closed by the service, 2 the
+ * deadline passed. */
+static int read_line(int fd, jbuf *b, int64_t deadline, char **line) {
+    *line = NULL;
+    for (;;) {
+        char *nl = b->data ? memchr(b->data, '\n', b->len) : NULL;
+        if (nl) {
+            size_t n = (size_t)(nl - b->data);
+            *line = malloc(n + 1);
+            if (!*line) return 1;
+            memcpy(*line, b->data, n);
+            (*line)[n] = '\0';
+            memmove(b->data, nl + 1, b->len - n - 1);
+            b->len -= n + 1;
+            return 0;
+        }
+        int64_t left = deadline == INT64_MAX ? -1 : (deadline - time_now_nanos()) / 1000000;
+        if (deadline != INT64_MAX && left <= 0) return 2;
+        struct pollfd pf = {.fd = fd, .events = POLLIN};
+        int pr = poll(&pf, 1, left > INT32_MAX ? INT32_MAX : (int)left);
+        if (pr < 0 && errno == EINTR) continue;
+        if (pr <= 0) continue;
+        char tmp[4096];
+        ssize_t n = recv(fd, tmp, sizeof tmp, 0);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0 || jbuf_append(b, tmp, (size_t)n) != 0) return 1;
+    }
+}
+
+int store_service_wait(const char *home, const char *run_id, int64_t timeout_ms) {
+    struct sockaddr_un a;
+    int dirfd;
+    jerr e = {0};
+    if (strlen(run_id) >= 40 || sock_addr(home, &a, &dirfd, &e) != 0) return 1;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int rc = fd >= 0 ? connect(fd, (struct sockaddr *)&a, sizeof a) : -1;
+    if (dirfd >= 0) close(dirfd);
+    char req[128];
+    int n = snprintf(req, sizeof req, "{\"op\":\"result\",\"run\":\"%s\"}\n", run_id);
+    if (rc != 0 || send(fd, req, (size_t)n, MSG_NOSIGNAL) != n) {
+        if (fd >= 0) close(fd);
+        return 1;
+    }
+    jbuf b;
+    jbuf_init(&b, SVC_LINE_MAX);
+    int64_t deadline = timeout_ms < 0 ? INT64_MAX : time_now_nanos() + timeout_ms * 1000000;
+    char *line = NULL;
+    /* first: whether the service executes the run; then, when it closes */
+    rc = read_line(fd, &b, time_now_nanos() + 10 * NS, &line);
+    bool executed = rc == 0 && strstr(line, "\"executed\":true") != NULL;
+    free(line);
+    line = NULL;
+    rc = executed ? read_line(fd, &b, deadline, &line) : 1;
+    if (rc == 0 && !strstr(line, "\"closed\":true")) rc = 1;
+    free(line);
+    jbuf_free(&b);
+    close(fd);
+    return rc;
+}
+
+int store_service_query(const char *home, const char *run_id, const char *name, const Payloads *args,
+                        Payloads **answer, jerr *err) {
+    *answer = NULL;
+    cJSON *req = cJSON_CreateObject();
+    if (!req) return jerr_oom(err, "asking the service");
+    cJSON_AddStringToObject(req, "op", "query");
+    cJSON_AddStringToObject(req, "run", run_id);
+    cJSON_AddStringToObject(req, "name", name);
+    if (args) {
+        jbuf pj;
+        jbuf_init(&pj, SVC_LINE_MAX / 2);
+        if (protojson_write(&args->base, 0, &pj, err) != 0 || !pj.data) {
+            jbuf_free(&pj);
+            cJSON_Delete(req);
+            return 1; /* too big for the socket: the caller replays */
+        }
+        cJSON_AddStringToObject(req, "args", pj.data);
+        jbuf_free(&pj);
+    }
+    char *text = cJSON_PrintUnformatted(req);
+    cJSON_Delete(req);
+    jbuf line;
+    jbuf_init(&line, SVC_LINE_MAX);
+    if (!text || jbuf_puts(&line, text) != 0 || jbuf_putc(&line, '\n') != 0) {
+        free(text);
+        jbuf_free(&line);
+        return 1;
+    }
+    free(text);
+    char *reply = NULL;
+    jerr re = {0};
+    int rc = store_service_request(home, line.data, &reply, 60000, &re);
+    jbuf_free(&line);
+    if (rc != 0) return 1;
+    cJSON *o = cJSON_Parse(reply);
+    free(reply);
+    const cJSON *ok = cJSON_GetObjectItemCaseSensitive(o, "ok");
+    const cJSON *live = cJSON_GetObjectItemCaseSensitive(o, "live");
+    const cJSON *ans = cJSON_GetObjectItemCaseSensitive(o, "answer");
+    const cJSON *msg = cJSON_GetObjectItemCaseSensitive(o, "error");
+    const cJSON *code = cJSON_GetObjectItemCaseSensitive(o, "code");
+    rc = 1;
+    if (cJSON_IsFalse(ok) && cJSON_IsString(msg)) {
+        rc = jerr_set(err, cJSON_IsNumber(code) ? code->valueint : JERR_FAILED, "%s", msg->valuestring);
+    } else if (cJSON_IsTrue(live) && cJSON_IsString(ans)) {
+        *answer = (Payloads *)protojson_parse(&temporal__api__common__v1__payloads__descriptor, ans->valuestring,
+                                              strlen(ans->valuestring), err);
+        rc = *answer ? 0 : 1;
+    }
     cJSON_Delete(o);
     return rc;
 }

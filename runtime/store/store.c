@@ -110,9 +110,14 @@ static void end_nosync(store *s) {
     set_synchronous(s, "PRAGMA synchronous=FULL");
 }
 
-int store_begin(store *s, jerr *err) { return store_exec(s, "BEGIN IMMEDIATE", err); }
+/* Inside a group (store_group_begin) each transaction is a savepoint of
+ * the group's one transaction: it commits or rolls back on its own, and
+ * reaches the disk with the group. */
+int store_begin(store *s, jerr *err) { return store_exec(s, s->grouped ? "SAVEPOINT jorch_step" : "BEGIN IMMEDIATE", err); }
+int store_begin_read(store *s, jerr *err) { return store_exec(s, s->grouped ? "SAVEPOINT jorch_step" : "BEGIN", err); }
 
 int store_begin_nosync(store *s, jerr *err) {
+    if (s->grouped) return store_begin(s, err); /* the group's commit syncs it with the rest */
     /* WAL mode: NORMAL writes the log without fdatasync; the log is written
      * in order, so the next FULL commit makes this one durable too */
     set_synchronous(s, "PRAGMA synchronous=NORMAL");
@@ -129,6 +134,7 @@ int store_commit(store *s, jerr *err) {
         store_rollback(s);
         return -1;
     }
+    if (s->grouped) return store_exec(s, "RELEASE jorch_step", err);
     int rc = store_exec(s, "COMMIT", err);
     if (rc != 0) sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
     end_nosync(s);
@@ -136,8 +142,27 @@ int store_commit(store *s, jerr *err) {
 }
 
 void store_rollback(store *s) {
+    if (s->grouped) {
+        sqlite3_exec(s->db, "ROLLBACK TO jorch_step; RELEASE jorch_step", NULL, NULL, NULL);
+        return;
+    }
     sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
     end_nosync(s);
+}
+
+int store_group_begin(store *s, jerr *err) {
+    if (store_exec(s, "BEGIN IMMEDIATE", err) != 0) return -1;
+    s->grouped = true;
+    return 0;
+}
+
+int store_group_commit(store *s, jerr *err) {
+    s->grouped = false;
+    if (store_check_files(s, err) != 0 || store_exec(s, "COMMIT", err) != 0) {
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+        return -1;
+    }
+    return 0;
 }
 
 /* Preparing a statement from SQL text costs more than running most of

@@ -116,6 +116,7 @@ typedef struct store_executor {
     bool alive;         /* that process is running */
     bool lease_valid;   /* its lease has not expired */
     bool this_host;
+    bool service;       /* that process is the store's service (jorch serve) */
     long pid;
     char host[100];
     char owner[128];
@@ -245,6 +246,18 @@ int store_service_request(const char *home, const char *line, char **reply, int 
  * service does not execute it (closed, or another live process does), -1
  * the service could not be asked. */
 int store_service_poke(const char *home, const char *run_id);
+
+/* Waits on the service's socket until it closes run_id (no polling): 0
+ * closed, 1 the service does not execute it (or none runs, or it stopped
+ * meanwhile), 2 timeout_ms passed (< 0: no limit). */
+int store_service_wait(const char *home, const char *run_id, int64_t timeout_ms);
+
+/* A query answered by the service from the run's live engine: 0 answered,
+ * 1 not live there (the caller replays the history itself), -1 the query
+ * failed (err, as store_query would say). */
+int store_service_query(const char *home, const char *run_id, const char *name,
+                        const Temporal__Api__Common__V1__Payloads *args,
+                        Temporal__Api__Common__V1__Payloads **answer, jerr *err);
 
 /* True when a live process executes the run (holds its lease). */
 bool store_run_has_executor(store *s, const char *run_id);

@@ -27,6 +27,7 @@ struct store {
     char *home;
     char owner[128]; /* "pid@host pid:[ns]" of this process, for leases */
     bool readonly;   /* the database could only be opened for reading */
+    bool grouped;    /* inside store_group_begin: transactions are savepoints */
     /* jorch.db-wal as this connection opened it (SQLite keeps it while any
      * connection is open, so another file there means it was deleted) */
     bool wal_known;
@@ -41,6 +42,13 @@ struct store {
 
 int store_exec(store *s, const char *sql, jerr *err);
 int store_begin(store *s, jerr *err);
+int store_begin_read(store *s, jerr *err); /* a read snapshot, ended with store_rollback */
+/* Group commit (the service): one write transaction around the
+ * transactions of many runs, each of which becomes a savepoint that
+ * commits or rolls back on its own; the group reaches the disk in one
+ * commit (one fsync). A failed group commit loses the whole group. */
+int store_group_begin(store *s, jerr *err);
+int store_group_commit(store *s, jerr *err);
 int store_commit(store *s, jerr *err);
 void store_rollback(store *s);
 /* A transaction whose commit is not synced to disk by itself, for state

@@ -53,14 +53,30 @@ int store_run_executor(store *s, const char *run_id, store_executor *out, jerr *
     out->this_host = live >= 0;
     out->alive = live >= 0 ? live == 1 : out->lease_valid;
     out->owner[strcspn(out->owner, " ")] = '\0'; /* shown as "pid@host" */
+    if (out->this_host) {
+        /* the service writes its pid into serve.lock (service.c) */
+        char path[1100], buf[32] = "";
+        snprintf(path, sizeof path, "%s/serve.lock", s->home);
+        FILE *f = fopen(path, "r");
+        if (f) {
+            if (!fgets(buf, sizeof buf, f)) buf[0] = '\0';
+            fclose(f);
+        }
+        out->service = buf[0] && strtol(buf, NULL, 10) == out->pid;
+    }
     return 0;
 }
 
 void store_executor_text(const store_executor *x, const char *workflow_id, char *buf, size_t len) {
     if (!x->held)
         snprintf(buf, len, "no process; 'jorch resume %s' continues the run", workflow_id);
+    else if (x->alive && x->lease_valid && x->service)
+        snprintf(buf, len, "the service (process %ld on %s, alive)", x->pid, x->host);
     else if (x->alive && x->lease_valid)
         snprintf(buf, len, "process %ld on %s (alive)", x->pid, x->host);
+    else if (!x->alive && x->service)
+        snprintf(buf, len, "the service (process %ld on %s, %s); 'jorch serve' continues its runs", x->pid, x->host,
+                 x->this_host ? "dead" : "lease expired");
     else if (x->alive)
         snprintf(buf, len, "process %ld on %s (alive, but its lease expired: stopped or stuck?)", x->pid, x->host);
     else
@@ -334,6 +350,7 @@ int store_observe_json(store *s, const char *id, jbuf *out, jerr *err) {
                 char text2[512];
                 store_executor_text(&x, r.workflow_id, text2, sizeof text2);
                 cJSON_AddBoolToObject(ex, "alive", x.held && x.alive && x.lease_valid);
+                cJSON_AddBoolToObject(ex, "service", x.held && x.service);
                 if (x.held) {
                     cJSON_AddStringToObject(ex, "owner", x.owner);
                     cJSON_AddNumberToObject(ex, "pid", (double)x.pid);

@@ -5,6 +5,10 @@
 # deliver each signal exactly once.
 . "$(dirname "$0")/lib.sh"
 t_begin "crash safety"
+# This test is about executors of one run each (kill -9 of a run's process,
+# 'jorch resume'): start and run --detach start one per run, not the service
+# (tests/cli/serve*.sh cover the service).
+export JORCH_SERVICE=off
 
 expected='["A:ada","B:zed","C:ada"]'
 count() { grep -c "^$1\$" "$MARK_FILE" 2>/dev/null || true; }

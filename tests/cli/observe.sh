@@ -10,6 +10,10 @@
 # both forms replaying.
 . "$(dirname "$0")/lib.sh"
 t_begin "observe"
+# This test is about executors of one run each (kill -9 of a run's process,
+# 'jorch resume'): start and run --detach start one per run, not the service
+# (tests/cli/serve*.sh cover the service).
+export JORCH_SERVICE=off
 
 # pyjson FILE EXPR: evaluates EXPR on the JSON document `d` in FILE
 pyjson() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$1" "$2"; }

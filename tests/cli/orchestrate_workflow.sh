@@ -13,6 +13,10 @@
 # executor is dispatching a burst of short activities: see the note at
 # "skipPhase" below.
 . "${JORCH_SOURCE_DIR:-.}/tests/orchestrate/lib.sh"
+# Each case sets environment variables its activities read (the fake agent's
+# sleeps); a service keeps the environment it started with, so these runs get
+# a process each (JORCH_SERVICE=off), as from a shell that changes them.
+export JORCH_SERVICE=off
 use_fake_agent
 WF="$SRC/workflows/orchestrate.lua"
 ACTS=(--activities "$SRC/activities")
