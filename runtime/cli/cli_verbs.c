@@ -548,8 +548,8 @@ static const char run_help[] =
     "stderr, the result as JSON on stdout; exit 0 when it completed, 1 when it failed\n"
     "(or a workflow task failed: fix the environment, or fix the script and\n"
     "'jorch upgrade ID'; then 'jorch resume ID').\n"
-    "start only starts it and prints the workflow id (on the embedded backend, a\n"
-    "background process executes it; see --detach).\n"
+    "start only starts it and prints the workflow id (on the embedded backend, the\n"
+    "store's service executes it, started when none runs: see 'jorch serve --help').\n"
     "Each ARG is one workflow argument: JSON when it parses, otherwise a string; an\n"
     "ARG that starts with { [ or \" must be valid JSON. Options go before SCRIPT; to\n"
     "pass an ARG that starts with '-', put it after '--' (jorch run SCRIPT -- -x).\n"
@@ -557,7 +557,7 @@ static const char run_help[] =
     "  --id ID            workflow id (default TYPE-<random>)\n"
     "  --input JSON       one workflow argument, exact JSON (repeat for more; instead of ARGs)\n"
     "  --input-file FILE  one workflow argument, the JSON in FILE (repeatable, like --input)\n"
-    "  --detach           run: execute in a background process, print the id\n"
+    "  --detach           run: hand it to the service (like start), print the id\n"
     "  --time-skip        fire timers as soon as nothing else can happen (tests)\n"
     "  --activities DIR   where activity modules are (default ./activities; on Temporal,\n"
     "                     for run's own worker)\n"
@@ -1059,8 +1059,8 @@ int cli_verb_resume(int argc, char **argv) {
                         strstr(reply, "\"released\":true") != NULL;
         free(reply);
         if (!released) {
-            cli_errorf("workflow '%s' is executed by the service (process %ld); 'jorch result %s' waits for it, "
-                       "'jorch serve --status' shows what it waits for", r.workflow_id, x.pid, r.workflow_id);
+            cli_errorf("workflow '%s' is being executed by process %ld (the service); 'jorch result %s' waits for "
+                       "it, 'jorch serve --status' shows what it waits for", r.workflow_id, x.pid, r.workflow_id);
             store_close(s);
             return CLI_USAGE;
         }

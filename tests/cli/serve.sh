@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # jorch serve: one process executes every open run. A timer fires and the
 # run moves on while no CLI process runs; a run whose script loops forever
-# fails its own workflow task while the others go on; a cache of one engine
+# fails its own workflow task while the others proceed on; a cache of one engine
 # still completes 100 concurrent runs; SIGTERM stops the service cleanly and
 # a restart continues; idle CPU with many waiting runs is near zero;
 # start hands runs to a service it starts on demand, one per store.
@@ -13,7 +13,7 @@ mkdir -p "$W" "$T_DIR/acts"
 cat >"$W/gate.lua" <<'LUA'
 return function(name)
   local got
-  workflow.on_signal("go", function(v) got = v end)
+  workflow.on_signal("proceed", function(v) got = v end)
   workflow.on_query("got", function() return got end)
   workflow.wait_condition(function() return got ~= nil end)
   return name .. ":" .. tostring(got)
@@ -65,7 +65,7 @@ run_jorch serve
 expect_eq "a second service for the same store is refused" "$RC" "2"
 expect_contains "it names the running one" "$ERR" "a service already executes the runs of"
 t0=$(date +%s%N)
-"$J" signal g1 go '"x"' >/dev/null
+"$J" signal g1 proceed '"x"' >/dev/null
 out=$("$J" result g1 --timeout 10s)
 t1=$(date +%s%N)
 expect_eq "a signal reaches the service at once" "$out" '"ada:x"'
@@ -81,8 +81,8 @@ expect_eq "its result" "$("$J" result t1)" '"tim after the timer"'
 # ---------------------------------------------------------------- a runaway script
 JORCH_INSTRUCTION_BUDGET=20000000 "$J" start --id loop1 "$W/loop.lua" >/dev/null 2>&1
 "$J" start --id g3 "$W/gate.lua" cy >/dev/null
-"$J" signal g3 go 3 >/dev/null
-expect_eq "the others go on while a script loops" "$("$J" result g3 --timeout 60s)" '"cy:3"'
+"$J" signal g3 proceed 3 >/dev/null
+expect_eq "the others proceed on while a script loops" "$("$J" result g3 --timeout 60s)" '"cy:3"'
 for _ in $(seq 200); do "$J" history loop1 2>/dev/null | grep -q WorkflowTaskFailed && break; sleep 0.1; done
 run_jorch history loop1
 expect_contains "the looping run failed its own workflow task" "$OUT" "WorkflowTaskFailed"
@@ -100,7 +100,7 @@ run_jorch describe g2
 check "its runs are free for the next executor" grep -Eq "^Executed by:  no process" <<<"$OUT"
 run_jorch serve --status
 expect_eq "serve --status without a service: exit 1" "$RC" "1"
-"$J" signal g2 go 2 >/dev/null
+"$J" signal g2 proceed 2 >/dev/null
 run_jorch serve --concurrency 4
 expect_eq "serve goes to the background" "$RC" "0"
 expect_eq "a restart continues the runs" "$("$J" result g2 --timeout 20s)" '"bob:2"'

@@ -29,7 +29,7 @@ cat >"$T_DIR/flow.lua" <<'LUA'
 local acts = workflow.activities{start_to_close_timeout = "30s", retry_policy = {initial_interval = "200ms"}}
 return function(n)
   local signals = 0
-  workflow.on_signal("go", function() signals = signals + 1 end)
+  workflow.on_signal("approve", function() signals = signals + 1 end)
   local a = acts.mark(n, "A")
   workflow.sleep(2)
   workflow.wait_condition(function() return signals > 0 end)
@@ -52,19 +52,21 @@ pid=$(svc_pid)
 # each process starts its share; the even runs get their signal right away
 # (it arrives while their first activity or their timer is in flight), the
 # odd ones only after the kill, while no service runs
-par "'$J' start --id c{} --activities '$T_DIR/acts' '$T_DIR/flow.lua' {} >/dev/null 2>>'$T_DIR/start.err' || echo {} >>'$T_DIR/failed'; [ \$(({} % 2)) = 1 ] || '$J' signal c{} go >/dev/null"
+par "'$J' start --id c{} --activities '$T_DIR/acts' '$T_DIR/flow.lua' {} >/dev/null 2>>'$T_DIR/start.err' || echo {} >>'$T_DIR/failed'; [ \$(({} % 2)) = 1 ] || '$J' signal c{} approve >/dev/null"
 expect_eq "all $N started" "$(cat "$T_DIR/failed" 2>/dev/null | wc -l)" "0"
 kill -9 "$pid"
 for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
 check "the service is dead" bash -c "! kill -0 $pid 2>/dev/null"
-open=$("$J" list --status running | tail -n +2 | wc -l)
-inflight=$(python3 -c '
-import collections,sys
-done=collections.Counter(l.split()[1] for l in open(sys.argv[1]) if l.strip())
-print(" ".join(f"{s}:{done[s]}" for s in "ABC"))' "$MARK_FILE")
-echo "     killed with $open runs open; activity attempts begun per step: $inflight"
-check "runs were in flight at the kill" test "$open" -gt $((N / 2))
-seq 1 2 $((N - 1)) | xargs -P "$P" -I{} "$J" signal c{} go >/dev/null 2>>"$T_DIR/signal.err"
+nopen=$("$J" list --status running | tail -n +2 | wc -l)
+inflight=$(python3 - "$MARK_FILE" <<'PY'
+import collections, sys
+begun = collections.Counter(l.split()[1] for l in open(sys.argv[1]) if l.strip())
+print(" ".join(f"{s}:{begun[s]}" for s in "ABC"))
+PY
+)
+echo "     killed with $nopen runs open; activity attempts begun per step: $inflight"
+check "runs were in flight at the kill" test "$nopen" -gt $((N / 2))
+seq 1 2 $((N - 1)) | xargs -P "$P" -I{} "$J" signal c{} approve >/dev/null 2>>"$T_DIR/signal.err"
 check "signals while no service runs are accepted" bash -c '! grep -q . "$1"' _ "$T_DIR/signal.err"
 
 # what was committed before the restart: completed activities per run
@@ -101,10 +103,12 @@ for n, k in committed.items():
 PY
 expect_eq "committed activities never ran again" "$(wc -l <"$T_DIR/rerun")" "0"
 head -3 "$T_DIR/rerun"
-reran=$(python3 -c '
-import collections,sys
-c=collections.Counter(l.strip() for l in open(sys.argv[1]) if l.strip())
-print(sum(v-1 for v in c.values()))' "$MARK_FILE")
+reran=$(python3 - "$MARK_FILE" <<'PY'
+import collections, sys
+c = collections.Counter(l.strip() for l in open(sys.argv[1]) if l.strip())
+print(sum(v - 1 for v in c.values()))
+PY
+)
 echo "     attempts run again after the kill (in flight, not committed): $reran"
 kill -TERM "$(svc_pid)"
 t_end

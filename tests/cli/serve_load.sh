@@ -13,7 +13,7 @@ P=8
 cat >"$T_DIR/gate.lua" <<'LUA'
 return function(n)
   local got
-  workflow.on_signal("go", function(v) got = v end)
+  workflow.on_signal("proceed", function(v) got = v end)
   workflow.wait_condition(function() return got ~= nil end)
   return n * 1000 + got
 end
@@ -58,7 +58,7 @@ t0=$(date +%s%N)
 for p in $(seq 0 $((P - 1))); do
   (
     for i in $(seq "$p" "$P" $((N - 1))); do
-      "$J" signal "r$i" go $((i % 7)) >/dev/null 2>>"$T_DIR/signal-$p.err" || echo "r$i" >>"$T_DIR/sigfailed"
+      "$J" signal "r$i" proceed $((i % 7)) >/dev/null 2>>"$T_DIR/signal-$p.err" || echo "r$i" >>"$T_DIR/sigfailed"
     done
   ) &
 done
