@@ -41,7 +41,7 @@ static const char serve_help[] =
     "Options:\n"
     "  --concurrency N     activity attempts running at once (default 8, at most 256)\n"
     "  --cache-size N      workflow engines kept in memory (default 1000; at least 1)\n"
-    "  --cache-memory MB   Lua heap the cached engines may hold in all (default: no limit)\n"
+    "  --cache-memory MB   Lua heap the cached engines may hold in all (default 256)\n"
     "  --home DIR          the embedded store (default $JORCH_HOME or ./.jorch)\n"
     "  --foreground        stay in this process, log on stderr (systemd, containers)\n"
     "  --status            show the running service and its runs (exit 1 when none runs)\n"
@@ -219,7 +219,7 @@ int cli_verb_serve(int argc, char **argv) {
     if (a.set[S_OUTPUT] && strcmp(a.val[S_OUTPUT], "json") != 0)
         return cli_usage_error("serve", "--output takes only json");
     if (a.set[S_STATUS]) return serve_status(home, a.set[S_OUTPUT]);
-    long conc = 8, cache = 1000, mem_mb = 0;
+    long conc = 8, cache = 1000, mem_mb = 256;
     if ((a.set[S_CONCURRENCY] && parse_count("--concurrency", a.val[S_CONCURRENCY], 1, 256, &conc)) ||
         (a.set[S_CACHE_SIZE] && parse_count("--cache-size", a.val[S_CACHE_SIZE], 1, 100000000, &cache)) ||
         (a.set[S_CACHE_MEMORY] && parse_count("--cache-memory", a.val[S_CACHE_MEMORY], 1, 1048576, &mem_mb)))

@@ -24,6 +24,7 @@
 #include "engine/engine.h"
 
 #define NS INT64_C(1000000000)
+#define RUNNER_SLOTS 256
 
 /* Heartbeats arrive on activity threads; they only touch this table. */
 typedef struct hb_slot {
@@ -71,7 +72,8 @@ struct runner {
     char waiting[512];           /* which wait the status line shows (store_waiting_key), since when */
     int64_t waiting_since;
     pthread_mutex_t mu;
-    hb_slot slots[256];          /* one per attempt in the host; dispatch waits when full */
+    hb_slot *slots;              /* RUNNER_SLOTS, one per attempt in the host (allocated at the
+                                    first; a waiting run in the service needs none); dispatch waits when full */
     uint32_t generation;         /* which run of a continue-as-new chain: part of each token */
     int64_t lease_gen;           /* the fencing token of this process's lease on run_id */
     keeper keep;
@@ -238,7 +240,12 @@ static uint32_t generation_of(uint64_t token) { return (uint32_t)(token >> 40); 
 
 static hb_slot *slot_for(runner *r, uint64_t token, bool create) {
     hb_slot *free_slot = NULL;
-    for (size_t i = 0; i < sizeof r->slots / sizeof r->slots[0]; i++) {
+    if (!r->slots) {
+        if (!create) return NULL;
+        r->slots = calloc(RUNNER_SLOTS, sizeof *r->slots);
+        if (!r->slots) return NULL;
+    }
+    for (size_t i = 0; i < RUNNER_SLOTS; i++) {
         if (r->slots[i].used && r->slots[i].token == token) return &r->slots[i];
         if (!r->slots[i].used && !free_slot) free_slot = &r->slots[i];
     }
@@ -261,8 +268,8 @@ static void on_start(void *ud, uint64_t token) {
 static int free_slots(runner *r) {
     int n = 0;
     pthread_mutex_lock(&r->mu);
-    for (size_t i = 0; i < sizeof r->slots / sizeof r->slots[0]; i++)
-        if (!r->slots[i].used) n++;
+    for (size_t i = 0; i < RUNNER_SLOTS; i++)
+        if (!r->slots || !r->slots[i].used) n++;
     pthread_mutex_unlock(&r->mu);
     return n;
 }
@@ -271,7 +278,7 @@ static int free_slots(runner *r) {
  * (their outcomes are dropped when they arrive). */
 static void cancel_generation(runner *r) {
     pthread_mutex_lock(&r->mu);
-    for (size_t i = 0; i < sizeof r->slots / sizeof r->slots[0]; i++) {
+    for (size_t i = 0; r->slots && i < RUNNER_SLOTS; i++) {
         hb_slot *sl = &r->slots[i];
         if (sl->used && generation_of(sl->token) == r->generation) {
             sl->cancel = true;
@@ -1838,8 +1845,9 @@ void runner_free(runner *r) {
     store_close(r->keep.s);
     pthread_cond_destroy(&r->keep.cv);
     pthread_mutex_destroy(&r->keep.mu);
-    for (size_t i = 0; i < sizeof r->slots / sizeof r->slots[0]; i++)
+    for (size_t i = 0; r->slots && i < RUNNER_SLOTS; i++)
         if (r->slots[i].details) protobuf_c_message_free_unpacked(&r->slots[i].details->base, NULL);
+    free(r->slots);
     pthread_mutex_destroy(&r->mu);
     free(r);
 }

@@ -532,9 +532,12 @@ int store_upgrade(store *s, const char *id, const store_upgrade_opts *o, store_u
     if (upgrade_check_queue(s, &r, o, res, err) != 0) return -1;
     if (res->unchanged || o->dry_run) return 0;
     int64_t checked = res->checked_events;
-    /* applied here when no process executes the run; else by that process
-     * within a fraction of a second */
-    store_apply_if_idle(s, r.run_id);
+    /* applied by the service at once (told through its socket), here when
+     * no process executes the run, else by that process within a fraction
+     * of a second */
+    const char *mode = getenv("JORCH_SERVICE");
+    if ((mode && strcmp(mode, "off") == 0) || store_service_poke(s->home, r.run_id) != 0)
+        store_apply_if_idle(s, r.run_id);
     for (int i = 0; i < 400 && inbox_pending(s, r.run_id) > 0; i++) {
         struct timespec ts = {0, 25 * 1000000};
         nanosleep(&ts, NULL);
