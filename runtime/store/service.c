@@ -368,6 +368,22 @@ static void drop_run(service *sv, svc_run *x, bool release) {
     free(x);
 }
 
+/* A lease with this process's owner name that this service does not hold:
+ * left by an earlier service with the same pid (a container's pid 1
+ * restarted), so it is free. */
+static bool owned_by_me(service *sv, const char *run_id) {
+    sqlite3_stmt *q = NULL;
+    bool mine = false;
+    if (sqlite3_prepare_v2(sv->s->db, "SELECT 1 FROM runs WHERE run_id=?1 AND lease_owner=?2", -1, &q, NULL) ==
+        SQLITE_OK) {
+        sqlite3_bind_text(q, 1, run_id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(q, 2, sv->s->owner, -1, SQLITE_STATIC);
+        mine = sqlite3_step(q) == SQLITE_ROW;
+    }
+    sqlite3_finalize(q);
+    return mine;
+}
+
 /* Takes a run into the service: 0 taken (or already here), 1 not taken
  * (closed, or a live process executes it), -1 error. */
 static int adopt(service *sv, const char *run_id, jerr *err) {
@@ -376,7 +392,7 @@ static int adopt(service *sv, const char *run_id, jerr *err) {
     store_run cur;
     if (store_run_find(sv->s, run_id, &cur, err) != 0) return -1;
     if (cur.status != RUN_RUNNING) return 1;
-    if (store_run_has_executor(sv->s, cur.run_id)) return 1;
+    if (!owned_by_me(sv, cur.run_id) && store_run_has_executor(sv->s, cur.run_id)) return 1;
     act_host *h = host_for(sv, cur.activities_dir, err);
     if (!h) return -1;
     x = calloc(1, sizeof *x);
@@ -539,13 +555,16 @@ static void housekeeping(service *sv, bool first) {
         sqlite3_finalize(q);
     }
     sqlite3_stmt *q = NULL;
-    if (sqlite3_prepare_v2(sv->s->db, "SELECT run_id FROM runs WHERE status=1 AND (lease_owner IS NULL OR lease_owner != ?1)"
-                           " ORDER BY seq", -1, &q, NULL) != SQLITE_OK) {
+    /* at the first pass also runs whose lease names this process: an earlier
+     * service with the same pid left them */
+    if (sqlite3_prepare_v2(sv->s->db, "SELECT run_id FROM runs WHERE status=1 AND (?2 OR lease_owner IS NULL OR "
+                           "lease_owner != ?1) ORDER BY seq", -1, &q, NULL) != SQLITE_OK) {
         store_db_error(sv->s, "listing open runs", &e);
         svc_log("%s", e.msg);
         return;
     }
     sqlite3_bind_text(q, 1, sv->s->owner, -1, SQLITE_STATIC);
+    sqlite3_bind_int(q, 2, first);
     char (*ids)[40] = NULL;
     size_t n = 0, cap = 0;
     while (sqlite3_step(q) == SQLITE_ROW) {
