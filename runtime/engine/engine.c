@@ -2271,7 +2271,10 @@ static int64_t timer_seq(engine_run *r, const char *timer_id) {
  * (Python, TypeScript, .NET, Ruby) write their name and core's flags; jorch
  * writes "jorch"; jorch before flags wrote no metadata at all. */
 static int read_flags(engine_run *r, const HistoryEvent *e, engine_output *out, jerr *err) {
-    const Temporal__Api__History__V1__WorkflowTaskCompletedEventAttributes *a = e->workflow_task_completed_event_attributes;
+    /* Read ahead of the check that each event carries its own attributes
+     * (the event after WorkflowTaskStarted): trust the oneof case only. */
+    const Temporal__Api__History__V1__WorkflowTaskCompletedEventAttributes *a =
+        e->attributes_case == EV_ATTR(WORKFLOW_TASK_COMPLETED) ? e->workflow_task_completed_event_attributes : NULL;
     const Temporal__Api__Sdk__V1__WorkflowTaskCompletedMetadata *md = a ? a->sdk_metadata : NULL;
     if (!r->seen_completion) {
         /* jorch names itself in a run's first completion (and lists the

@@ -892,6 +892,29 @@ static void unknown_flag_fails_the_task(void) {
     hb_free(&h);
 }
 
+/* A WorkflowTaskCompleted carrying another event's attributes (a damaged
+ * history; the fuzzer's find): the flags are read ahead of the per-event
+ * check, and must not take the other attributes for the task's. */
+static void completion_with_foreign_attributes_is_damage(void) {
+    hb h;
+    hb_begin(&h, NULL);
+    int64_t done = hb_task(&h);
+    HistoryEvent *e = h.ev[done - 1];
+    protobuf_c_message_free_unpacked(&e->workflow_task_completed_event_attributes->base, NULL);
+    Temporal__Api__History__V1__TimerStartedEventAttributes *a = malloc(sizeof *a);
+    temporal__api__history__v1__timer_started_event_attributes__init(a);
+    a->timer_id = jstrdup("1");
+    e->attributes_case = EV_ATTR(TIMER_STARTED);
+    e->timer_started_event_attributes = a;
+    hb_open_task(&h);
+    fed f = feed_script(ids_script, &h);
+    CHECK(f.rc != 0);
+    CHECK_INT(f.out.failure, ENGINE_TASK_FAILED);
+    CHECK_CONTAINS(f.err.msg, "(WorkflowTaskCompleted) does not carry its attributes");
+    fed_free(&f);
+    hb_free(&h);
+}
+
 static const char *patch_script =
     "return function()\n"
     "  workflow.sleep(1)\n"
@@ -1082,6 +1105,7 @@ static void recorded_oversized_command_still_replays(void) {
 TEST_MAIN(TEST_CASE(first_task_schedules_activity), TEST_CASE(flag1_new_run_records_kind_ids),
           TEST_CASE(flag1_without_replays_shared_counter), TEST_CASE(flag1_with_replays_kind_ids),
           TEST_CASE(flag1_core_history_uses_kind_ids), TEST_CASE(unknown_flag_fails_the_task),
+          TEST_CASE(completion_with_foreign_attributes_is_damage),
           TEST_CASE(flag2_patch_upsert), TEST_CASE(flag3_details_list), TEST_CASE(flag3_heartbeat_details_list), TEST_CASE(flag3_error_details_as_payloads), TEST_CASE(replay_then_complete),
           TEST_CASE(closed_history_replays_to_the_end), TEST_CASE(timer_cancel_replays),
           TEST_CASE(incremental_feed_matches_like_full), TEST_CASE(nondeterminism_names_event_command_and_line),
