@@ -86,6 +86,10 @@ const char *cli_home_dir(const char *home_opt);
  * HOME [--activities DIR] ID` in a new session, output appended to
  * HOME/logs/ID.log. ID goes to execv, never to a shell. */
 int cli_spawn_executor(const char *home, const char *id, const char *activities_dir, jerr *err);
+/* Embedded backend: has run RUN_ID executed in the background as `jorch
+ * start` does: handed to the store's service (started when none runs),
+ * else a process of its own (cli_spawn_executor). */
+int cli_execute_background(const char *home, const char *run_id, const char *activities_dir, jerr *err);
 
 /* The Temporal backend's client (runtime/cli/cli_temporal.c), configured
  * from the environment and jorch.yaml (TEMPORAL_ADDRESS, ...). */

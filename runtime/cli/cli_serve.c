@@ -19,13 +19,14 @@
 
 #include "cli/cli_int.h"
 #include "store/store.h"
+#include "web/web.h"
 
-enum { S_CONCURRENCY, S_CACHE_SIZE, S_CACHE_MEMORY, S_HOME, S_FOREGROUND, S_STATUS, S_OUTPUT };
+enum { S_CONCURRENCY, S_CACHE_SIZE, S_CACHE_MEMORY, S_HOME, S_FOREGROUND, S_STATUS, S_OUTPUT, S_WEB };
 
 static const cli_opt serve_opts[] = {
     {"cache-memory", 1, S_CACHE_MEMORY}, {"cache-size", 1, S_CACHE_SIZE}, {"concurrency", 1, S_CONCURRENCY},
     {"foreground", 0, S_FOREGROUND},     {"home", 1, S_HOME},             {"output", 1, S_OUTPUT},
-    {"status", 0, S_STATUS},             {NULL, 0, 0}};
+    {"status", 0, S_STATUS},             {"web", 0, S_WEB},               {NULL, 0, 0}};
 
 static const char serve_help[] =
     "Usage: jorch serve [--concurrency N] [--cache-size N] [--cache-memory MB] [--home DIR] [--foreground]\n"
@@ -45,7 +46,9 @@ static const char serve_help[] =
     "  --home DIR          the embedded store (default $JORCH_HOME or ./.jorch)\n"
     "  --foreground        stay in this process, log on stderr (systemd, containers)\n"
     "  --status            show the running service and its runs (exit 1 when none runs)\n"
-    "  --output json       --status as JSON\n";
+    "  --output json       --status as JSON\n"
+    "  --web               serve the approval page, Jira webhook and metrics in this\n"
+    "                      process too (as 'jorch web'; also web.serve: true in jorch.yaml)\n";
 
 static const char *serve_home(const char *opt) {
     if (opt && *opt) return opt;
@@ -240,6 +243,7 @@ int cli_verb_serve(int argc, char **argv) {
             extra[n++] = "--cache-memory";
             extra[n++] = a.val[S_CACHE_MEMORY];
         }
+        if (a.set[S_WEB]) extra[n++] = "--web";
         extra[n] = NULL;
         char *reply = NULL;
         jerr e = {0};
@@ -273,7 +277,30 @@ int cli_verb_serve(int argc, char **argv) {
     }
     store_service_opts so = {.concurrency = (int)conc, .cache_size = (size_t)cache,
                              .cache_memory = (size_t)mem_mb << 20, .config_json = conf.data};
+    /* the web server runs on a thread of its own beside the service loop,
+     * reaching runs as any client does; runs its webhook starts are handed
+     * to this service like those of 'jorch start' */
+    web_server *web = NULL;
+    int want_web = a.set[S_WEB] ? 1 : web_config_serve(&e);
+    if (want_web < 0) {
+        cli_errorf("%s", e.msg);
+        store_close(s);
+        jbuf_free(&conf);
+        return CLI_USAGE;
+    }
+    if (want_web) {
+        web_options wo = {.home = home};
+        web = web_start(&wo, &e);
+        if (!web) {
+            cli_errorf("web: %s", e.msg);
+            store_close(s);
+            jbuf_free(&conf);
+            return cli_exit_for(&e);
+        }
+        fprintf(stderr, "jorch serve: approval page, Jira webhook and metrics at %s/\n", web_url(web));
+    }
     rc = store_service_run(s, &so, &e);
+    web_stop(web);
     store_close(s);
     jbuf_free(&conf);
     if (rc != 0) {

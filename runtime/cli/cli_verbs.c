@@ -734,6 +734,11 @@ static int spawn_background(const char *home, const char *wid, const cli_args *a
     return 0;
 }
 
+int cli_execute_background(const char *home, const char *run_id, const char *activities_dir, jerr *err) {
+    if (cli_service_handoff(home, run_id) == 0) return 0;
+    return cli_spawn_executor(home, run_id, activities_dir, err);
+}
+
 int cli_spawn_executor(const char *home, const char *wid, const char *activities_dir, jerr *err) {
     char logdir[1100], logpath[4300], fname[3100];
     snprintf(logdir, sizeof logdir, "%s/logs", home);

@@ -334,10 +334,11 @@ static int start_for_issue(web_server *w, const char *key, char *msg, size_t cap
     int rc = w->c->ops->start(w->c, &so, &run_id, err);
     protobuf_c_message_free_unpacked(&in->base, NULL);
     if (rc != 0) return -1;
-    if (!w->conf.temporal && !w->no_executor) {
-        /* the embedded backend executes a run in a process of its own, as
-         * `jorch start` does; it is given the run id, which we made */
-        rc = cli_spawn_executor(w->conf.home, run_id, w->conf.activities[0] ? w->conf.activities : NULL, err);
+    if (!w->conf.temporal) {
+        /* the embedded backend's runs need an executor: the store's service
+         * (started when none runs), as for `jorch start`; it is given the
+         * run id, which we made */
+        rc = cli_execute_background(w->conf.home, run_id, w->conf.activities[0] ? w->conf.activities : NULL, err);
     }
     if (rc == 0) snprintf(msg, cap, "started workflow %s (run %s)", key, run_id);
     free(run_id);
@@ -774,7 +775,6 @@ web_server *web_start(const web_options *o, jerr *err) {
         free(w);
         return NULL;
     }
-    w->no_executor = o->no_executor;
     w->loopback = loopback_host(w->conf.host);
     if (!w->loopback && !w->conf.token && !w->conf.n_users) {
         jerr_set(err, JERR_USAGE, "refusing to listen on %s without authentication: give --token-file or "
@@ -829,6 +829,25 @@ fail:
 }
 
 const char *web_url(const web_server *w) { return w->url; }
+
+int web_config_serve(jerr *err) {
+    const char *path = NULL;
+    int has = config_locate(&path, err);
+    if (has <= 0) return has;
+    jbuf j;
+    jbuf_init(&j, 0);
+    if (config_load_yaml_as_json(path, &j, err) != 0) {
+        jbuf_free(&j);
+        return -1;
+    }
+    cJSON *root = cJSON_Parse(j.data ? j.data : "{}");
+    jbuf_free(&j);
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(root, "web"), "serve");
+    int rc = cJSON_IsTrue(v) ? 1 : 0;
+    if (v && !cJSON_IsBool(v)) rc = jerr_set(err, JERR_USAGE, "%s: web.serve must be true or false", path);
+    cJSON_Delete(root);
+    return rc;
+}
 
 void web_stop(web_server *w) {
     if (!w) return;

@@ -28,9 +28,6 @@ typedef struct web_options {
     const char *workflow;          /* what the Jira webhook starts */
     const char *activities;
     bool temporal;
-    /* embedded: runs the webhook starts are left to the caller's executor
-     * instead of a `jorch resume` process of their own */
-    bool no_executor;
 } web_options;
 
 typedef struct web_server web_server;
@@ -38,13 +35,17 @@ typedef struct web_server web_server;
 /* Loads the configuration, opens a client of the backend and listens (one
  * thread of libmicrohttpd's). NULL with err: JERR_USAGE for bad options or
  * configuration (a non-loopback address without authentication too),
- * JERR_BACKEND when the backend or the address cannot be reached. With
- * executors (embedded, no_executor false) the caller reaps its children
- * (waitpid) now and then, as web_main does. */
+ * JERR_BACKEND when the backend or the address cannot be reached. On the
+ * embedded backend, runs the webhook starts are handed to the store's
+ * service (cli_execute_background); a process of their own, when used, is
+ * the caller's child to reap (web_main does). */
 web_server *web_start(const web_options *o, jerr *err);
 /* "http://HOST:PORT", the port as bound. */
 const char *web_url(const web_server *w);
-void web_stop(web_server *w);
+void web_stop(web_server *w);   /* NULL: nothing */
+/* Whether jorch.yaml asks `jorch serve` for the web server too (web.serve:
+ * true): 1 yes, 0 no, -1 with err for an unreadable configuration. */
+int web_config_serve(jerr *err);
 
 /* What a Jira webhook delivery asks for, under the configured rules. */
 enum { WEB_JIRA_NONE = 0, WEB_JIRA_START, WEB_JIRA_PROCEED, WEB_JIRA_REJECT };

@@ -49,7 +49,6 @@ struct web_server {
     cli_client *c;
     struct MHD_Daemon *d;
     char url[300];
-    bool no_executor;
     unsigned char csrf_key[32];
     bool loopback;
     /* webhook deliveries already acted on (X-Atlassian-Webhook-Identifier) */
