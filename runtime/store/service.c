@@ -533,7 +533,8 @@ static void drain_outcomes(service *sv) {
 /* Every lease/3: renews the leases of all runs this process holds (one
  * statement; each commit still checks its run's generation), and takes
  * every open run no live process executes (a new run whose poke was lost,
- * a run whose `jorch run` process died). */
+ * a run whose `jorch run` process died), except runs whose last task failed
+ * with nothing new since. */
 static void housekeeping(service *sv, bool first) {
     jerr e = {0};
     if (!first) {
@@ -581,6 +582,11 @@ static void housekeeping(service *sv, bool first) {
     size_t taken = 0;
     for (size_t i = 0; i < n; i++) {
         if (find_run(sv, ids[i])) continue;
+        /* a run whose last task failed (a foreground `jorch run` that exited
+         * on it) waits for a request or `jorch resume`, as a run the service
+         * parked does: taking it would only fail the task again and race the
+         * user's resume; a restart of the service tries it again */
+        if (!first && store_run_task_failed_idle(sv->s, ids[i])) continue;
         /* taken with the next groups (store_run_has_executor is asked there) */
         if (id_push(&sv->pending, &sv->npending, &sv->cappending, ids[i])) taken++;
     }

@@ -1069,6 +1069,27 @@ bool store_run_has_executor(store *s, const char *run_id) {
     return held;
 }
 
+bool store_run_task_failed_idle(store *s, const char *run_id) {
+    int64_t next = store_next_event_id(s, run_id);
+    if (next < 3) return false;
+    HistoryEvent **ev = NULL;
+    size_t n = 0;
+    jerr e = {0};
+    if (store_history(s, run_id, next - 3, &ev, &n, &e) != 0) return false; /* cannot tell: not idle */
+    /* a failed task records Started, Failed and a new Scheduled (runner.c) */
+    bool failed = n == 2 && ev[0]->event_type == ET(WORKFLOW_TASK_FAILED) &&
+                  ev[1]->event_type == ET(WORKFLOW_TASK_SCHEDULED);
+    store_events_free(ev, n);
+    if (!failed) return false;
+    /* a request not yet applied (signal, cancel, upgrade) is something new */
+    sqlite3_stmt *q = prep(s, "SELECT 1 FROM inbox WHERE run_id=? LIMIT 1", NULL);
+    if (!q) return false;
+    sqlite3_bind_text(q, 1, run_id, -1, SQLITE_TRANSIENT);
+    bool queued = sqlite3_step(q) == SQLITE_ROW;
+    store_release(s, q);
+    return !queued;
+}
+
 /* Inside a transaction: takes the run with a new lease generation (hold:
  * this process holds it until lease_length() from now; otherwise the lease
  * is left free). Returns 0, 1 when another process holds it (err says

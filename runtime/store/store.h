@@ -262,6 +262,11 @@ int store_service_query(const char *home, const char *run_id, const char *name,
 /* True when a live process executes the run (holds its lease). */
 bool store_run_has_executor(store *s, const char *run_id);
 
+/* True when the run's last workflow task failed and nothing came since (no
+ * event after the failure, no request in its inbox): executing it again
+ * would only fail the same task. */
+bool store_run_task_failed_idle(store *s, const char *run_id);
+
 /* Waits until the run (following continue-as-new) is closed; timeout_ms < 0
  * waits forever. Returns its close event. */
 int store_wait_closed(store *s, const char *id, int64_t timeout_ms,

@@ -105,6 +105,24 @@ run_jorch serve --concurrency 4
 expect_eq "serve goes to the background" "$RC" "0"
 expect_eq "a restart continues the runs" "$("$J" result g2 --timeout 20s)" '"bob:2"'
 
+# ---------------------------------------------------------------- a failed task left by a foreground run
+# The service's housekeeping runs every third of the lease (1 s here). A run
+# whose foreground `jorch run` exited on a failed task is not taken by it
+# (it would only fail the task again and race `jorch resume`).
+kill -TERM "$(svc_pid)"
+for _ in $(seq 100); do [ -e "$JORCH_HOME/serve.sock" ] || break; sleep 0.05; done
+JORCH_LEASE_SECONDS=3 "$J" serve >/dev/null
+JORCH_INSTRUCTION_BUDGET=20000000 run_jorch run --quiet --id fl1 "$W/loop.lua"
+expect_eq "a foreground run fails its task: exit 1" "$RC" "1"
+sleep 2.5
+run_jorch describe fl1
+check "after two housekeeping passes nobody executes it" grep -Eq "^Executed by:  no process" <<<"$OUT"
+expect_eq "its task ran once" "$("$J" history fl1 | grep -c WorkflowTaskFailed)" "1"
+JORCH_INSTRUCTION_BUDGET=20000000 run_jorch resume --quiet fl1
+expect_eq "resume runs it here and fails the task again: exit 1" "$RC" "1"
+expect_contains "resume: the instruction limit, not a refusal" "$ERR" "instruction"
+"$J" terminate fl1 >/dev/null
+
 # ---------------------------------------------------------------- a cache of one engine
 kill -TERM "$(svc_pid)"
 for _ in $(seq 100); do [ -e "$JORCH_HOME/serve.sock" ] || break; sleep 0.05; done
