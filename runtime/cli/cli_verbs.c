@@ -952,7 +952,8 @@ static int start_common(int argc, char **argv, bool run_mode) {
         }
         store_new_run nr = {.workflow_id = so.workflow_id, .workflow_type = type, .task_queue = so.task_queue,
                             .script_name = script, .script_src = src2, .script_len = len2, .input = input,
-                            .time_skip = a.set[O_TIME_SKIP], .activities_dir = adir[0] ? adir : NULL};
+                            .time_skip = a.set[O_TIME_SKIP], .activities_dir = adir[0] ? adir : NULL,
+                            .hold_lease = run_mode && !a.set[O_DETACH]};
         store_run r;
         int src_rc = src2 ? store_run_start(s, &nr, &r, &e) : -1;
         free(src2);

@@ -859,6 +859,20 @@ int store_run_start(store *s, const store_new_run *nr, store_run *out, jerr *err
         goto fail;
     }
     store_release(s, q);
+    if (nr->hold_lease) {
+        q = prep(s, "UPDATE runs SET lease_owner=?1, lease_until=?2 WHERE run_id=?3", err);
+        if (!q) goto fail;
+        sqlite3_bind_text(q, 1, s->owner, -1, SQLITE_TRANSIENT);
+        int64_t lease = store_lease_nanos();
+        sqlite3_bind_int64(q, 2, now + (lease > 0 ? lease : LEASE_NANOS_DEFAULT));
+        sqlite3_bind_text(q, 3, run_id, -1, SQLITE_TRANSIENT);
+        int lrc = sqlite3_step(q);
+        store_release(s, q);
+        if (lrc != SQLITE_DONE) {
+            store_db_error(s, "taking the lease of a new run", err);
+            goto fail;
+        }
+    }
 
     HistoryEvent *e = store_event_new(ET(WORKFLOW_EXECUTION_STARTED));
     Temporal__Api__History__V1__WorkflowExecutionStartedEventAttributes *a = malloc(sizeof *a);

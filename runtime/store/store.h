@@ -60,6 +60,8 @@ typedef struct store_new_run {
     const Temporal__Api__Common__V1__Payloads *input;
     bool time_skip;
     const char *activities_dir; /* recorded for resume; NULL: none */
+    bool hold_lease;            /* this process executes it now: leased in the same transaction, so
+                                 * the service never takes a run between its start and its runner */
 } store_new_run;
 
 /* Starts a run: records the script version and writes WorkflowExecutionStarted
