@@ -157,7 +157,8 @@ bool act_slots_mark(act_slots *s, uint64_t token, bool cancel_requested, bool go
     return sl != NULL;
 }
 
-bool act_slots_heartbeat_late(act_slots *s, uint64_t token, int64_t timeout_ns, int64_t now_ns) {
+bool act_slots_heartbeat_late(act_slots *s, uint64_t token, int64_t timeout_ns, int64_t now_ns, int64_t *next_ns) {
+    if (next_ns != NULL) *next_ns = 0;
     pthread_mutex_lock(&s->mu);
     slot *sl = find(s, token);
     /* the clock runs from the moment a host thread starts the attempt */
@@ -166,6 +167,9 @@ bool act_slots_heartbeat_late(act_slots *s, uint64_t token, int64_t timeout_ns, 
     if (late) {
         sl->info.cancel_requested = true;
         sl->info.heartbeat_timed_out = true;
+    } else if (sl != NULL && !sl->info.cancel_requested && next_ns != NULL) {
+        /* not started yet: the clock has not begun; look again after one timeout */
+        *next_ns = sl->info.started ? sl->info.last_beat_ns + timeout_ns + 1 : now_ns + timeout_ns;
     }
     pthread_mutex_unlock(&s->mu);
     return late;

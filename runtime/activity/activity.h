@@ -106,8 +106,9 @@ bool act_host_has(act_host *h, const char *name);
  * act_host_submit and the outcome: a bounded table keyed by the attempt's
  * token, under a lock of its own, so the host's threads (on_start,
  * on_heartbeat) and the backend's (dispatch, outcomes, cancellation) share
- * it safely. `jorch worker` (tc_worker.c) keeps one; its capacity is the
- * number of attempts the backend lets run at once. */
+ * it safely. `jorch worker` (tc_worker.c) keeps one for the worker, the
+ * embedded runner (runner.c) one per run; its capacity is the number of
+ * attempts the backend lets run at once. */
 typedef struct act_slots act_slots;
 
 typedef struct act_slot_info {
@@ -146,8 +147,11 @@ act_beat act_slots_beat(act_slots *s, uint64_t token, const Temporal__Api__Commo
  * heartbeat (each only ever set). Returns false for a token not held. */
 bool act_slots_mark(act_slots *s, uint64_t token, bool cancel_requested, bool gone, bool heartbeat_timed_out);
 /* Whether a started attempt's last heartbeat is older than timeout_ns at
- * now_ns; if so it is marked cancelled for a missed heartbeat (true once). */
-bool act_slots_heartbeat_late(act_slots *s, uint64_t token, int64_t timeout_ns, int64_t now_ns);
+ * now_ns; if so it is marked cancelled for a missed heartbeat (true once).
+ * Otherwise *next_ns (may be NULL) is when to look again: one timeout
+ * after its last beat, or after now for an attempt not started yet; 0 for
+ * a token not held or already cancelled. */
+bool act_slots_heartbeat_late(act_slots *s, uint64_t token, int64_t timeout_ns, int64_t now_ns, int64_t *next_ns);
 /* Asks the host to cancel every held attempt for which keep (NULL: all)
  * says so; mark also marks each as cancellation requested (a cancellation
  * the backend reports, rather than abandoning the attempt). */

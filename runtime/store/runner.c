@@ -26,17 +26,6 @@
 #define NS INT64_C(1000000000)
 #define RUNNER_SLOTS 256
 
-/* Heartbeats arrive on activity threads; they only touch this table. */
-typedef struct hb_slot {
-    uint64_t token;
-    int64_t last;
-    Payloads *details;
-    bool cancel;
-    bool heartbeat_timed_out;    /* cancelled because its heartbeats stopped */
-    bool started;                /* a worker thread picked it up (heartbeat clock runs) */
-    bool used;
-} hb_slot;
-
 /* Renews the run's lease every third of its length on a connection of its
  * own, so a long workflow task never lets it lapse; notices when the run
  * was taken over or the store files were deleted or replaced, and tells
@@ -71,9 +60,9 @@ struct runner {
     bool grouped;                /* on a terminal, lines are indented under that header */
     char waiting[512];           /* which wait the status line shows (store_waiting_key), since when */
     int64_t waiting_since;
-    pthread_mutex_t mu;
-    hb_slot *slots;              /* RUNNER_SLOTS, one per attempt in the host (allocated at the
-                                    first; a waiting run in the service needs none); dispatch waits when full */
+    act_slots *slots;            /* the attempts in the host (activity.h): RUNNER_SLOTS at most, dispatch
+                                    waits when full; made at the first, freed when the last ends (a run
+                                    waiting in the service holds none). Activity threads touch only this. */
     uint32_t generation;         /* which run of a continue-as-new chain: part of each token */
     int64_t lease_gen;           /* the fencing token of this process's lease on run_id */
     keeper keep;
@@ -238,90 +227,43 @@ static uint64_t token_of(const runner *r, int64_t sched) {
 static int64_t sched_of(uint64_t token) { return (int64_t)(token & ((UINT64_C(1) << 40) - 1)); }
 static uint32_t generation_of(uint64_t token) { return (uint32_t)(token >> 40); }
 
-static hb_slot *slot_for(runner *r, uint64_t token, bool create) {
-    hb_slot *free_slot = NULL;
-    if (!r->slots) {
-        if (!create) return NULL;
-        r->slots = calloc(RUNNER_SLOTS, sizeof *r->slots);
-        if (!r->slots) return NULL;
-    }
-    for (size_t i = 0; i < RUNNER_SLOTS; i++) {
-        if (r->slots[i].used && r->slots[i].token == token) return &r->slots[i];
-        if (!r->slots[i].used && !free_slot) free_slot = &r->slots[i];
-    }
-    if (!create || !free_slot) return NULL;
-    *free_slot = (hb_slot){.token = token, .used = true, .last = time_now_nanos()};
-    return free_slot;
-}
-
 static void on_start(void *ud, uint64_t token) {
     runner *r = ud;
-    pthread_mutex_lock(&r->mu);
-    hb_slot *sl = slot_for(r, token, false);
-    if (sl) {
-        sl->started = true;
-        sl->last = time_now_nanos();
-    }
-    pthread_mutex_unlock(&r->mu);
+    /* the table exists: it was made before the attempt was submitted */
+    if (r->slots) act_slots_started(r->slots, token);
 }
 
 static int free_slots(runner *r) {
-    int n = 0;
-    pthread_mutex_lock(&r->mu);
-    for (size_t i = 0; i < RUNNER_SLOTS; i++)
-        if (!r->slots || !r->slots[i].used) n++;
-    pthread_mutex_unlock(&r->mu);
-    return n;
+    return r->slots ? (int)(act_slots_capacity(r->slots) - act_slots_used(r->slots)) : RUNNER_SLOTS;
+}
+
+static bool of_this_generation(uint64_t token, void *ud) {
+    return generation_of(token) == ((const runner *)ud)->generation;
 }
 
 /* The run closed or changed: its attempts still in the host are cancelled
  * (their outcomes are dropped when they arrive). */
 static void cancel_generation(runner *r) {
-    pthread_mutex_lock(&r->mu);
-    for (size_t i = 0; r->slots && i < RUNNER_SLOTS; i++) {
-        hb_slot *sl = &r->slots[i];
-        if (sl->used && generation_of(sl->token) == r->generation) {
-            sl->cancel = true;
-            act_host_cancel(r->host, sl->token);
-        }
-    }
-    pthread_mutex_unlock(&r->mu);
+    if (r->slots) act_slots_cancel_where(r->slots, r->host, of_this_generation, r, true);
 }
 
 static bool on_heartbeat(void *ud, uint64_t token, const Payloads *details) {
     runner *r = ud;
-    pthread_mutex_lock(&r->mu);
-    hb_slot *sl = slot_for(r, token, true);
-    bool cancel = false;
-    if (sl) {
-        sl->last = time_now_nanos();
-        if (details) {
-            Payloads *c = payloads_copy(details);
-            if (c) {
-                if (sl->details) protobuf_c_message_free_unpacked(&sl->details->base, NULL);
-                sl->details = c;
-            }
-        }
-        cancel = sl->cancel;
-    }
-    pthread_mutex_unlock(&r->mu);
-    return cancel;
+    return r->slots && act_slots_beat(r->slots, token, details, true).cancel;
 }
 
+/* Takes an attempt out of the table: its last heartbeat details (owned by
+ * the caller) and whether it was stopped for a missed heartbeat. The table
+ * goes when empty: no activity thread can call back for this run then. */
 static void slot_release(runner *r, uint64_t token, Payloads **details_out, bool *hb_timed_out) {
-    pthread_mutex_lock(&r->mu);
-    hb_slot *sl = slot_for(r, token, false);
-    if (hb_timed_out) *hb_timed_out = sl && sl->heartbeat_timed_out;
-    if (sl) {
-        if (details_out) {
-            *details_out = sl->details;
-            sl->details = NULL;
-        }
-        if (sl->details) protobuf_c_message_free_unpacked(&sl->details->base, NULL);
-        sl->used = false;
-        sl->details = NULL;
+    act_slot_info info;
+    bool held = r->slots && act_slots_release(r->slots, token, &info);
+    *details_out = held ? info.details : NULL;
+    *hb_timed_out = held && info.heartbeat_timed_out;
+    if (r->slots && act_slots_used(r->slots) == 0) {
+        act_slots_free(r->slots, NULL);
+        r->slots = NULL;
     }
-    pthread_mutex_unlock(&r->mu);
 }
 
 /* ------------------------------------------------------------ helpers */
@@ -524,10 +466,7 @@ static int cmd_request_cancel_activity(runner *r, const Command *c, int64_t wft_
         sqlite3_bind_int64(q, 2, sched);
         sqlite3_bind_int64(q, 3, req);
         if (q_done(r, q, "cancelling an activity", err) != 0) return -1;
-        pthread_mutex_lock(&r->mu);
-        hb_slot *sl = slot_for(r, token_of(r, sched), true);
-        if (sl) sl->cancel = true;
-        pthread_mutex_unlock(&r->mu);
+        if (r->slots) act_slots_mark(r->slots, token_of(r, sched), true, false, false);
         act_host_cancel(r->host, token_of(r, sched));
     }
     return 0;
@@ -1096,6 +1035,7 @@ static int dispatch_ready(runner *r, jerr *err) {
         }
     }
     store_release(r->s, q);
+    if (rc == 0 && n > 0 && !r->slots && !(r->slots = act_slots_new(RUNNER_SLOTS, err))) rc = -1;
     if (rc == 0 && n > 0) {
         /* mark them started in one transaction, then hand them to the host
          * (not synced by itself: recovery marks started attempts ready again) */
@@ -1128,12 +1068,17 @@ static int dispatch_ready(runner *r, jerr *err) {
                 .start_to_close_ns = pb_duration_nanos(ra->attrs->start_to_close_timeout),
                 .heartbeat_timeout_ns = pb_duration_nanos(ra->attrs->heartbeat_timeout), .token = token_of(r, ra->sched),
             };
-            pthread_mutex_lock(&r->mu);
-            slot_for(r, token_of(r, ra->sched), true);
-            pthread_mutex_unlock(&r->mu);
+            /* room was counted above, so the table has a free slot */
+            if (act_slots_add(r->slots, t.token, NULL, 0) != 0) {
+                rc = jerr_set(err, JERR_INTERNAL, "activity %" PRId64 " of run %s is already in the host",
+                              ra->sched, r->run_id);
+                break;
+            }
             fault_point("activity-dispatch");
-            if (act_host_submit(r->host, &t, err) != 0) rc = -1;
-            else progress_routine(r, "activity %s (id %s) started, attempt %d", t.activity_type, t.activity_id, ra->attempt);
+            if (act_host_submit(r->host, &t, err) != 0) {
+                act_slots_release(r->slots, t.token, NULL);
+                rc = -1;
+            } else progress_routine(r, "activity %s (id %s) started, attempt %d", t.activity_type, t.activity_id, ra->attempt);
         }
         if (ra->attrs) protobuf_c_message_free_unpacked(&ra->attrs->base, NULL);
         if (ra->hb) protobuf_c_message_free_unpacked(&ra->hb->base, NULL);
@@ -1397,19 +1342,10 @@ static int check_heartbeats(runner *r, jerr *err) {
         int64_t hbt = pb_duration_nanos(a->heartbeat_timeout);
         protobuf_c_message_free_unpacked(&a->base, NULL);
         if (hbt <= 0) continue;
-        pthread_mutex_lock(&r->mu);
-        hb_slot *sl = slot_for(r, token_of(r, sched), false);
-        /* the clock runs from the moment a worker thread starts the attempt */
-        bool late = sl && sl->started && wall - sl->last > hbt && !sl->cancel;
-        if (late) {
-            sl->cancel = true;
-            sl->heartbeat_timed_out = true;
-        } else if (sl && !sl->cancel) {
-            /* when to look again (not started yet: the clock has not begun, look after one timeout) */
-            int64_t at = sl->started ? sl->last + hbt + 1000000 : wall + hbt;
-            if (r->hb_due == 0 || at < r->hb_due) r->hb_due = at;
-        }
-        pthread_mutex_unlock(&r->mu);
+        int64_t at = 0;
+        bool late = r->slots && act_slots_heartbeat_late(r->slots, token_of(r, sched), hbt, wall, &at);
+        /* when to look again: a millisecond late, as waits are in whole milliseconds */
+        if (at > 0 && (r->hb_due == 0 || at + 1000000 < r->hb_due)) r->hb_due = at + 1000000;
         if (late) {
             progress(r, "activity %" PRId64 " missed its heartbeat timeout; cancelling the attempt", sched);
             act_host_cancel(r->host, token_of(r, sched));
@@ -1797,7 +1733,6 @@ runner *runner_new(store *s, const store_runner_opts *o, const char *run_id, act
     }
     r->s = s;
     r->o = o ? o : &dflt;
-    pthread_mutex_init(&r->mu, NULL);
     snprintf(r->run_id, sizeof r->run_id, "%s", run_id);
     pthread_mutex_init(&r->keep.mu, NULL);
     pthread_condattr_t ca;
@@ -1845,10 +1780,7 @@ void runner_free(runner *r) {
     store_close(r->keep.s);
     pthread_cond_destroy(&r->keep.cv);
     pthread_mutex_destroy(&r->keep.mu);
-    for (size_t i = 0; r->slots && i < RUNNER_SLOTS; i++)
-        if (r->slots[i].details) protobuf_c_message_free_unpacked(&r->slots[i].details->base, NULL);
-    free(r->slots);
-    pthread_mutex_destroy(&r->mu);
+    act_slots_free(r->slots, NULL);
     free(r);
 }
 

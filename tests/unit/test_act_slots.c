@@ -86,11 +86,18 @@ static void late_heartbeat(void) {
     CHECK_INT(act_slots_add(s, 5, NULL, 0), 0);
     int64_t now = time_now_nanos();
     /* the clock runs only once a host thread started the attempt */
-    CHECK(!act_slots_heartbeat_late(s, 5, 1000, now + 1000000000));
+    int64_t next = -1;
+    CHECK(!act_slots_heartbeat_late(s, 5, 1000, now + 1000000000, &next));
+    CHECK(next == now + 1000000000 + 1000); /* not started: one timeout from now */
     act_slots_started(s, 5);
-    CHECK(!act_slots_heartbeat_late(s, 5, (int64_t)10 * 1000000000, time_now_nanos()));
-    CHECK(act_slots_heartbeat_late(s, 5, 1000, time_now_nanos() + 1000000000));
-    CHECK(!act_slots_heartbeat_late(s, 5, 1000, time_now_nanos() + 1000000000)); /* once */
+    int64_t t = time_now_nanos();
+    CHECK(!act_slots_heartbeat_late(s, 5, (int64_t)10 * 1000000000, t, &next));
+    CHECK(next > t && next <= time_now_nanos() + (int64_t)10 * 1000000000 + 1); /* last beat + timeout */
+    CHECK(!act_slots_heartbeat_late(s, 99, 1000, t, &next));
+    CHECK(next == 0); /* not held */
+    CHECK(act_slots_heartbeat_late(s, 5, 1000, time_now_nanos() + 1000000000, NULL));
+    CHECK(!act_slots_heartbeat_late(s, 5, 1000, time_now_nanos() + 1000000000, &next)); /* once */
+    CHECK(next == 0); /* cancelled: nothing more to watch */
     act_beat b = act_slots_beat(s, 5, NULL, false);
     CHECK(b.cancel);
     act_slot_info info;
