@@ -18,6 +18,7 @@ static void on_signal(int sig) { g_signal = sig; }
 enum {
     O_WORKFLOWS, O_ACTIVITIES, O_TASK_QUEUE, O_REQUIRE_KNOWN,
     O_WFT_SLOTS, O_ACT_SLOTS, O_WFT_POLLERS, O_ACT_POLLERS, O_CACHED, O_CACHE_MB, O_STICKY_TIMEOUT,
+    O_NO_EAGER,
 };
 
 static const cli_opt worker_opts[] = {
@@ -30,6 +31,7 @@ static const cli_opt worker_opts[] = {
     {"max-cached-workflows", 1, O_CACHED},
     {"cache-memory-mb", 1, O_CACHE_MB},
     {"sticky-schedule-to-start-timeout", 1, O_STICKY_TIMEOUT},
+    {"disable-eager-activities", 0, O_NO_EAGER},
     {NULL, 0, 0}};
 
 /* The flags that set a worker setting, and its name in jorch.yaml. */
@@ -44,6 +46,7 @@ static const struct {
     {O_CACHED, "max_cached_workflows"},
     {O_CACHE_MB, "cache_memory_mb"},
     {O_STICKY_TIMEOUT, "sticky_schedule_to_start_timeout"},
+    {O_NO_EAGER, "disable_eager_activities"},
 };
 
 static const char worker_help[] =
@@ -71,6 +74,10 @@ static const char worker_help[] =
     "  --cache-memory-mb N        memory budget of those runs (default 512)\n"
     "  --sticky-schedule-to-start-timeout D  how long a cached run's task waits for\n"
     "                     this worker before the server gives it to any (default 5s)\n"
+    "  --disable-eager-activities  never ask the server to hand an activity of this\n"
+    "                     task queue back in the workflow task's completion (eager\n"
+    "                     activities, on when the server allows them: fewer calls;\n"
+    "                     off: any worker of the queue may take every activity)\n"
     "Connection: TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS*\n"
     "and the temporal: section of jorch.yaml, as for 'jorch start --temporal'.\n"
     "Activities see jorch.yaml as jorch.config, with home = $JORCH_HOME or ./.jorch.\n"
@@ -124,7 +131,8 @@ int cli_verb_worker(int argc, char **argv) {
         if (!a.set[id]) continue;
         char source[200];
         snprintf(source, sizeof source, "--%s", worker_opts[id].name);
-        if (tc_worker_settings_set(&set, setting_flags[i].key, a.val[id], source, &err) != 0)
+        const char *v = id == O_NO_EAGER ? "true" : a.val[id]; /* a flag without a value */
+        if (tc_worker_settings_set(&set, setting_flags[i].key, v, source, &err) != 0)
             return cli_usage_error("worker", "%s", err.msg);
     }
     o.settings = &set;

@@ -147,6 +147,8 @@ typedef struct tc_worker {
     bool poll_toggle;
     pthread_mutex_t hb_mu;
     act_slots *slots;   /* the activity attempts in flight; each task is the polled ActTask (owned) */
+    int act_polls;      /* activity polls in flight (under mu) */
+    int act_eager;      /* slots held for eager activities of completions in flight (under mu) */
     uint64_t next_token;
     run_cache cache;
     atomic_bool stop;
@@ -821,7 +823,59 @@ static bool can_continue(worker *w, const WftTask *t, const cached_run *e, const
 /* Executes one workflow task of the checked-out run e. *runp is the cached
  * engine_run (or NULL) on entry, and on return the run to keep in the cache
  * (or NULL: drop it). */
-static void execute_wft(worker *w, tc_conn *conn, const WftTask *t, cached_run *e, engine_run **runp) {
+static bool act_reserve(worker *w, bool eager);
+static void act_unreserve(worker *w, bool eager, int n);
+static int start_activity(worker *w, ActTask *t);
+static void respond_activity_failed(worker *w, const ActTask *t, Temporal__Api__Failure__V1__Failure *f);
+
+/* Eager activities: an activity scheduled on this worker's own task queue
+ * is asked to come back in the completion's response when an activity
+ * slot is free (held until then), which spares the server the activity
+ * task's matching and this worker a poll. A transport hint on the
+ * command, not part of what the script produced: replay never sees it.
+ * Returns the slots held. */
+static int eager_request(worker *w, Temporal__Api__Command__V1__Command **cmds, size_t n) {
+    int held = 0;
+    for (size_t i = 0; i < n && !w->set.disable_eager_activities; i++) {
+        Temporal__Api__Command__V1__ScheduleActivityTaskCommandAttributes *a =
+            cmds[i]->schedule_activity_task_command_attributes;
+        if (cmds[i]->command_type != TEMPORAL__API__ENUMS__V1__COMMAND_TYPE__COMMAND_TYPE_SCHEDULE_ACTIVITY_TASK ||
+            a == NULL)
+            continue;
+        const char *q = a->task_queue != NULL ? a->task_queue->name : NULL;
+        if (q != NULL && q[0] != '\0' && strcmp(q, w->task_queue) != 0) continue;
+        if (!act_reserve(w, true)) break;
+        a->request_eager_execution = true;
+        held++;
+    }
+    return held;
+}
+
+/* Starts the activity tasks a completion's response brought (each in a
+ * slot held by eager_request), then lets the held slots go. */
+static void eager_start(worker *w, Temporal__Api__Workflowservice__V1__RespondWorkflowTaskCompletedResponse *resp,
+                        int held) {
+    for (size_t i = 0; resp != NULL && i < resp->n_activity_tasks; i++) {
+        ActTask *t = resp->activity_tasks[i];
+        resp->activity_tasks[i] = NULL; /* a message of its own now: start_activity owns it */
+        if (t == NULL) continue;
+        int src = (int)i < held && t->task_token.len > 0 ? start_activity(w, t) : -2;
+        if (src == -2) {
+            Temporal__Api__Failure__V1__Failure f;
+            temporal__api__failure__v1__failure__init(&f);
+            f.message = "the worker could not start the eager activity (no slot was held for it, or out of memory)";
+            f.source = "jorch";
+            respond_activity_failed(w, t, &f);
+        }
+        if (src != 0) protobuf_c_message_free_unpacked(&t->base, NULL);
+    }
+    if (resp != NULL) resp->n_activity_tasks = 0; /* the response frees only its array */
+    if (held > 0) act_unreserve(w, true, held);
+}
+
+/* *closed: the task closed the run and the server took it. */
+static void execute_wft(worker *w, tc_conn *conn, const WftTask *t, cached_run *e, engine_run **runp,
+                        bool *closed) {
     const char *wid = t->workflow_execution->workflow_id;
     const char *type = t->workflow_type->name;
     engine_run *run = *runp;
@@ -947,9 +1001,14 @@ static void execute_wft(worker *w, tc_conn *conn, const WftTask *t, cached_run *
     snprintf(what, sizeof what, "completing the workflow task of '%.300s'", wid);
     int code = 0;
     char refusal[1024];
-    if (wcall_q(conn, "RespondWorkflowTaskCompleted", &req.base,
-                &temporal__api__workflowservice__v1__respond_workflow_task_completed_response__descriptor,
-                RESPOND_TIMEOUT_MS, true, what, NULL, &code, refusal, sizeof refusal) == 0) {
+    int eager = eager_request(w, pin.commands, pin.n_commands);
+    ProtobufCMessage *resp = NULL;
+    int done = wcall_q(conn, "RespondWorkflowTaskCompleted", &req.base,
+                       &temporal__api__workflowservice__v1__respond_workflow_task_completed_response__descriptor,
+                       RESPOND_TIMEOUT_MS, true, what, &resp, &code, refusal, sizeof refusal);
+    eager_start(w, (void *)resp, eager);
+    if (resp != NULL) protobuf_c_message_free_unpacked(resp, NULL);
+    if (done == 0) {
         char cmds[256] = "";
         size_t used = 0;
         for (size_t i = 0; i < pin.n_commands && used + 40 < sizeof cmds; i++) {
@@ -961,6 +1020,7 @@ static void execute_wft(worker *w, tc_conn *conn, const WftTask *t, cached_run *
               cont ? "new events on the cached run" : "events", h.n_pages > 0 ? " over several pages" : "",
               t->attempt, pin.n_commands, pin.n_commands ? " " : "", cmds,
               engine_run_closed(run) ? "; the run is closing" : "", qa.n ? "; queries answered" : "");
+        *closed = engine_run_closed(run);
         if (keep) {
             *runp = run;
             run = NULL;
@@ -998,12 +1058,12 @@ static void handle_wft(worker *w, tc_conn *conn, const WftTask *t) {
         return;
     }
     engine_run *run = cache_take(w, e);
-    bool had_run = run != NULL;
-    execute_wft(w, conn, t, e, &run);
+    bool had_run = run != NULL, closed = false;
+    execute_wft(w, conn, t, e, &run, &closed);
     bool dropped = had_run && run == NULL;
     cached_run *evicted = cache_checkin(w, e, run);
-    /* e may be freed now */
-    if (dropped && w->cache.max_runs > 0) reset_sticky(w, conn, wid, t->workflow_execution->run_id);
+    /* e may be freed now; a closed run has no next task to send elsewhere */
+    if (dropped && !closed && w->cache.max_runs > 0) reset_sticky(w, conn, wid, t->workflow_execution->run_id);
     evict_all(w, conn, evicted);
 }
 
@@ -1136,6 +1196,26 @@ static void *workflow_thread(void *arg) {
 /* ----------------------------------------------------------- activities */
 
 static int slots_used(worker *w) { return (int)act_slots_used(w->slots); }
+
+/* Every activity task this worker can be handed has a slot waiting: the
+ * attempts running, the polls out and the slots held for eager activities
+ * stay within max_concurrent_activity_executions. Takes one (a poll when
+ * eager is false) if there is room. */
+static bool act_reserve(worker *w, bool eager) {
+    pthread_mutex_lock(&w->mu);
+    bool room = !stopping(w) && slots_used(w) + w->act_polls + w->act_eager < w->set.max_concurrent_activity_executions;
+    if (room && eager) w->act_eager++;
+    else if (room) w->act_polls++;
+    pthread_mutex_unlock(&w->mu);
+    return room;
+}
+
+static void act_unreserve(worker *w, bool eager, int n) {
+    pthread_mutex_lock(&w->mu);
+    if (eager) w->act_eager -= n;
+    else w->act_polls -= n;
+    pthread_mutex_unlock(&w->mu);
+}
 
 /* Runs on an activity thread of the host. */
 static bool on_heartbeat(void *ud, uint64_t token, const Payloads *details) {
@@ -1318,13 +1398,11 @@ static void activity_polled(worker *w, tc_call *poll, int *backoff, int64_t *ret
 static void *activity_thread(void *arg) {
     worker *w = arg;
     /* Polls in flight, all on act_conn (driven together); a poll only
-     * starts while the attempts running plus the polls out stay within the
-     * slots, so every task a poll brings has a slot. */
+     * starts with a slot held for what it brings (act_reserve). */
     enum { MAX_POLLS = 64 };
     tc_call *polls[MAX_POLLS] = {0};
     int max_polls = w->set.max_concurrent_activity_task_pollers;
     if (max_polls > MAX_POLLS) max_polls = MAX_POLLS;
-    int capacity = w->set.max_concurrent_activity_executions;
     int backoff = 0;
     int64_t retry_at_ms = 0;
     int64_t stop_deadline_ms = -1;
@@ -1338,6 +1416,7 @@ static void *activity_thread(void *arg) {
                 if (polls[i] != NULL) tc_call_free(polls[i]); /* abandons the long poll */
                 polls[i] = NULL;
             }
+            act_unreserve(w, false, out);
             out = 0;
             if (stop_deadline_ms < 0) {
                 stop_deadline_ms = now_ms + SHUTDOWN_GRACE_MS;
@@ -1355,8 +1434,9 @@ static void *activity_thread(void *arg) {
                 break; /* act_host_free will deal with what is left */
             }
         } else if (now_ms >= retry_at_ms) {
-            for (int i = 0; i < max_polls && slots_used(w) + out < capacity; i++) {
+            for (int i = 0; i < max_polls; i++) {
                 if (polls[i] != NULL) continue;
+                if (!act_reserve(w, false)) break;
                 Temporal__Api__Taskqueue__V1__TaskQueue tq;
                 temporal__api__taskqueue__v1__task_queue__init(&tq);
                 tq.name = (char *)w->task_queue;
@@ -1372,6 +1452,7 @@ static void *activity_thread(void *arg) {
                                          &temporal__api__workflowservice__v1__poll_activity_task_queue_response__descriptor,
                                          &opts, &err);
                 if (polls[i] == NULL) {
+                    act_unreserve(w, false, 1);
                     backoff = next_backoff(backoff);
                     retry_at_ms = now_ms + backoff;
                     wlog("cannot poll for activity tasks: %s", err.msg);
@@ -1387,6 +1468,7 @@ static void *activity_thread(void *arg) {
                     if (polls[i] != NULL) tc_call_free(polls[i]);
                     polls[i] = NULL;
                 }
+                act_unreserve(w, false, out);
                 out = 0;
                 backoff = next_backoff(backoff);
                 retry_at_ms = now_ms + backoff;
@@ -1397,6 +1479,7 @@ static void *activity_thread(void *arg) {
                     activity_polled(w, polls[i], &backoff, &retry_at_ms, now_ms);
                     tc_call_free(polls[i]);
                     polls[i] = NULL;
+                    act_unreserve(w, false, 1); /* its task, if any, holds a slot of its own now */
                     out--;
                 }
             }
@@ -1411,8 +1494,11 @@ static void *activity_thread(void *arg) {
             if (out == 0 && !stopping(w)) break; /* go poll again */
         }
     }
-    for (int i = 0; i < max_polls; i++)
-        if (polls[i] != NULL) tc_call_free(polls[i]);
+    for (int i = 0; i < max_polls; i++) {
+        if (polls[i] == NULL) continue;
+        tc_call_free(polls[i]);
+        act_unreserve(w, false, 1);
+    }
     return NULL;
 }
 
@@ -1426,6 +1512,7 @@ void tc_worker_settings_default(tc_worker_settings *s) {
     s->max_cached_workflows = 1000;
     s->cache_memory_mb = 512;
     s->sticky_schedule_to_start_timeout_ms = 5000;
+    s->disable_eager_activities = false;
 }
 
 static const struct {
@@ -1466,6 +1553,16 @@ int tc_worker_settings_set(tc_worker_settings *s, const char *key, const char *v
         *int_setting(s, i) = (int)v;
         return 0;
     }
+    if (strcmp(key, "disable_eager_activities") == 0) {
+        if (strcmp(value, "true") == 0 || strcmp(value, "1") == 0) {
+            s->disable_eager_activities = true;
+        } else if (strcmp(value, "false") == 0 || strcmp(value, "0") == 0) {
+            s->disable_eager_activities = false;
+        } else {
+            return jerr_set(err, JERR_USAGE, "%s: '%.40s' is not true or false", source, value);
+        }
+        return 0;
+    }
     if (strcmp(key, "sticky_schedule_to_start_timeout") == 0) {
         int64_t ns = 0;
         jerr derr = {0};
@@ -1484,7 +1581,7 @@ int tc_worker_settings_set(tc_worker_settings *s, const char *key, const char *v
     return jerr_set(err, JERR_USAGE, "%s: unknown worker setting '%.60s' (known: max_concurrent_workflow_task_executions, "
                     "max_concurrent_activity_executions, max_concurrent_workflow_task_pollers, "
                     "max_concurrent_activity_task_pollers, max_cached_workflows, cache_memory_mb, "
-                    "sticky_schedule_to_start_timeout)", source, key);
+                    "sticky_schedule_to_start_timeout, disable_eager_activities)", source, key);
 }
 
 int tc_worker_settings_load(tc_worker_settings *s, jerr *err) {
@@ -1514,8 +1611,10 @@ int tc_worker_settings_load(tc_worker_settings *s, jerr *err) {
             value = num;
         } else if (cJSON_IsString(kv)) {
             value = kv->valuestring;
+        } else if (cJSON_IsBool(kv)) {
+            value = cJSON_IsTrue(kv) ? "true" : "false";
         } else {
-            rc = jerr_set(err, JERR_USAGE, "%s must be a number (or a duration)", source);
+            rc = jerr_set(err, JERR_USAGE, "%s must be a number, a duration or true/false", source);
             break;
         }
         if (tc_worker_settings_set(s, kv->string, value, source, err) != 0) rc = -1;

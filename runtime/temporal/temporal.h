@@ -397,6 +397,7 @@ typedef struct tc_worker_settings {
     int max_cached_workflows;                    /* runs kept for sticky execution; default 1000; 0: none */
     int cache_memory_mb;                         /* Lua heap of the cached runs; default 512 */
     int64_t sticky_schedule_to_start_timeout_ms; /* default 5000 */
+    bool disable_eager_activities;               /* never ask for activities in completions; default false */
 } tc_worker_settings;
 void tc_worker_settings_default(tc_worker_settings *s);
 /* One setting by its name (above; sticky_schedule_to_start_timeout takes

@@ -76,6 +76,7 @@ temporal_dev_start() {
     for attempt in 1 2 3; do
         port=$(tc_free_port); http=$(tc_free_port); metrics=$(tc_free_port); ui=$(tc_free_port)
         export TEMPORAL_ADDRESS="127.0.0.1:$port"
+        TC_METRICS_PORT=$metrics # the server's Prometheus metrics (tc_server_requests)
         # No --db-filename: the dev server keeps everything in memory.
         setsid temporal server start-dev --headless --ip 127.0.0.1 --port "$port" --http-port "$http" \
             --metrics-port "$metrics" --ui-port "$ui" --log-level error "$@" \
@@ -154,6 +155,14 @@ wait_for() {
         [ "$(date +%s)" -ge "$end" ] && return 1
         sleep 0.2
     done
+}
+# tc_server_requests SERVICE OPERATION: how many requests the dev server's
+# SERVICE (frontend, history, matching) has served for OPERATION so far,
+# from its own metrics (service_requests).
+tc_server_requests() {
+    curl -s --max-time 10 "http://127.0.0.1:$TC_METRICS_PORT/metrics" |
+        awk -v op="operation=\"$2\"" -v sv="service_name=\"$1\"" \
+            '/^service_requests\{/ && index($0, op) && index($0, sv) { n += $NF } END { printf "%d\n", n }'
 }
 history_has() { # history_has WID JQ-CONDITION-ON-AN-EVENT
     tcli workflow show -w "$1" -o json 2>/dev/null | jq -e "any(.events[]; $2)" >/dev/null 2>&1
