@@ -94,8 +94,9 @@ typedef struct patch_memo {
 
 struct engine_run {
     char *script_name;
-    char *script_src;
+    char *script_src;            /* until the sandbox is set up (then NULL): the bytecode is all it needs */
     size_t script_len;
+    char script_sha[65];         /* workflow.info().script_sha256 */
     engine_limits limits;
     engine_module_finder finder;
     void *finder_ud;
@@ -1183,9 +1184,7 @@ static int prim_info(lua_State *L) {
     lua_setfield(L, -2, "start_time");
     lua_pushinteger(L, r->wft_started_id);
     lua_setfield(L, -2, "history_length");
-    char sha[65];
-    sha256_hex(r->script_src, r->script_len, sha);
-    set_str(L, "script_sha256", sha);
+    set_str(L, "script_sha256", r->script_sha);
     set_str(L, "script", r->script_name);
     set_str(L, "backend", r->embedded ? "embedded" : "temporal");
     return 1;
@@ -1676,6 +1675,11 @@ static int on_started(engine_run *r, const HistoryEvent *e, jerr *err) {
                            : (r->run_id && *r->run_id) ? r->run_id
                            : (r->workflow_id ? r->workflow_id : "jorch");
     if (setup_sandbox(r, fnv1a(seed_src), err) != 0) return -1;
+    /* The run's sandbox holds the script and its modules now: a cached run
+     * need not keep a copy of their text too. */
+    free(r->script_src);
+    r->script_src = NULL;
+    engine_bundle_free(&r->modules);
     return run_protected(r, do_store_input, a->input, err);
 }
 
@@ -2605,6 +2609,7 @@ engine_run *engine_run_new(const engine_run_config *cfg, jerr *err) {
     r->script_name = jstrdup(cfg->script_name);
     r->script_src = jstrndup(cfg->script_src, cfg->script_len);
     r->script_len = cfg->script_len;
+    sha256_hex(cfg->script_src, cfg->script_len, r->script_sha);
     r->namespace_ = dup_or_empty(cfg->namespace_);
     r->workflow_id = dup_or_empty(cfg->workflow_id);
     r->run_id = dup_or_empty(cfg->run_id);
