@@ -22,6 +22,7 @@
  */
 #include <cjson/cJSON.h>
 #include <stdio.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -39,6 +40,7 @@ struct tc_pin_version {
     size_t len;
     char label[64];
     engine_bundle b; /* b.script_sha, b.digest (the version), the modules with sources */
+    int refs;        /* holders of a version handed out (version_intern), under shared_mu */
 };
 
 static void version_free(tc_pin_version *v) {
@@ -52,6 +54,44 @@ static void version_move(tc_pin_version *dst, tc_pin_version *src) {
     version_free(dst);
     *dst = *src;
     memset(src, 0, sizeof *src);
+}
+
+/* The versions handed out to callers (tc_pin_task_run), one per version:
+ * a worker caching 1,000 runs of orchestrate.lua would otherwise hold
+ * 1,000 copies of its source. Never changed once handed out. */
+#define SHARED_VERSIONS 64
+static pthread_mutex_t shared_mu = PTHREAD_MUTEX_INITIALIZER;
+static tc_pin_version *shared[SHARED_VERSIONS];
+
+static bool same_version(const tc_pin_version *a, const tc_pin_version *b) {
+    return strcmp(a->b.digest, b->b.digest) == 0 && strcmp(a->name ? a->name : "", b->name ? b->name : "") == 0 &&
+           strcmp(a->label, b->label) == 0;
+}
+
+/* v (heap, one holder) or the same version already handed out (then v is
+ * freed). A version not in the table (it is full) is simply not shared. */
+static tc_pin_version *version_intern(tc_pin_version *v) {
+    pthread_mutex_lock(&shared_mu);
+    tc_pin_version *hit = NULL;
+    size_t free_at = SHARED_VERSIONS;
+    for (size_t i = 0; i < SHARED_VERSIONS && hit == NULL; i++) {
+        if (shared[i] == NULL) {
+            if (free_at == SHARED_VERSIONS) free_at = i;
+        } else if (same_version(shared[i], v)) {
+            hit = shared[i];
+        }
+    }
+    if (hit != NULL) {
+        hit->refs++;
+    } else {
+        v->refs = 1;
+        if (free_at < SHARED_VERSIONS) shared[free_at] = v;
+    }
+    pthread_mutex_unlock(&shared_mu);
+    if (hit == NULL) return v;
+    version_free(v);
+    free(v);
+    return hit;
 }
 
 static void dir_of(const char *path, char *out, size_t outlen) {
@@ -408,6 +448,13 @@ static int scan_history(HEvent *const *ev, size_t n, pin_history *ph, jerr *err)
 
 void tc_pin_version_free(tc_pin_version *v) {
     if (!v) return;
+    pthread_mutex_lock(&shared_mu);
+    bool last = v->refs <= 1;
+    if (!last) v->refs--;
+    for (size_t i = 0; last && i < SHARED_VERSIONS; i++)
+        if (shared[i] == v) shared[i] = NULL;
+    pthread_mutex_unlock(&shared_mu);
+    if (!last) return;
     version_free(v);
     free(v);
 }
@@ -578,7 +625,8 @@ int tc_pin_task_run(const tc_pin_in *in, HEvent **ev, size_t n, tc_pin_task *t, 
         t->record = record_command(record_version ? ver : NULL, note[0] ? note : NULL);
         if (!t->record) return jerr_oom(err, "recording the script version");
     }
-    return task_commands(t, ver, err);
+    t->version = version_intern(ver);
+    return task_commands(t, t->version, err);
 }
 
 int tc_pin_task_continue(const tc_pin_in *in, engine_run *run, const tc_pin_version *v, HEvent **ev, size_t n,
