@@ -859,8 +859,10 @@ static void eager_start(worker *w, Temporal__Api__Workflowservice__V1__RespondWo
         ActTask *t = resp->activity_tasks[i];
         resp->activity_tasks[i] = NULL; /* a message of its own now: start_activity owns it */
         if (t == NULL) continue;
-        int src = (int)i < held && t->task_token.len > 0 ? start_activity(w, t) : -2;
-        if (src == -2) {
+        /* a task without a token cannot be answered; one beyond the slots
+         * held (the server never sends more than asked) is failed back */
+        int src = t->task_token.len == 0 ? -1 : (int)i < held ? start_activity(w, t) : -2;
+        if (src != 0 && t->task_token.len > 0) {
             Temporal__Api__Failure__V1__Failure f;
             temporal__api__failure__v1__failure__init(&f);
             f.message = "the worker could not start the eager activity (no slot was held for it, or out of memory)";
