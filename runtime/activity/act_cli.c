@@ -8,9 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <lauxlib.h>
-#include <lua.h>
-
 #include "activity/act_int.h"
 
 typedef Temporal__Api__Common__V1__Payloads Payloads;
@@ -19,8 +16,9 @@ static const char usage_text[] =
     "usage: jorch activity NAME [ARG...] [options]\n"
     "\n"
     "Runs one attempt of activity NAME (\"fetchIssue\", or \"jira.fetchIssue\" to name\n"
-    "the module) and prints its result as JSON on stdout. Each ARG that parses as\n"
-    "JSON is passed decoded; any other ARG is passed as a string.\n"
+    "the module) and prints its result as JSON on stdout. Each ARG is one argument:\n"
+    "JSON when it parses, otherwise a string; an ARG that starts with { [ or \"\n"
+    "must be valid JSON.\n"
     "\n"
     "options:\n"
     "  --activities DIR   where the activity modules are (default: activities)\n"
@@ -54,23 +52,25 @@ static bool is_option(const char *a) {
     return a[0] == '-' && a[1] && !isdigit((unsigned char)a[1]) && a[1] != '.';
 }
 
-/* ARG -> Payload: JSON if it parses, else the text as a JSON string. */
-static int add_arg(lua_State *L, Payloads *ps, const char *arg) {
+/* ARG -> Payload by the rule of the other verbs (payload_from_arg): JSON
+ * when it parses, a string when it does not, unless it starts like JSON.
+ * 2 (usage) when ARG cannot be used. */
+static int add_arg(Payloads *ps, const char *arg, int index) {
+    bool looks_json = false;
     jerr err = {0};
-    Temporal__Api__Common__V1__Payload *p = payload_from_json(arg, strlen(arg), &err);
+    Temporal__Api__Common__V1__Payload *p = payload_from_arg(arg, &looks_json, &err);
     if (!p) {
-        lua_pushstring(L, arg);
-        p = payload_from_lua(L, -1, NULL, &err);
-        lua_pop(L, 1);
-    }
-    if (!p) {
-        fprintf(stderr, "jorch activity: cannot use argument '%s': %s\n", arg, err.msg);
-        return -1;
+        if (looks_json)
+            fprintf(stderr, "jorch activity: argument %d '%.60s%s' %s. To pass it as text, give it as a JSON string "
+                    "('\"...\"')\n", index, arg, strlen(arg) > 60 ? "..." : "", err.msg);
+        else
+            fprintf(stderr, "jorch activity: argument %d: %s\n", index, err.msg);
+        return 2;
     }
     if (payloads_add(ps, p) < 0) {
         protobuf_c_message_free_unpacked(&p->base, NULL);
         fputs("jorch activity: out of memory\n", stderr);
-        return -1;
+        return 1;
     }
     return 0;
 }
@@ -104,16 +104,18 @@ static int report(const char *name, act_outcome *o) {
 }
 
 static int run_one(const char *dir, int64_t timeout, const char *name, char **args, int nargs) {
-    lua_State *L = luaL_newstate();
     Payloads *input = payloads_new();
     int rc = 1;
     act_host *h = NULL;
-    if (!L || !input) {
+    if (!input) {
         fputs("jorch activity: out of memory\n", stderr);
         goto done;
     }
-    for (int i = 0; i < nargs; i++)
-        if (add_arg(L, input, args[i]) < 0) goto done;
+    for (int i = 0; i < nargs; i++) {
+        rc = add_arg(input, args[i], i + 1);
+        if (rc != 0) goto done;
+    }
+    rc = 1;
     jerr err = {0};
     /* the same jorch.config a run's activities get */
     const char *home = getenv("JORCH_HOME");
@@ -145,7 +147,6 @@ static int run_one(const char *dir, int64_t timeout, const char *name, char **ar
 done:
     act_host_free(h);
     if (input) protobuf_c_message_free_unpacked(&input->base, NULL);
-    if (L) lua_close(L);
     return rc;
 }
 

@@ -379,29 +379,20 @@ static const char *json_error_text(const char *msg) {
     return at ? at + strlen("invalid JSON ") : msg;
 }
 
-/* One input argument given after SCRIPT (or NAME): JSON when it parses. An
- * argument that starts like a JSON object, array or string ({ [ ") must
- * parse: '{autoProceed: false}' passed on as text would silently change
- * what runs. Anything else that does not parse is a string. */
+/* One input argument given after SCRIPT (or NAME), by the rule of
+ * payload_from_arg: JSON when it parses, a string when it does not, unless
+ * it starts like JSON ({ [ "). */
 static Temporal__Api__Common__V1__Payload *arg_payload(const char *arg, int index, jerr *err) {
+    bool looks_json = false;
     jerr perr = {0};
-    Temporal__Api__Common__V1__Payload *p = payload_from_json(arg, strlen(arg), &perr);
+    Temporal__Api__Common__V1__Payload *p = payload_from_arg(arg, &looks_json, &perr);
     if (p) return p;
-    const char *t = arg + strspn(arg, " \t\r\n");
-    if (*t == '{' || *t == '[' || *t == '"') {
-        jerr_set(err, JERR_USAGE,
-                 "input argument %d '%.60s%s' starts with '%c' but is not valid JSON: %s. %sTo pass it as text, "
-                 "give it as a JSON string: --input '\"...\"'",
-                 index, arg, strlen(arg) > 60 ? "..." : "", *t, json_error_text(perr.msg),
-                 *t == '{' ? "Keys and strings need double quotes ('{\"autoProceed\": false}'). " : "");
-        return NULL;
-    }
-    p = string_payload(arg, err);
-    if (!p) {
-        jerr_prefix(err, "input argument %d", index);
-        err->code = JERR_USAGE;
-    }
-    return p;
+    if (looks_json)
+        jerr_set(err, JERR_USAGE, "input argument %d '%.60s%s' %s. To pass it as text, give it as a JSON string: "
+                 "--input '\"...\"'", index, arg, strlen(arg) > 60 ? "..." : "", perr.msg);
+    else
+        jerr_set(err, JERR_USAGE, "input argument %d: %s", index, perr.msg);
+    return NULL;
 }
 
 /* One --input JSON or --input-file FILE value: exact JSON, never a string

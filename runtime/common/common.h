@@ -226,6 +226,15 @@ int payloads_to_lua(struct lua_State *L, const Temporal__Api__Common__V1__Payloa
 /* JSON text <-> Payload without Lua (CLI input/output). payload_from_json
  * re-encodes canonically; "null" gives binary/null. */
 Temporal__Api__Common__V1__Payload *payload_from_json(const char *json, size_t len, jerr *err);
+/* One command-line argument (of a workflow, signal, query or activity) as a
+ * payload: JSON when it parses, otherwise the text as a string (PROJ-123).
+ * An argument that starts like a JSON object, array or string ({ [ ") must
+ * parse: '{autoProceed: false}' passed on as text would silently change
+ * what runs. NULL with err (JERR_USAGE) when it cannot be used; *looks_json
+ * is then true when that is why, and err says so with the parse position
+ * ("starts with '{' but is not valid JSON: at line 1, column 2: ..."), for
+ * the caller to put after the argument's name. */
+Temporal__Api__Common__V1__Payload *payload_from_arg(const char *arg, bool *looks_json, jerr *err);
 /* Payload as JSON text appended to out: json/plain data as is, binary/null
  * as null, binary/plain as a JSON string if UTF-8 else an error. */
 int payload_to_json(const Temporal__Api__Common__V1__Payload *p, jbuf *out, jerr *err);

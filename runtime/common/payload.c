@@ -1428,6 +1428,45 @@ Payload *payload_from_json(const char *json, size_t len, jerr *err) {
     return p;
 }
 
+/* The parser's message from its position on: "at line 1, column 2:
+ * expected a string key" (without the lead "$.path: invalid JSON "). */
+static const char *json_error_text(const char *msg) {
+    const char *at = strstr(msg, "invalid JSON at ");
+    return at ? at + strlen("invalid JSON ") : msg;
+}
+
+Payload *payload_from_arg(const char *arg, bool *looks_json, jerr *err) {
+    *looks_json = false;
+    jerr perr = {0};
+    Payload *p = payload_from_json(arg, strlen(arg), &perr);
+    if (p) return p;
+    const char *t = arg + strspn(arg, " \t\r\n");
+    if (*t == '{' || *t == '[' || *t == '"') {
+        *looks_json = true;
+        jerr_set(err, JERR_USAGE, "starts with '%c' but is not valid JSON: %s%s", *t, json_error_text(perr.msg),
+                 *t == '{' ? ". Keys and strings need double quotes ('{\"autoProceed\": false}')" : "");
+        return NULL;
+    }
+    /* the text as a JSON string */
+    jbuf b;
+    jbuf_init(&b, 16u << 20);
+    int bad = jbuf_putc(&b, '"');
+    for (const unsigned char *s = (const unsigned char *)arg; *s && !bad; s++) {
+        if (*s == '"' || *s == '\\') bad = jbuf_putc(&b, '\\') || jbuf_putc(&b, (char)*s);
+        else if (*s < 0x20) bad = jbuf_printf(&b, "\\u%04x", *s) < 0;
+        else bad = jbuf_putc(&b, (char)*s);
+    }
+    if (bad || jbuf_putc(&b, '"') != 0) {
+        jbuf_free(&b);
+        jerr_set(err, JERR_USAGE, "is too long (over 16 MiB as a JSON string) or memory ran out");
+        return NULL;
+    }
+    p = payload_from_json(b.data, b.len, err);
+    jbuf_free(&b);
+    if (!p) err->code = JERR_USAGE;
+    return p;
+}
+
 static int out_put(jbuf *out, const char *s, size_t n, jerr *err) {
     jw w = {.out = out, .base = out->len, .max = SIZE_MAX};
     int rc = jw_put(&w, s, n);

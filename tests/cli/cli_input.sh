@@ -82,14 +82,32 @@ LUA
 for _ in $(seq 100); do "$JORCH" query s1 echo >/dev/null 2>&1 && break; sleep 0.05; done
 run_jorch query s1 echo '{bad'
 expect_eq "query: malformed JSON argument: exit 2" "$RC" "2"
+expect_contains "query: names the argument and the position" "$ERR" "input argument 1 '{bad' starts with '{' but is not valid JSON: at line 1, column 2"
 run_jorch query s1 echo --input '{"k": 1}' --input '[2]'
 expect_eq "query --input" "$OUT" '[{"k":1},[2]]'
 run_jorch signal s1 add '{x: 1}'
 expect_eq "signal: malformed JSON argument: exit 2" "$RC" "2"
+expect_contains "signal: names the argument and the position" "$ERR" "input argument 1 '{x: 1}' starts with '{' but is not valid JSON: at line 1, column 2"
 run_jorch signal s1 add --input-file "$W/in.json" --input '"two"'
 expect_eq "signal --input-file/--input: exit 0" "$RC" "0"
 run_jorch result --timeout 20s s1
 expect_eq "signal arguments arrived exactly" "$OUT" '[[{"autoProceed":false,"skip":[1,2]},"two"]]'
+
+# --- jorch activity NAME ARG... takes its arguments by the same rule
+run_jorch activity echo '{x: 1}' --activities "$ACTS"
+expect_eq "activity: malformed JSON object argument: exit 2" "$RC" "2"
+expect_contains "activity: names the argument and the position" "$ERR" "argument 1 '{x: 1}' starts with '{' but is not valid JSON: at line 1, column 2"
+expect_eq "activity: nothing printed on stdout" "$OUT" ""
+run_jorch activity echo '[1, 2' --activities "$ACTS"
+expect_eq "activity: malformed JSON array: exit 2" "$RC:$(grep -c 'column 6' <<<"$ERR")" "2:1"
+run_jorch activity echo ' "unterminated' --activities "$ACTS"
+expect_eq "activity: malformed JSON string (after a blank): exit 2" "$RC" "2"
+run_jorch activity echo PROJ-123 --activities "$ACTS"
+expect_eq "activity: a bare word is still a string" "$RC:$OUT" '0:"PROJ-123"'
+run_jorch activity echo '{"a": [1, 2]}' --activities "$ACTS"
+expect_eq "activity: valid JSON is decoded" "$RC:$OUT" '0:{"a":[1,2]}'
+run_jorch activity echo '"{x: 1}"' --activities "$ACTS"
+expect_eq "activity: JSON-looking text given as a JSON string" "$RC:$OUT" '0:"{x: 1}"'
 
 # --- signals nobody handles, and validators (item 6)
 cat >"$W/gate.lua" <<'LUA'
