@@ -580,7 +580,7 @@ function rt.default_id(...)
   if default_id_fn == nil then return nil end
   local id = default_id_fn(...)
   if id ~= nil and type(id) ~= "string" then
-    error(s_format("the workflow.default_id function returned a %s; it must return a string id or nil",
+    error(s_format("it returned a %s; it must return a string id or nil",
       type(id)), 0)
   end
   return id

@@ -885,7 +885,8 @@ static int start_common(int argc, char **argv, bool run_mode) {
     cli_start_opts so = {.workflow_id = a.set[O_ID] ? a.val[O_ID] : NULL, .workflow_type = type,
                          .task_queue = a.set[O_TASK_QUEUE] ? a.val[O_TASK_QUEUE] : NULL,
                          .script_path = (temporal && strstr(script, ".lua") == NULL) ? NULL : script, .input = input};
-    /* the script's workflow.default_id(input), when it declares one and no --id was given */
+    /* the script's workflow.default_id(input), when it declares one and no --id was given
+     * (at most 255 bytes: what the embedded store keeps of a workflow id) */
     char default_id[256] = "";
     if (so.script_path) {
         /* fail fast on a script that cannot load, on either backend */
@@ -907,9 +908,12 @@ static int start_common(int argc, char **argv, bool run_mode) {
             return CLI_USAGE;
         }
         if (!so.workflow_id && default_id[0]) {
-            if (id_check("workflow id (from the script's workflow.default_id)", default_id, ID_MAX_BYTES, &e) != 0) {
+            /* the fix is in the script (or --id), not in this command's options */
+            if (id_check("workflow id", default_id, ID_MAX_BYTES, &e) != 0) {
                 protobuf_c_message_free_unpacked(&input->base, NULL);
-                return cli_usage_error(verb, "%s", e.msg);
+                cli_errorf("%s: workflow.default_id gave no usable id for this input: %s. Fix the function (it gets "
+                           "the workflow's arguments), or give the run an id with --id ID", script, e.msg);
+                return CLI_USAGE;
             }
             so.workflow_id = default_id;
         }

@@ -2887,9 +2887,12 @@ static int do_default_id(lua_State *L, engine_run *r, void *ud) {
     size_t len = 0;
     const char *id = lua_tolstring(L, -1, &len);
     if (len == 0) return 0; /* "" means: no default, like nil */
-    if (len >= c->idlen || strlen(id) != len)
-        return luaL_error(L, "%s: the workflow.default_id function returned an id that is too long (at most %d "
-                          "bytes) or contains a NUL byte", r->script_name, (int)(c->idlen - 1));
+    if (strlen(id) != len)
+        return luaL_error(L, "it returned an id that contains a NUL byte (at byte %d)",
+                          (int)strlen(id));
+    if (len >= c->idlen)
+        return luaL_error(L, "it returned an id of %I bytes; the limit is %d bytes",
+                          (lua_Integer)len, (int)(c->idlen - 1));
     memcpy(c->id, id, len + 1);
     return 0;
 }
@@ -2912,7 +2915,11 @@ int engine_start_check(const char *script_name, const char *src, size_t len, eng
         rc = run_protected(r, do_default_id, &c, err);
         if (rc != 0) {
             id[0] = '\0';
-            jerr_prefix(err, "computing the default workflow id (workflow.default_id; or pass --id)");
+            /* the fix is in the script or --id: no hint at this command's options */
+            jerr_prefix(err, "%s: workflow.default_id gave no usable id for this input", script_name);
+            size_t n = strlen(err->msg);
+            snprintf(err->msg + n, sizeof err->msg - n, ". Fix the function (it gets the workflow's arguments), or "
+                     "give the run an id with --id ID");
         }
     }
     engine_run_free(r);

@@ -90,6 +90,25 @@ printf 'workflow.default_id(function(t) return t.key.name end)\nreturn function(
 run_jorch start "$W/badid.lua" '{}'
 expect_eq "default_id: an error in the function: exit 2" "$RC" "2"
 expect_contains "default_id: the error names its line" "$ERR" "badid.lua:1: attempt to index a nil value"
+expect_contains "default_id: the error says what to do" "$ERR" "workflow.default_id gave no usable id for this input"
+expect_contains "default_id: ... fix the function or pass --id" "$ERR" "Fix the function (it gets the workflow's arguments), or give the run an id with --id ID"
+case "$ERR" in *--help*) fail "default_id: no hint at --help (the fix is in the script)" "$ERR" ;; *) ok "default_id: no hint at --help (the fix is in the script)" ;; esac
+printf '%s\n' 'workflow.default_id(function(k) return "bad\27[31m" .. k end)' 'return function() end' >"$W/ctlid.lua"
+run_jorch start "$W/ctlid.lua" x
+expect_eq "default_id: an id with a control character: exit 2" "$RC" "2"
+expect_contains "default_id: says what is wrong with the id" "$ERR" "ctlid.lua: workflow.default_id gave no usable id for this input: the workflow id 'bad\x1b[31mx' contains a control character (at byte 3)"
+expect_contains "default_id: ... and what to do" "$ERR" "or give the run an id with --id ID"
+case "$ERR" in *--help*) fail "default_id: bad id: no hint at --help" "$ERR" ;; *) ok "default_id: bad id: no hint at --help" ;; esac
+printf 'workflow.default_id(function(n) return ("k"):rep(n) end)\nreturn function() end\n' >"$W/longid.lua"
+run_jorch start "$W/longid.lua" 256
+expect_eq "default_id: an id over 255 bytes: exit 2" "$RC" "2"
+expect_contains "default_id: says its length and the limit" "$ERR" "it returned an id of 256 bytes; the limit is 255 bytes"
+run_jorch start "$W/longid.lua" 255
+expect_eq "default_id: an id of 255 bytes is used" "$RC:${#OUT}" "0:255"
+printf 'workflow.default_id(function() return 42 end)\nreturn function() end\n' >"$W/numid.lua"
+run_jorch start "$W/numid.lua"
+expect_eq "default_id: a number: exit 2" "$RC" "2"
+expect_contains "default_id: a number: says what it must return" "$ERR" "numid.lua: workflow.default_id gave no usable id for this input: it returned a number; it must return a string id or nil"
 
 # --- TLS against a server that answers in cleartext (as a plain gRPC
 # server does): the error suggests TEMPORAL_TLS=false
