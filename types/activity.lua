@@ -13,7 +13,7 @@
 ---@field workflow_type string
 ---@field attempt integer 1 for the first attempt
 ---@field start_to_close_timeout? number seconds, when the activity has one
----@field heartbeat_details? any the first value the previous attempt heartbeated
+---@field heartbeat_details? any the first value the previous attempt heartbeated (all of them: activity.heartbeat_details())
 
 ---Fields of activity.error{...}.
 ---@class jorch.ActivityErrorFields
@@ -31,6 +31,12 @@ activity = {}
 ---workflow cancelled the activity: clean up, then re-raise it (or return).
 ---@param ... any JSON-encodable details
 function activity.heartbeat(...) end
+
+---Every value the previous attempt's last heartbeat sent, in order
+---(activity.heartbeat(a, b) on attempt 1 -> a, b on attempt 2); nothing on a
+---first attempt.
+---@return any ...
+function activity.heartbeat_details() end
 
 ---True once cancellation of this activity was requested.
 ---@return boolean

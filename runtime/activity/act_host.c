@@ -733,13 +733,27 @@ static int l_info(lua_State *L) {
         lua_setfield(L, -2, "start_to_close_timeout");
     }
     if (a->prev_details && a->prev_details->n_payloads > 0) {
-        /* The first value, as activity.heartbeat(details) sent it. */
+        /* The first value, as activity.heartbeat(details) sent it (all of
+         * them: activity.heartbeat_details()). */
         jerr err = {0};
         if (payload_to_lua(L, a->prev_details->payloads[0], NULL, &err) < 0)
             return luaL_error(L, "activity.info: cannot decode the heartbeat details: %s", err.msg);
         lua_setfield(L, -2, "heartbeat_details");
     }
     return 1;
+}
+
+/* Every value the previous attempt's last heartbeat sent, as Lua values:
+ * activity.heartbeat(a, nil, c) -> a, nil, c (a list would lose the nil);
+ * nothing on a first attempt or one whose predecessors never heartbeated.
+ * info().heartbeat_details stays the first of them, as documented. */
+static int l_heartbeat_details(lua_State *L) {
+    act_attempt *a = check_attempt(L, "heartbeat_details");
+    int n = 0;
+    jerr err = {0};
+    if (payloads_to_lua(L, a->prev_details, NULL, &n, &err) < 0)
+        return luaL_error(L, "activity.heartbeat_details: cannot decode the heartbeat details: %s", err.msg);
+    return n;
 }
 
 /* activity.error{type=, message=, non_retryable=, details=} or
@@ -811,7 +825,8 @@ static int error_tostring(lua_State *L) {
 
 static const luaL_Reg activity_fns[] = {
     {"cancelled", l_cancelled}, {"error", l_error}, {"heartbeat", l_heartbeat},
-    {"info", l_info},           {"log", l_log},     {NULL, NULL},
+    {"heartbeat_details", l_heartbeat_details},     {"info", l_info},
+    {"log", l_log},             {NULL, NULL},
 };
 
 /* Standard libraries (activities are trusted), jorch, activity, a

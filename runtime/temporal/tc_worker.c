@@ -826,7 +826,8 @@ static bool can_continue(worker *w, const WftTask *t, const cached_run *e, const
 static bool act_reserve(worker *w, bool eager);
 static void act_unreserve(worker *w, bool eager, int n);
 static int start_activity(worker *w, ActTask *t);
-static void respond_activity_failed(worker *w, const ActTask *t, Temporal__Api__Failure__V1__Failure *f);
+static void respond_activity_failed(worker *w, const ActTask *t, Temporal__Api__Failure__V1__Failure *f,
+                                    Payloads *last);
 
 /* Eager activities: an activity scheduled on this worker's own task queue
  * is asked to come back in the completion's response when an activity
@@ -867,7 +868,7 @@ static void eager_start(worker *w, Temporal__Api__Workflowservice__V1__RespondWo
             temporal__api__failure__v1__failure__init(&f);
             f.message = "the worker could not start the eager activity (no slot was held for it, or out of memory)";
             f.source = "jorch";
-            respond_activity_failed(w, t, &f);
+            respond_activity_failed(w, t, &f, NULL);
         }
         if (src != 0) protobuf_c_message_free_unpacked(&t->base, NULL);
     }
@@ -1222,7 +1223,8 @@ static void act_unreserve(worker *w, bool eager, int n) {
 /* Runs on an activity thread of the host. */
 static bool on_heartbeat(void *ud, uint64_t token, const Payloads *details) {
     worker *w = ud;
-    act_beat b = act_slots_beat(w->slots, token, details, false);
+    /* the details are kept: a failure reports the last ones, sent or not */
+    act_beat b = act_slots_beat(w->slots, token, details, true);
     if (!b.known) return false;
     bool cancel = b.cancel;
     if (!b.send) return cancel;
@@ -1297,11 +1299,16 @@ static int start_activity(worker *w, ActTask *t) {
     return 0;
 }
 
-static void respond_activity_failed(worker *w, const ActTask *t, Temporal__Api__Failure__V1__Failure *f) {
+/* last: the attempt's last heartbeat details (NULL: none), so that the next
+ * attempt gets them even when that heartbeat was not sent (throttled), as
+ * on the embedded backend, which keeps every heartbeat's details. */
+static void respond_activity_failed(worker *w, const ActTask *t, Temporal__Api__Failure__V1__Failure *f,
+                                    Payloads *last) {
     Temporal__Api__Workflowservice__V1__RespondActivityTaskFailedRequest req;
     temporal__api__workflowservice__v1__respond_activity_task_failed_request__init(&req);
     req.task_token = t->task_token;
     req.failure = f;
+    req.last_heartbeat_details = last;
     req.identity = w->cfg.identity;
     req.namespace_ = w->cfg.namespace_;
     wcall(w->act_conn, "RespondActivityTaskFailed", &req.base,
@@ -1338,7 +1345,7 @@ static void on_outcome(worker *w, act_outcome *o) {
         temporal__api__failure__v1__failure__init(&generic);
         generic.message = "the activity failed without a failure message";
         generic.source = "jorch";
-        respond_activity_failed(w, t, o->failure != NULL ? o->failure : &generic);
+        respond_activity_failed(w, t, o->failure != NULL ? o->failure : &generic, copy.details);
         const char *fm = o->failure != NULL && o->failure->message != NULL ? o->failure->message : "(no message)";
         winfo(w, "activity %s (id %s) of %s: attempt %d failed: %s", atype, t->activity_id, wid, t->attempt, fm);
         progress(w, wid, "activity %s (id %s) failed on attempt %d (Temporal applies the retry policy): %s", atype,
@@ -1363,6 +1370,7 @@ static void on_outcome(worker *w, act_outcome *o) {
         wlog("activity %s (id %s) of %s: attempt %d abandoned (the worker is stopping)", atype, t->activity_id,
              wid, t->attempt);
     }
+    if (copy.details != NULL) protobuf_c_message_free_unpacked(&copy.details->base, NULL);
     protobuf_c_message_free_unpacked(&t->base, NULL);
 }
 
@@ -1390,7 +1398,7 @@ static void activity_polled(worker *w, tc_call *poll, int *backoff, int64_t *ret
             temporal__api__failure__v1__failure__init(&f);
             f.message = "the worker could not start the activity (out of memory?)";
             f.source = "jorch";
-            respond_activity_failed(w, t, &f);
+            respond_activity_failed(w, t, &f, NULL);
         }
         if (src != 0) protobuf_c_message_free_unpacked(resp, NULL);
     }

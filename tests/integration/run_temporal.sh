@@ -57,6 +57,13 @@ D=$(tcli workflow describe -w "$OID" -o json)
 check "temporal describe: completed, on a task queue of its own (jorch-run-...)" jq_true "$D" \
     '.workflowExecutionInfo.status == "WORKFLOW_EXECUTION_STATUS_COMPLETED" and (.workflowExecutionInfo.taskQueue | startswith("jorch-run-"))'
 
+# ------------------------------------------------------------ heartbeat details
+# as on the embedded backend (tests/cli/retry_policy.sh): the second heartbeat
+# of attempt 1 is throttled, never sent, yet attempt 2 gets its values
+jr "$SRC" run --temporal --quiet --id "hbd-$$" --activities tests/cli/activities tests/cli/workflows/hb_details.lua
+check "heartbeat details: the next attempt gets all the values of the last (unsent) heartbeat" \
+    eval '[ "$RC" = 0 ] && jq_true "$OUT" ". == {a: \"page\", attempt: 2, b_nil: true, c: {cursor: 7}, count: 3, first: \"page\"}"'
+
 # ------------------------------------------------------------ a failing workflow
 W=$TC_TMP/wf
 mkdir -p "$W"

@@ -55,6 +55,20 @@ end
 
 function M.echo(x) return x end
 
+-- Attempt 1 heartbeats twice (the second at once: a worker throttles it)
+-- and fails; a later attempt returns what it is given of the last heartbeat.
+function M.resumable()
+  local info = activity.info()
+  if info.attempt == 1 then
+    activity.heartbeat("page", 1)
+    activity.heartbeat("page", nil, {cursor = 7})
+    error("attempt 1 fails after its heartbeats")
+  end
+  local a, b, c = activity.heartbeat_details()
+  return {count = select("#", activity.heartbeat_details()), a = a, b_nil = b == nil, c = c,
+          first = info.heartbeat_details, attempt = info.attempt}
+end
+
 function M.hang()
   while true do end
 end
