@@ -7,6 +7,7 @@
  */
 #include "store/store_int.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -270,15 +271,24 @@ static void slot_release(runner *r, uint64_t token, Payloads **details_out, bool
 
 /* Fault injection for the crash-safety tests: JORCH_FAULT=point[:n] kills
  * this process with SIGKILL the n-th time (default 1st) it reaches `point`,
- * exactly like `kill -9` at that instant. Unset in normal use. */
+ * exactly like `kill -9` at that instant. JORCH_FAULT=point[:n]:stop stops
+ * it there instead (SIGSTOP), for a test to act while it is paused at that
+ * instant and then continue it (SIGCONT). Unset in normal use. */
 static void fault_point(const char *point) {
     static int hits = 0;
     const char *spec = getenv("JORCH_FAULT");
     if (!spec || !*spec) return;
     size_t n = strlen(point);
     if (strncmp(spec, point, n) != 0 || (spec[n] != '\0' && spec[n] != ':')) return;
-    int want = spec[n] == ':' ? atoi(spec + n + 1) : 1;
-    if (++hits >= (want > 0 ? want : 1)) raise(SIGKILL);
+    const char *rest = spec[n] == ':' ? spec + n + 1 : "";
+    int want = isdigit((unsigned char)*rest) ? atoi(rest) : 1;
+    bool stop = strcmp(rest + strspn(rest, "0123456789"), ":stop") == 0 || strcmp(rest, "stop") == 0;
+    if (want < 1) want = 1;
+    if (stop) {
+        if (++hits == want) raise(SIGSTOP);
+        return;
+    }
+    if (++hits >= want) raise(SIGKILL);
 }
 
 static ProtobufCMessage *msg_copy(const ProtobufCMessage *m) {
@@ -682,6 +692,12 @@ static int start_continued(runner *r, const char *new_run_id, jerr *err) {
     sqlite3_bind_text(q, 2, new_run_id, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int64(q, 3, time_now_nanos());
     if (q_done(r, q, "continuing as new", err) != 0) {
+        store_events_free(ev, n);
+        return -1;
+    }
+    /* this process goes on with the new run (a foreground `jorch run`): held
+     * from this commit on, so the service never takes it in between */
+    if (r->o->follow_continue_as_new && store_lease_hold_new(r->s, new_run_id, err) != 0) {
         store_events_free(ev, n);
         return -1;
     }
@@ -1585,6 +1601,9 @@ void runner_act_log(runner *r, const char *activity_type, const char *line) { ac
  * earlier process died are made ready to run again. 1: the run is not
  * running (nothing taken). */
 int runner_open(runner *r, jerr *err) {
+    /* between a run's creation (or its predecessor's continue-as-new) and
+     * this runner's lease: where another executor could take it */
+    fault_point("runner-open");
     r->generation = next_generation();
     if (store_run_find(r->s, r->run_id, &r->run, err) != 0) return -1;
     if (r->run.status != RUN_RUNNING) return 1;

@@ -859,20 +859,7 @@ int store_run_start(store *s, const store_new_run *nr, store_run *out, jerr *err
         goto fail;
     }
     store_release(s, q);
-    if (nr->hold_lease) {
-        q = prep(s, "UPDATE runs SET lease_owner=?1, lease_until=?2 WHERE run_id=?3", err);
-        if (!q) goto fail;
-        sqlite3_bind_text(q, 1, s->owner, -1, SQLITE_TRANSIENT);
-        int64_t lease = store_lease_nanos();
-        sqlite3_bind_int64(q, 2, now + (lease > 0 ? lease : LEASE_NANOS_DEFAULT));
-        sqlite3_bind_text(q, 3, run_id, -1, SQLITE_TRANSIENT);
-        int lrc = sqlite3_step(q);
-        store_release(s, q);
-        if (lrc != SQLITE_DONE) {
-            store_db_error(s, "taking the lease of a new run", err);
-            goto fail;
-        }
-    }
+    if (nr->hold_lease && store_lease_hold_new(s, run_id, err) != 0) goto fail;
 
     HistoryEvent *e = store_event_new(ET(WORKFLOW_EXECUTION_STARTED));
     Temporal__Api__History__V1__WorkflowExecutionStartedEventAttributes *a = malloc(sizeof *a);
@@ -1162,6 +1149,17 @@ int store_lease_acquire(store *s, const char *run_id, int64_t *gen, jerr *err) {
         return -1;
     }
     return 0;
+}
+
+int store_lease_hold_new(store *s, const char *run_id, jerr *err) {
+    sqlite3_stmt *q = prep(s, "UPDATE runs SET lease_owner=?1, lease_until=?2 WHERE run_id=?3", err);
+    if (!q) return -1;
+    sqlite3_bind_text(q, 1, s->owner, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(q, 2, time_now_nanos() + lease_length());
+    sqlite3_bind_text(q, 3, run_id, -1, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(q);
+    store_release(s, q);
+    return rc == SQLITE_DONE ? 0 : store_db_error(s, "taking the lease of a new run", err);
 }
 
 int store_lease_check(store *s, const char *run_id, int64_t gen, jerr *err) {

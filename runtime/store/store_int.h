@@ -100,6 +100,10 @@ void store_clear_wft(store *s, const char *run_id);
 int64_t store_lease_nanos(void); /* JORCH_LEASE_SECONDS (default 15); -1 if that is invalid */
 /* 0 and the new generation in *gen; -1 when held by a live process or on error. */
 int store_lease_acquire(store *s, const char *run_id, int64_t *gen, jerr *err);
+/* Inside the transaction that creates run_id: this process holds its lease
+ * from the commit on, so no other executor (the service) takes the run
+ * before this process's runner does (its store_lease_acquire succeeds). */
+int store_lease_hold_new(store *s, const char *run_id, jerr *err);
 /* Inside a transaction: 0 while generation gen still owns the run; -1
  * (JERR_USAGE, saying who took it) when it does not. */
 int store_lease_check(store *s, const char *run_id, int64_t gen, jerr *err);
