@@ -1303,8 +1303,11 @@ static int on_outcome(runner *r, act_outcome *o, jerr *err) {
             progress(r, "activity %s (id %s) failed on attempt %d, retrying in %s: %s%s%s%s", name, a->activity_id, attempt,
                      human, msg, missing ? ". Add it, or stop this process and 'jorch resume --activities DIR " : "",
                      missing ? r->run.workflow_id : "", missing ? "'" : "");
+            /* an attempt that sent no heartbeat keeps the earlier details for the
+             * next one, as Temporal's server does */
             sqlite3_stmt *u = q_prep(r, "UPDATE activities SET attempt=attempt+1, state=0, ready_at=?3, last_failure=?4,"
-                                        " heartbeat_details=?5 WHERE run_id=?1 AND scheduled_event_id=?2", err);
+                                        " heartbeat_details=COALESCE(?5, heartbeat_details) WHERE run_id=?1 AND "
+                                        "scheduled_event_id=?2", err);
             if (!u) rc = -1;
             else {
                 sqlite3_bind_int64(u, 2, sched);

@@ -41,7 +41,7 @@ expect_eq "silent activity: heartbeat timeout" "$OUT" '{"cause":"TimeoutError","
 check "silent activity stopped early (${elapsed_ms}ms < 5000ms)" test "$elapsed_ms" -lt 5000
 
 # heartbeat details reach the next attempt: every value of the last heartbeat
-HB_DETAILS='{"a":"page","attempt":2,"b_nil":true,"c":{"cursor":7},"count":3,"first":"page"}'
+HB_DETAILS='{"a":"page","attempt":3,"b_nil":true,"c":{"cursor":7},"count":3,"first":"page"}'
 run_jorch run --quiet --activities "$ACTS" "$JORCH_SOURCE_DIR/tests/cli/workflows/hb_details.lua"
 expect_eq "heartbeat details: the next attempt gets all the values of the last heartbeat" "$RC:$OUT" "0:$HB_DETAILS"
 

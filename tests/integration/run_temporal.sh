@@ -62,7 +62,7 @@ check "temporal describe: completed, on a task queue of its own (jorch-run-...)"
 # of attempt 1 is throttled, never sent, yet attempt 2 gets its values
 jr "$SRC" run --temporal --quiet --id "hbd-$$" --activities tests/cli/activities tests/cli/workflows/hb_details.lua
 check "heartbeat details: the next attempt gets all the values of the last (unsent) heartbeat" \
-    eval '[ "$RC" = 0 ] && jq_true "$OUT" ". == {a: \"page\", attempt: 2, b_nil: true, c: {cursor: 7}, count: 3, first: \"page\"}"'
+    eval '[ "$RC" = 0 ] && jq_true "$OUT" ". == {a: \"page\", attempt: 3, b_nil: true, c: {cursor: 7}, count: 3, first: \"page\"}"'
 
 # ------------------------------------------------------------ a failing workflow
 W=$TC_TMP/wf

@@ -56,7 +56,9 @@ end
 function M.echo(x) return x end
 
 -- Attempt 1 heartbeats twice (the second at once: a worker throttles it)
--- and fails; a later attempt returns what it is given of the last heartbeat.
+-- and fails; attempt 2 fails without a heartbeat; attempt 3 returns what it
+-- is given of the last heartbeat (attempt 1's: details outlive attempts
+-- that send none, as on Temporal's server).
 function M.resumable()
   local info = activity.info()
   if info.attempt == 1 then
@@ -64,6 +66,7 @@ function M.resumable()
     activity.heartbeat("page", nil, {cursor = 7})
     error("attempt 1 fails after its heartbeats")
   end
+  if info.attempt == 2 then error("attempt 2 fails without a heartbeat") end
   local a, b, c = activity.heartbeat_details()
   return {count = select("#", activity.heartbeat_details()), a = a, b_nil = b == nil, c = c,
           first = info.heartbeat_details, attempt = info.attempt}
