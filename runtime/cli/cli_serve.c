@@ -38,7 +38,9 @@ static const char serve_help[] =
     "open run no live process executes; SIGTERM or SIGINT stop it cleanly, and the\n"
     "next start continues. 'jorch start' and 'run --detach' start it when none runs.\n"
     "Without --foreground it goes to the background and logs to $JORCH_HOME/logs/serve.log;\n"
-    "each run's own lines go to $JORCH_HOME/logs/ID.log.\n"
+    "each run's own lines go to $JORCH_HOME/logs/ID.log. A run whose workflow task fails\n"
+    "stays open and its task is tried again after 10 s, then twice as long per failure\n"
+    "in a row (at most every 10 minutes), or at once on a request.\n"
     "Options:\n"
     "  --concurrency N     activity attempts running at once (default 8, at most 256)\n"
     "  --cache-size N      workflow engines kept in memory (default 1000; at least 1)\n"
@@ -227,6 +229,12 @@ int cli_verb_serve(int argc, char **argv) {
         (a.set[S_CACHE_SIZE] && parse_count("--cache-size", a.val[S_CACHE_SIZE], 1, 100000000, &cache)) ||
         (a.set[S_CACHE_MEMORY] && parse_count("--cache-memory", a.val[S_CACHE_MEMORY], 1, 1048576, &mem_mb)))
         return CLI_USAGE;
+    /* the first delay before a failed workflow task runs again: for tests (the default is 10 s) */
+    long retry_ms = 0;
+    const char *tr = getenv("JORCH_TASK_RETRY_MS");
+    if (tr && *tr && parse_count("JORCH_TASK_RETRY_MS (for tests; unset it for the default of 10 s)", tr, 1, 600000,
+                                 &retry_ms))
+        return CLI_USAGE;
     if (!a.set[S_FOREGROUND]) {
         /* to the background: the same command with --foreground, detached */
         const char *extra[8];
@@ -276,7 +284,8 @@ int cli_verb_serve(int argc, char **argv) {
         return cli_exit_for(&e);
     }
     store_service_opts so = {.concurrency = (int)conc, .cache_size = (size_t)cache,
-                             .cache_memory = (size_t)mem_mb << 20, .config_json = conf.data};
+                             .cache_memory = (size_t)mem_mb << 20, .config_json = conf.data,
+                             .task_retry_first = (int64_t)retry_ms * 1000000};
     /* the web server runs on a thread of its own beside the service loop,
      * reaching runs as any client does; runs its webhook starts are handed
      * to this service like those of 'jorch start' */

@@ -1305,6 +1305,21 @@ static void print_observed(const cJSON *o) {
     if (err) printf("              (%s)\n", esc(0, err));
     const cJSON *ex = cJSON_GetObjectItemCaseSensitive(o, "executor");
     if (ex && cj_str(ex, "text")) printf("Executed by:  %s\n", esc(0, cj_str(ex, "text")));
+    const cJSON *ft = cJSON_GetObjectItemCaseSensitive(o, "failedTask");
+    if (ft) {
+        int n = (int)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(ft, "attempts"));
+        const char *next = cj_str(ft, "nextRetry");
+        int64_t ns = 0;
+        jerr ignore = {0};
+        char rel[64] = "";
+        if (next && time_parse_rfc3339(next, &ns, &ignore) == 0) relative_text(ns, rel, sizeof rel);
+        if (next)
+            printf("Failed task:  %d attempt%s in a row; the service tries it again at %s%s%s%s\n", n,
+                   n == 1 ? "" : "s", esc(0, next), rel[0] ? " (" : "", rel, rel[0] ? ")" : "");
+        else
+            printf("Failed task:  %d attempt%s in a row; a request, 'jorch resume' or the service's next start "
+                   "tries it again\n", n, n == 1 ? "" : "s");
+    }
     const cJSON *waits = cJSON_GetObjectItemCaseSensitive(o, "waits"), *w;
     if (cJSON_GetArraySize(waits) > 0) printf("Coroutines:\n");
     cJSON_ArrayForEach(w, waits) {

@@ -10,6 +10,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
@@ -72,6 +73,8 @@ struct runner {
     bool leased;                 /* holds the lease (runner_open .. runner_close) */
     int64_t hb_due;              /* wall clock: the next heartbeat deadline of a running attempt, or 0 */
     char log_path[1100];         /* the service: this run's log file ("": stderr) */
+    int task_attempts;           /* workflow tasks failed in a row (store_task_retry_get) */
+    int64_t task_retry_at;       /* wall clock: the service tries the failed task again, 0 not */
 };
 
 /* Output: plain lines, and on a terminal also a live status line at the
@@ -855,6 +858,17 @@ oom:
     return NULL;
 }
 
+/* How long after its attempts-th failure in a row a workflow task runs
+ * again: first, doubled per failure, at most STORE_TASK_RETRY_MAX (or first,
+ * when that is longer); 0 when first is 0 (no automatic retry). */
+static int64_t task_retry_delay(int64_t first, int attempts) {
+    if (first <= 0) return 0;
+    int64_t cap = first > STORE_TASK_RETRY_MAX ? first : STORE_TASK_RETRY_MAX;
+    int64_t d = first;
+    for (int i = 1; i < attempts && d < cap; i++) d = d > cap / 2 ? cap : d * 2;
+    return d < cap ? d : cap;
+}
+
 /* Feeds the engine every committed event it has not seen, then (if a task is
  * pending) the in-memory started event; commits the task's outcome. */
 static int run_workflow_task(runner *r, char *new_run_id, jerr *err) {
@@ -944,11 +958,17 @@ static int run_workflow_task(runner *r, char *new_run_id, jerr *err) {
             protobuf_c_message_free_unpacked(&fe->base, NULL);
             fe = NULL;
         }
+        int attempts = r->task_attempts < INT_MAX ? r->task_attempts + 1 : INT_MAX;
+        int64_t retry_at = task_retry_delay(r->o->task_retry_first, attempts);
+        if (retry_at > 0) retry_at += time_now_nanos();
         if (sid < 0 || !fe || store_append(r->s, r->run_id, fe, err) < 0 ||
-            store_schedule_wft(r->s, r->run_id, err) != 0 || runner_commit(r, err) != 0) {
+            store_schedule_wft(r->s, r->run_id, err) != 0 ||
+            store_task_retry_set(r->s, r->run_id, attempts, retry_at, err) != 0 || runner_commit(r, err) != 0) {
             store_rollback(r->s);
             return -1;
         }
+        r->task_attempts = attempts;
+        r->task_retry_at = retry_at;
         *err = saved;
         err->code = JERR_FAILED;
         return -2; /* task failed */
@@ -973,6 +993,12 @@ static int run_workflow_task(runner *r, char *new_run_id, jerr *err) {
     }
     ev[n - 1] = NULL; /* ownership of started moves to the store */
     store_clear_wft(r->s, r->run_id);
+    /* the run made progress: a later failure starts the backoff afresh */
+    if (r->task_attempts > 0 && store_task_retry_set(r->s, r->run_id, 0, 0, err) != 0) {
+        store_rollback(r->s);
+        store_events_free(ev, n);
+        return -1;
+    }
     int64_t sid = store_append(r->s, r->run_id, started, err);
     HistoryEvent *ce = wft_event(ET(WORKFLOW_TASK_COMPLETED), scheduled, sid);
     /* the runtime flags this task used first (as a worker sends them) */
@@ -1006,6 +1032,8 @@ static int run_workflow_task(runner *r, char *new_run_id, jerr *err) {
         return -1;
     }
     fault_point("task-after-commit");
+    r->task_attempts = 0;
+    r->task_retry_at = 0;
     r->fed = sid;
     store_events_free(ev, n);
     return 0;
@@ -1581,6 +1609,8 @@ const store_run *runner_run(const runner *r) { return &r->run; }
 bool runner_has_engine(const runner *r) { return r->eng != NULL; }
 size_t runner_engine_memory(const runner *r) { return r->eng ? engine_run_memory(r->eng) : 0; }
 const cJSON *runner_status(const runner *r) { return r->wf_status; }
+int runner_task_attempts(const runner *r) { return r->task_attempts; }
+int64_t runner_task_retry_at(const runner *r) { return r->task_retry_at; }
 
 void runner_evict(runner *r) {
     engine_run_free(r->eng);
@@ -1612,6 +1642,7 @@ int runner_open(runner *r, jerr *err) {
     if (r->run.status != RUN_RUNNING) return 1;
     if (store_lease_acquire(r->s, r->run_id, &r->lease_gen, err) != 0) return -1;
     r->leased = true;
+    store_task_retry_get(r->s, r->run_id, &r->task_attempts, &r->task_retry_at);
     int rc = r->service ? 0 : keeper_start(r, err);
     if (rc == 0 && count_running(r) == 0) {
         /* nothing in flight: no transaction needed */
@@ -1662,10 +1693,17 @@ int runner_step(runner *r, char *new_run_id, runner_wait *w, jerr *err) {
         if (!inbox_empty(r)) {
             if (store_begin(r->s, err) != 0) return -1;
             int applied = store_apply_inbox(r->s, r->run_id, err);
+            /* a request is something new: a task that fails after it starts the backoff afresh */
+            bool reset = applied > 0 && r->task_attempts > 0;
+            if (reset && store_task_retry_set(r->s, r->run_id, 0, 0, err) != 0) applied = -1;
             fault_point("inbox-before-commit");
             if (applied < 0 || runner_commit(r, err) != 0) {
                 store_rollback(r->s);
                 return -1;
+            }
+            if (reset) {
+                r->task_attempts = 0;
+                r->task_retry_at = 0;
             }
             if (applied > 0) progress(r, "%d request%s from other processes applied", applied, applied == 1 ? "" : "s");
         }
@@ -1681,7 +1719,15 @@ int runner_step(runner *r, char *new_run_id, runner_wait *w, jerr *err) {
             if (moved > 0) continue;
             int t = run_workflow_task(r, new_run_id, err);
             if (t == -2) {
-                progress(r, "workflow task failed: %s", err->msg);
+                if (r->task_retry_at > 0) {
+                    /* one line per attempt, with when the next comes */
+                    char at[16];
+                    store_clock_text(r->task_retry_at, at, sizeof at);
+                    progress(r, "workflow task failed (attempt %d; tried again at %s, in %.0f s): %s",
+                             r->task_attempts, at, (double)(r->task_retry_at - time_now_nanos()) / NS, err->msg);
+                } else {
+                    progress(r, "workflow task failed: %s", err->msg);
+                }
                 if (r->o->stop_on_task_failure) return -2;
                 continue;
             }

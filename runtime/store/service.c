@@ -53,7 +53,7 @@ typedef struct svc_run {
     int64_t due;            /* wall clock: step again at, 0 never */
     size_t heap_idx;        /* SIZE_MAX: not in the heap */
     bool ready;             /* in the ready list */
-    bool parked;            /* its last workflow task failed: waits for a request */
+    bool parked;            /* its last workflow task failed: waits for its retry (in the heap) or a request */
     bool in_lru;
     size_t mem;             /* engine heap at its last step */
     int64_t picked_at;
@@ -471,11 +471,12 @@ static void step_run(service *sv, svc_run *x) {
     }
     if (rc == -2) {
         /* the run's own failure (its script, its limits): it waits, open, for a fix
-         * (jorch upgrade) or a request; the other runs go on */
+         * (jorch upgrade), a request or the task's retry (as Temporal retries a
+         * failed workflow task), backed off per failure in a row; the other runs go on */
         sv->tasks_failed++;
         x->parked = true;
         snprintf(x->last_error, sizeof x->last_error, "workflow task failed: %.270s", e.msg);
-        set_due(sv, x, 0);
+        set_due(sv, x, runner_task_retry_at(x->r));
         lru_touch(sv, x);
         return;
     }
@@ -695,7 +696,11 @@ static void client_notify_closed(service *sv, const char *run_id) {
 
 static const char *waiting_text(service *sv, svc_run *x, char *buf, size_t len) {
     if (x->parked) {
-        snprintf(buf, len, "a fix: %s", x->last_error);
+        int64_t at = runner_task_retry_at(x->r);
+        char clock[16] = "";
+        if (at > 0) store_clock_text(at, clock, sizeof clock);
+        snprintf(buf, len, "a fix: %s (attempt %d%s%s)", x->last_error, runner_task_attempts(x->r),
+                 at > 0 ? ", tried again at " : "", clock);
         return buf;
     }
     const cJSON *st = runner_status(x->r);
@@ -733,6 +738,11 @@ static void handle_status(service *sv, svc_client *c) {
             cJSON_AddStringToObject(r, "waiting", waiting_text(sv, x, w, sizeof w));
             cJSON_AddBoolToObject(r, "cached", runner_has_engine(x->r));
             cJSON_AddBoolToObject(r, "task_failed", x->parked);
+            if (x->parked) {
+                cJSON_AddNumberToObject(r, "task_attempts", runner_task_attempts(x->r));
+                /* milliseconds since the epoch, as "started"; 0: no automatic retry */
+                cJSON_AddNumberToObject(r, "task_retry_at", (double)(runner_task_retry_at(x->r) / 1000000));
+            }
             cJSON_AddItemToArray(runs, r);
         }
     reply_obj(c, o);
@@ -959,6 +969,7 @@ int store_service_run(store *s, const store_service_opts *o, jerr *err) {
     if (sv->o.concurrency <= 0) sv->o.concurrency = 8;
     if (sv->o.cache_size == 0) sv->o.cache_size = 1000;
     sv->ro.stop_on_task_failure = true;
+    sv->ro.task_retry_first = o->task_retry_first > 0 ? o->task_retry_first : STORE_TASK_RETRY_FIRST;
     sv->ro.follow_continue_as_new = false;
     sv->listen_fd = sv->lock_fd = -1;
     sv->wake[0] = sv->wake[1] = -1;
@@ -1012,6 +1023,7 @@ int store_service_run(store *s, const store_service_opts *o, jerr *err) {
             svc_run *x = sv->heap[0];
             heap_remove(sv, x);
             x->due = 0;
+            x->parked = false; /* a parked run's deadline is its task's retry */
             make_ready(sv, x);
         }
         if (now >= sv->next_housekeeping) {

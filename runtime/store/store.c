@@ -68,6 +68,10 @@ static const struct {
         "UPDATE runs SET version_sha=script_sha;"
         "INSERT OR IGNORE INTO versions(sha,script_sha,name) SELECT script_sha, script_sha, MIN(script_name)"
         " FROM runs GROUP BY script_sha;"},
+    /* failed workflow tasks in a row and when the service tries the task
+     * again (store_task_retry): describe shows them, a restart keeps the count */
+    {5, "ALTER TABLE runs ADD COLUMN task_attempts INTEGER NOT NULL DEFAULT 0;"
+        "ALTER TABLE runs ADD COLUMN task_retry_at INTEGER NOT NULL DEFAULT 0;"},
 };
 
 /* ------------------------------------------------------------ basics */
@@ -1155,6 +1159,32 @@ bool store_run_task_failed_idle(store *s, const char *run_id) {
     bool queued = sqlite3_step(q) == SQLITE_ROW;
     store_release(s, q);
     return !queued;
+}
+
+int store_task_retry_get(store *s, const char *run_id, int *attempts, int64_t *retry_at) {
+    *attempts = 0;
+    *retry_at = 0;
+    sqlite3_stmt *q = prep(s, "SELECT task_attempts, task_retry_at FROM runs WHERE run_id=?", NULL);
+    if (!q) return -1;
+    sqlite3_bind_text(q, 1, run_id, -1, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(q);
+    if (rc == SQLITE_ROW) {
+        *attempts = sqlite3_column_int(q, 0);
+        *retry_at = sqlite3_column_int64(q, 1);
+    }
+    store_release(s, q);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
+}
+
+int store_task_retry_set(store *s, const char *run_id, int attempts, int64_t retry_at, jerr *err) {
+    sqlite3_stmt *q = prep(s, "UPDATE runs SET task_attempts=?1, task_retry_at=?2 WHERE run_id=?3", err);
+    if (!q) return -1;
+    sqlite3_bind_int(q, 1, attempts);
+    sqlite3_bind_int64(q, 2, retry_at);
+    sqlite3_bind_text(q, 3, run_id, -1, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(q);
+    store_release(s, q);
+    return rc == SQLITE_DONE ? 0 : store_db_error(s, "recording a failed workflow task's retry", err);
 }
 
 /* Inside a transaction: takes the run with a new lease generation (hold:

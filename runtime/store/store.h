@@ -20,7 +20,7 @@
 
 typedef struct store store;
 
-#define STORE_SCHEMA_VERSION 4 /* = the last entry of migrations[] in store.c */
+#define STORE_SCHEMA_VERSION 5 /* = the last entry of migrations[] in store.c */
 
 /* Opens (creating if needed) the store in directory `home` ($JORCH_HOME,
  * default ".jorch"). Errors: missing parent directory, unwritable or corrupt
@@ -214,7 +214,12 @@ typedef struct store_runner_opts {
     bool stop_on_task_failure;   /* return when a workflow task fails (jorch run) */
     const char *config_json;     /* jorch.config for activities (see activity.h), or NULL */
     const char *log_file;        /* stdout/stderr is this run log: rotate it (see runlog.c), or NULL */
+    int64_t task_retry_first;    /* the service: a failed workflow task is tried again after this (ns),
+                                    doubling per failure in a row up to STORE_TASK_RETRY_MAX; 0: not */
 } store_runner_opts;
+
+#define STORE_TASK_RETRY_FIRST (INT64_C(10) * 1000000000)  /* the service's default first delay */
+#define STORE_TASK_RETRY_MAX (INT64_C(600) * 1000000000)   /* the longest (10 minutes) */
 
 /* Executes a run until it closes (following continue-as-new if asked), or a
  * workflow task fails (stop_on_task_failure). Holds the run's lease; returns
@@ -231,6 +236,7 @@ typedef struct store_service_opts {
     size_t cache_size;        /* runs whose workflow engine stays in memory, default 1000 */
     size_t cache_memory;      /* bytes of Lua heap the cached engines may hold, 0: no limit */
     const char *config_json;  /* jorch.config for activities, or NULL */
+    int64_t task_retry_first; /* first delay before a failed workflow task runs again (ns), 0: the default */
 } store_service_opts;
 
 /* Runs the service until SIGTERM or SIGINT (then 0: every run's lease is
@@ -268,6 +274,13 @@ bool store_run_has_executor(store *s, const char *run_id);
  * event after the failure, no request in its inbox): executing it again
  * would only fail the same task. */
 bool store_run_task_failed_idle(store *s, const char *run_id);
+
+/* Workflow tasks of the run that failed in a row (0 after one completes or
+ * a request arrives) and when the service tries the task again (wall clock
+ * nanoseconds; 0: no automatic retry, e.g. after a foreground run). get: 0,
+ * or -1 when the store cannot tell (both then 0); set: inside a transaction. */
+int store_task_retry_get(store *s, const char *run_id, int *attempts, int64_t *retry_at);
+int store_task_retry_set(store *s, const char *run_id, int attempts, int64_t retry_at, jerr *err);
 
 /* Waits until the run (following continue-as-new) is closed; timeout_ms < 0
  * waits forever. Returns its close event. */

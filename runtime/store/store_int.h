@@ -184,6 +184,8 @@ bool runner_has_engine(const runner *r);
 size_t runner_engine_memory(const runner *r);
 void runner_evict(runner *r); /* drops the live engine: the next task replays from history */
 const cJSON *runner_status(const runner *r);
+int runner_task_attempts(const runner *r);   /* workflow tasks failed in a row */
+int64_t runner_task_retry_at(const runner *r); /* wall clock: when the failed task runs again, 0 not */
 int runner_query(runner *r, const char *name, const Payloads *args, Payloads **answer, jerr *err);
 void runner_on_start(runner *r, uint64_t token);
 bool runner_on_heartbeat(runner *r, uint64_t token, const Payloads *details);

@@ -358,6 +358,18 @@ int store_observe_json(store *s, const char *id, jbuf *out, jerr *err) {
                 }
                 cJSON_AddStringToObject(ex, "text", text2);
             }
+            /* workflow tasks failed in a row; the retry time only while the
+             * service that set it still executes the run */
+            int attempts = 0;
+            int64_t retry_at = 0;
+            if (store_task_retry_get(s, r.run_id, &attempts, &retry_at) == 0 && attempts > 0) {
+                cJSON *ft = cJSON_AddObjectToObject(o, "failedTask");
+                if (ft) {
+                    cJSON_AddNumberToObject(ft, "attempts", attempts);
+                    if (retry_at > 0 && x.held && x.service && x.alive && x.lease_valid)
+                        add_time(ft, "nextRetry", retry_at);
+                }
+            }
         }
     }
     if (rc == 0) {

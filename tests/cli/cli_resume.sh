@@ -95,18 +95,20 @@ expect_eq "result output" "$OUT" '["first:1","second:2"]'
 python3 - "$JORCH_HOME/jorch.db" <<'PY'
 import sqlite3, sys
 db = sqlite3.connect(sys.argv[1])
-v = int(db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0])
-# bundle versions (version_sha, the versions table) are the newest migration:
-# undo it as an older jorch left the store
+# undo the migrations from bundle versions (4: version_sha, the versions
+# table) on, as a jorch of schema 3 left the store
 db.execute("ALTER TABLE runs DROP COLUMN version_sha")
 db.execute("DROP TABLE versions")
-db.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(v - 1),))
+db.execute("ALTER TABLE runs DROP COLUMN task_attempts")
+db.execute("ALTER TABLE runs DROP COLUMN task_retry_at")
+db.execute("UPDATE meta SET value='3' WHERE key='schema_version'")
 db.commit()
 PY
 run_jorch result c1
 expect_eq "older store: runs still readable" "$OUT" '["first:1","second:2"]'
 cols=$(python3 -c "import sqlite3,sys; print([r[1] for r in sqlite3.connect(sys.argv[1]).execute('PRAGMA table_info(runs)')])" "$JORCH_HOME/jorch.db")
 expect_contains "older store: upgraded with the version column" "$cols" "version_sha"
+expect_contains "older store: upgraded with the failed task columns" "$cols" "task_retry_at"
 run_jorch scripts
 expect_contains "older store: its runs' versions are listed, named by their scripts" "$OUT" "steps.lua"
 t_end

@@ -88,6 +88,8 @@ run_jorch history loop1
 expect_contains "the looping run failed its own workflow task" "$OUT" "WorkflowTaskFailed"
 run_jorch serve --status
 check "serve --status shows the failed task" grep -Eq "^loop1 +a fix: workflow task failed" <<<"$OUT"
+# (its retries, every 10 s and more, would disturb the idle CPU check below)
+"$J" terminate loop1 >/dev/null
 
 # ---------------------------------------------------------------- SIGTERM and restart
 pid=$(svc_pid)
