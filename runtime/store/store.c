@@ -72,6 +72,10 @@ static const struct {
      * again (store_task_retry): describe shows them, a restart keeps the count */
     {5, "ALTER TABLE runs ADD COLUMN task_attempts INTEGER NOT NULL DEFAULT 0;"
         "ALTER TABLE runs ADD COLUMN task_retry_at INTEGER NOT NULL DEFAULT 0;"},
+    /* Jira webhook deliveries already acted on (store_delivery_seen), so a
+     * restarted web server does not apply a redelivery twice */
+    {6, "CREATE TABLE IF NOT EXISTS webhook_deliveries(id TEXT PRIMARY KEY, at INTEGER NOT NULL);"
+        "CREATE INDEX IF NOT EXISTS webhook_deliveries_by_time ON webhook_deliveries(at);"},
 };
 
 /* ------------------------------------------------------------ basics */
@@ -1185,6 +1189,45 @@ int store_task_retry_set(store *s, const char *run_id, int attempts, int64_t ret
     int rc = sqlite3_step(q);
     store_release(s, q);
     return rc == SQLITE_DONE ? 0 : store_db_error(s, "recording a failed workflow task's retry", err);
+}
+
+int store_delivery_seen(store *s, const char *id, jerr *err) {
+    sqlite3_stmt *q = prep(s, "SELECT 1 FROM webhook_deliveries WHERE id=?", err);
+    if (!q) return -1;
+    sqlite3_bind_text(q, 1, id, -1, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(q);
+    store_release(s, q);
+    if (rc == SQLITE_ROW) return 1;
+    if (rc == SQLITE_DONE) return 0;
+    return store_db_error(s, "looking up a webhook delivery", err);
+}
+
+int store_delivery_remember(store *s, const char *id, int64_t now, jerr *err) {
+    if (store_begin(s, err) != 0) return -1;
+    sqlite3_stmt *q = prep(s, "INSERT OR REPLACE INTO webhook_deliveries(id, at) VALUES(?1, ?2)", err);
+    int rc = q ? 0 : -1;
+    if (q) {
+        sqlite3_bind_text(q, 1, id, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(q, 2, now);
+        if (sqlite3_step(q) != SQLITE_DONE) rc = store_db_error(s, "remembering a webhook delivery", err);
+        store_release(s, q);
+    }
+    /* pruned as it grows: Jira redelivers within hours, not weeks */
+    q = rc == 0 ? prep(s, "DELETE FROM webhook_deliveries WHERE at < ?1 OR id IN (SELECT id FROM webhook_deliveries"
+                          " ORDER BY at DESC LIMIT -1 OFFSET ?2)", err) : NULL;
+    if (q) {
+        sqlite3_bind_int64(q, 1, now - STORE_DELIVERY_KEEP);
+        sqlite3_bind_int(q, 2, STORE_DELIVERY_MAX);
+        if (sqlite3_step(q) != SQLITE_DONE) rc = store_db_error(s, "pruning old webhook deliveries", err);
+        store_release(s, q);
+    } else {
+        rc = -1;
+    }
+    if (rc != 0) {
+        store_rollback(s);
+        return -1;
+    }
+    return store_commit(s, err);
 }
 
 /* Inside a transaction: takes the run with a new lease generation (hold:

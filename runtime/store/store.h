@@ -20,7 +20,7 @@
 
 typedef struct store store;
 
-#define STORE_SCHEMA_VERSION 5 /* = the last entry of migrations[] in store.c */
+#define STORE_SCHEMA_VERSION 6 /* = the last entry of migrations[] in store.c */
 
 /* Opens (creating if needed) the store in directory `home` ($JORCH_HOME,
  * default ".jorch"). Errors: missing parent directory, unwritable or corrupt
@@ -281,6 +281,15 @@ bool store_run_task_failed_idle(store *s, const char *run_id);
  * or -1 when the store cannot tell (both then 0); set: inside a transaction. */
 int store_task_retry_get(store *s, const char *run_id, int *attempts, int64_t *retry_at);
 int store_task_retry_set(store *s, const char *run_id, int attempts, int64_t retry_at, jerr *err);
+
+/* Webhook deliveries already acted on (jorch web: a digest of Jira's
+ * X-Atlassian-Webhook-Identifier), kept STORE_DELIVERY_KEEP and at most the
+ * STORE_DELIVERY_MAX newest. seen: 1 yes, 0 no, -1 error; remember (now:
+ * wall clock nanoseconds) also prunes: 0 or -1. */
+#define STORE_DELIVERY_KEEP (INT64_C(7) * 86400 * 1000000000)
+#define STORE_DELIVERY_MAX 10000
+int store_delivery_seen(store *s, const char *id, jerr *err);
+int store_delivery_remember(store *s, const char *id, int64_t now, jerr *err);
 
 /* Waits until the run (following continue-as-new) is closed; timeout_ms < 0
  * waits forever. Returns its close event. */

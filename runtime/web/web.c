@@ -29,6 +29,7 @@
 #include <openssl/sha.h>
 
 #include "engine/engine.h"
+#include "store/store.h"
 #include "web/web_int.h"
 
 #define FORM_MAX (64u * 1024u)
@@ -286,18 +287,24 @@ static const char *csrf_refusal(web_server *w, struct MHD_Connection *conn, cons
 
 /* ------------------------------------------------------------ webhook */
 
-static bool seen_delivery(web_server *w, const char *id) {
-    if (!id || !*id) return false;
-    for (size_t i = 0; i < w->n_seen; i++)
-        if (strcmp(w->seen[i], id) == 0) return true;
-    return false;
+/* 1 the delivery was acted on already, 0 not (or it has no id), -1 the
+ * store cannot tell (err): the caller answers 503 and Jira delivers again. */
+static int seen_delivery(web_server *w, const char *key, jerr *err) {
+    if (!key[0]) return 0;
+    if (w->deliveries_store) return store_delivery_seen(w->deliveries_store, key, err);
+    return w->deliveries && web_deliveries_seen(w->deliveries, key) ? 1 : 0;
 }
 
-static void remember_delivery(web_server *w, const char *id) {
-    if (!id || !*id) return;
-    copy(w->seen[w->next_seen], sizeof w->seen[0], id);
-    w->next_seen = (w->next_seen + 1) % WEB_SEEN_DELIVERIES;
-    if (w->n_seen < WEB_SEEN_DELIVERIES) w->n_seen++;
+/* After the delivery was acted on. A failure is logged: the action stands,
+ * only a redelivery of it would be applied again. */
+static void remember_delivery(web_server *w, const char *key, const char *id) {
+    if (!key[0]) return;
+    jerr e = {0};
+    int rc = 0;
+    if (w->deliveries_store) rc = store_delivery_remember(w->deliveries_store, key, time_now_nanos(), &e);
+    else if (w->deliveries) rc = web_deliveries_add(w->deliveries, key, time_now_nanos(), &e);
+    if (rc != 0) web_log("Jira webhook: delivery %.128s was applied but cannot be remembered (%s): a redelivery of it "
+                         "would be applied again", id, e.msg);
 }
 
 /* Starts the configured workflow for an issue, the issue key as workflow
@@ -361,7 +368,12 @@ static enum MHD_Result webhook(web_server *w, struct MHD_Connection *conn, req *
                                                      "shared secret, as sha256=<hex>)", sig ? "wrong" : "no");
     }
     const char *delivery = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Atlassian-Webhook-Identifier");
-    if (seen_delivery(w, delivery)) return send_msg(conn, MHD_HTTP_OK, "delivery already handled");
+    char key[65] = "";
+    if (delivery && *delivery) web_delivery_key(delivery, key);
+    jerr se = {0};
+    int seen = seen_delivery(w, key, &se);
+    if (seen < 0) return send_msg(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "%s", se.msg);
+    if (seen) return send_msg(conn, MHD_HTTP_OK, "delivery already handled");
     const char *allowed[WEB_MAX_USERS];
     for (size_t i = 0; i < w->conf.n_allowed; i++) allowed[i] = w->conf.allowed[i];
     web_jira_rules rules = {.label = w->conf.label, .status = w->conf.status, .allowed_users = allowed,
@@ -398,7 +410,7 @@ static enum MHD_Result webhook(web_server *w, struct MHD_Connection *conn, req *
     }
     if (rc != 0)
         return send_msg(conn, e.code == JERR_BACKEND ? MHD_HTTP_SERVICE_UNAVAILABLE : MHD_HTTP_CONFLICT, "%s", e.msg);
-    if (status == MHD_HTTP_OK) remember_delivery(w, delivery);
+    if (status == MHD_HTTP_OK) remember_delivery(w, key, delivery);
     web_log("Jira webhook: %s", msg);
     return send_msg(conn, status, "%s", msg);
 }
@@ -761,6 +773,16 @@ static int load_conf(web_conf *c, const web_options *f, jerr *err) {
 
 /* ------------------------------------------------------------ start, stop */
 
+/* Where the webhook's deliveries are remembered across restarts. */
+static int open_deliveries(web_server *w, jerr *err) {
+    if (!w->conf.temporal) return store_open(w->conf.home, &w->deliveries_store, err);
+    char path[PATH_MAX];
+    int n = snprintf(path, sizeof path, "%s/web-deliveries", w->conf.home);
+    if (n < 0 || (size_t)n >= sizeof path) return jerr_set(err, JERR_USAGE, "the path of %s is too long", w->conf.home);
+    w->deliveries = web_deliveries_open(path, time_now_nanos(), err);
+    return w->deliveries ? 0 : -1;
+}
+
 web_server *web_start(const web_options *o, jerr *err) {
     if (o->temporal && o->home) {
         jerr_set(err, JERR_USAGE, "--home names the embedded store; it does not go with --temporal");
@@ -789,6 +811,7 @@ web_server *web_start(const web_options *o, jerr *err) {
     w->c = cli_client_open(w->conf.temporal, w->conf.temporal ? NULL : w->conf.home, err);
     if (!w->c) goto fail;
     w->conf.temporal = w->c->ops->observe == NULL; /* FEATURE_TEMPORAL_ENABLED may have chosen Temporal */
+    if (w->conf.jira_secret && open_deliveries(w, err) != 0) goto fail;
 
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
     struct addrinfo *ai = NULL;
@@ -823,6 +846,8 @@ web_server *web_start(const web_options *o, jerr *err) {
     return w;
 fail:
     if (w->c) w->c->ops->free(w->c);
+    if (w->deliveries_store) store_close(w->deliveries_store);
+    web_deliveries_free(w->deliveries);
     conf_free(&w->conf);
     free(w);
     return NULL;
@@ -853,6 +878,8 @@ void web_stop(web_server *w) {
     if (!w) return;
     if (w->d) MHD_stop_daemon(w->d);
     if (w->c) w->c->ops->free(w->c);
+    if (w->deliveries_store) store_close(w->deliveries_store);
+    web_deliveries_free(w->deliveries);
     conf_free(&w->conf);
     OPENSSL_cleanse(w->csrf_key, sizeof w->csrf_key);
     free(w);

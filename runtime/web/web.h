@@ -12,6 +12,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "common/common.h"
 
@@ -76,5 +77,19 @@ bool web_jira_signature_ok(const char *secret, size_t secret_len, const char *bo
 
 /* True for an issue key: uppercase project, dash, number (as orchestrate.lua). */
 bool web_issue_key_ok(const char *key);
+
+/* Jira webhook deliveries already acted on (web_deliveries.c). A delivery
+ * is known by web_delivery_key: the hex SHA-256 of its
+ * X-Atlassian-Webhook-Identifier. On Temporal they are kept in a file
+ * ($JORCH_HOME/web-deliveries; the embedded backend keeps them in its
+ * store), for 7 days and at most 10000. open: a missing file is an empty
+ * set; now and at are wall clock nanoseconds. */
+typedef struct web_deliveries web_deliveries;
+void web_delivery_key(const char *id, char out[65]);
+web_deliveries *web_deliveries_open(const char *path, int64_t now, jerr *err);
+bool web_deliveries_seen(const web_deliveries *d, const char *key);
+int web_deliveries_add(web_deliveries *d, const char *key, int64_t now, jerr *err);
+size_t web_deliveries_count(const web_deliveries *d);
+void web_deliveries_free(web_deliveries *d);
 
 #endif

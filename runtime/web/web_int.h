@@ -17,7 +17,6 @@
 #include "web/web.h"
 
 #define WEB_MAX_USERS 64
-#define WEB_SEEN_DELIVERIES 256
 
 typedef struct web_user {
     char name[128];
@@ -51,9 +50,10 @@ struct web_server {
     char url[300];
     unsigned char csrf_key[32];
     bool loopback;
-    /* webhook deliveries already acted on (X-Atlassian-Webhook-Identifier) */
-    char seen[WEB_SEEN_DELIVERIES][128];
-    size_t n_seen, next_seen;
+    /* webhook deliveries already acted on (web_delivery_key): in the
+     * embedded store (a connection of the web server's own), else a file */
+    struct store *deliveries_store;
+    web_deliveries *deliveries;
 };
 
 /* web.c */

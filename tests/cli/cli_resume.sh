@@ -101,6 +101,7 @@ db.execute("ALTER TABLE runs DROP COLUMN version_sha")
 db.execute("DROP TABLE versions")
 db.execute("ALTER TABLE runs DROP COLUMN task_attempts")
 db.execute("ALTER TABLE runs DROP COLUMN task_retry_at")
+db.execute("DROP TABLE webhook_deliveries")
 db.execute("UPDATE meta SET value='3' WHERE key='schema_version'")
 db.commit()
 PY
@@ -109,6 +110,8 @@ expect_eq "older store: runs still readable" "$OUT" '["first:1","second:2"]'
 cols=$(python3 -c "import sqlite3,sys; print([r[1] for r in sqlite3.connect(sys.argv[1]).execute('PRAGMA table_info(runs)')])" "$JORCH_HOME/jorch.db")
 expect_contains "older store: upgraded with the version column" "$cols" "version_sha"
 expect_contains "older store: upgraded with the failed task columns" "$cols" "task_retry_at"
+tabs=$(python3 -c "import sqlite3,sys; print([r[0] for r in sqlite3.connect(sys.argv[1]).execute('SELECT name FROM sqlite_master')])" "$JORCH_HOME/jorch.db")
+expect_contains "older store: upgraded with the webhook deliveries" "$tabs" "webhook_deliveries"
 run_jorch scripts
 expect_contains "older store: its runs' versions are listed, named by their scripts" "$OUT" "steps.lua"
 t_end

@@ -4,7 +4,8 @@
 # moves the run on, Reject with a reason ends it), authentication (nothing
 # without credentials), CSRF (a forged cross-site POST is refused), the
 # Jira webhook (bad signature: 401 and nothing started; a delivery twice:
-# one run; /proceed from an allowed user) and /metrics.
+# one run, also across a restart of the server; /proceed from an allowed
+# user) and /metrics.
 . "$JORCH_SOURCE_DIR/tests/cli/lib.sh"
 WEB_TMP=$T_DIR
 . "$JORCH_SOURCE_DIR/tests/web/lib.sh"
@@ -214,6 +215,15 @@ expect_contains "and says why" "$(cat "$T_DIR/body")" "not in web.jira.allowed_u
 comment "$T_DIR/c2.json" acc-alice "/proceed looks good"
 expect_eq "/proceed from an allowed user is accepted" "$(hook "$T_DIR/c2.json" "$(hmac_sig jira-shared-secret "$T_DIR/c2.json")" c-2)" 200
 check "and moves PROJ-3 on to the PLAN gate" waits_at PROJ-3 "PLAN gate"
+# the deliveries already handled outlive the server: Jira redelivers c-2 to
+# a restarted one, which must not approve the PLAN gate with it
+check "jorch web stops" web_stop
+check "jorch web starts again" web_start --home "$JORCH_HOME" --workflow "$WF" --activities "$SRC/activities"
+expect_eq "c-2 redelivered after the restart is accepted" "$(hook "$T_DIR/c2.json" "$(hmac_sig jira-shared-secret "$T_DIR/c2.json")" c-2)" 200
+expect_contains "as already handled" "$(cat "$T_DIR/body")" "already handled"
+sleep 0.5
+check "PROJ-3 still waits at the PLAN gate" waits_at PROJ-3 "PLAN gate"
+expect_eq "one proceed signal from Jira in its history" "$("$JORCH" history PROJ-3 | grep -c 'Signaled .*"via":"jira"')" 1
 run_jorch history PROJ-3
 expect_contains "the history says who approved from Jira" "$OUT" '{"by":"acc-alice","via":"jira"}'
 comment "$T_DIR/c3.json" acc-alice "/reject the plan is wrong"

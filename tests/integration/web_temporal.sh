@@ -4,7 +4,8 @@
 # Chromium (list, EXPLORE output, Approve moves the run on, Reject ends it),
 # open on loopback without credentials; the Jira webhook starts a run on
 # Temporal once for a delivery sent twice and a /proceed comment moves it
-# on; /metrics parses and counts the rejected run as failed.
+# on (once, also when redelivered to a restarted server); /metrics parses
+# and counts the rejected run as failed.
 # Fails (never skips) when the `temporal` CLI is missing.
 if [ -z "${JORCH_SOURCE_DIR:-}" ] || [ ! -f "$JORCH_SOURCE_DIR/tests/integration/lib.sh" ]; then
     echo "FAIL: set JORCH_SOURCE_DIR to the jorch source tree (got '${JORCH_SOURCE_DIR:-}')" >&2
@@ -79,6 +80,15 @@ cat > "$TC_TMP/c.json" <<'JSON'
 JSON
 check "/proceed from an allowed user is accepted" test "$(hook "$TC_TMP/c.json" "$(hmac_sig jira-shared-secret "$TC_TMP/c.json")" t-3)" = 200
 check "and moves PROJ-13 on to the PLAN gate" wait_for 60 at_gate PROJ-13 PLAN
+# a restarted server still knows t-3 ($JORCH_HOME/web-deliveries): Jira's
+# redelivery of it must not approve the PLAN gate too
+check "jorch web --temporal stops" web_stop
+check "the deliveries handled are kept in \$JORCH_HOME/web-deliveries" test "$(wc -l < "$JORCH_HOME/web-deliveries")" = 3
+check "jorch web --temporal starts again" web_start --temporal --workflow "$SRC/workflows/orchestrate.lua"
+check "t-3 redelivered after the restart is accepted" test "$(hook "$TC_TMP/c.json" "$(hmac_sig jira-shared-secret "$TC_TMP/c.json")" t-3)" = 200
+check "as already handled" grep -q "already handled" "$WEB_TMP/body"
+sleep 1
+check "PROJ-13 still waits at the PLAN gate" at_gate PROJ-13 PLAN
 
 # --- /metrics from Temporal
 python3 "$SRC/tests/web/metrics.py" "$WEB_URL/metrics" > "$TC_TMP/m.json"

@@ -190,10 +190,12 @@ static void test_old_store_is_upgraded(void) {
     start_run(s, run);
     CHECK_INT(schema_version(s), STORE_SCHEMA_VERSION);
     /* make it a store of schema 1: no lease generations (2), no activities
-     * directories (3), no bundle versions (4), no failed task retries (5) */
+     * directories (3), no bundle versions (4), no failed task retries (5),
+     * no webhook deliveries (6) */
     sql(s, "ALTER TABLE runs DROP COLUMN lease_gen; ALTER TABLE runs DROP COLUMN activities_dir;"
            " ALTER TABLE runs DROP COLUMN version_sha; DROP TABLE versions;"
            " ALTER TABLE runs DROP COLUMN task_attempts; ALTER TABLE runs DROP COLUMN task_retry_at;"
+           " DROP TABLE webhook_deliveries;"
            " UPDATE meta SET value='1' WHERE key='schema_version'");
     store_close(s);
     s = open_store();

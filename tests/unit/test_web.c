@@ -2,7 +2,8 @@
  * test_web.c - runtime/web: what a Jira webhook body asks for
  * (web_jira_parse) under the configured rules, the X-Hub-Signature check,
  * the issue key pattern, and web_start/web_stop: a refused non-loopback
- * address without authentication, and a server that answers over HTTP.
+ * address without authentication, and a server that answers over HTTP;
+ * the webhook deliveries a restarted server still knows (file and store).
  */
 #include "test.h"
 
@@ -11,6 +12,7 @@
 
 #include <curl/curl.h>
 
+#include "store/store.h"
 #include "web/web.h"
 
 static const char *const USERS[] = {"acc-alice", "lead@example.com"};
@@ -187,5 +189,92 @@ static void server(void) {
     CHECK_INT(system(cmd), 0);
 }
 
+/* The deliveries a restarted server still knows: in a file (Temporal),
+ * in the store (embedded); both drop what is older than 7 days. */
+static void deliveries(void) {
+    char dir[] = "/tmp/jorch-test-deliveries-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    char path[300], k1[65], k2[65], k3[65];
+    /* under a directory that does not exist yet, as $JORCH_HOME on Temporal */
+    snprintf(path, sizeof path, "%s/home/web-deliveries", dir);
+    web_delivery_key("d-1", k1);
+    web_delivery_key("d-2", k2);
+    web_delivery_key("d-2 ", k3);
+    CHECK_INT((int)strlen(k1), 64);
+    CHECK(strcmp(k2, k3) != 0);
+    int64_t t0 = INT64_C(1700000000) * 1000000000, day = INT64_C(86400) * 1000000000;
+    jerr e = {0};
+    web_deliveries *d = web_deliveries_open(path, t0, &e);
+    CHECK_MSG(d != NULL, "%s", e.msg);
+    if (!d) return;
+    CHECK(!web_deliveries_seen(d, k1));
+    CHECK_INT(web_deliveries_add(d, k1, t0, &e), 0);
+    CHECK_INT(web_deliveries_add(d, k2, t0 + 3 * day, &e), 0);
+    CHECK(web_deliveries_seen(d, k1));
+    CHECK(!web_deliveries_seen(d, k3));
+    web_deliveries_free(d);
+    /* a restart: both still known; a week after the first, only the second */
+    d = web_deliveries_open(path, t0 + day, &e);
+    CHECK(d && web_deliveries_seen(d, k1) && web_deliveries_seen(d, k2));
+    web_deliveries_free(d);
+    /* many more the same day, then a week later: the file is compacted */
+    char k[65], id[32];
+    d = web_deliveries_open(path, t0 + day, &e);
+    for (int i = 0; d && i < 300; i++) {
+        snprintf(id, sizeof id, "many-%d", i);
+        web_delivery_key(id, k);
+        CHECK_INT(web_deliveries_add(d, k, t0 + i, &e), 0);
+    }
+    web_deliveries_free(d);
+    d = web_deliveries_open(path, t0 + day, &e);
+    CHECK(d && web_deliveries_count(d) == 302);
+    web_deliveries_free(d);
+    d = web_deliveries_open(path, t0 + 8 * day, &e);
+    CHECK(d && !web_deliveries_seen(d, k1) && web_deliveries_seen(d, k2) && web_deliveries_count(d) == 1);
+    CHECK(d && web_deliveries_add(d, k3, t0 + 8 * day, &e) == 0);
+    web_deliveries_free(d);
+    int lines = 0;
+    char buf[256];
+    FILE *f = fopen(path, "r");
+    while (f && fgets(buf, sizeof buf, f)) lines++;
+    if (f) fclose(f);
+    CHECK_INT(lines, 2);
+    /* a damaged line is skipped, the rest still read */
+    f = fopen(path, "a");
+    if (f) {
+        fputs("garbage\n12 not-a-digest\n", f);
+        fclose(f);
+    }
+    d = web_deliveries_open(path, t0 + 8 * day, &e);
+    CHECK(d && web_deliveries_count(d) == 2 && web_deliveries_seen(d, k3));
+    web_deliveries_free(d);
+
+    /* the embedded store */
+    char home[300];
+    snprintf(home, sizeof home, "%s/store", dir);
+    store *s = NULL;
+    CHECK_INT(store_open(home, &s, &e), 0);
+    if (s) {
+        CHECK_INT(store_delivery_seen(s, k1, &e), 0);
+        CHECK_INT(store_delivery_remember(s, k1, t0, &e), 0);
+        CHECK_INT(store_delivery_remember(s, k2, t0 + 3 * day, &e), 0);
+        store_close(s);
+        s = NULL;
+        CHECK_INT(store_open(home, &s, &e), 0);
+    }
+    if (s) {
+        CHECK_INT(store_delivery_seen(s, k1, &e), 1);
+        CHECK_INT(store_delivery_seen(s, k3, &e), 0);
+        /* remembering one more a week later prunes the first */
+        CHECK_INT(store_delivery_remember(s, k3, t0 + 8 * day, &e), 0);
+        CHECK_INT(store_delivery_seen(s, k1, &e), 0);
+        CHECK_INT(store_delivery_seen(s, k2, &e), 1);
+        store_close(s);
+    }
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK_INT(system(cmd), 0);
+}
+
 TEST_MAIN(TEST_CASE(issue_keys), TEST_CASE(labels_and_status), TEST_CASE(bad_bodies), TEST_CASE(comments),
-          TEST_CASE(signatures), TEST_CASE(server))
+          TEST_CASE(signatures), TEST_CASE(server), TEST_CASE(deliveries))
