@@ -11,8 +11,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <cjson/cJSON.h>
-
 #include "engine/engine.h"
 #include "web/web.h"
 
@@ -264,41 +262,16 @@ static int verb_replay(int argc, char **argv) {
 
 /* ------------------------------------------------------------------ limits */
 
-/* The limits: mapping of the configuration file at path. */
-static int limits_from_yaml(engine_limits *l, const char *path, jerr *err) {
-    jbuf json;
-    jbuf_init(&json, 0);
-    if (config_load_yaml_as_json(path, &json, err) != 0) {
-        jbuf_free(&json);
-        return -1;
-    }
-    cJSON *root = cJSON_ParseWithLength(json.data ? json.data : "{}", json.data ? json.len : 2);
-    jbuf_free(&json);
-    if (root == NULL) return jerr_set(err, JERR_INTERNAL, "%s: the YAML converter produced invalid JSON", path);
-    int rc = 0;
-    const cJSON *t = cJSON_IsObject(root) ? cJSON_GetObjectItemCaseSensitive(root, "limits") : NULL;
-    if (t != NULL && !cJSON_IsNull(t) && !cJSON_IsObject(t))
-        rc = jerr_set(err, JERR_USAGE, "%s: limits: must be a mapping (memory_mb:, instruction_budget:, "
-                      "wall_clock:)", path);
-    for (const cJSON *kv = cJSON_IsObject(t) ? t->child : NULL; kv != NULL && rc == 0; kv = kv->next) {
-        char source[1200], num[64];
-        const char *value;
-        snprintf(source, sizeof source, "%s: limits.%.60s", path, kv->string);
-        if (cJSON_IsNull(kv)) continue; /* "key:" with nothing: not set */
-        if (cJSON_IsNumber(kv)) {
-            snprintf(num, sizeof num, "%.17g", kv->valuedouble);
-            value = num;
-        } else if (cJSON_IsString(kv)) {
-            value = kv->valuestring;
-        } else {
-            rc = jerr_set(err, JERR_USAGE, "%s must be a number (or a duration for wall_clock)", source);
-            break;
-        }
-        if (engine_limits_set(l, kv->string, value, source, err) != 0) rc = -1;
-    }
-    cJSON_Delete(root);
-    return rc;
+static int limit_set(void *target, const char *key, const char *value, const char *source, jerr *err) {
+    return engine_limits_set(target, key, value, source, err);
 }
+
+static const config_section limits_section = {
+    .name = "limits",
+    .mapping_hint = "(memory_mb:, instruction_budget:, wall_clock:)",
+    .value_hint = "a number (or a duration for wall_clock)",
+    .set = limit_set,
+};
 
 /* The limits of workflow code for this process: built-in, then jorch.yaml
  * (limits:), then the JORCH_* environment variables, which win. */
@@ -307,7 +280,7 @@ static int configure_limits(jerr *err) {
     const char *path = NULL;
     int found = config_locate(&path, err);
     if (found < 0) return -1;
-    if (found == 1 && limits_from_yaml(&l, path, err) != 0) return -1;
+    if (found == 1 && config_section_apply(path, &limits_section, &l, err) != 0) return -1;
     if (engine_limits_from_env(&l, err) != 0) return -1;
     engine_limits_use(&l);
     return 0;

@@ -300,5 +300,22 @@ int config_locate(const char **path, jerr *err);
  * "home" set to the store directory unless the file sets it. out is
  * initialised here; free it with jbuf_free even on failure. */
 int config_activity_json(const char *home, jbuf *out, jerr *err);
+/* Sets one key of a section from its text; source names the key where it
+ * was found ("jorch.yaml: limits.memory_mb"), for the message. */
+typedef int (*config_setter)(void *target, const char *key, const char *value, const char *source, jerr *err);
+/* A section of jorch.yaml whose keys are set one by one from text. */
+typedef struct config_section {
+    const char *name;         /* "limits" for limits: */
+    const char *mapping_hint; /* the end of "PATH: NAME: must be a mapping ..." */
+    const char *value_hint;   /* the end of "PATH: NAME.KEY must be ...": what a value may be */
+    bool booleans;            /* true/false reach set as "true"/"false"; else they are refused */
+    config_setter set;
+} config_section;
+/* Hands each key of the section sec->name of the configuration file at
+ * path to sec->set, in the file's order: a number as "%.17g" text, a string
+ * as it is, a key with no value skipped. A missing or empty section sets
+ * nothing. A section that is not a mapping, or a value of another type, is
+ * JERR_USAGE with the hints; the first failure stops. */
+int config_section_apply(const char *path, const config_section *sec, void *target, jerr *err);
 
 #endif

@@ -21,6 +21,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
 #include <yaml.h>
 
 enum {
@@ -475,3 +476,41 @@ int config_activity_json(const char *home, jbuf *out, jerr *err) {
     return rc == 0 ? 0 : jerr_oom(err, "reading the configuration");
 }
 
+
+/* The one walk of a section's keys that the limits: and worker: sections
+ * share; what a key means is the setter's. */
+int config_section_apply(const char *path, const config_section *sec, void *target, jerr *err) {
+    jbuf json;
+    jbuf_init(&json, 0);
+    if (config_load_yaml_as_json(path, &json, err) != 0) {
+        jbuf_free(&json);
+        return -1;
+    }
+    cJSON *root = cJSON_ParseWithLength(json.data != NULL ? json.data : "{}", json.data != NULL ? json.len : 2);
+    jbuf_free(&json);
+    if (root == NULL) return jerr_set(err, JERR_INTERNAL, "%s: the YAML converter produced invalid JSON", path);
+    int rc = 0;
+    const cJSON *t = cJSON_IsObject(root) ? cJSON_GetObjectItemCaseSensitive(root, sec->name) : NULL;
+    if (t != NULL && !cJSON_IsNull(t) && !cJSON_IsObject(t))
+        rc = jerr_set(err, JERR_USAGE, "%s: %s: must be a mapping %s", path, sec->name, sec->mapping_hint);
+    for (const cJSON *kv = cJSON_IsObject(t) ? t->child : NULL; kv != NULL && rc == 0; kv = kv->next) {
+        char source[1200], num[64];
+        const char *value;
+        snprintf(source, sizeof source, "%s: %s.%.60s", path, sec->name, kv->string);
+        if (cJSON_IsNull(kv)) continue; /* "key:" with nothing: not set */
+        if (cJSON_IsNumber(kv)) {
+            snprintf(num, sizeof num, "%.17g", kv->valuedouble);
+            value = num;
+        } else if (cJSON_IsString(kv)) {
+            value = kv->valuestring;
+        } else if (sec->booleans && cJSON_IsBool(kv)) {
+            value = cJSON_IsTrue(kv) ? "true" : "false";
+        } else {
+            rc = jerr_set(err, JERR_USAGE, "%s must be %s", source, sec->value_hint);
+            break;
+        }
+        if (sec->set(target, kv->string, value, source, err) != 0) rc = -1;
+    }
+    cJSON_Delete(root);
+    return rc;
+}

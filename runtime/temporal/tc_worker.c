@@ -52,8 +52,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <cjson/cJSON.h>
-
 #include "activity/activity.h"
 #include "engine/engine.h"
 #include "temporal/temporal.h"
@@ -1594,43 +1592,23 @@ int tc_worker_settings_set(tc_worker_settings *s, const char *key, const char *v
                     "sticky_schedule_to_start_timeout, disable_eager_activities)", source, key);
 }
 
+static int settings_set(void *target, const char *key, const char *value, const char *source, jerr *err) {
+    return tc_worker_settings_set(target, key, value, source, err);
+}
+
+static const config_section worker_section = {
+    .name = "worker",
+    .mapping_hint = "of settings (max_cached_workflows:, ...)",
+    .value_hint = "a number, a duration or true/false",
+    .booleans = true,
+    .set = settings_set,
+};
+
 int tc_worker_settings_load(tc_worker_settings *s, jerr *err) {
     const char *path = NULL;
     int found = config_locate(&path, err);
     if (found <= 0) return found;
-    jbuf json;
-    jbuf_init(&json, 0);
-    if (config_load_yaml_as_json(path, &json, err) != 0) {
-        jbuf_free(&json);
-        return -1;
-    }
-    cJSON *root = cJSON_ParseWithLength(json.data != NULL ? json.data : "{}", json.data != NULL ? json.len : 2);
-    jbuf_free(&json);
-    if (root == NULL) return jerr_set(err, JERR_INTERNAL, "%s: the YAML converter produced invalid JSON", path);
-    int rc = 0;
-    const cJSON *t = cJSON_IsObject(root) ? cJSON_GetObjectItemCaseSensitive(root, "worker") : NULL;
-    if (t != NULL && !cJSON_IsNull(t) && !cJSON_IsObject(t))
-        rc = jerr_set(err, JERR_USAGE, "%s: worker: must be a mapping of settings (max_cached_workflows:, ...)", path);
-    for (const cJSON *kv = cJSON_IsObject(t) ? t->child : NULL; kv != NULL && rc == 0; kv = kv->next) {
-        char source[1200], num[64];
-        const char *value;
-        snprintf(source, sizeof source, "%s: worker.%.60s", path, kv->string);
-        if (cJSON_IsNull(kv)) continue; /* "key:" with nothing: not set */
-        if (cJSON_IsNumber(kv)) {
-            snprintf(num, sizeof num, "%.17g", kv->valuedouble);
-            value = num;
-        } else if (cJSON_IsString(kv)) {
-            value = kv->valuestring;
-        } else if (cJSON_IsBool(kv)) {
-            value = cJSON_IsTrue(kv) ? "true" : "false";
-        } else {
-            rc = jerr_set(err, JERR_USAGE, "%s must be a number, a duration or true/false", source);
-            break;
-        }
-        if (tc_worker_settings_set(s, kv->string, value, source, err) != 0) rc = -1;
-    }
-    cJSON_Delete(root);
-    return rc;
+    return config_section_apply(path, &worker_section, s, err);
 }
 
 /* Pollers beyond the slots could only wait: at most one poll per slot. */
