@@ -3,17 +3,23 @@
 # functions when run). Starts a Temporal dev server on a free loopback port
 # with an in-memory store, waits until it answers, and stops it at exit.
 #
-#   . "$JORCH_SOURCE_DIR/tests/integration/lib.sh"
+#   . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"   # sets SRC, the source tree
 #   temporal_dev_start            # sets TEMPORAL_ADDRESS, TC_TMP
 #   temporal workflow describe -w ID --address "$TEMPORAL_ADDRESS" -o json
 #
 # The tests' shared set-up and checks are here too: it_start (the lot above
-# plus ADDR), it_home, ok/bad/check, jr, tcli, wait_for, history_has,
-# jq_true, it_worker_start/it_workers_stop.
+# plus ADDR), it_home, it_setup (both), ok/bad/check, jr, tcli, wait_for,
+# history_has, jq_true, it_worker_start/it_workers_stop,
+# it_no_sanitizer_reports, it_summary; and for the script-version tests
+# it_gate, it_gate_worker_start, it_completed_acts, it_at_gate,
+# it_task_failed_with.
 #
 # Fails (never skips) when the `temporal` CLI is missing.
 
 set -euo pipefail
+
+# The source tree this file is in.
+SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 
 tc_fail() { echo "FAIL: $*" >&2; exit 1; }
 
@@ -100,12 +106,14 @@ temporal_dev_start() {
 }
 
 # The start of every integration test: jorch and temporal present, a dev
-# server up, the test's own error handling (set +e), ADDR its address.
+# server up, the test's own error handling (set +e), ADDR its address, no
+# jorch command run yet (RC, OUT, ERR empty).
 it_start() {
     it_require
     temporal_dev_start
     set +e +o pipefail
     ADDR=$TEMPORAL_ADDRESS
+    RC=0 OUT="" ERR=""
 }
 
 # Nothing of the developer's environment may steer jorch: no Temporal
@@ -119,8 +127,20 @@ it_home() {
     mkdir -p "$JORCH_HOME"
 }
 
+# it_start and it_home: what a test running jorch on the dev server needs.
+it_setup() {
+    it_start
+    it_home
+}
+
 PASSED=${PASSED:-0}
 FAILED=${FAILED:-0}
+summary() { echo "$PASSED passed, $FAILED failed"; }
+# The last line of a test: its summary, and its status (0: nothing failed).
+it_summary() {
+    summary
+    [ "$FAILED" -eq 0 ]
+}
 ok() { PASSED=$((PASSED + 1)); echo "ok   - $1"; }
 bad() {
     FAILED=$((FAILED + 1))
@@ -190,6 +210,62 @@ it_workers_stop() {
     done
     IT_WORKERS=()
     WORKER=""
+}
+
+# it_no_sanitizer_reports NAME FILE...: bad NAME when a file (a log of
+# jorch's) has an AddressSanitizer or UBSan report, ok otherwise.
+it_no_sanitizer_reports() {
+    local name=$1
+    shift
+    if grep -qi "Sanitizer\|runtime error" "$@" 2>/dev/null; then
+        bad "$name" "$(grep -i -A5 "Sanitizer\|runtime error" "$@" 2>/dev/null | head -40)"
+    else
+        ok "no $name"
+    fi
+}
+
+# ------------------------------------------------- script-version tests
+# it_gate FILE HEADER BEFORE AFTER: a workflow script whose first line is
+# HEADER (e.g. "-- jorch: version v1") that runs BEFORE, waits for the
+# signal "proceed", then runs AFTER (which returns). IT_BEFORE runs two
+# activities (a = fetch(name), b = echo("B")); IT_SWAPPED runs them in the
+# other order: an incompatible edit of it.
+it_gate() {
+    cat >"$1" <<LUA
+$2
+local acts = workflow.activities{start_to_close_timeout = "10s"}
+return function(name)
+  local go = false
+  workflow.on_signal("proceed", function() go = true end)
+$3
+  workflow.wait_condition(function() return go end)
+$4
+end
+LUA
+}
+IT_BEFORE='  local a = acts.fetch(name)
+  local b = acts.echo("B")'
+IT_SWAPPED='  local b = acts.echo("B")
+  local a = acts.fetch(name)'
+# it_gate_worker_start QUEUE DIR LOG [OPTIONS]: it_worker_start of a
+# worker with the workflows in DIR and the test activities.
+it_gate_worker_start() {
+    local q=$1 dir=$2 log=$3
+    shift 3
+    it_worker_start "$log" "$q" --workflows "$dir" --activities "$SRC/tests/cli/activities" "$@"
+}
+# How many activities of run WID completed.
+it_completed_acts() {
+    tcli workflow show -w "$1" -o json 2>/dev/null |
+        jq '[.events[] | select(.eventType == "EVENT_TYPE_ACTIVITY_TASK_COMPLETED")] | length'
+}
+# Run WID waits at its gate: IT_BEFORE's two activities completed.
+it_at_gate() { [ "$(it_completed_acts "$1")" = 2 ]; }
+# it_task_failed_with WID TEXT: a workflow task of the run failed with TEXT
+# in its message.
+it_task_failed_with() {
+    tcli workflow show -w "$1" -o json 2>/dev/null |
+        jq -e --arg t "$2" 'any(.events[]; .eventType == "EVENT_TYPE_WORKFLOW_TASK_FAILED" and (.workflowTaskFailedEventAttributes.failure.message | contains($t)))' >/dev/null
 }
 
 # Run by ctest as a test of its own: check that the helper works.

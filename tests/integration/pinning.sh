@@ -6,63 +6,30 @@
 # it finishes as started; describe shows the version; a worker with
 # --require-known-scripts fails the workflow task of a version that is not
 # in its workflows/ with a message saying so, and serves one that is.
-PASSED=0
-FAILED=0
-if [ -z "${JORCH_SOURCE_DIR:-}" ] || [ ! -f "$JORCH_SOURCE_DIR/tests/integration/lib.sh" ]; then
-    echo "FAIL: set JORCH_SOURCE_DIR to the jorch source tree" >&2
-    echo "0 passed, 1 failed"
-    exit 1
-fi
-SRC=$(cd "$JORCH_SOURCE_DIR" && pwd)
-. "$SRC/tests/integration/lib.sh"
-it_start
-it_home
-completed_acts() { tcli workflow show -w "$1" -o json 2>/dev/null | jq '[.events[] | select(.eventType == "EVENT_TYPE_ACTIVITY_TASK_COMPLETED")] | length'; }
-has_two() { [ "$(completed_acts "$1")" = 2 ]; }
-task_failed_with() { # WID TEXT
-    tcli workflow show -w "$1" -o json 2>/dev/null |
-        jq -e --arg t "$2" 'any(.events[]; .eventType == "EVENT_TYPE_WORKFLOW_TASK_FAILED" and (.workflowTaskFailedEventAttributes.failure.message | contains($t)))' >/dev/null
-}
-start_worker() { # DIR LOG [OPTIONS]
-    local dir=$1 log=$2
-    shift 2
-    it_worker_start "$log" "$Q" --workflows "$dir" --activities "$SRC/tests/cli/activities" "$@"
-}
-
-gate() { # FILE BEFORE RESULT
-    cat >"$1" <<LUA
--- jorch: version $3
-local acts = workflow.activities{start_to_close_timeout = "10s"}
-return function(name)
-  local go = false
-  workflow.on_signal("proceed", function() go = true end)
-$2
-  workflow.wait_condition(function() return go end)
-  return {a, b, "$3"}
-end
-LUA
-}
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+it_setup
+# gate FILE BEFORE VERSION: it_gate of a script of version VERSION that
+# returns {a, b, VERSION}
+gate() { it_gate "$1" "-- jorch: version $3" "$2" "  return {a, b, \"$3\"}"; }
 Q=pin-it-$$
 mkdir -p "$TC_TMP/w1" "$TC_TMP/w2"
-gate "$TC_TMP/w1/gate.lua" '  local a = acts.fetch(name)
-  local b = acts.echo("B")' v1
+gate "$TC_TMP/w1/gate.lua" "$IT_BEFORE" v1
 # the incompatible edit: two activities reordered
-gate "$TC_TMP/w2/gate.lua" '  local b = acts.echo("B")
-  local a = acts.fetch(name)' v2
+gate "$TC_TMP/w2/gate.lua" "$IT_SWAPPED" v2
 SHA1=$(sha256sum "$TC_TMP/w1/gate.lua" | cut -d' ' -f1)
 
 # a run started on worker 1 waits at the gate; worker 2 (the edited
 # checkout) takes over and replays it on the version it started with
-start_worker "$TC_TMP/w1" "$TC_TMP/worker1.log"
+it_gate_worker_start "$Q" "$TC_TMP/w1" "$TC_TMP/worker1.log"
 jr start --temporal --task-queue "$Q" --id pin-1 "$TC_TMP/w1/gate.lua" '"x"'
 check "start pin-1" test "$RC" = 0
-wait_for 30 has_two pin-1
-check "pin-1 waits at the gate (2 activities completed)" has_two pin-1
+wait_for 30 it_at_gate pin-1
+check "pin-1 waits at the gate (2 activities completed)" it_at_gate pin-1
 jr describe --temporal pin-1
 check "describe shows the version" grep -q "sha256 $SHA1" <<<"$OUT"
 check "describe shows the label" grep -q "Version: *v1" <<<"$OUT"
 it_workers_stop
-start_worker "$TC_TMP/w2" "$TC_TMP/worker2.log"
+it_gate_worker_start "$Q" "$TC_TMP/w2" "$TC_TMP/worker2.log"
 jr signal --temporal pin-1 proceed
 jr result --temporal pin-1 --timeout 30s
 check "a worker with an incompatible checkout finishes the run on its version" \
@@ -71,16 +38,16 @@ check "no workflow task failed" test "$(tcli workflow show -w pin-1 -o json | jq
 it_workers_stop
 
 # --require-known-scripts: worker 2 refuses version v1, worker 1 serves it
-start_worker "$TC_TMP/w2" "$TC_TMP/worker3.log" --require-known-scripts
+it_gate_worker_start "$Q" "$TC_TMP/w2" "$TC_TMP/worker3.log" --require-known-scripts
 jr start --temporal --task-queue "$Q" --id pin-2 "$TC_TMP/w1/gate.lua" '"y"'
-wait_for 30 task_failed_with pin-2 "require-known-scripts"
-check "an unknown version fails the workflow task, saying why" task_failed_with pin-2 "is not this worker's"
-check "the message names the version" task_failed_with pin-2 "${SHA1:0:12}"
-check "nothing ran" test "$(completed_acts pin-2)" = 0
+wait_for 30 it_task_failed_with pin-2 "require-known-scripts"
+check "an unknown version fails the workflow task, saying why" it_task_failed_with pin-2 "is not this worker's"
+check "the message names the version" it_task_failed_with pin-2 "${SHA1:0:12}"
+check "nothing ran" test "$(it_completed_acts pin-2)" = 0
 it_workers_stop
-start_worker "$TC_TMP/w1" "$TC_TMP/worker4.log" --require-known-scripts
-wait_for 60 has_two pin-2
-check "a worker that knows the version serves it" has_two pin-2
+it_gate_worker_start "$Q" "$TC_TMP/w1" "$TC_TMP/worker4.log" --require-known-scripts
+wait_for 60 it_at_gate pin-2
+check "a worker that knows the version serves it" it_at_gate pin-2
 jr signal --temporal pin-2 proceed
 jr result --temporal pin-2 --timeout 30s
 check "pin-2 finishes" test "$RC" = 0 -a "$OUT" = '["src-y","B","v1"]'
@@ -90,12 +57,11 @@ it_workers_stop
 # compatible one; the run then finishes on the new version, served by a
 # worker whose own checkout holds neither
 mkdir -p "$TC_TMP/w3"
-gate "$TC_TMP/w3/gate.lua" '  local a = acts.fetch(name)
-  local b = acts.echo("B")' v3
-start_worker "$TC_TMP/w1" "$TC_TMP/worker5.log"
+gate "$TC_TMP/w3/gate.lua" "$IT_BEFORE" v3
+it_gate_worker_start "$Q" "$TC_TMP/w1" "$TC_TMP/worker5.log"
 jr start --temporal --task-queue "$Q" --id pin-3 "$TC_TMP/w1/gate.lua" '"z"'
-wait_for 30 has_two pin-3
-check "pin-3 waits at the gate" has_two pin-3
+wait_for 30 it_at_gate pin-3
+check "pin-3 waits at the gate" it_at_gate pin-3
 jr upgrade --temporal pin-3 --to "$TC_TMP/w2/gate.lua"
 check "upgrade to the incompatible edit: exit 1" test "$RC" = 1
 check "... with the nondeterminism report" grep -q "nondeterminism" <<<"$ERR"
@@ -105,10 +71,9 @@ check "dry run of the compatible edit: exit 0" test "$RC" = 0
 jr upgrade --temporal pin-3 --to "$TC_TMP/w3/gate.lua"
 check "upgrade to the compatible edit: exit 0" test "$RC" = 0
 it_workers_stop
-start_worker "$TC_TMP/w2" "$TC_TMP/worker6.log"
+it_gate_worker_start "$Q" "$TC_TMP/w2" "$TC_TMP/worker6.log"
 jr signal --temporal pin-3 proceed
 jr result --temporal pin-3 --timeout 30s
 check "the upgraded run finishes on the new version" test "$RC" = 0 -a "$OUT" = '["src-z","B","v3"]'
 it_workers_stop
-echo "$PASSED passed, $FAILED failed"
-[ "$FAILED" -eq 0 ]
+it_summary

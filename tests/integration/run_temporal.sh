@@ -10,21 +10,8 @@
 #
 #   JORCH=build/jorch JORCH_SOURCE_DIR=. bash tests/integration/run_temporal.sh
 
-PASSED=0
-FAILED=0
-summary() { echo "$PASSED passed, $FAILED failed"; }
-
-if [ -z "${JORCH_SOURCE_DIR:-}" ] || [ ! -f "$JORCH_SOURCE_DIR/tests/integration/lib.sh" ]; then
-    echo "FAIL: set JORCH_SOURCE_DIR to the jorch source tree (got '${JORCH_SOURCE_DIR:-}')" >&2
-    echo "0 passed, 1 failed"
-    exit 1
-fi
-SRC=$(cd "$JORCH_SOURCE_DIR" && pwd)
-
-. "$SRC/tests/integration/lib.sh"
-it_start
-RC=0 OUT="" ERR=""
-it_home
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+it_setup
 
 # lib.sh's check, but with the end of stderr (where run's failure is).
 check() { # name command...
@@ -109,6 +96,5 @@ check "an unreachable server: exit 3 naming 127.0.0.1:$PORT" eval '[ "$RC" = 3 ]
 jr "$W" run --temporal --activities "$TC_TMP/nowhere" refuses.lua x
 check "a missing --activities directory: exit 2" eval '[ "$RC" = 2 ] && grep -q "nowhere" <<<"$ERR"'
 
-if grep -q -i "Sanitizer\|runtime error" "$TC_TMP/err"; then bad "sanitizer reports" "$(head -40 "$TC_TMP/err")"; else ok "no sanitizer reports"; fi
-summary
-[ "$FAILED" = 0 ]
+it_no_sanitizer_reports "sanitizer reports" "$TC_TMP/err"
+it_summary

@@ -11,87 +11,48 @@
 #    to the worker's version at its first task, which history records and
 #    `jorch describe` shows; a worker with an incompatible edit finishes it.
 #  (auto_upgrade, scripts, --all-of on Temporal: versions_temporal_auto.sh)
-PASSED=0
-FAILED=0
-if [ -z "${JORCH_SOURCE_DIR:-}" ] || [ ! -f "$JORCH_SOURCE_DIR/tests/integration/lib.sh" ]; then
-    echo "FAIL: set JORCH_SOURCE_DIR to the jorch source tree" >&2
-    echo "0 passed, 1 failed"
-    exit 1
-fi
-SRC=$(cd "$JORCH_SOURCE_DIR" && pwd)
-. "$SRC/tests/integration/lib.sh"
-it_start
-it_home
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+it_setup
 export MARK_FILE=$TC_TMP/marks
-completed_acts() { tcli workflow show -w "$1" -o json 2>/dev/null | jq '[.events[] | select(.eventType == "EVENT_TYPE_ACTIVITY_TASK_COMPLETED")] | length'; }
-has_two() { [ "$(completed_acts "$1")" = 2 ]; }
-task_failed_with() { # WID TEXT
-    tcli workflow show -w "$1" -o json 2>/dev/null |
-        jq -e --arg t "$2" 'any(.events[]; .eventType == "EVENT_TYPE_WORKFLOW_TASK_FAILED" and (.workflowTaskFailedEventAttributes.failure.message | contains($t)))' >/dev/null
-}
 Q=versions-it-$$
-start_worker() { # DIR LOG [OPTIONS]
-    local dir=$1 log=$2
-    shift 2
-    it_worker_start "$log" "$Q" --workflows "$dir" --activities "$SRC/tests/cli/activities" "$@"
-}
-# gate FILE HEADER BEFORE AFTER: a script that runs BEFORE, waits for the
-# signal "proceed", then runs AFTER (which returns)
-gate() {
-    cat >"$1" <<LUA
-$2
-local acts = workflow.activities{start_to_close_timeout = "10s"}
-return function(name)
-  local go = false
-  workflow.on_signal("proceed", function() go = true end)
-$3
-  workflow.wait_condition(function() return go end)
-$4
-end
-LUA
-}
-BEFORE='  local a = acts.fetch(name)
-  local b = acts.echo("B")'
-SWAPPED='  local b = acts.echo("B")
-  local a = acts.fetch(name)'
 mkdir -p "$TC_TMP/w1/lib" "$TC_TMP/w2/lib"
 
 # ------------------------------------------------------------ modules
-gate "$TC_TMP/w1/mod.lua" "-- jorch: version m1" "$BEFORE" '  return {a, b, require("lib.word").word()}'
+it_gate "$TC_TMP/w1/mod.lua" "-- jorch: version m1" "$IT_BEFORE" '  return {a, b, require("lib.word").word()}'
 cp "$TC_TMP/w1/mod.lua" "$TC_TMP/w2/mod.lua"
 echo 'return {word = function() return "old" end}' >"$TC_TMP/w1/lib/word.lua"
 echo 'return {word = function() return "new" end}' >"$TC_TMP/w2/lib/word.lua"
-start_worker "$TC_TMP/w1" "$TC_TMP/worker1.log"
+it_gate_worker_start "$Q" "$TC_TMP/w1" "$TC_TMP/worker1.log"
 jr start --temporal --task-queue "$Q" --id mod-1 "$TC_TMP/w1/mod.lua" '"x"'
 check "start mod-1" test "$RC" = 0
-wait_for 30 has_two mod-1
-check "mod-1 waits at the gate" has_two mod-1
+wait_for 30 it_at_gate mod-1
+check "mod-1 waits at the gate" it_at_gate mod-1
 jr describe --temporal mod-1
 check "describe shows the bundle with its module" grep -q "^Bundle: .*lib.word (sha256 " <<<"$OUT"
 it_workers_stop
 # w2 has the same script and an edited module: another version
-start_worker "$TC_TMP/w2" "$TC_TMP/worker2.log" --require-known-scripts
+it_gate_worker_start "$Q" "$TC_TMP/w2" "$TC_TMP/worker2.log" --require-known-scripts
 jr signal --temporal mod-1 proceed
-wait_for 30 task_failed_with mod-1 "require-known-scripts"
+wait_for 30 it_task_failed_with mod-1 "require-known-scripts"
 check "--require-known-scripts refuses a version whose module differs from the worker's" \
-    task_failed_with mod-1 "is not this worker's"
+    it_task_failed_with mod-1 "is not this worker's"
 it_workers_stop
-start_worker "$TC_TMP/w2" "$TC_TMP/worker3.log"
+it_gate_worker_start "$Q" "$TC_TMP/w2" "$TC_TMP/worker3.log"
 jr result --temporal mod-1 --timeout 30s
 check "a worker with an edited module finishes the run with the module text it started with" \
     test "$RC" = 0 -a "$OUT" = '["src-x","B","old"]'
 it_workers_stop
 
 # ------------------------------------------------------------ fix and resume
-start_worker "$TC_TMP/w1" "$TC_TMP/worker4.log"
-gate "$TC_TMP/w1/bug.lua" "" '  local a = acts.mark("ONCE", name)
+it_gate_worker_start "$Q" "$TC_TMP/w1" "$TC_TMP/worker4.log"
+it_gate "$TC_TMP/w1/bug.lua" "" '  local a = acts.mark("ONCE", name)
   local b = acts.echo("B")' '  return {a, b, os.time()}'
 jr start --temporal --task-queue "$Q" --id bug-1 "$TC_TMP/w1/bug.lua" '"y"'
-wait_for 30 has_two bug-1
-check "bug-1 waits at the gate" has_two bug-1
+wait_for 30 it_at_gate bug-1
+check "bug-1 waits at the gate" it_at_gate bug-1
 jr signal --temporal bug-1 proceed
-wait_for 30 task_failed_with bug-1 "os"
-check "the script bug fails the workflow task after the gate" task_failed_with bug-1 "os"
+wait_for 30 it_task_failed_with bug-1 "os"
+check "the script bug fails the workflow task after the gate" it_task_failed_with bug-1 "os"
 sed 's/os.time()/nosuch.call()/' "$TC_TMP/w1/bug.lua" >"$TC_TMP/still_bad.lua"
 jr upgrade --temporal bug-1 --to "$TC_TMP/still_bad.lua"
 check "a fix that still fails the pending task is refused" \
@@ -105,19 +66,19 @@ check "the committed activity ran once" test "$(grep -c ONCE "$MARK_FILE")" = 1
 it_workers_stop
 
 # ------------------------------------------------------------ started without a version
-gate "$TC_TMP/w1/plain.lua" "-- jorch: version p1" "$BEFORE" '  return {a, b, "p1"}'
-gate "$TC_TMP/w2/plain.lua" "-- jorch: version p2" "$SWAPPED" '  return {a, b, "p2"}'
-start_worker "$TC_TMP/w1" "$TC_TMP/worker5.log"
+it_gate "$TC_TMP/w1/plain.lua" "-- jorch: version p1" "$IT_BEFORE" '  return {a, b, "p1"}'
+it_gate "$TC_TMP/w2/plain.lua" "-- jorch: version p2" "$IT_SWAPPED" '  return {a, b, "p2"}'
+it_gate_worker_start "$Q" "$TC_TMP/w1" "$TC_TMP/worker5.log"
 tcli workflow start --type plain --task-queue "$Q" -w plain-1 --input '"z"' >/dev/null 2>&1
-wait_for 30 has_two plain-1
-check "plain-1 waits at the gate" has_two plain-1
+wait_for 30 it_at_gate plain-1
+check "plain-1 waits at the gate" it_at_gate plain-1
 check "the worker recorded the version at the first task" \
     history_has plain-1 '.eventType == "EVENT_TYPE_WORKFLOW_PROPERTIES_MODIFIED"'
 jr describe --temporal plain-1
 check "describe shows the version the worker pinned" \
     eval 'grep -q "sha256 $(sha256sum "$TC_TMP/w1/plain.lua" | cut -d" " -f1)" <<<"$OUT" && grep -q "Version: *p1" <<<"$OUT"'
 it_workers_stop
-start_worker "$TC_TMP/w2" "$TC_TMP/worker6.log"
+it_gate_worker_start "$Q" "$TC_TMP/w2" "$TC_TMP/worker6.log"
 jr signal --temporal plain-1 proceed
 jr result --temporal plain-1 --timeout 30s
 check "a worker with an incompatible edit finishes the run on its pinned version" \
@@ -127,8 +88,5 @@ tcli workflow show -w plain-1 -o json >"$TC_TMP/plain-1.json"
 check "jorch replay replays the recorded history (the record matches no command)" \
     "$JORCH" replay --quiet "$TC_TMP/w1/plain.lua" "$TC_TMP/plain-1.json"
 
-if grep -qi "Sanitizer\|runtime error" "$TC_TMP"/worker*.log 2>/dev/null; then
-    bad "sanitizer reports" "$(grep -i -A5 "Sanitizer\|runtime error" "$TC_TMP"/worker*.log | head -40)"
-fi
-echo "$PASSED passed, $FAILED failed"
-[ "$FAILED" -eq 0 ]
+it_no_sanitizer_reports "sanitizer reports" "$TC_TMP"/worker*.log
+it_summary

@@ -7,64 +7,25 @@
 #  - jorch scripts --temporal lists the open runs' versions (--prune is
 #    refused: nothing is stored apart from the runs), upgrade --all-of moves
 #    every open run of a version, list --version finds them by it.
-PASSED=0
-FAILED=0
-if [ -z "${JORCH_SOURCE_DIR:-}" ] || [ ! -f "$JORCH_SOURCE_DIR/tests/integration/lib.sh" ]; then
-    echo "FAIL: set JORCH_SOURCE_DIR to the jorch source tree" >&2
-    echo "0 passed, 1 failed"
-    exit 1
-fi
-SRC=$(cd "$JORCH_SOURCE_DIR" && pwd)
-. "$SRC/tests/integration/lib.sh"
-it_start
-it_home
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+it_setup
 export MARK_FILE=$TC_TMP/marks
-completed_acts() { tcli workflow show -w "$1" -o json 2>/dev/null | jq '[.events[] | select(.eventType == "EVENT_TYPE_ACTIVITY_TASK_COMPLETED")] | length'; }
-has_two() { [ "$(completed_acts "$1")" = 2 ]; }
-task_failed_with() { # WID TEXT
-    tcli workflow show -w "$1" -o json 2>/dev/null |
-        jq -e --arg t "$2" 'any(.events[]; .eventType == "EVENT_TYPE_WORKFLOW_TASK_FAILED" and (.workflowTaskFailedEventAttributes.failure.message | contains($t)))' >/dev/null
-}
 Q=versions-auto-it-$$
-start_worker() { # DIR LOG [OPTIONS]
-    local dir=$1 log=$2
-    shift 2
-    it_worker_start "$log" "$Q" --workflows "$dir" --activities "$SRC/tests/cli/activities" "$@"
-}
-# gate FILE HEADER BEFORE AFTER: a script that runs BEFORE, waits for the
-# signal "proceed", then runs AFTER (which returns)
-gate() {
-    cat >"$1" <<LUA
-$2
-local acts = workflow.activities{start_to_close_timeout = "10s"}
-return function(name)
-  local go = false
-  workflow.on_signal("proceed", function() go = true end)
-$3
-  workflow.wait_condition(function() return go end)
-$4
-end
-LUA
-}
-BEFORE='  local a = acts.fetch(name)
-  local b = acts.echo("B")'
-SWAPPED='  local b = acts.echo("B")
-  local a = acts.fetch(name)'
 mkdir -p "$TC_TMP/w1/lib" "$TC_TMP/w2/lib"
 
 # ------------------------------------------------------------ auto_upgrade
-gate "$TC_TMP/w1/auto.lua" "-- jorch: auto_upgrade" "$BEFORE" '  return {a, b, "v1"}'
-gate "$TC_TMP/w2/auto.lua" "-- jorch: auto_upgrade" "$BEFORE" '  return {a, b, acts.echo("v2")}'
+it_gate "$TC_TMP/w1/auto.lua" "-- jorch: auto_upgrade" "$IT_BEFORE" '  return {a, b, "v1"}'
+it_gate "$TC_TMP/w2/auto.lua" "-- jorch: auto_upgrade" "$IT_BEFORE" '  return {a, b, acts.echo("v2")}'
 mkdir -p "$TC_TMP/w3"
-gate "$TC_TMP/w3/auto.lua" "-- jorch: auto_upgrade" "$SWAPPED" '  return {a, b, "v3"}'
-start_worker "$TC_TMP/w1" "$TC_TMP/worker7.log"
+it_gate "$TC_TMP/w3/auto.lua" "-- jorch: auto_upgrade" "$IT_SWAPPED" '  return {a, b, "v3"}'
+it_gate_worker_start "$Q" "$TC_TMP/w1" "$TC_TMP/worker7.log"
 jr start --temporal --task-queue "$Q" --id auto-1 "$TC_TMP/w1/auto.lua" '"c"'
 jr start --temporal --task-queue "$Q" --id auto-2 "$TC_TMP/w1/auto.lua" '"i"'
-wait_for 30 has_two auto-1
-wait_for 30 has_two auto-2
-check "auto-1 and auto-2 wait at the gate" eval 'has_two auto-1 && has_two auto-2'
+wait_for 30 it_at_gate auto-1
+wait_for 30 it_at_gate auto-2
+check "auto-1 and auto-2 wait at the gate" eval 'it_at_gate auto-1 && it_at_gate auto-2'
 it_workers_stop
-start_worker "$TC_TMP/w2" "$TC_TMP/worker8.log"
+it_gate_worker_start "$Q" "$TC_TMP/w2" "$TC_TMP/worker8.log"
 jr signal --temporal auto-1 proceed
 jr result --temporal auto-1 --timeout 30s
 check "auto_upgrade: a compatible newer version is adopted at the next task" \
@@ -73,7 +34,7 @@ jr describe --temporal auto-1
 check "describe says the run moved" grep -q "Auto-upgrade: follows the newest version of its script; moved from" <<<"$OUT"
 check "describe shows the new version" grep -q "sha256 $(sha256sum "$TC_TMP/w2/auto.lua" | cut -d' ' -f1)" <<<"$OUT"
 it_workers_stop
-start_worker "$TC_TMP/w3" "$TC_TMP/worker9.log"
+it_gate_worker_start "$Q" "$TC_TMP/w3" "$TC_TMP/worker9.log"
 jr signal --temporal auto-2 proceed
 jr result --temporal auto-2 --timeout 30s
 check "auto_upgrade: an incompatible version leaves the run on its own" \
@@ -82,15 +43,15 @@ jr describe --temporal auto-2
 check "describe says why it stayed" eval 'grep -q "Auto-upgrade: stays on" <<<"$OUT" && grep -q "nondeterminism" <<<"$OUT"'
 it_workers_stop
 # ------------------------------------------------------------ scripts, --all-of, list --version
-gate "$TC_TMP/w1/all.lua" "-- jorch: version a1" "$BEFORE" '  return {a, b, "a1"}'
-gate "$TC_TMP/all2.lua" "-- jorch: version a2" "$BEFORE" '  return {a, b, "a2"}'
+it_gate "$TC_TMP/w1/all.lua" "-- jorch: version a1" "$IT_BEFORE" '  return {a, b, "a1"}'
+it_gate "$TC_TMP/all2.lua" "-- jorch: version a2" "$IT_BEFORE" '  return {a, b, "a2"}'
 A1=$(sha256sum "$TC_TMP/w1/all.lua" | cut -d' ' -f1)
 A2=$(sha256sum "$TC_TMP/all2.lua" | cut -d' ' -f1)
-start_worker "$TC_TMP/w1" "$TC_TMP/worker10.log"
+it_gate_worker_start "$Q" "$TC_TMP/w1" "$TC_TMP/worker10.log"
 jr start --temporal --task-queue "$Q" --id all-1 "$TC_TMP/w1/all.lua" '"m"'
 jr start --temporal --task-queue "$Q" --id all-2 "$TC_TMP/w1/all.lua" '"n"'
-wait_for 30 has_two all-1
-wait_for 30 has_two all-2
+wait_for 30 it_at_gate all-1
+wait_for 30 it_at_gate all-2
 jr scripts --temporal
 check "scripts --temporal lists the version with its open runs" \
     eval 'grep -q "^$A1 a1 *2 " <<<"$OUT" && grep -q "open: .*all-1" <<<"$OUT" && grep -q "open: .*all-2" <<<"$OUT"'
@@ -110,8 +71,5 @@ check "list --temporal --version: the memo names the version the runs moved to" 
     eval 'grep -q "^all-1 " <<<"$OUT" && grep -q "^all-2 " <<<"$OUT"'
 it_workers_stop
 
-if grep -qi "Sanitizer\|runtime error" "$TC_TMP"/worker*.log 2>/dev/null; then
-    bad "sanitizer reports" "$(grep -i -A5 "Sanitizer\|runtime error" "$TC_TMP"/worker*.log | head -40)"
-fi
-echo "$PASSED passed, $FAILED failed"
-[ "$FAILED" -eq 0 ]
+it_no_sanitizer_reports "sanitizer reports" "$TC_TMP"/worker*.log
+it_summary

@@ -7,15 +7,8 @@
 # on (once, also when redelivered to a restarted server); /metrics parses
 # and counts the rejected run as failed.
 # Fails (never skips) when the `temporal` CLI is missing.
-if [ -z "${JORCH_SOURCE_DIR:-}" ] || [ ! -f "$JORCH_SOURCE_DIR/tests/integration/lib.sh" ]; then
-    echo "FAIL: set JORCH_SOURCE_DIR to the jorch source tree (got '${JORCH_SOURCE_DIR:-}')" >&2
-    echo "0 passed, 1 failed"
-    exit 1
-fi
-SRC=$(cd "$JORCH_SOURCE_DIR" && pwd)
-. "$SRC/tests/integration/lib.sh"
-it_start
-it_home
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+it_setup
 WEB_TMP=$TC_TMP
 . "$SRC/tests/web/lib.sh"
 trap 'web_stop; tc_cleanup' EXIT
@@ -101,5 +94,4 @@ check "agent.run latencies are observed" \
 
 check "jorch web stops on SIGTERM with exit 0" web_stop
 for k in PROJ-11 PROJ-13; do tcli workflow terminate -w "$k" --reason "test done" >/dev/null 2>&1; done
-echo "$PASSED passed, $FAILED failed"
-[ "$FAILED" -eq 0 ]
+it_summary

@@ -14,20 +14,8 @@
 # hurting the worker; an unreachable server is exit 3; SIGTERM is exit 0.
 # Fails (never skips) when the `temporal` CLI is missing.
 
-PASSED=0
-FAILED=0
-summary() { echo "$PASSED passed, $FAILED failed"; }
-
-if [ -z "${JORCH_SOURCE_DIR:-}" ] || [ ! -f "$JORCH_SOURCE_DIR/tests/integration/lib.sh" ]; then
-    echo "FAIL: set JORCH_SOURCE_DIR to the jorch source tree (got '${JORCH_SOURCE_DIR:-}')" >&2
-    echo "0 passed, 1 failed"
-    exit 1
-fi
-SRC=$(cd "$JORCH_SOURCE_DIR" && pwd)
-
-. "$SRC/tests/integration/lib.sh"
-it_start
-it_home
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+it_setup
 
 # ------------------------------------------------------------ worker 1
 # The test fixtures' scripts, plus a broken one, in one workflows directory.
@@ -237,11 +225,6 @@ for p in "$W1" "$W2"; do
 done
 IT_WORKERS=()
 check "(7) the worker says it stopped" grep -q "^worker: stopped" "$W1LOG"
-if grep -q -i "Sanitizer\|runtime error" "$W1LOG" "$W2LOG"; then
-    bad "sanitizer reports in the worker logs" "$(grep -i -A5 "Sanitizer\|runtime error" "$W1LOG" "$W2LOG" | head -40)"
-else
-    ok "no sanitizer reports in the worker logs"
-fi
+it_no_sanitizer_reports "sanitizer reports in the worker logs" "$W1LOG" "$W2LOG"
 
-summary
-[ "$FAILED" = 0 ]
+it_summary

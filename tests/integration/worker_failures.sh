@@ -11,21 +11,8 @@
 #
 #   JORCH=build/jorch JORCH_SOURCE_DIR=. bash tests/integration/worker_failures.sh
 
-PASSED=0
-FAILED=0
-summary() { echo "$PASSED passed, $FAILED failed"; }
-
-if [ -z "${JORCH_SOURCE_DIR:-}" ] || [ ! -f "$JORCH_SOURCE_DIR/tests/integration/lib.sh" ]; then
-    echo "FAIL: set JORCH_SOURCE_DIR to the jorch source tree (got '${JORCH_SOURCE_DIR:-}')" >&2
-    echo "0 passed, 1 failed"
-    exit 1
-fi
-SRC=$(cd "$JORCH_SOURCE_DIR" && pwd)
-
-. "$SRC/tests/integration/lib.sh"
-it_start
-RC=0 OUT="" ERR=""
-it_home
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+it_setup
 mkdir -p "$TC_TMP/act"
 
 retrying() { tcli workflow describe -w "$1" -o json 2>/dev/null | jq -e '.pendingWorkflowTask.attempt >= 2' >/dev/null 2>&1; }
@@ -120,10 +107,5 @@ check "a refusal of completed commands logs the server's message (BadSearchAttri
 
 for w in broken drift badsa; do tcli workflow terminate -w "$w-$$" --reason done >/dev/null 2>&1; done
 check "the worker is still alive" kill -0 "$WORKER"
-if grep -q -i "Sanitizer\|runtime error" "$WLOG"; then
-    bad "sanitizer reports in the worker log" "$(grep -i -A5 "Sanitizer\|runtime error" "$WLOG" | head -40)"
-else
-    ok "no sanitizer reports in the worker log"
-fi
-summary
-[ "$FAILED" = 0 ]
+it_no_sanitizer_reports "sanitizer reports in the worker log" "$WLOG"
+it_summary

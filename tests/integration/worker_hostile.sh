@@ -10,20 +10,8 @@
 #
 #   JORCH=build/jorch JORCH_SOURCE_DIR=. bash tests/integration/worker_hostile.sh
 
-PASSED=0
-FAILED=0
-summary() { echo "$PASSED passed, $FAILED failed"; }
-
-if [ -z "${JORCH_SOURCE_DIR:-}" ] || [ ! -f "$JORCH_SOURCE_DIR/tests/integration/lib.sh" ]; then
-    echo "FAIL: set JORCH_SOURCE_DIR to the jorch source tree (got '${JORCH_SOURCE_DIR:-}')" >&2
-    echo "0 passed, 1 failed"
-    exit 1
-fi
-SRC=$(cd "$JORCH_SOURCE_DIR" && pwd)
-
-. "$SRC/tests/integration/lib.sh"
-it_start
-it_home
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+it_setup
 unset JORCH_MEMORY_LIMIT_MB JORCH_INSTRUCTION_BUDGET JORCH_WALL_CLOCK_LIMIT
 # The limits come from jorch.yaml here: 2 s of wall clock, and a budget too
 # large to matter, so the wall clock is what must hold.
@@ -79,5 +67,4 @@ jr result --temporal "$PID" --timeout 60s
 check "another workflow completes on the same worker" test "$RC:$OUT" = '0:"https://example.invalid/bin-src-PROJ-9"'
 
 it_workers_stop
-summary
-[ "$FAILED" -eq 0 ]
+it_summary

@@ -17,21 +17,8 @@
 #
 #   JORCH=build/jorch JORCH_SOURCE_DIR=. bash tests/integration/worker_sticky.sh
 
-PASSED=0
-FAILED=0
-summary() { echo "$PASSED passed, $FAILED failed"; }
-
-if [ -z "${JORCH_SOURCE_DIR:-}" ] || [ ! -f "$JORCH_SOURCE_DIR/tests/integration/lib.sh" ]; then
-    echo "FAIL: set JORCH_SOURCE_DIR to the jorch source tree (got '${JORCH_SOURCE_DIR:-}')" >&2
-    echo "0 passed, 1 failed"
-    exit 1
-fi
-SRC=$(cd "$JORCH_SOURCE_DIR" && pwd)
-
-. "$SRC/tests/integration/lib.sh"
-it_start
-RC=0 OUT="" ERR=""
-it_home
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+it_setup
 ACT=$SRC/tests/cli/activities
 
 WF=$TC_TMP/wf
@@ -214,8 +201,5 @@ jr result --temporal "pin2-$$" --timeout 30s
 check "(5) a new run there runs the new version" test "$RC:$OUT" = '0:"v2:PROJ-6"'
 it_workers_stop
 
-if grep -q -i "Sanitizer\|runtime error" "$TC_TMP"/*.log; then
-    bad "sanitizer reports in the worker logs" "$(grep -i -A5 "Sanitizer\|runtime error" "$TC_TMP"/*.log | head -40)"
-fi
-summary
-[ "$FAILED" -eq 0 ]
+it_no_sanitizer_reports "sanitizer reports in the worker logs" "$TC_TMP"/*.log
+it_summary
