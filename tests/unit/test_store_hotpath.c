@@ -6,68 +6,13 @@
  * commits back however they end, and the incremental history size equals
  * a full count.
  */
-#include "store/store_int.h"
-
-#include <sqlite3.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
+#include "store_helpers.h"
 #include "test.h"
 
-static char home[256];
-
-static void home_new(void) {
-    const char *t = getenv("TMPDIR");
-    snprintf(home, sizeof home, "%s/jorch-hot-XXXXXX", t && *t ? t : "/tmp");
-    if (!mkdtemp(home)) {
-        perror("mkdtemp");
-        exit(1);
-    }
-}
-
-static void home_remove(void) {
-    static const char *const files[] = {"jorch.db", "jorch.db-wal", "jorch.db-shm"};
-    char p[512];
-    for (size_t i = 0; i < 3; i++) {
-        snprintf(p, sizeof p, "%s/%s", home, files[i]);
-        unlink(p);
-    }
-    rmdir(home);
-}
-
-static store *open_store(void) {
-    store *s = NULL;
-    jerr e = {0};
-    if (store_open(home, &s, &e) != 0) fprintf(stderr, "store_open: %s\n", e.msg);
-    return s;
-}
-
-static int64_t one_int(store *s, const char *sql) {
-    sqlite3_stmt *q = NULL;
-    int64_t v = -1;
-    if (sqlite3_prepare_v2(s->db, sql, -1, &q, NULL) == SQLITE_OK && sqlite3_step(q) == SQLITE_ROW)
-        v = sqlite3_column_int64(q, 0);
-    sqlite3_finalize(q);
-    return v;
-}
-
-static void start_run(store *s, char run_id[40]) {
-    static const char src[] = "return function() return 1 end";
-    store_new_run nr = {.workflow_type = "w", .script_name = "w.lua", .script_src = src, .script_len = sizeof src - 1};
-    store_run r;
-    jerr e = {0};
-    run_id[0] = '\0';
-    if (store_run_start(s, &nr, &r, &e) != 0) {
-        fprintf(stderr, "store_run_start: %s\n", e.msg);
-        return;
-    }
-    snprintf(run_id, 40, "%s", r.run_id);
-}
-
 static void test_cached_statements_are_reset_and_unbound(void) {
-    home_new();
+    home_new("jorch-hot");
     store *s = open_store();
     CHECK(s != NULL);
     if (!s) return;
@@ -95,7 +40,7 @@ static void test_cached_statements_are_reset_and_unbound(void) {
     store *other = open_store();
     CHECK(other != NULL);
     char run[40];
-    if (other) start_run(other, run);
+    if (other) start_run(other, NULL, run);
     CHECK_INT(one_int(s, "PRAGMA wal_checkpoint(TRUNCATE)"), 0); /* 0: not blocked by a reader */
     sqlite3_stmt *c = store_prep(s, sql, &e);
     CHECK(c == a); /* from the cache, not prepared again */
@@ -114,7 +59,7 @@ static void test_cached_statements_are_reset_and_unbound(void) {
 }
 
 static void test_nosync_transactions_restore_durable_commits(void) {
-    home_new();
+    home_new("jorch-hot");
     store *s = open_store();
     CHECK(s != NULL);
     if (!s) return;
@@ -142,13 +87,13 @@ static void test_nosync_transactions_restore_durable_commits(void) {
 }
 
 static void test_history_size_counts_what_was_added(void) {
-    home_new();
+    home_new("jorch-hot");
     store *s = open_store();
     CHECK(s != NULL);
     if (!s) return;
     char a[40], b[40];
-    start_run(s, a);
-    start_run(s, b);
+    start_run(s, NULL, a);
+    start_run(s, NULL, b);
     jerr e = {0};
     for (int round = 0; round < 3; round++) {
         const char *runs[2] = {a, b};

@@ -5,58 +5,11 @@
  * terminals never take a run from a live executor, and a store of schema 1
  * gains the lease generation when opened.
  */
-#include "store/store_int.h"
-
-#include <sqlite3.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
-#include <unistd.h>
 
+#include "store_helpers.h"
 #include "test.h"
-
-static char home[256];
-
-static void home_new(void) {
-    const char *t = getenv("TMPDIR");
-    snprintf(home, sizeof home, "%s/jorch-lease-XXXXXX", t && *t ? t : "/tmp");
-    if (!mkdtemp(home)) {
-        perror("mkdtemp");
-        exit(1);
-    }
-}
-
-static void home_remove(void) {
-    static const char *const files[] = {"jorch.db", "jorch.db-wal", "jorch.db-shm"};
-    char p[512];
-    for (size_t i = 0; i < 3; i++) {
-        snprintf(p, sizeof p, "%s/%s", home, files[i]);
-        unlink(p);
-    }
-    rmdir(home);
-}
-
-static store *open_store(void) {
-    store *s = NULL;
-    jerr e = {0};
-    if (store_open(home, &s, &e) != 0) fprintf(stderr, "store_open: %s\n", e.msg);
-    return s;
-}
-
-static void start_run(store *s, char run_id[40]) {
-    static const char src[] = "return function() return 1 end";
-    store_new_run nr = {.workflow_id = "w", .workflow_type = "w", .script_name = "w.lua", .script_src = src,
-                        .script_len = sizeof src - 1};
-    store_run r;
-    jerr e = {0};
-    run_id[0] = '\0';
-    if (store_run_start(s, &nr, &r, &e) != 0) {
-        fprintf(stderr, "store_run_start: %s\n", e.msg);
-        return;
-    }
-    snprintf(run_id, 40, "%s", r.run_id);
-}
 
 static void sql(store *s, const char *q) {
     jerr e = {0};
@@ -72,13 +25,13 @@ static int64_t history_length(store *s, const char *run_id) {
 /* Two connections of this process, the second posing as a process on
  * another host (whose liveness cannot be checked). */
 static void test_takeover_fences_the_old_owner(void) {
-    home_new();
+    home_new("jorch-lease");
     store *a = open_store(), *b = open_store();
     CHECK(a && b);
     if (!a || !b) return;
     snprintf(b->owner, sizeof b->owner, "4242@elsewhere.invalid");
     char run[40];
-    start_run(a, run);
+    start_run(a, "w", run);
     int64_t ga = 0, gb = 0;
     jerr e = {0};
     CHECK(store_lease_acquire(a, run, &ga, &e) == 0);
@@ -110,12 +63,12 @@ static void test_takeover_fences_the_old_owner(void) {
 }
 
 static void test_dead_owner_is_free_at_once(void) {
-    home_new();
+    home_new("jorch-lease");
     store *a = open_store(), *b = open_store();
     CHECK(a && b);
     if (!a || !b) return;
     char run[40];
-    start_run(a, run);
+    start_run(a, "w", run);
     pid_t child = fork();
     if (child == 0) _exit(0);
     waitpid(child, NULL, 0);
@@ -140,14 +93,14 @@ static void test_dead_owner_is_free_at_once(void) {
 /* A request from another terminal is applied at once only when no process
  * may be executing the run; it then takes a generation of its own. */
 static void test_requests_never_take_a_live_run(void) {
-    home_new();
+    home_new("jorch-lease");
     store *a = open_store(), *c = open_store();
     CHECK(a && c);
     if (!a || !c) return;
     /* c: another process on this host (the executor a is this live process) */
     snprintf(c->owner, sizeof c->owner, "1%s", strchr(a->owner, '@'));
     char run[40];
-    start_run(a, run);
+    start_run(a, "w", run);
     int64_t ga = 0;
     jerr e = {0};
     CHECK(store_lease_acquire(a, run, &ga, &e) == 0);
@@ -172,22 +125,16 @@ static void test_requests_never_take_a_live_run(void) {
 }
 
 static int schema_version(store *s) {
-    sqlite3_stmt *q = NULL;
-    int v = -1;
-    if (sqlite3_prepare_v2(s->db, "SELECT value FROM meta WHERE key='schema_version'", -1, &q, NULL) == SQLITE_OK &&
-        sqlite3_step(q) == SQLITE_ROW)
-        v = sqlite3_column_int(q, 0);
-    sqlite3_finalize(q);
-    return v;
+    return (int)one_int(s, "SELECT value FROM meta WHERE key='schema_version'");
 }
 
 static void test_old_store_is_upgraded(void) {
-    home_new();
+    home_new("jorch-lease");
     store *s = open_store();
     CHECK(s != NULL);
     if (!s) return;
     char run[40];
-    start_run(s, run);
+    start_run(s, "w", run);
     CHECK_INT(schema_version(s), STORE_SCHEMA_VERSION);
     /* make it a store of schema 1: no lease generations (2), no activities
      * directories (3), no bundle versions (4), no failed task retries (5),
