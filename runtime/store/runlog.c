@@ -37,6 +37,18 @@ void runlog_configure(const char *path) {
     log_bytes = (uint64_t)b.st_size;
 }
 
+/* PATH -> PATH.1 -> ... -> PATH.RUNLOG_KEEP (the oldest is dropped), with
+ * from and to (n bytes each, strlen(path) + 24) as room for the names; stops
+ * at the first rename that fails other than for a missing file. */
+static void shift_files(const char *path, char *from, char *to, size_t n) {
+    for (int k = RUNLOG_KEEP; k >= 1; k--) {
+        if (k == 1) snprintf(from, n, "%s", path);
+        else snprintf(from, n, "%s.%d", path, k - 1);
+        snprintf(to, n, "%s.%d", path, k);
+        if (rename(from, to) != 0 && errno != ENOENT) break;
+    }
+}
+
 /* ID.log -> ID.log.1 -> ... -> ID.log.RUNLOG_KEEP (the oldest is dropped);
  * a fresh ID.log becomes stdout and stderr. On failure the current file is
  * kept (and rotation retried after the next RUNLOG_FILE_MAX bytes). */
@@ -51,12 +63,7 @@ static void rotate(void) {
     }
     fflush(stdout);
     fflush(stderr);
-    for (int k = RUNLOG_KEEP; k >= 1; k--) {
-        if (k == 1) snprintf(from, n, "%s", log_path);
-        else snprintf(from, n, "%s.%d", log_path, k - 1);
-        snprintf(to, n, "%s.%d", log_path, k);
-        if (rename(from, to) != 0 && errno != ENOENT) break;
-    }
+    shift_files(log_path, from, to, n);
     int fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     log_bytes = 0;
     if (fd >= 0) {
@@ -73,17 +80,25 @@ static void rotate(void) {
     free(to);
 }
 
-void runlog_write(const char *prefix, const char *text) {
+/* prefix and text as one escaped line in b (initialised here; free it),
+ * text cut at RUNLOG_LINE_MAX bytes saying how much was left out; -1 when
+ * memory ran out. */
+static int format_line(jbuf *b, const char *prefix, const char *text) {
     size_t len = strlen(text);
     size_t keep = len > RUNLOG_LINE_MAX ? RUNLOG_LINE_MAX : len;
     /* do not cut a UTF-8 character in two */
     while (keep < len && keep > 0 && ((unsigned char)text[keep] & 0xC0) == 0x80) keep--;
+    jbuf_init(b, 0);
+    int rc = text_escape(b, prefix, strlen(prefix), false);
+    if (rc == 0) rc = text_escape(b, text, keep, false);
+    if (rc == 0 && keep < len) rc = jbuf_printf(b, " [... %zu more bytes not shown]", len - keep);
+    if (rc == 0) rc = jbuf_putc(b, '\n');
+    return rc;
+}
+
+void runlog_write(const char *prefix, const char *text) {
     jbuf b;
-    jbuf_init(&b, 0);
-    int rc = text_escape(&b, prefix, strlen(prefix), false);
-    if (rc == 0) rc = text_escape(&b, text, keep, false);
-    if (rc == 0 && keep < len) rc = jbuf_printf(&b, " [... %zu more bytes not shown]", len - keep);
-    if (rc == 0) rc = jbuf_putc(&b, '\n');
+    int rc = format_line(&b, prefix, text);
     if (rc == 0 && b.data) {
         fwrite(b.data, 1, b.len, stderr);
         if (log_path) {
@@ -95,15 +110,8 @@ void runlog_write(const char *prefix, const char *text) {
 }
 
 void runlog_append(const char *path, const char *prefix, const char *text) {
-    size_t len = strlen(text);
-    size_t keep = len > RUNLOG_LINE_MAX ? RUNLOG_LINE_MAX : len;
-    while (keep < len && keep > 0 && ((unsigned char)text[keep] & 0xC0) == 0x80) keep--;
     jbuf b;
-    jbuf_init(&b, 0);
-    int rc = text_escape(&b, prefix, strlen(prefix), false);
-    if (rc == 0) rc = text_escape(&b, text, keep, false);
-    if (rc == 0 && keep < len) rc = jbuf_printf(&b, " [... %zu more bytes not shown]", len - keep);
-    if (rc == 0) rc = jbuf_putc(&b, '\n');
+    int rc = format_line(&b, prefix, text);
     int fd = rc == 0 && b.data ? open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600) : -1;
     if (fd >= 0) {
         struct stat st;
@@ -115,12 +123,7 @@ void runlog_append(const char *path, const char *prefix, const char *text) {
             /* ID.log -> ID.log.1 -> ... (the oldest is dropped); the next line starts a new ID.log */
             size_t n = strlen(path) + 24;
             char *from = malloc(n), *to = malloc(n);
-            for (int k = RUNLOG_KEEP; from && to && k >= 1; k--) {
-                if (k == 1) snprintf(from, n, "%s", path);
-                else snprintf(from, n, "%s.%d", path, k - 1);
-                snprintf(to, n, "%s.%d", path, k);
-                if (rename(from, to) != 0 && errno != ENOENT) break;
-            }
+            if (from && to) shift_files(path, from, to, n);
             free(from);
             free(to);
         }
