@@ -1090,6 +1090,8 @@ out:
 
 /* ------------------------------------------------------------ clients */
 
+static int read_line(int fd, jbuf *b, int64_t deadline, char **line);
+
 int store_service_request(const char *home, const char *line, char **reply, int timeout_ms, jerr *err) {
     *reply = NULL;
     struct sockaddr_un a;
@@ -1120,34 +1122,14 @@ int store_service_request(const char *home, const char *line, char **reply, int 
     jbuf b;
     jbuf_init(&b, SVC_REPLY_MAX);
     int64_t deadline = timeout_ms < 0 ? INT64_MAX : time_now_nanos() + (int64_t)timeout_ms * 1000000;
-    for (;;) {
-        if (b.data && memchr(b.data, '\n', b.len)) break;
-        int64_t left = deadline == INT64_MAX ? -1 : (deadline - time_now_nanos()) / 1000000;
-        if (deadline != INT64_MAX && left <= 0) {
-            close(fd);
-            jbuf_free(&b);
-            return jerr_set(err, JERR_BACKEND, "the service at %s/serve.sock did not answer within %d ms", home,
-                            timeout_ms);
-        }
-        struct pollfd pf = {.fd = fd, .events = POLLIN};
-        int pr = poll(&pf, 1, left > INT32_MAX ? INT32_MAX : (int)left);
-        if (pr < 0 && errno == EINTR) continue;
-        if (pr <= 0) continue;
-        char tmp[4096];
-        ssize_t n = recv(fd, tmp, sizeof tmp, 0);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0 || jbuf_append(&b, tmp, (size_t)n) != 0) {
-            close(fd);
-            jbuf_free(&b);
-            /* the service stopped (or died) meanwhile: as if there were none */
-            return 1;
-        }
-    }
+    rc = read_line(fd, &b, deadline, reply);
     close(fd);
-    char *nl = memchr(b.data, '\n', b.len);
-    *nl = '\0';
-    *reply = jbuf_take(&b, NULL); /* NUL-terminated at the line's end */
-    return 0;
+    jbuf_free(&b);
+    if (rc == 2)
+        return jerr_set(err, JERR_BACKEND, "the service at %s/serve.sock did not answer within %d ms", home,
+                        timeout_ms);
+    /* 1: the service stopped (or died) meanwhile: as if there were none */
+    return rc;
 }
 
 int store_service_poke(const char *home, const char *run_id) {
@@ -1165,9 +1147,9 @@ int store_service_poke(const char *home, const char *run_id) {
     return rc;
 }
 
-/* Reads one reply line from fd (at most SVC_LINE_MAX) by deadline (ns,
- * INT64_MAX none): 0 and *line (malloc'ed), 1 closed by the service, 2 the
- * deadline passed. */
+/* Reads one reply line from fd into b (at most what b may hold; the rest
+ * stays in b) by deadline (ns, INT64_MAX none): 0 and *line (malloc'ed), 1
+ * closed by the service (or out of memory), 2 the deadline passed. */
 static int read_line(int fd, jbuf *b, int64_t deadline, char **line) {
     *line = NULL;
     for (;;) {
