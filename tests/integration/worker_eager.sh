@@ -13,21 +13,8 @@
 #
 #   JORCH=build/jorch JORCH_SOURCE_DIR=. bash tests/integration/worker_eager.sh
 
-PASSED=0
-FAILED=0
-summary() { echo "$PASSED passed, $FAILED failed"; }
-
-if [ -z "${JORCH_SOURCE_DIR:-}" ] || [ ! -f "$JORCH_SOURCE_DIR/tests/integration/lib.sh" ]; then
-    echo "FAIL: set JORCH_SOURCE_DIR to the jorch source tree (got '${JORCH_SOURCE_DIR:-}')" >&2
-    echo "0 passed, 1 failed"
-    exit 1
-fi
-SRC=$(cd "$JORCH_SOURCE_DIR" && pwd)
-
-. "$SRC/tests/integration/lib.sh"
-it_start
-RC=0 OUT="" ERR=""
-it_home
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+it_setup
 ACT=$SRC/tests/cli/activities
 command -v curl >/dev/null || tc_fail "curl is needed to read the dev server's metrics (scripts/setup installs it)"
 
@@ -108,5 +95,4 @@ check "a bad disable_eager_activities in jorch.yaml: exit 2 naming the key" \
     eval '[ "$RC" = 2 ] && grep -q "worker.disable_eager_activities" <<<"$ERR" && grep -q "true or false" <<<"$ERR"'
 : >"$JORCH_CONFIG"
 
-summary
-[ "$FAILED" = 0 ]
+it_summary
