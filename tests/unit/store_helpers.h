@@ -8,6 +8,7 @@
 #define JORCH_STORE_HELPERS_H
 
 #include <sqlite3.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -39,12 +40,16 @@ static void home_remove(void) {
     rmdir(home);
 }
 
-/* Another connection to the store in home, or NULL with the error printed. */
-static store *open_store(void) {
-    store *s = NULL;
+/* Another connection to the store in home in *s; false, *s NULL and the
+ * error printed when it cannot be opened. (*s is the caller's: a pointer
+ * that store_open wrote to a local of this function would, for GCC's
+ * -Wdangling-pointer, be one to a variable gone at the return.) */
+static bool open_store(store **s) {
     jerr e = {0};
-    if (store_open(home, &s, &e) != 0) fprintf(stderr, "store_open: %s\n", e.msg);
-    return s;
+    *s = NULL;
+    if (store_open(home, s, &e) == 0) return true;
+    fprintf(stderr, "store_open: %s\n", e.msg);
+    return false;
 }
 
 /* Starts a run of a one-line script with workflow_id (NULL: the store

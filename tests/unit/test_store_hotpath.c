@@ -13,8 +13,8 @@
 
 static void test_cached_statements_are_reset_and_unbound(void) {
     home_new("jorch-hot");
-    store *s = open_store();
-    CHECK(s != NULL);
+    store *s = NULL;
+    CHECK(open_store(&s));
     if (!s) return;
     static const char sql[] = "SELECT ?1 IS NULL, (SELECT count(*) FROM runs)";
     jerr e = {0};
@@ -37,8 +37,8 @@ static void test_cached_statements_are_reset_and_unbound(void) {
     store_release(s, a); /* mid-result: released with a row pending */
     /* a released read holds no snapshot: another connection's write and a
      * full checkpoint go through, and this connection sees the new row */
-    store *other = open_store();
-    CHECK(other != NULL);
+    store *other = NULL;
+    CHECK(open_store(&other));
     char run[40];
     if (other) start_run(other, NULL, run);
     CHECK_INT(one_int(s, "PRAGMA wal_checkpoint(TRUNCATE)"), 0); /* 0: not blocked by a reader */
@@ -60,8 +60,8 @@ static void test_cached_statements_are_reset_and_unbound(void) {
 
 static void test_nosync_transactions_restore_durable_commits(void) {
     home_new("jorch-hot");
-    store *s = open_store();
-    CHECK(s != NULL);
+    store *s = NULL;
+    CHECK(open_store(&s));
     if (!s) return;
     jerr e = {0};
     CHECK_INT(one_int(s, "PRAGMA synchronous"), 2); /* FULL */
@@ -88,8 +88,8 @@ static void test_nosync_transactions_restore_durable_commits(void) {
 
 static void test_history_size_counts_what_was_added(void) {
     home_new("jorch-hot");
-    store *s = open_store();
-    CHECK(s != NULL);
+    store *s = NULL;
+    CHECK(open_store(&s));
     if (!s) return;
     char a[40], b[40];
     start_run(s, NULL, a);

@@ -26,8 +26,8 @@ static int64_t history_length(store *s, const char *run_id) {
  * another host (whose liveness cannot be checked). */
 static void test_takeover_fences_the_old_owner(void) {
     home_new("jorch-lease");
-    store *a = open_store(), *b = open_store();
-    CHECK(a && b);
+    store *a = NULL, *b = NULL;
+    CHECK(open_store(&a) && open_store(&b));
     if (!a || !b) return;
     snprintf(b->owner, sizeof b->owner, "4242@elsewhere.invalid");
     char run[40];
@@ -64,8 +64,8 @@ static void test_takeover_fences_the_old_owner(void) {
 
 static void test_dead_owner_is_free_at_once(void) {
     home_new("jorch-lease");
-    store *a = open_store(), *b = open_store();
-    CHECK(a && b);
+    store *a = NULL, *b = NULL;
+    CHECK(open_store(&a) && open_store(&b));
     if (!a || !b) return;
     char run[40];
     start_run(a, "w", run);
@@ -94,8 +94,8 @@ static void test_dead_owner_is_free_at_once(void) {
  * may be executing the run; it then takes a generation of its own. */
 static void test_requests_never_take_a_live_run(void) {
     home_new("jorch-lease");
-    store *a = open_store(), *c = open_store();
-    CHECK(a && c);
+    store *a = NULL, *c = NULL;
+    CHECK(open_store(&a) && open_store(&c));
     if (!a || !c) return;
     /* c: another process on this host (the executor a is this live process) */
     snprintf(c->owner, sizeof c->owner, "1%s", strchr(a->owner, '@'));
@@ -130,8 +130,8 @@ static int schema_version(store *s) {
 
 static void test_old_store_is_upgraded(void) {
     home_new("jorch-lease");
-    store *s = open_store();
-    CHECK(s != NULL);
+    store *s = NULL;
+    CHECK(open_store(&s));
     if (!s) return;
     char run[40];
     start_run(s, "w", run);
@@ -145,8 +145,7 @@ static void test_old_store_is_upgraded(void) {
            " DROP TABLE webhook_deliveries;"
            " UPDATE meta SET value='1' WHERE key='schema_version'");
     store_close(s);
-    s = open_store();
-    CHECK(s != NULL);
+    CHECK(open_store(&s));
     if (!s) return;
     CHECK_INT(schema_version(s), STORE_SCHEMA_VERSION);
     int64_t g = 0;
