@@ -915,6 +915,13 @@ static int run_workflow_task(runner *r, char *new_run_id, jerr *err) {
             store_events_free(all, na);
         }
     }
+    /* A retry of a task that failed with nothing new since (the event
+     * before its WorkflowTaskScheduled is the WorkflowTaskFailed, none
+     * after it): as on Temporal, only the first failure in a row is
+     * recorded, so a run failing for days does not grow its history. */
+    bool repeat = false;
+    for (size_t i = 0; i < n && next_id == scheduled + 1; i++)
+        if (ev[i]->event_id == scheduled - 1) repeat = ev[i]->event_type == ET(WORKFLOW_TASK_FAILED);
     HistoryEvent *started = wft_event(ET(WORKFLOW_TASK_STARTED), scheduled, 0);
     HistoryEvent **batch = realloc(ev, (n + 1) * sizeof *batch);
     if (!started || !batch) {
@@ -936,6 +943,21 @@ static int run_workflow_task(runner *r, char *new_run_id, jerr *err) {
         engine_run_free(r->eng);
         r->eng = NULL;
         if (store_begin(r->s, err) != 0) return -1;
+        int attempts = r->task_attempts < INT_MAX ? r->task_attempts + 1 : INT_MAX;
+        int64_t retry_at = task_retry_delay(r->o->task_retry_first, attempts);
+        if (retry_at > 0) retry_at += time_now_nanos();
+        if (repeat) {
+            /* nothing to add to the history: the task stays scheduled */
+            if (store_task_retry_set(r->s, r->run_id, attempts, retry_at, err) != 0 || runner_commit(r, err) != 0) {
+                store_rollback(r->s);
+                return -1;
+            }
+            r->task_attempts = attempts;
+            r->task_retry_at = retry_at;
+            *err = saved;
+            err->code = JERR_FAILED;
+            return -2;
+        }
         HistoryEvent *st = wft_event(ET(WORKFLOW_TASK_STARTED), scheduled, 0);
         if (st) st->event_time = pb_timestamp_new(started_time);
         int64_t sid = st ? store_append(r->s, r->run_id, st, err) : -1;
@@ -958,9 +980,6 @@ static int run_workflow_task(runner *r, char *new_run_id, jerr *err) {
             protobuf_c_message_free_unpacked(&fe->base, NULL);
             fe = NULL;
         }
-        int attempts = r->task_attempts < INT_MAX ? r->task_attempts + 1 : INT_MAX;
-        int64_t retry_at = task_retry_delay(r->o->task_retry_first, attempts);
-        if (retry_at > 0) retry_at += time_now_nanos();
         if (sid < 0 || !fe || store_append(r->s, r->run_id, fe, err) < 0 ||
             store_schedule_wft(r->s, r->run_id, err) != 0 ||
             store_task_retry_set(r->s, r->run_id, attempts, retry_at, err) != 0 || runner_commit(r, err) != 0) {
