@@ -80,64 +80,9 @@ static const struct {
 
 /* ------------------------------------------------------------ basics */
 
-/* jorch.db shorter than its own header says (the page count at offset 28,
- * valid while the change counter at 24 equals the one at 92): cut short
- * under SQLite, which reads the missing pages as zeros, and whose next
- * checkpoint would write the log's pages around the hole - a store that
- * looks whole but is not. Read through the connection's own file handle:
- * opening and closing the file here would drop the POSIX locks SQLite
- * holds on it. A checkpoint by another process writes page 1, with the new
- * count, before the pages after it, so a file counts as cut short only
- * when it stays short for a moment. Files under 100 bytes are the
- * callers' own check. */
-static bool db_cut_short(store *s, int64_t *size, int64_t *want) {
-    if (!s || !s->db) return false;
-    bool short_file = false;
-    sqlite3_mutex *mu = sqlite3_db_mutex(s->db);
-    for (int look = 0; look < 10; look++) {
-        if (look) {
-            struct timespec ts = {0, 50 * 1000000};
-            nanosleep(&ts, NULL);
-        }
-        sqlite3_file *f = NULL;
-        sqlite3_int64 sz = 0;
-        unsigned char h[SQLITE_HEADER_BYTES];
-        if (mu) sqlite3_mutex_enter(mu);
-        int rc = sqlite3_file_control(s->db, "main", SQLITE_FCNTL_FILE_POINTER, &f);
-        bool readable = rc == SQLITE_OK && f && f->pMethods && f->pMethods->xFileSize(f, &sz) == SQLITE_OK &&
-                        f->pMethods->xRead(f, h, (int)sizeof h, 0) == SQLITE_OK;
-        if (mu) sqlite3_mutex_leave(mu);
-        if (!readable || memcmp(h, "SQLite format 3", 16) != 0) return false;
-        uint32_t page = (uint32_t)h[16] << 8 | h[17];
-        if (page == 1) page = 65536;
-        uint32_t counter = (uint32_t)h[24] << 24 | (uint32_t)h[25] << 16 | (uint32_t)h[26] << 8 | h[27];
-        uint32_t pages = (uint32_t)h[28] << 24 | (uint32_t)h[29] << 16 | (uint32_t)h[30] << 8 | h[31];
-        uint32_t valid_for = (uint32_t)h[92] << 24 | (uint32_t)h[93] << 16 | (uint32_t)h[94] << 8 | h[95];
-        if (page < 512 || (page & (page - 1)) != 0 || pages == 0 || counter != valid_for) return false;
-        *size = sz;
-        *want = (int64_t)pages * page;
-        short_file = sz < *want;
-        if (!short_file) return false;
-    }
-    return short_file;
-}
-
-/* The error for a store file cut short under this process; closing it must
- * not copy the log into it either: the damage stays visible. */
-static int cut_short_error(store *s, int64_t size, int64_t want, jerr *err) {
-    sqlite3_db_config(s->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, (int *)NULL);
-    return jerr_set(err, JERR_BACKEND, "store %s: jorch.db was truncated to %lld bytes (its header says %lld) while "
-                    "this process was using it; stopping without writing to it. Restore the store from a backup",
-                    s->home, (long long)size, (long long)want);
-}
-
 int store_db_error(store *s, const char *what, jerr *err) {
-    int code = s && s->db ? sqlite3_errcode(s->db) : SQLITE_ERROR;
-    int64_t size = 0, want = 0;
-    /* pages read past the end of a file cut short are zeros: "malformed" */
-    if ((code == SQLITE_CORRUPT || code == SQLITE_NOTADB || code == SQLITE_IOERR) && db_cut_short(s, &size, &want))
-        return cut_short_error(s, size, want, err);
     const char *m = s && s->db ? sqlite3_errmsg(s->db) : "no database";
+    int code = s && s->db ? sqlite3_errcode(s->db) : SQLITE_ERROR;
     const char *hint = "";
     if (code == SQLITE_READONLY) hint = " (is $JORCH_HOME writable?)";
     else if (code == SQLITE_CORRUPT || code == SQLITE_NOTADB) hint = " (the store file is damaged or not a jorch store)";
@@ -462,15 +407,6 @@ int store_open(const char *home, store **out, jerr *err) {
         store_close(s);
         return -1;
     }
-    int64_t size = 0, want = 0;
-    if (db_cut_short(s, &size, &want)) {
-        jerr_set(err, JERR_BACKEND, "the store %s is truncated (%lld bytes; its header says %lld): its runs are lost. "
-                 "Restore it from a backup, or move it away to start a new store", path, (long long)size,
-                 (long long)want);
-        sqlite3_db_config(s->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, (int *)NULL);
-        store_close(s);
-        return -1;
-    }
     s->readonly = sqlite3_db_readonly(s->db, "main") == 1;
     sqlite3_busy_timeout(s->db, 10000);
     /* WAL + FULL: a committed transaction survives a crash or power loss.
@@ -542,8 +478,6 @@ int store_check_files(store *s, jerr *err) {
                         "using it; stopping without writing to it. Restore the store from a backup",
                         s->home, (long long)st.st_size);
     }
-    int64_t size = 0, want = 0;
-    if (db_cut_short(s, &size, &want)) return cut_short_error(s, size, want, err);
     char wal[1110];
     snprintf(wal, sizeof wal, "%s-wal", path);
     bool had = s->wal_known;

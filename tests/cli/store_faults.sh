@@ -3,7 +3,7 @@
 # an executor whose store files are deleted or truncated under it stops
 # writing and says so: a read-only store; the write-ahead log deleted under a
 # live executor; the database truncated to 0 bytes under a live executor, and
-# with none; the database cut short to one page under a live executor. A new store is still created safely by processes racing to.
+# with none. A new store is still created safely by processes racing to.
 . "$(dirname "$0")/lib.sh"
 t_begin "store faults"
 # the executor checks its files at every commit and every lease renewal (a third of this)
@@ -121,24 +121,6 @@ wait_exit $pid 10
 expect_eq "truncated: the executor stops with exit 3" "$RC" "3"
 expect_contains "truncated: and says why" "$(cat "$T_DIR/err-trunc")" "jorch.db was truncated"
 expect_eq "truncated: the executor wrote nothing into the empty file" "$(size_of "$JORCH_HOME/jorch.db")" "0"
-
-# 3b. the database cut short to a non-zero size (its first page kept) under a
-#     live executor: it notices at its next lease renewal and stops, writing
-#     nothing into the file; other verbs refuse the store with the same reason
-export JORCH_HOME="$T_DIR/cut"
-"$JORCH" run --quiet --id c1 "$T_DIR/wait.lua" >/dev/null 2>"$T_DIR/err-cut" &
-pid=$!
-wait_tasks c1 1 || fail "cut short: the run started"
-full=$(size_of "$JORCH_HOME/jorch.db")
-check "cut short: the store file holds more than one page ($full bytes)" test "$full" -gt 4096
-python3 -c 'import os, sys; os.truncate(sys.argv[1], 4096)' "$JORCH_HOME/jorch.db"
-wait_exit $pid 10
-expect_eq "cut short: the executor stops with exit 3" "$RC" "3"
-expect_contains "cut short: and says why" "$(cat "$T_DIR/err-cut")" "jorch.db was truncated to 4096 bytes (its header says $full)"
-expect_eq "cut short: the executor wrote nothing into the file" "$(size_of "$JORCH_HOME/jorch.db")" "4096"
-timed "cut short: list" 5 "$JORCH" list
-expect_eq "cut short: list exits 3" "$RC" "3"
-expect_contains "cut short: list says so" "$ERR" "is truncated (4096 bytes; its header says $full)"
 
 # 4. an empty database file with no executor is not taken for a new store
 export JORCH_HOME="$T_DIR/empty"
