@@ -215,8 +215,9 @@ static void path_format(const seg *segs, size_t n, const char *arena, char *buf,
             int k = snprintf(t, sizeof t, "[%zu]", s->index);
             text_add(buf, cap, &len, t, (size_t)k);
         } else if (s->kind == SEG_KEY) {
-            const char *key = arena + s->key_off;
-            size_t klen = s->key_len;
+            /* no arena yet when every key so far was empty: no arithmetic on NULL */
+            const char *key = arena != NULL ? arena + s->key_off : "";
+            size_t klen = arena != NULL ? s->key_len : 0;
             if (is_identifier(key, klen)) {
                 text_add(buf, cap, &len, ".", 1);
                 text_add(buf, cap, &len, key, klen);
